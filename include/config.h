@@ -1,0 +1,81 @@
+/* config.h - every option of SPEC.md, from flags and MAILTRAIL_* variables.
+ *
+ * Pure: the environment comes in through a lookup function, so tests can
+ * feed any.  A flag wins over its variable.
+ */
+#ifndef CONFIG_H
+#define CONFIG_H
+
+#include <regex.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdint.h>
+
+#define CONFIG_TOPICS_MAX 64
+
+enum log_format { LOG_FORMAT_JSON, LOG_FORMAT_TEXT };
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+
+struct config_listen {
+	char host[64]; /* numeric IPv4 or IPv6 address, no brackets */
+	unsigned port; /* 0: pick a free one */
+};
+
+struct config_redis {
+	bool is_unix;
+	char host[256];
+	unsigned port;
+	char path[108];
+	char password[256]; /* empty: none */
+	unsigned db;
+};
+
+struct config {
+	struct config_listen listen;
+	const char *tls_cert, *tls_key;
+	const char *redis_url;
+	struct config_redis redis;
+	const char *redis_prefix;
+	const char *cert_host_pattern;
+	regex_t cert_host_re; /* compiled cert_host_pattern */
+	bool cert_host_re_set;
+	const char *ca_file;
+	const char *cert_cache_dir;
+	const char *topics[CONFIG_TOPICS_MAX];
+	size_t ntopics;
+	char *topics_env; /* owned copy of MAILTRAIL_TOPIC, split in place */
+	int64_t max_age_s;
+	bool auto_confirm;
+	unsigned retention_days;
+	bool keep_headers;
+	size_t max_body;
+	enum log_format log_format;
+	enum log_level log_level;
+};
+
+enum config_result {
+	CONFIG_OK,    /* run */
+	CONFIG_EXIT,  /* --help or --version was printed: exit 0 */
+	CONFIG_ERROR, /* err holds one line naming the option: exit 2 */
+};
+
+typedef const char *(*config_getenv_fn)(const char *name);
+
+/* Fills c from argv (argv[0] is the program) and env.  Strings point into
+ * argv or the environment, which must outlive c.  --help and --version
+ * text is written to out.  Release with config_free(). */
+enum config_result config_parse(struct config *c, int argc, char **argv,
+				config_getenv_fn env, FILE *out, char *err,
+				size_t errsz);
+
+/* Frees what config_parse allocated; accepts NULL. */
+void config_free(struct config *c);
+
+/* True when topic is allowed (no --topic given, or one of them). */
+bool config_topic_allowed(const struct config *c, const char *topic);
+
+/* Parses a redis URL as --redis takes it; false on anything else. */
+bool config_parse_redis_url(const char *url, struct config_redis *out);
+
+#endif

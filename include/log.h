@@ -1,0 +1,27 @@
+/* log.h - one line per event on stdout, JSON or text.
+ *
+ * Only main and the HTTP layer log; modules return errors instead.
+ *   LOG(LOG_INFO, "stored", "id=%s events=%zu", id, n);
+ * The details are "key=value" pairs separated by spaces; a value holding
+ * spaces is written in double quotes (key="a b").  In JSON format each pair
+ * becomes a member: {"ts":...,"level":"info","msg":"stored","id":...}.
+ * Values are JSON-escaped; control characters never reach the terminal.
+ */
+#ifndef LOG_H
+#define LOG_H
+
+#include "config.h"
+
+void log_init(enum log_format format, enum log_level level);
+bool log_enabled(enum log_level level);
+
+void log_write(enum log_level level, const char *msg, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#define LOG(level, msg, ...)                                                   \
+	do {                                                                   \
+		if (log_enabled(level))                                        \
+			log_write(level, msg, __VA_ARGS__);                    \
+	} while (0)
+
+#endif

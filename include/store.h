@@ -1,0 +1,59 @@
+/* store.h - the Redis side: per-recipient timelines and friends.
+ *
+ * Keys (prefix = --redis-prefix):
+ *   {prefix}rcpt:{<address>}  sorted set per recipient, score = event ms,
+ *                             member = EVENT JSON
+ *   {prefix}recent            sorted set, the newest STORE_RECENT_MAX
+ *                             events across recipients
+ *   {prefix}topic:{<arn>}     sorted set per topic, score = SNS Timestamp
+ *                             ms, member = a non-SES (or not indexable)
+ *                             notification as JSON
+ * Every write is idempotent (a member written twice is stored once), which
+ * is what makes SNS redelivery harmless and a half-done write safe to retry.
+ * Each set is trimmed to the retention window measured back from its newest
+ * score, capped in size, and expires after the retention period without
+ * writes.
+ */
+#ifndef STORE_H
+#define STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "mt_error.h"
+#include "ses.h"
+
+#define STORE_RECENT_MAX 10000
+#define STORE_RCPT_EVENTS_MAX 100000
+#define STORE_TOPIC_MESSAGES_MAX 10000
+/* Idle connections kept for reuse. */
+#define STORE_POOL_MAX 32
+#define STORE_CONNECT_TIMEOUT_MS 1000
+#define STORE_COMMAND_TIMEOUT_MS 3000
+
+struct store;
+
+/* Does not connect yet.  Returns NULL on allocation failure; free with
+ * store_free(). */
+struct store *store_new(const struct config_redis *redis, const char *prefix,
+			unsigned retention_days);
+void store_free(struct store *st);
+
+/* Stores every event.  *added gets how many were new (0 for a
+ * redelivery).  MT_E_REDIS when Redis is unreachable or errs; errbuf then
+ * says why. */
+enum mt_err store_put_events(struct store *st, const struct ses_events *evs,
+			     size_t *added, char *errbuf, size_t errsz);
+
+/* Keeps a notification that is not an indexable SES event under its topic.
+ * json is the member to store; *added as above. */
+enum mt_err store_put_raw(struct store *st, const char *topic_arn,
+			  int64_t time_ms, const char *json, size_t len,
+			  size_t *added, char *errbuf, size_t errsz);
+
+/* PING.  MT_E_OK while Redis answers. */
+enum mt_err store_ping(struct store *st, char *errbuf, size_t errsz);
+
+#endif

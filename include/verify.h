@@ -1,0 +1,25 @@
+/* verify.h - is this SNS message signed by this certificate?  Pure. */
+#ifndef VERIFY_H
+#define VERIFY_H
+
+#include <openssl/x509.h>
+#include <stddef.h>
+
+#include "mt_error.h"
+#include "sns.h"
+
+/* Largest signing certificate PEM accepted (AWS's are about 2 KiB). */
+#define VERIFY_CERT_PEM_MAX (64 * 1024)
+
+/* Parses one PEM certificate.  Returns a new X509 (caller frees with
+ * X509_free) or NULL when pem is not exactly a usable RSA certificate. */
+X509 *verify_cert_from_pem(const char *pem, size_t len);
+
+/* Checks m's Signature against cert: the certificate must have been valid
+ * at m's Timestamp (MT_E_CERT_INVALID), the Signature must be base64
+ * (MT_E_SIG_ENCODING), and it must verify over sns_string_to_sign(m) with
+ * SHA1withRSA (SignatureVersion 1) or SHA256withRSA (2)
+ * (MT_E_BAD_SIGNATURE). */
+enum mt_err verify_signature(const struct sns_message *m, X509 *cert);
+
+#endif

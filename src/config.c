@@ -1,0 +1,469 @@
+/* config.c - flags and MAILTRAIL_* variables, validated up front so that a
+ * bad deployment fails at start with one clear line, not at the first
+ * delivery. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <arpa/inet.h>
+
+#include "mt_version.h"
+
+#define DEFAULT_CERT_HOST_PATTERN "^sns\\.[a-z0-9-]+\\.amazonaws\\.com(\\.cn)?$"
+
+enum opt_id {
+	OPT_LISTEN,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
+	OPT_REDIS,
+	OPT_REDIS_PREFIX,
+	OPT_CERT_HOST_PATTERN,
+	OPT_CA_FILE,
+	OPT_CERT_CACHE_DIR,
+	OPT_TOPIC,
+	OPT_MAX_AGE,
+	OPT_AUTO_CONFIRM,
+	OPT_RETENTION_DAYS,
+	OPT_KEEP_HEADERS,
+	OPT_MAX_BODY,
+	OPT_LOG_FORMAT,
+	OPT_LOG_LEVEL,
+	OPT_HELP,
+	OPT_VERSION,
+	OPT__COUNT
+};
+
+struct opt {
+	const char *name; /* without "--" */
+	const char *arg;  /* NULL: a switch */
+	const char *def;  /* default, as shown and as parsed */
+	const char *help;
+};
+
+static const struct opt opts[OPT__COUNT] = {
+	[OPT_LISTEN] = {"listen", "ADDR:PORT", "0.0.0.0:8080", "SNS webhook listener"},
+	[OPT_TLS_CERT] = {"tls-cert", "FILE", NULL, "serve the webhook over HTTPS: certificate (PEM)"},
+	[OPT_TLS_KEY] = {"tls-key", "FILE", NULL, "serve the webhook over HTTPS: private key (PEM)"},
+	[OPT_REDIS] = {"redis", "URL", "redis://127.0.0.1:6379/0", "redis://[:password@]host:port[/db] or unix:///path"},
+	[OPT_REDIS_PREFIX] = {"redis-prefix", "STR", "mailtrail:", "prefix of every Redis key"},
+	[OPT_CERT_HOST_PATTERN] = {"cert-host-pattern", "ERE", DEFAULT_CERT_HOST_PATTERN, "authority of SigningCertURL/SubscribeURL must match"},
+	[OPT_CA_FILE] = {"ca-file", "FILE", NULL, "CA bundle for outbound HTTPS (default: system store)"},
+	[OPT_CERT_CACHE_DIR] = {"cert-cache-dir", "DIR", NULL, "keep signing certs here; a cert found here is used without fetching"},
+	[OPT_TOPIC] = {"topic", "ARN", NULL, "accept only this TopicArn (repeatable; env: comma-separated)"},
+	[OPT_MAX_AGE] = {"max-age", "SECONDS", "0", "reject messages older than this (0: off)"},
+	[OPT_AUTO_CONFIRM] = {"auto-confirm", "yes|no", "yes", "confirm SubscriptionConfirmation messages"},
+	[OPT_RETENTION_DAYS] = {"retention-days", "N", "90", "trim events older than this"},
+	[OPT_KEEP_HEADERS] = {"keep-headers", NULL, NULL, "also store mail.commonHeaders"},
+	[OPT_MAX_BODY] = {"max-body", "BYTES", "1048576", "larger request bodies get 413"},
+	[OPT_LOG_FORMAT] = {"log-format", "json|text", "json", "log line format (stdout)"},
+	[OPT_LOG_LEVEL] = {"log-level", "debug|info|warn|error", "info", "least severe level logged"},
+	[OPT_HELP] = {"help", NULL, NULL, "show this help"},
+	[OPT_VERSION] = {"version", NULL, NULL, "show the version"},
+};
+
+static void fail(char *err, size_t errsz, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void fail(char *err, size_t errsz, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errsz, fmt, ap);
+	va_end(ap);
+}
+
+static void env_name(const char *opt, char *out, size_t outsz)
+{
+	size_t n = (size_t)snprintf(out, outsz, "MAILTRAIL_");
+	for (const char *p = opt; *p && n + 1 < outsz; p++)
+		out[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+	out[n] = '\0';
+}
+
+static bool parse_u64(const char *s, uint64_t max, uint64_t *out)
+{
+	if (!*s || !isdigit((unsigned char)*s))
+		return false;
+	errno = 0;
+	char *end;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || *end || v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+static bool parse_bool(const char *s, bool *out)
+{
+	static const char *const yes[] = {"yes", "true", "1", "on"};
+	static const char *const no[] = {"no", "false", "0", "off"};
+	for (size_t i = 0; i < 4; i++) {
+		if (strcasecmp(s, yes[i]) == 0) {
+			*out = true;
+			return true;
+		}
+		if (strcasecmp(s, no[i]) == 0) {
+			*out = false;
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool parse_listen(const char *s, struct config_listen *out)
+{
+	const char *colon = strrchr(s, ':');
+	if (!colon || colon == s)
+		return false;
+	const char *h = s;
+	size_t hl = (size_t)(colon - s);
+	if (h[0] == '[') {
+		if (hl < 3 || h[hl - 1] != ']')
+			return false;
+		h++;
+		hl -= 2;
+	} else if (memchr(h, ':', hl)) {
+		return false; /* IPv6 needs brackets */
+	}
+	if (hl >= sizeof(out->host))
+		return false;
+	memcpy(out->host, h, hl);
+	out->host[hl] = '\0';
+	unsigned char buf[16];
+	if (inet_pton(AF_INET, out->host, buf) != 1 &&
+	    inet_pton(AF_INET6, out->host, buf) != 1)
+		return false;
+	uint64_t port;
+	if (!parse_u64(colon + 1, 65535, &port))
+		return false;
+	out->port = (unsigned)port;
+	return true;
+}
+
+bool config_parse_redis_url(const char *url, struct config_redis *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (strncmp(url, "unix://", 7) == 0) {
+		const char *path = url + 7;
+		if (path[0] != '/' || strlen(path) >= sizeof(out->path))
+			return false;
+		out->is_unix = true;
+		memcpy(out->path, path, strlen(path) + 1);
+		return true;
+	}
+	if (strncmp(url, "redis://", 8) != 0)
+		return false;
+	const char *p = url + 8;
+	const char *at = strrchr(p, '@');
+	if (at) {
+		if (p[0] != ':' || (size_t)(at - p - 1) >= sizeof(out->password))
+			return false;
+		memcpy(out->password, p + 1, (size_t)(at - p - 1));
+		out->password[at - p - 1] = '\0';
+		p = at + 1;
+	}
+	const char *slash = strchr(p, '/');
+	size_t hp_len = slash ? (size_t)(slash - p) : strlen(p);
+	char hp[300];
+	if (hp_len == 0 || hp_len >= sizeof(hp))
+		return false;
+	memcpy(hp, p, hp_len);
+	hp[hp_len] = '\0';
+	out->port = 6379;
+	char *colon = strrchr(hp, ':');
+	if (colon && hp[0] != '[') {
+		uint64_t port;
+		if (!parse_u64(colon + 1, 65535, &port) || port == 0)
+			return false;
+		out->port = (unsigned)port;
+		*colon = '\0';
+	} else if (hp[0] == '[') {
+		char *close = strchr(hp, ']');
+		if (!close)
+			return false;
+		if (close[1] == ':') {
+			uint64_t port;
+			if (!parse_u64(close + 2, 65535, &port) || port == 0)
+				return false;
+			out->port = (unsigned)port;
+		} else if (close[1]) {
+			return false;
+		}
+		*close = '\0';
+		memmove(hp, hp + 1, strlen(hp + 1) + 1);
+	}
+	if (!hp[0] || strlen(hp) >= sizeof(out->host))
+		return false;
+	memcpy(out->host, hp, strlen(hp) + 1);
+	if (slash && slash[1]) {
+		uint64_t db;
+		if (!parse_u64(slash + 1, 15, &db))
+			return false;
+		out->db = (unsigned)db;
+	}
+	return true;
+}
+
+static void print_help(FILE *out)
+{
+	fprintf(out,
+		"Usage: mailtrail [OPTION]...\n"
+		"Receives Amazon SNS deliveries of Amazon SES events, verifies them and\n"
+		"stores one event per recipient in Redis.\n\n"
+		"Every option can also be set as MAILTRAIL_<NAME> (upper case, '-' as\n"
+		"'_'); the flag wins.\n\n");
+	for (int i = 0; i < OPT__COUNT; i++) {
+		char flag[64], env[64];
+		snprintf(flag, sizeof(flag), "--%s%s%s", opts[i].name,
+			 opts[i].arg ? " " : "", opts[i].arg ? opts[i].arg : "");
+		env_name(opts[i].name, env, sizeof(env));
+		fprintf(out, "  %-32s %s\n", flag, opts[i].help);
+		if (i == OPT_HELP || i == OPT_VERSION)
+			continue;
+		fprintf(out, "  %-32s   env %s, default: %s\n", "", env,
+			opts[i].def ? opts[i].def : opts[i].arg ? "none" : "off");
+	}
+}
+
+/* Applies one option value; the option name is in the error line. */
+static bool apply(struct config *c, enum opt_id id, const char *v, char *err,
+		  size_t errsz)
+{
+	uint64_t n;
+	const char *name = opts[id].name;
+
+	switch (id) {
+	case OPT_LISTEN:
+		if (!parse_listen(v, &c->listen))
+			goto bad;
+		return true;
+	case OPT_TLS_CERT:
+		c->tls_cert = v;
+		return true;
+	case OPT_TLS_KEY:
+		c->tls_key = v;
+		return true;
+	case OPT_REDIS:
+		if (!config_parse_redis_url(v, &c->redis))
+			goto bad;
+		c->redis_url = v;
+		return true;
+	case OPT_REDIS_PREFIX:
+		if (strlen(v) > 128)
+			goto bad;
+		c->redis_prefix = v;
+		return true;
+	case OPT_CERT_HOST_PATTERN:
+		if (c->cert_host_re_set) {
+			regfree(&c->cert_host_re);
+			c->cert_host_re_set = false;
+		}
+		if (!*v || regcomp(&c->cert_host_re, v, REG_EXTENDED | REG_NOSUB) != 0)
+			goto bad;
+		c->cert_host_re_set = true;
+		c->cert_host_pattern = v;
+		return true;
+	case OPT_CA_FILE:
+		c->ca_file = v;
+		return true;
+	case OPT_CERT_CACHE_DIR:
+		c->cert_cache_dir = v;
+		return true;
+	case OPT_TOPIC:
+		if (!*v || c->ntopics == CONFIG_TOPICS_MAX)
+			goto bad;
+		c->topics[c->ntopics++] = v;
+		return true;
+	case OPT_MAX_AGE:
+		if (!parse_u64(v, INT32_MAX, &n))
+			goto bad;
+		c->max_age_s = (int64_t)n;
+		return true;
+	case OPT_AUTO_CONFIRM:
+		if (!parse_bool(v, &c->auto_confirm))
+			goto bad;
+		return true;
+	case OPT_RETENTION_DAYS:
+		if (!parse_u64(v, 36500, &n) || n == 0)
+			goto bad;
+		c->retention_days = (unsigned)n;
+		return true;
+	case OPT_KEEP_HEADERS:
+		if (!parse_bool(v, &c->keep_headers))
+			goto bad;
+		return true;
+	case OPT_MAX_BODY:
+		if (!parse_u64(v, 64u << 20, &n) || n < 1024)
+			goto bad;
+		c->max_body = (size_t)n;
+		return true;
+	case OPT_LOG_FORMAT:
+		if (strcmp(v, "json") == 0)
+			c->log_format = LOG_FORMAT_JSON;
+		else if (strcmp(v, "text") == 0)
+			c->log_format = LOG_FORMAT_TEXT;
+		else
+			goto bad;
+		return true;
+	case OPT_LOG_LEVEL: {
+		static const char *const lv[] = {"debug", "info", "warn", "error"};
+		for (int i = 0; i < 4; i++) {
+			if (strcmp(v, lv[i]) == 0) {
+				c->log_level = (enum log_level)i;
+				return true;
+			}
+		}
+		goto bad;
+	}
+	case OPT_HELP:
+	case OPT_VERSION:
+	case OPT__COUNT:
+		break;
+	}
+	return true;
+bad:
+	fail(err, errsz, "mailtrail: invalid value for --%s: '%s'", name, v);
+	return false;
+}
+
+static enum opt_id find_opt(const char *name, size_t len)
+{
+	for (int i = 0; i < OPT__COUNT; i++)
+		if (strlen(opts[i].name) == len && memcmp(opts[i].name, name, len) == 0)
+			return (enum opt_id)i;
+	return OPT__COUNT;
+}
+
+enum config_result config_parse(struct config *c, int argc, char **argv,
+				config_getenv_fn env, FILE *out, char *err,
+				size_t errsz)
+{
+	const char *flag_val[OPT__COUNT] = {0};
+	bool flag_seen[OPT__COUNT] = {0};
+	const char *topic_flags[CONFIG_TOPICS_MAX];
+	size_t ntopic_flags = 0;
+
+	memset(c, 0, sizeof(*c));
+	err[0] = '\0';
+
+	/* 1. Collect the flags (so that the flag wins over the variable). */
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (strncmp(a, "--", 2) != 0) {
+			fail(err, errsz, "mailtrail: unexpected argument '%s' (see --help)", a);
+			return CONFIG_ERROR;
+		}
+		const char *eq = strchr(a + 2, '=');
+		size_t nl = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+		enum opt_id id = find_opt(a + 2, nl);
+		if (id == OPT__COUNT) {
+			fail(err, errsz, "mailtrail: unknown option '%.*s' (see --help)",
+			     (int)(nl + 2), a);
+			return CONFIG_ERROR;
+		}
+		if (id == OPT_HELP) {
+			print_help(out);
+			return CONFIG_EXIT;
+		}
+		if (id == OPT_VERSION) {
+			fprintf(out, "mailtrail %s\n", MAILTRAIL_VERSION);
+			return CONFIG_EXIT;
+		}
+		const char *v;
+		if (!opts[id].arg) {
+			v = eq ? eq + 1 : "yes";
+		} else if (eq) {
+			v = eq + 1;
+		} else if (i + 1 < argc) {
+			v = argv[++i];
+		} else {
+			fail(err, errsz, "mailtrail: option --%s needs a value", opts[id].name);
+			return CONFIG_ERROR;
+		}
+		if (id == OPT_TOPIC) {
+			if (ntopic_flags == CONFIG_TOPICS_MAX) {
+				fail(err, errsz, "mailtrail: too many --topic (at most %d)",
+				     CONFIG_TOPICS_MAX);
+				return CONFIG_ERROR;
+			}
+			topic_flags[ntopic_flags++] = v;
+		}
+		flag_seen[id] = true;
+		flag_val[id] = v;
+	}
+
+	/* 2. Defaults, then variables, then flags, each validated. */
+	for (int i = 0; i < OPT__COUNT; i++) {
+		if (i == OPT_HELP || i == OPT_VERSION)
+			continue;
+		enum opt_id id = (enum opt_id)i;
+		char name[64];
+		env_name(opts[i].name, name, sizeof(name));
+		const char *ev = env ? env(name) : NULL;
+
+		if (id == OPT_TOPIC) {
+			if (flag_seen[id]) {
+				for (size_t t = 0; t < ntopic_flags; t++)
+					if (!apply(c, id, topic_flags[t], err, errsz))
+						return CONFIG_ERROR;
+			} else if (ev && *ev) {
+				c->topics_env = strdup(ev);
+				if (!c->topics_env) {
+					fail(err, errsz, "mailtrail: out of memory");
+					return CONFIG_ERROR;
+				}
+				char *save = NULL;
+				for (char *t = strtok_r(c->topics_env, ",", &save); t;
+				     t = strtok_r(NULL, ",", &save)) {
+					while (*t == ' ')
+						t++;
+					if (!apply(c, id, t, err, errsz))
+						return CONFIG_ERROR;
+				}
+			}
+			continue;
+		}
+		if (opts[i].def && !apply(c, id, opts[i].def, err, errsz))
+			return CONFIG_ERROR;
+		const char *v = flag_seen[id] ? flag_val[id] : ev;
+		if (v && !apply(c, id, v, err, errsz)) {
+			if (!flag_seen[id]) /* say where the bad value came from */
+				fail(err, errsz, "mailtrail: invalid value for --%s (from %s): '%s'",
+				     opts[i].name, name, v);
+			return CONFIG_ERROR;
+		}
+	}
+
+	if (!c->tls_cert != !c->tls_key) {
+		fail(err, errsz, "mailtrail: --%s and --%s go together",
+		     c->tls_cert ? "tls-key" : "tls-cert",
+		     c->tls_cert ? "tls-cert" : "tls-key");
+		return CONFIG_ERROR;
+	}
+	return CONFIG_OK;
+}
+
+void config_free(struct config *c)
+{
+	if (!c)
+		return;
+	if (c->cert_host_re_set)
+		regfree(&c->cert_host_re);
+	free(c->topics_env);
+	memset(c, 0, sizeof(*c));
+}
+
+bool config_topic_allowed(const struct config *c, const char *topic)
+{
+	if (c->ntopics == 0)
+		return true;
+	for (size_t i = 0; i < c->ntopics; i++)
+		if (strcmp(c->topics[i], topic) == 0)
+			return true;
+	return false;
+}

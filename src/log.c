@@ -1,0 +1,146 @@
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "mt_time.h"
+
+/* Set once by main before any thread starts, read-only afterwards. */
+static enum log_format g_format = LOG_FORMAT_JSON;
+static enum log_level g_level = LOG_INFO;
+
+#define LOG_LINE_MAX 4096
+
+void log_init(enum log_format format, enum log_level level)
+{
+	g_format = format;
+	g_level = level;
+}
+
+bool log_enabled(enum log_level level)
+{
+	return level >= g_level;
+}
+
+static const char *level_name(enum log_level level)
+{
+	static const char *const names[] = {"debug", "info", "warn", "error"};
+	return level <= LOG_ERROR ? names[level] : "?";
+}
+
+struct line {
+	char buf[LOG_LINE_MAX];
+	size_t n;
+};
+
+static void put(struct line *l, const char *s, size_t len)
+{
+	if (len > sizeof(l->buf) - 2 - l->n)
+		len = sizeof(l->buf) - 2 - l->n;
+	memcpy(l->buf + l->n, s, len);
+	l->n += len;
+}
+
+static void put_s(struct line *l, const char *s)
+{
+	put(l, s, strlen(s));
+}
+
+/* JSON string contents: escapes quotes, backslashes and control bytes. */
+static void put_escaped(struct line *l, const char *s, size_t len, bool json)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char esc[8];
+		if (c == '"' && json) {
+			put_s(l, "\\\"");
+		} else if (c == '\\' && json) {
+			put_s(l, "\\\\");
+		} else if (c < 0x20 || c == 0x7f) {
+			snprintf(esc, sizeof(esc), "\\u%04x", c);
+			put_s(l, esc);
+		} else {
+			put(l, (const char *)&c, 1);
+		}
+	}
+}
+
+/* Splits "k=v k2="v 2"" into JSON members. */
+static void put_pairs_json(struct line *l, const char *d)
+{
+	const char *p = d;
+	while (*p) {
+		while (*p == ' ')
+			p++;
+		if (!*p)
+			break;
+		const char *k = p;
+		while (*p && *p != '=' && *p != ' ')
+			p++;
+		size_t kl = (size_t)(p - k);
+		const char *v = "";
+		size_t vl = 0;
+		if (*p == '=') {
+			p++;
+			if (*p == '"') {
+				v = ++p;
+				while (*p && *p != '"')
+					p++;
+				vl = (size_t)(p - v);
+				if (*p == '"')
+					p++;
+			} else {
+				v = p;
+				while (*p && *p != ' ')
+					p++;
+				vl = (size_t)(p - v);
+			}
+		}
+		put_s(l, ",\"");
+		put_escaped(l, k, kl, true);
+		put_s(l, "\":\"");
+		put_escaped(l, v, vl, true);
+		put_s(l, "\"");
+	}
+}
+
+void log_write(enum log_level level, const char *msg, const char *fmt, ...)
+{
+	char details[LOG_LINE_MAX];
+	char ts[MT_TIME_BUF];
+	struct line l = {.n = 0};
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(details, sizeof(details), fmt, ap);
+	va_end(ap);
+	mt_time_format(mt_time_now_ms(), ts);
+
+	if (g_format == LOG_FORMAT_JSON) {
+		put_s(&l, "{\"ts\":\"");
+		put_s(&l, ts);
+		put_s(&l, "\",\"level\":\"");
+		put_s(&l, level_name(level));
+		put_s(&l, "\",\"msg\":\"");
+		put_escaped(&l, msg, strlen(msg), true);
+		put_s(&l, "\"");
+		put_pairs_json(&l, details);
+		put_s(&l, "}");
+	} else {
+		put_s(&l, ts);
+		put_s(&l, " ");
+		put_s(&l, level_name(level));
+		put_s(&l, " ");
+		put_escaped(&l, msg, strlen(msg), false);
+		if (details[0]) {
+			put_s(&l, " ");
+			put_escaped(&l, details, strlen(details), false);
+		}
+	}
+	l.buf[l.n++] = '\n';
+	flockfile(stdout);
+	fwrite(l.buf, 1, l.n, stdout);
+	fflush(stdout);
+	funlockfile(stdout);
+}

@@ -1,0 +1,168 @@
+#include "webhook.h"
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "confirm.h"
+#include "mt_time.h"
+#include "ses.h"
+#include "sns.h"
+#include "url.h"
+#include "verify.h"
+
+static void copy_field(char *dst, size_t dstsz, const struct sns_str *s)
+{
+	snprintf(dst, dstsz, "%.*s", s->p ? (int)s->len : 0, s->p ? s->p : "");
+}
+
+/* The member kept for a notification that is not an indexable SES event:
+ * enough to read it back later.  Returns a json-c object (caller puts it). */
+static struct json_object *raw_record(const struct sns_message *m)
+{
+	struct json_object *o = json_object_new_object();
+	if (!o)
+		return NULL;
+	const struct {
+		const char *key;
+		enum sns_field f;
+	} keep[] = {
+		{"id", SNS_F_MESSAGE_ID},     {"type", SNS_F_TYPE},
+		{"timestamp", SNS_F_TIMESTAMP}, {"topicArn", SNS_F_TOPIC_ARN},
+		{"subject", SNS_F_SUBJECT},   {"message", SNS_F_MESSAGE},
+	};
+	for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
+		const struct sns_str *s = &m->f[keep[i].f];
+		if (s->p)
+			json_object_object_add(o, keep[i].key,
+					       json_object_new_string_len(s->p, (int)s->len));
+	}
+	return o;
+}
+
+static enum mt_err store_notification(struct webhook *w,
+				      const struct sns_message *m,
+				      struct webhook_result *res)
+{
+	const struct sns_str *msg = &m->f[SNS_F_MESSAGE];
+	struct ses_context ctx = {
+		.sns_message_id = m->f[SNS_F_MESSAGE_ID].p,
+		.topic_arn = m->f[SNS_F_TOPIC_ARN].p,
+		.keep_headers = w->cfg->keep_headers,
+	};
+	struct ses_events evs;
+	size_t added = 0;
+	enum mt_err err = ses_events_parse(msg->p, msg->len, &ctx, &evs);
+	if (err)
+		goto out;
+	res->events = evs.n;
+	if (evs.n) {
+		err = store_put_events(w->store, &evs, &added, res->detail,
+				       sizeof(res->detail));
+		if (err)
+			goto out;
+		res->added += added;
+	}
+	if (evs.keep_raw) {
+		res->raw = true;
+		struct json_object *rec = raw_record(m);
+		if (!rec) {
+			err = MT_E_NOMEM;
+			goto out;
+		}
+		size_t jl;
+		const char *js = json_object_to_json_string_length(
+			rec, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &jl);
+		err = store_put_raw(w->store, m->f[SNS_F_TOPIC_ARN].p,
+				    m->timestamp_ms, js, jl, &added, res->detail,
+				    sizeof(res->detail));
+		json_object_put(rec);
+		if (err)
+			goto out;
+		res->added += added;
+	}
+	res->status = res->added ? "stored" : "duplicate";
+out:
+	ses_events_free(&evs);
+	return err;
+}
+
+static enum mt_err handle(struct webhook *w, const char *body, size_t len,
+			  const char *type_header, struct sns_message *m,
+			  struct webhook_result *res)
+{
+	const struct config *cfg = w->cfg;
+	enum mt_err err;
+	X509 *cert = NULL;
+
+	err = sns_envelope_parse(body, len, m);
+	if (m->f[SNS_F_TYPE].p)
+		res->type = sns_type_name(m->type);
+	copy_field(res->message_id, sizeof(res->message_id), &m->f[SNS_F_MESSAGE_ID]);
+	copy_field(res->topic, sizeof(res->topic), &m->f[SNS_F_TOPIC_ARN]);
+	if (err)
+		return err;
+	if (type_header && strcmp(type_header, m->f[SNS_F_TYPE].p) != 0)
+		return MT_E_TYPE_MISMATCH;
+
+	/* Nothing is fetched for a topic that is not ours. */
+	if (strlen(m->f[SNS_F_TOPIC_ARN].p) != m->f[SNS_F_TOPIC_ARN].len ||
+	    !config_topic_allowed(cfg, m->f[SNS_F_TOPIC_ARN].p))
+		return MT_E_TOPIC;
+
+	const struct sns_str *cu = &m->f[SNS_F_SIGNING_CERT_URL];
+	err = url_check(cu->p, cu->len, &cfg->cert_host_re, URL_SIGNING_CERT);
+	if (err)
+		return err;
+	const struct sns_str *su = &m->f[SNS_F_SUBSCRIBE_URL];
+	if (m->type == SNS_SUBSCRIPTION_CONFIRMATION) {
+		err = url_check(su->p, su->len, &cfg->cert_host_re, URL_SUBSCRIBE);
+		if (err)
+			return err;
+	}
+	if (cfg->max_age_s > 0 &&
+	    mt_time_now_ms() - m->timestamp_ms > cfg->max_age_s * 1000)
+		return MT_E_TOO_OLD;
+
+	enum certcache_source source;
+	err = certcache_get(w->certs, cu->p, &cert, &source, res->detail,
+			    sizeof(res->detail));
+	if (err)
+		return err;
+	res->cert_fetched = source == CERT_FROM_NETWORK;
+	err = verify_signature(m, cert);
+	X509_free(cert);
+	if (err)
+		return err;
+
+	switch (m->type) {
+	case SNS_NOTIFICATION:
+		return store_notification(w, m, res);
+	case SNS_SUBSCRIPTION_CONFIRMATION:
+		if (!cfg->auto_confirm) {
+			snprintf(res->detail, sizeof(res->detail), "%s", su->p);
+			res->status = "noted";
+			return MT_E_OK;
+		}
+		err = confirm_subscription(su->p, &w->fetch, res->detail,
+					   sizeof(res->detail));
+		if (err)
+			return err;
+		res->status = "confirmed";
+		return MT_E_OK;
+	case SNS_UNSUBSCRIBE_CONFIRMATION:
+		/* Never visit its SubscribeURL: that would subscribe again. */
+		res->status = "noted";
+		return MT_E_OK;
+	}
+	return MT_E_INTERNAL;
+}
+
+void webhook_handle(struct webhook *w, const char *body, size_t len,
+		    const char *type_header, struct webhook_result *res)
+{
+	struct sns_message m;
+	memset(res, 0, sizeof(*res));
+	res->err = handle(w, body, len, type_header, &m, res);
+	sns_message_free(&m);
+}

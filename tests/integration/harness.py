@@ -1,0 +1,762 @@
+"""Fixtures for the mailtrail integration tests.
+
+Everything runs on 127.0.0.1 with ports picked by the kernel (bind port 0 and
+read it back), in one temporary directory, and every child process is killed
+on exit, even when a test or the set-up fails.  Python 3.11 standard library
+only, plus the openssl, redis-server and redis-cli commands.
+
+Pieces:
+  Pki            test CA, TLS server cert for 127.0.0.1, SNS signing keys/certs
+                 (openssl CLI, generated at test time)
+  RedisServer    a real redis-server from a generated config
+  Redis          a small RESP client
+  WebHost        a recording HTTP(S) host (the fake SNS endpoint, decoys, and
+                 the egress guard that plays an outbound proxy)
+  Mailtrail      the program under test: start, wait for "listening", drain
+                 its output, stop with SIGTERM
+  SnsSigner      builds and signs SNS envelopes exactly as SPEC.md says
+"""
+
+import atexit
+import base64
+import datetime as dt
+import http.client
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+LOOPBACK = "127.0.0.1"
+
+# Slow wrappers (valgrind) get proportionally longer waits.
+WRAPPER = shlex.split(os.environ.get("MAILTRAIL_TEST_WRAPPER", ""))
+TIME_FACTOR = 5.0 if WRAPPER else 1.0
+
+
+class HarnessError(RuntimeError):
+    """A fixture could not be set up: never a skip, always a failure."""
+
+
+def require_command(name):
+    path = shutil.which(name)
+    if path is None:
+        raise HarnessError(f"required command '{name}' not found in PATH: "
+                           f"install it, these tests are never skipped")
+    return path
+
+
+def free_port():
+    """A port that was free a moment ago (only for servers we cannot ask,
+    like redis-server; our own servers bind port 0 directly)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+# --- children: all of them are killed at exit --------------------------------
+
+_children = set()
+_children_lock = threading.Lock()
+
+
+def _register(proc):
+    with _children_lock:
+        _children.add(proc)
+
+
+def _unregister(proc):
+    with _children_lock:
+        _children.discard(proc)
+
+
+def kill_all_children():
+    with _children_lock:
+        procs = list(_children)
+        _children.clear()
+    for p in procs:
+        if p.poll() is None:
+            try:
+                p.kill()
+                p.wait(timeout=5)
+            except Exception:  # noqa: BLE001 - best effort at exit
+                pass
+
+
+atexit.register(kill_all_children)
+
+
+def _on_signal(signum, frame):
+    kill_all_children()
+    raise SystemExit(128 + signum)
+
+
+def install_signal_handlers():
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, _on_signal)
+
+
+def run(cmd, check=True, **kw):
+    """Run a short command; on failure raise with its output."""
+    r = subprocess.run(cmd, capture_output=True, **kw)
+    if check and r.returncode != 0:
+        raise HarnessError(f"command failed ({r.returncode}): {shlex.join(cmd)}\n"
+                           f"stdout: {r.stdout!r}\nstderr: {r.stderr!r}")
+    return r
+
+
+# --- time ---------------------------------------------------------------------
+
+def iso_ms(t):
+    """datetime (UTC) -> 'YYYY-MM-DDTHH:MM:SS.mmmZ' as SNS and EVENT write it."""
+    t = t.astimezone(dt.timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def now_iso(offset_seconds=0):
+    return iso_ms(dt.datetime.now(dt.timezone.utc)
+                  + dt.timedelta(seconds=offset_seconds))
+
+
+def iso_to_ms(s):
+    """'2016-01-27T14:59:38.237Z' -> ms since the epoch."""
+    t = dt.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ")
+    t = t.replace(tzinfo=dt.timezone.utc)
+    return int(t.timestamp()) * 1000 + t.microsecond // 1000
+
+
+# --- PKI ----------------------------------------------------------------------
+
+_CA_CNF = """\
+[ ca ]
+default_ca = CA_default
+[ CA_default ]
+dir = {dir}
+database = {dir}/index.txt
+new_certs_dir = {dir}/newcerts
+serial = {dir}/serial
+default_md = sha256
+policy = policy_any
+unique_subject = no
+copy_extensions = copy
+email_in_dn = no
+[ policy_any ]
+commonName = supplied
+[ server_ext ]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1
+[ signing_ext ]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+"""
+
+
+class Pki:
+    """Test CA + server certificate for 127.0.0.1 + SNS signing certificates.
+
+    openssl 3.0's `req -x509` cannot back-date a certificate, so certificates
+    with explicit validity windows are issued through `openssl ca`.
+    """
+
+    def __init__(self, directory):
+        self.dir = directory
+        os.makedirs(os.path.join(directory, "newcerts"))
+        open(os.path.join(directory, "index.txt"), "w").close()
+        with open(os.path.join(directory, "serial"), "w") as f:
+            f.write("1000\n")
+        self.cnf = self._path("ca.cnf")
+        with open(self.cnf, "w") as f:
+            f.write(_CA_CNF.format(dir=directory))
+
+        # Test CA (for TLS only: the SNS host and mailtrail's own listener).
+        self.ca_key = self._genkey("ca.key")
+        self.ca_cert = self._path("ca.pem")
+        run(["openssl", "req", "-x509", "-new", "-key", self.ca_key,
+             "-subj", "/CN=mailtrail test CA", "-days", "3650",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+             "-out", self.ca_cert])
+
+        # TLS server certificate for IP 127.0.0.1.
+        self.server_key = self._genkey("server.key")
+        self.server_cert = self._issue("server", self.server_key,
+                                       "/CN=127.0.0.1", "server_ext",
+                                       "20200101000000Z", "20491231000000Z",
+                                       selfsign=False)
+
+        # SNS signing certificates: self-signed, CN sns.amazonaws.com.
+        self.signing_key = self._genkey("signing.key")
+        self.signing_cert = self._issue("signing", self.signing_key,
+                                        "/CN=sns.amazonaws.com", "signing_ext",
+                                        "20200101000000Z", "20491231000000Z")
+        # Valid only during 2020: used with message Timestamps inside and
+        # outside that window (validity is judged at the Timestamp).
+        self.old_key = self._genkey("old.key")
+        self.old_cert = self._issue("old", self.old_key,
+                                    "/CN=sns.amazonaws.com", "signing_ext",
+                                    "20200101000000Z", "20210101000000Z")
+        # A key whose certificate is never served: signatures made with it
+        # must not verify against signing_cert.
+        self.rogue_key = self._genkey("rogue.key")
+
+    def _path(self, name):
+        return os.path.join(self.dir, name)
+
+    def _genkey(self, name):
+        path = self._path(name)
+        run(["openssl", "genpkey", "-algorithm", "RSA",
+             "-pkeyopt", "rsa_keygen_bits:2048", "-out", path])
+        return path
+
+    def _issue(self, name, key, subj, ext, start, end, selfsign=True):
+        csr = self._path(name + ".csr")
+        out = self._path(name + ".pem")
+        run(["openssl", "req", "-new", "-key", key, "-subj", subj, "-out", csr])
+        cmd = ["openssl", "ca", "-batch", "-notext", "-config", self.cnf,
+               "-extensions", ext, "-startdate", start, "-enddate", end,
+               "-in", csr, "-out", out]
+        if selfsign:
+            cmd += ["-selfsign", "-keyfile", key]
+        else:
+            cmd += ["-cert", self.ca_cert, "-keyfile", self.ca_key]
+        run(cmd)
+        return out
+
+    def read(self, path):
+        with open(path, "rb") as f:
+            return f.read()
+
+    def sign(self, data, key, version):
+        """SignatureVersion "1" = SHA1withRSA, "2" = SHA256withRSA; base64."""
+        digest = {"1": "-sha1", "2": "-sha256"}[version]
+        r = run(["openssl", "dgst", digest, "-sign", key], input=data)
+        return base64.b64encode(r.stdout).decode("ascii")
+
+    def client_context(self):
+        ctx = ssl.create_default_context(cafile=self.ca_cert)
+        return ctx
+
+    def server_context(self):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self.server_cert, self.server_key)
+        return ctx
+
+
+def pem_body(pem_bytes):
+    """The base64 of the first certificate in a PEM, whitespace removed (to
+    compare certificates independent of line wrapping)."""
+    text = pem_bytes.decode("ascii", "replace")
+    begin = text.index("-----BEGIN CERTIFICATE-----") + len("-----BEGIN CERTIFICATE-----")
+    end = text.index("-----END CERTIFICATE-----")
+    return "".join(text[begin:end].split())
+
+
+# --- Redis ----------------------------------------------------------------------
+
+class RedisError(Exception):
+    pass
+
+
+class Redis:
+    """Minimal RESP2 client: enough for FLUSHALL, KEYS, ZRANGE, PING."""
+
+    def __init__(self, port, timeout=5.0):
+        self.port = port
+        self.timeout = timeout
+        self.sock = None
+        self.rfile = None
+
+    def close(self):
+        if self.sock is not None:
+            try:
+                self.rfile.close()
+                self.sock.close()
+            finally:
+                self.sock = self.rfile = None
+
+    def __call__(self, *args):
+        if self.sock is None:
+            self.sock = socket.create_connection((LOOPBACK, self.port),
+                                                 timeout=self.timeout)
+            self.rfile = self.sock.makefile("rb")
+        parts = [a if isinstance(a, bytes) else str(a).encode() for a in args]
+        payload = b"*%d\r\n" % len(parts) + b"".join(
+            b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+        try:
+            self.sock.sendall(payload)
+            return self._read()
+        except (OSError, EOFError):
+            self.close()
+            raise
+
+    def _read(self):
+        line = self.rfile.readline()
+        if not line.endswith(b"\r\n"):
+            raise EOFError("redis connection closed")
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            raise RedisError(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            data = self.rfile.read(n + 2)
+            return data[:-2]
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self._read() for _ in range(n)]
+        raise RedisError(f"unexpected RESP line {line!r}")
+
+    # conveniences
+    def keys(self, pattern="*"):
+        return sorted(k.decode() for k in self("KEYS", pattern))
+
+    def zrange_withscores(self, key):
+        """[(member_bytes, score_int), ...] lowest score first."""
+        flat = self("ZRANGE", key, 0, -1, "WITHSCORES")
+        return [(flat[i], int(float(flat[i + 1]))) for i in range(0, len(flat), 2)]
+
+
+class RedisServer:
+    """A real redis-server on 127.0.0.1 with a generated config."""
+
+    def __init__(self, directory, port=None):
+        require_command("redis-server")
+        require_command("redis-cli")
+        self.dir = directory
+        os.makedirs(directory, exist_ok=True)
+        self.port = port or free_port()
+        self.proc = None
+        self.conf = os.path.join(directory, "redis.conf")
+        with open(self.conf, "w") as f:
+            f.write(f"port {self.port}\nbind 127.0.0.1\nsave \"\"\n"
+                    f"appendonly no\ndir {directory}\ndaemonize no\n"
+                    f"protected-mode yes\n")
+        self.client = Redis(self.port)
+
+    def start(self, timeout=10.0):
+        log = open(os.path.join(self.dir, "redis.log"), "ab")
+        self.proc = subprocess.Popen(
+            ["redis-server", self.conf, "--port", str(self.port),
+             "--bind", LOOPBACK, "--save", "", "--appendonly", "no",
+             "--dir", self.dir],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        _register(self.proc)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise HarnessError(f"redis-server exited ({self.proc.returncode}); "
+                                   f"log:\n{self.log()}")
+            try:
+                if self.client("PING") == "PONG":
+                    return self
+            except (OSError, EOFError, RedisError):
+                self.client.close()
+            time.sleep(0.05)
+        raise HarnessError(f"redis-server on port {self.port} did not answer PING "
+                           f"within {timeout}s; log:\n{self.log()}")
+
+    def stop(self):
+        self.client.close()
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            _unregister(self.proc)
+            self.proc = None
+
+    def cli(self, *args):
+        """The same through redis-cli (used once to prove the CLI works)."""
+        return run(["redis-cli", "-h", LOOPBACK, "-p", str(self.port)] + list(args))
+
+    def log(self):
+        try:
+            with open(os.path.join(self.dir, "redis.log"), "rb") as f:
+                return f.read()[-4000:].decode("utf-8", "replace")
+        except OSError:
+            return "(no log)"
+
+
+# --- recording web hosts --------------------------------------------------------
+
+class Request:
+    __slots__ = ("method", "path", "host")
+
+    def __init__(self, method, path, host):
+        self.method, self.path, self.host = method, path, host
+
+    def __repr__(self):
+        return f"{self.method} {self.path} (Host: {self.host})"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "sns-test-host"
+
+    def log_message(self, fmt, *args):  # quiet
+        pass
+
+    def _handle(self):
+        host = self.server.webhost
+        host._record(Request(self.command, self.path, self.headers.get("Host")))
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        status, ctype, body = host.respond(self.command, self.path)
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        self.close_connection = True
+
+    do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = do_CONNECT = _handle
+
+
+class WebHost:
+    """An HTTP(S) server in a thread that records every request and answers
+    from a table of files.  Used as the fake SNS host (TLS), as decoys a
+    broken URL check would reach, and as an egress guard (outbound proxy)."""
+
+    CONFIRM_XML = (b'<ConfirmSubscriptionResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/">'
+                   b"<ConfirmSubscriptionResult><SubscriptionArn>arn:aws:sns:us-east-1:123456789012:"
+                   b"test:0000</SubscriptionArn></ConfirmSubscriptionResult>"
+                   b"</ConfirmSubscriptionResponse>\n")
+
+    def __init__(self, name, tls_context=None):
+        self.name = name
+        self.files = {}          # path (no query) -> bytes, answered 200
+        self.fail_tokens = set()  # ConfirmSubscription Token values answered 500
+        self.deny_all = False
+        self._lock = threading.Lock()
+        self._requests = []
+        self.httpd = ThreadingHTTPServer((LOOPBACK, 0), _Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.webhost = self
+        if tls_context is not None:
+            # Handshake in the handler thread, so one stuck client cannot
+            # block the accept loop.
+            self.httpd.socket = tls_context.wrap_socket(
+                self.httpd.socket, server_side=True, do_handshake_on_connect=False)
+        self.port = self.httpd.server_address[1]
+        self.scheme = "https" if tls_context is not None else "http"
+        self.authority = f"{LOOPBACK}:{self.port}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever,
+                                       name=f"webhost-{name}", daemon=True)
+        self.thread.start()
+
+    def url(self, path):
+        return f"{self.scheme}://{self.authority}{path}"
+
+    def _record(self, req):
+        with self._lock:
+            self._requests.append(req)
+
+    def requests(self):
+        with self._lock:
+            return list(self._requests)
+
+    def clear(self):
+        with self._lock:
+            self._requests.clear()
+
+    def gets_of(self, path):
+        return [r for r in self.requests() if r.method == "GET" and r.path == path]
+
+    def respond(self, method, raw_path):
+        if self.deny_all:
+            return 403, "text/plain", b"denied by test egress guard\n"
+        parsed = urllib.parse.urlsplit(raw_path)
+        if method in ("GET", "HEAD"):
+            with self._lock:
+                body = self.files.get(parsed.path)
+            if body is not None:
+                return 200, "application/x-pem-file", body
+            q = urllib.parse.parse_qs(parsed.query)
+            if parsed.path == "/" and q.get("Action") == ["ConfirmSubscription"]:
+                if set(q.get("Token", [])) & self.fail_tokens:
+                    return 500, "text/plain", b"internal error\n"
+                return 200, "text/xml", self.CONFIRM_XML
+        return 404, "text/plain", b"not found\n"
+
+    def set_file(self, path, body):
+        with self._lock:
+            if body is None:
+                self.files.pop(path, None)
+            else:
+                self.files[path] = body
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+# --- HTTP client ------------------------------------------------------------------
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status, self.headers, self.body = status, headers, body
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return f"<HTTP {self.status} {self.body[:300]!r}>"
+
+
+def http_request(port, method, path, body=None, headers=None, tls_context=None,
+                 timeout=None):
+    timeout = timeout or 30.0 * TIME_FACTOR
+    if tls_context is not None:
+        conn = http.client.HTTPSConnection(LOOPBACK, port, timeout=timeout,
+                                           context=tls_context)
+    else:
+        conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+    finally:
+        conn.close()
+
+
+# --- mailtrail -----------------------------------------------------------------------
+
+class Mailtrail:
+    """One mailtrail process.  stdout/stderr are drained by threads so the
+    pipes never block; log() returns what was captured."""
+
+    def __init__(self, binary, args, env=None, name="mailtrail"):
+        self.binary = binary
+        self.args = list(args)
+        self.cmd = WRAPPER + [binary] + self.args
+        self.env = env
+        self.name = name
+        self.proc = None
+        self.port = None
+        self.out_lines = []
+        self.err_lines = []
+        self._cond = threading.Condition()
+        self._threads = []
+
+    def _drain(self, stream, sink):
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            with self._cond:
+                sink.append(line)
+                self._cond.notify_all()
+        stream.close()
+        with self._cond:
+            self._cond.notify_all()
+
+    def start(self, timeout=10.0):
+        if not os.access(self.binary, os.X_OK):
+            raise HarnessError(f"mailtrail binary not found or not executable: {self.binary}")
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, env=self.env)
+        _register(self.proc)
+        for stream, sink in ((self.proc.stdout, self.out_lines),
+                             (self.proc.stderr, self.err_lines)):
+            t = threading.Thread(target=self._drain, args=(stream, sink), daemon=True)
+            t.start()
+            self._threads.append(t)
+        deadline = time.monotonic() + timeout * TIME_FACTOR
+        seen = 0
+        with self._cond:
+            while True:
+                for line in self.out_lines[seen:]:
+                    port = _listening_port(line)
+                    if port is not None:
+                        self.port = port
+                        return self
+                seen = len(self.out_lines)
+                if self.proc.poll() is not None:
+                    raise HarnessError(
+                        f"{self.name} exited with {self.proc.returncode} before "
+                        f"logging \"listening\"\ncommand: {shlex.join(self.cmd)}\n{self.log()}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise HarnessError(
+                        f"{self.name} did not log a \"listening\" line with "
+                        f"\"listen\":\"127.0.0.1:PORT\" within {timeout * TIME_FACTOR}s\n"
+                        f"command: {shlex.join(self.cmd)}\n{self.log()}")
+                self._cond.wait(min(left, 0.2))
+
+    def request(self, method, path, body=None, headers=None, tls_context=None):
+        return http_request(self.port, method, path, body, headers, tls_context)
+
+    def post_sns(self, body, msg_type="Notification", extra_headers=None,
+                 tls_context=None):
+        headers = {"Content-Type": "text/plain; charset=UTF-8"}
+        if msg_type is not None:
+            headers["x-amz-sns-message-type"] = msg_type
+        if extra_headers:
+            headers.update(extra_headers)
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+        elif isinstance(body, str):
+            body = body.encode()
+        return self.request("POST", "/sns", body, headers, tls_context)
+
+    def stop(self, timeout=10.0):
+        """SIGTERM; returns the exit status (None if it had to be killed)."""
+        if self.proc is None:
+            return None
+        rc = self.proc.poll()
+        if rc is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = self.proc.wait(timeout=timeout * TIME_FACTOR)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                rc = None
+        for t in self._threads:
+            t.join(timeout=5)
+        _unregister(self.proc)
+        return rc
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc is not None:
+            _unregister(self.proc)
+
+    def log(self, tail=60):
+        with self._cond:
+            out = self.out_lines[-tail:]
+            err = self.err_lines[-tail:]
+        return (f"--- {self.name} stdout (last {len(out)} lines) ---\n" + "\n".join(out)
+                + f"\n--- {self.name} stderr (last {len(err)} lines) ---\n" + "\n".join(err))
+
+
+def _listening_port(line):
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict) or obj.get("msg") != "listening":
+        return None
+    listen = obj.get("listen")
+    if not isinstance(listen, str) or not listen.startswith(LOOPBACK + ":"):
+        return None
+    try:
+        port = int(listen.rsplit(":", 1)[1])
+    except ValueError:
+        return None
+    return port if port > 0 else None
+
+
+# --- SNS envelopes ----------------------------------------------------------------------
+
+NOTIFICATION_FIELDS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
+CONFIRMATION_FIELDS = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token",
+                       "TopicArn", "Type")
+
+
+def string_to_sign(msg):
+    """The canonical string of SPEC.md, UTF-8 encoded."""
+    fields = NOTIFICATION_FIELDS if msg["Type"] == "Notification" else CONFIRMATION_FIELDS
+    out = []
+    for k in fields:
+        if k == "Subject" and msg.get("Subject") is None:
+            continue
+        out.append(f"{k}\n{msg[k]}\n")
+    return "".join(out).encode("utf-8")
+
+
+class SnsSigner:
+    """Builds SNS envelopes (field order as SNS writes them) and signs them."""
+
+    TOPIC = "arn:aws:sns:us-east-1:123456789012:ses-events"
+    CERT_PATH = "/SimpleNotificationService-test.pem"
+
+    def __init__(self, pki, sns_host):
+        self.pki = pki
+        self.host = sns_host
+        self._n = 0
+        self._lock = threading.Lock()
+
+    def new_id(self):
+        with self._lock:
+            self._n += 1
+            n = self._n
+        return f"00000000-0000-4000-8000-{os.getpid() % 100000:05d}{n:07d}"
+
+    def cert_url(self, path=None):
+        return self.host.url(path or self.CERT_PATH)
+
+    def notification(self, message, subject=None, topic=None, timestamp=None,
+                     message_id=None, version="1", cert_url=None, key=None,
+                     sign=True, with_subject_null=False):
+        msg = {"Type": "Notification",
+               "MessageId": message_id or self.new_id(),
+               "TopicArn": topic or self.TOPIC}
+        if subject is not None:
+            msg["Subject"] = subject
+        elif with_subject_null:
+            msg["Subject"] = None
+        msg["Message"] = message
+        msg["Timestamp"] = timestamp or now_iso()
+        msg["SignatureVersion"] = version
+        msg["Signature"] = ""
+        msg["SigningCertURL"] = cert_url or self.cert_url()
+        msg["UnsubscribeURL"] = self.host.url(
+            "/?Action=Unsubscribe&SubscriptionArn=" + msg["TopicArn"] + ":0000")
+        if sign:
+            self.sign(msg, key=key)
+        return msg
+
+    def confirmation(self, msg_type="SubscriptionConfirmation", topic=None,
+                     subscribe_url=None, token=None, timestamp=None,
+                     version="1", cert_url=None, sign=True):
+        topic = topic or self.TOPIC
+        token = token or ("2336412f37fb687f5d51e6e2425" + self.new_id().replace("-", ""))
+        if subscribe_url is None:
+            subscribe_url = self.host.url(
+                "/?Action=ConfirmSubscription&TopicArn=" + topic + "&Token=" + token)
+        verb = ("subscribe to the topic" if msg_type == "SubscriptionConfirmation"
+                else "deactivate subscription")
+        msg = {"Type": msg_type,
+               "MessageId": self.new_id(),
+               "Token": token,
+               "TopicArn": topic,
+               "Message": f"You have chosen to {verb} {topic}.\n"
+                          f"To confirm the subscription, visit the SubscribeURL "
+                          f"included in this message.",
+               "SubscribeURL": subscribe_url,
+               "Timestamp": timestamp or now_iso(),
+               "SignatureVersion": version,
+               "Signature": "",
+               "SigningCertURL": cert_url or self.cert_url()}
+        if sign:
+            self.sign(msg)
+        return msg
+
+    def sign(self, msg, key=None, version=None):
+        version = version or msg["SignatureVersion"]
+        msg["Signature"] = self.pki.sign(string_to_sign(msg),
+                                         key or self.pki.signing_key, version)
+        return msg
