@@ -34,6 +34,9 @@ struct config_redis {
 struct config {
 	struct config_listen listen;
 	const char *tls_cert, *tls_key;
+	bool api_enabled;
+	struct config_listen api_listen;
+	const char *api_token; /* NULL: the API is open */
 	const char *redis_url;
 	struct config_redis redis;
 	const char *redis_prefix;

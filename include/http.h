@@ -1,30 +1,59 @@
-/* http.h - the webhook listener (libmicrohttpd): POST /sns, GET /healthz,
- * GET /readyz, GET /metrics.  Maps results to status codes and small JSON
- * bodies, and logs one line per request. */
+/* http.h - the libmicrohttpd plumbing both listeners share: starting and
+ * stopping a daemon, and answering with JSON or bytes.  The routes live in
+ * ingest.c (the public SNS side) and api.c (the private query side). */
 #ifndef HTTP_H
 #define HTTP_H
 
+#include <json-c/json.h>
+#include <microhttpd.h>
 #include <stddef.h>
 
 #include "config.h"
-#include "webhook.h"
 
-/* Most connections served at once; further ones wait in the backlog. */
+/* Most connections served at once per listener; more wait in the backlog. */
 #define HTTP_CONNECTIONS_MAX 256
 /* Idle connections are closed after this many seconds. */
 #define HTTP_IDLE_TIMEOUT_S 30
 
 struct http_server;
 
-/* Starts listening on cfg->listen (TLS when cfg->tls_cert is set).  Returns
- * NULL with a reason in errbuf on failure; stop with http_stop(). */
-struct http_server *http_start(const struct config *cfg, struct webhook *w,
+struct http_routes {
+	MHD_AccessHandlerCallback on_request;
+	MHD_RequestCompletedCallback on_completed; /* may be NULL */
+	void *cls;
+};
+
+/* Listens on l (TLS when tls_cert and tls_key are set).  Returns NULL with
+ * a reason in errbuf on failure; stop with http_stop(). */
+struct http_server *http_start(const struct config_listen *l, const char *tls_cert,
+			       const char *tls_key, const struct http_routes *routes,
 			       char *errbuf, size_t errsz);
 
 /* The port actually bound (useful with port 0). */
 unsigned http_port(const struct http_server *s);
 
+/* "host:port" (IPv6 in brackets) of the bound listener, into buf. */
+void http_address(const struct http_server *s, const struct config_listen *l,
+		  char *buf, size_t bufsz);
+
 /* Stops accepting, waits for requests in flight, frees; accepts NULL. */
 void http_stop(struct http_server *s);
+
+/* Answers with body serialised (takes ownership of body). */
+enum MHD_Result http_send_json(struct MHD_Connection *conn, unsigned status,
+			       struct json_object *body);
+
+/* {"status":status} when error is NULL, else {"status":"error","error":error}. */
+enum MHD_Result http_send_status(struct MHD_Connection *conn, unsigned code,
+				 const char *status, const char *error);
+
+/* Answers with static bytes (not copied) of the given type. */
+enum MHD_Result http_send_static(struct MHD_Connection *conn, unsigned code,
+				 const char *content_type, const void *data,
+				 size_t len);
+
+/* Answers with malloc'd bytes (freed by the library). */
+enum MHD_Result http_send_owned(struct MHD_Connection *conn, unsigned code,
+				const char *content_type, char *data, size_t len);
 
 #endif

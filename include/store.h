@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <json-c/json.h>
+
 #include "config.h"
 #include "mt_error.h"
 #include "ses.h"
@@ -52,6 +54,49 @@ enum mt_err store_put_events(struct store *st, const struct ses_events *evs,
 enum mt_err store_put_raw(struct store *st, const char *topic_arn,
 			  int64_t time_ms, const char *json, size_t len,
 			  size_t *added, char *errbuf, size_t errsz);
+
+/* Most events in one page of a query. */
+#define STORE_PAGE_MAX 1000
+/* Most entries a type-filtered query examines before it returns a
+ * (possibly short) page with a cursor. */
+#define STORE_SCAN_MAX 20000
+/* Most events sharing one millisecond returned together. */
+#define STORE_GROUP_MAX 10000
+
+struct store_query {
+	bool has_before, has_after;
+	int64_t before, after; /* exclusive bounds, event ms */
+	const char *type;      /* NULL: any type */
+	size_t limit;          /* 1..STORE_PAGE_MAX */
+};
+
+struct store_page {
+	struct json_object *events; /* array of EVENT objects; owned */
+	bool more;                  /* then next_before is the cursor */
+	int64_t next_before;
+};
+
+/* A page of events, newest first: of one recipient (normalised address),
+ * or of the recent feed when address is NULL.  Paging with
+ * before = next_before returns every event exactly once, also when many
+ * share one millisecond.  Free out with store_page_free(). */
+enum mt_err store_query_events(struct store *st, const char *address,
+			       const struct store_query *q,
+			       struct store_page *out, char *errbuf,
+			       size_t errsz);
+void store_page_free(struct store_page *page);
+
+struct store_summary {
+	struct json_object *counts;     /* {"Bounce":n,...}; owned */
+	struct json_object *last_event; /* EVENT or NULL; owned */
+	const char *reason; /* "Bounce/Permanent", "Complaint" or NULL (static) */
+};
+
+/* What is known of one recipient.  Free with store_summary_free(). */
+enum mt_err store_recipient_summary(struct store *st, const char *address,
+				    struct store_summary *out, char *errbuf,
+				    size_t errsz);
+void store_summary_free(struct store_summary *sum);
 
 /* PING.  MT_E_OK while Redis answers. */
 enum mt_err store_ping(struct store *st, char *errbuf, size_t errsz);

@@ -20,6 +20,8 @@ enum opt_id {
 	OPT_LISTEN,
 	OPT_TLS_CERT,
 	OPT_TLS_KEY,
+	OPT_API_LISTEN,
+	OPT_API_TOKEN,
 	OPT_REDIS,
 	OPT_REDIS_PREFIX,
 	OPT_CERT_HOST_PATTERN,
@@ -49,6 +51,8 @@ static const struct opt opts[OPT__COUNT] = {
 	[OPT_LISTEN] = {"listen", "ADDR:PORT", "0.0.0.0:8080", "SNS webhook listener"},
 	[OPT_TLS_CERT] = {"tls-cert", "FILE", NULL, "serve the webhook over HTTPS: certificate (PEM)"},
 	[OPT_TLS_KEY] = {"tls-key", "FILE", NULL, "serve the webhook over HTTPS: private key (PEM)"},
+	[OPT_API_LISTEN] = {"api-listen", "ADDR:PORT", "127.0.0.1:8081", "query API and console listener; 'off' disables it"},
+	[OPT_API_TOKEN] = {"api-token", "TOKEN", NULL, "require 'Authorization: Bearer TOKEN' on the API and console"},
 	[OPT_REDIS] = {"redis", "URL", "redis://127.0.0.1:6379/0", "redis://[:password@]host:port[/db] or unix:///path"},
 	[OPT_REDIS_PREFIX] = {"redis-prefix", "STR", "mailtrail:", "prefix of every Redis key"},
 	[OPT_CERT_HOST_PATTERN] = {"cert-host-pattern", "ERE", DEFAULT_CERT_HOST_PATTERN, "authority of SigningCertURL/SubscribeURL must match"},
@@ -242,6 +246,20 @@ static bool apply(struct config *c, enum opt_id id, const char *v, char *err,
 		if (!parse_listen(v, &c->listen))
 			goto bad;
 		return true;
+	case OPT_API_LISTEN:
+		if (strcmp(v, "off") == 0) {
+			c->api_enabled = false;
+			return true;
+		}
+		if (!parse_listen(v, &c->api_listen))
+			goto bad;
+		c->api_enabled = true;
+		return true;
+	case OPT_API_TOKEN:
+		if (!*v || strlen(v) > 1024)
+			goto bad;
+		c->api_token = v;
+		return true;
 	case OPT_TLS_CERT:
 		c->tls_cert = v;
 		return true;
@@ -327,7 +345,8 @@ static bool apply(struct config *c, enum opt_id id, const char *v, char *err,
 	}
 	return true;
 bad:
-	fail(err, errsz, "mailtrail: invalid value for --%s: '%s'", name, v);
+	fail(err, errsz, "mailtrail: invalid value for --%s: '%s'", name,
+	     id == OPT_API_TOKEN ? "(not shown)" : v);
 	return false;
 }
 

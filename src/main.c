@@ -12,7 +12,9 @@
 #include "certcache.h"
 #include "config.h"
 #include "fetch.h"
+#include "api.h"
 #include "http.h"
+#include "ingest.h"
 #include "log.h"
 #include "mt_version.h"
 #include "store.h"
@@ -35,7 +37,7 @@ int main(int argc, char **argv)
 	int status = 1;
 	struct certcache *certs = NULL;
 	struct store *store = NULL;
-	struct http_server *http = NULL;
+	struct http_server *http = NULL, *api_http = NULL;
 
 	switch (config_parse(&cfg, argc, argv, env_lookup, stdout, err, sizeof(err))) {
 	case CONFIG_EXIT:
@@ -72,17 +74,30 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	struct webhook wh = {.cfg = &cfg, .certs = certs, .store = store, .fetch = fo};
-	http = http_start(&cfg, &wh, err, sizeof(err));
+	struct http_routes ingest = ingest_routes(&wh);
+	char where[128];
+	http = http_start(&cfg.listen, cfg.tls_cert, cfg.tls_key, &ingest, err, sizeof(err));
 	if (!http) {
-		LOG(LOG_ERROR, "cannot start", "error=\"%s\"", err);
+		LOG(LOG_ERROR, "cannot start the webhook listener", "error=\"%s\"", err);
 		goto out;
 	}
-	LOG(LOG_INFO, "listening", "listen=%s%s%s:%u tls=%s version=%s redis=%s%s topics=%zu",
-	    cfg.listen.host[0] && strchr(cfg.listen.host, ':') ? "[" : "",
-	    cfg.listen.host, strchr(cfg.listen.host, ':') ? "]" : "",
-	    http_port(http), cfg.tls_cert ? "yes" : "no", MAILTRAIL_VERSION,
-	    cfg.redis.is_unix ? cfg.redis.path : cfg.redis.host,
-	    cfg.redis.is_unix ? "" : "", cfg.ntopics);
+	http_address(http, &cfg.listen, where, sizeof(where));
+	LOG(LOG_INFO, "listening", "listen=%s tls=%s version=%s topics=%zu auto_confirm=%s",
+	    where, cfg.tls_cert ? "yes" : "no", MAILTRAIL_VERSION, cfg.ntopics,
+	    cfg.auto_confirm ? "yes" : "no");
+
+	struct api api = {.store = store, .token = cfg.api_token};
+	struct http_routes api_r = api_routes(&api);
+	if (cfg.api_enabled) {
+		api_http = http_start(&cfg.api_listen, NULL, NULL, &api_r, err, sizeof(err));
+		if (!api_http) {
+			LOG(LOG_ERROR, "cannot start the API listener", "error=\"%s\"", err);
+			goto out;
+		}
+		http_address(api_http, &cfg.api_listen, where, sizeof(where));
+		LOG(LOG_INFO, "api listening", "listen=%s token=%s", where,
+		    cfg.api_token ? "required" : "none");
+	}
 	if (store_ping(store, err, sizeof(err)) != MT_E_OK)
 		LOG(LOG_WARN, "redis not reachable yet", "error=\"%s\"", err);
 
@@ -91,6 +106,7 @@ int main(int argc, char **argv)
 	LOG(LOG_INFO, "stopping", "signal=%d", sig);
 	status = 0;
 out:
+	http_stop(api_http);
 	http_stop(http);
 	store_free(store);
 	certcache_free(certs);

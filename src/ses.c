@@ -228,8 +228,9 @@ static bool string_is(struct json_object *s, const char *want)
 	       memcmp(json_object_get_string(s), want, n) == 0;
 }
 
-/* The row for the message's notificationType or eventType, or NULL when
- * neither names a known type, or both are present and disagree. */
+/* The row (static, never freed) for the message's notificationType or
+ * eventType, or NULL when neither names a known type, or both are present
+ * and disagree. */
 static const struct ses_type *find_type(struct json_object *root)
 {
 	struct json_object *names[2] = {
@@ -262,6 +263,9 @@ static bool parse_time_value(struct json_object *s, int64_t *ms)
 				  (size_t)json_object_get_string_len(s), ms);
 }
 
+/* The event's time as ms since the epoch (see ses_types[] for which).  An
+ * own timestamp that is present but unreadable never falls back to the
+ * mail's: a wrong time would mis-order the recipient's timeline. */
 static bool event_time(const struct ses_type *type, struct json_object *typeobj,
 		       struct json_object *mail, int64_t *ms)
 {
@@ -537,7 +541,8 @@ static bool is_address_char(unsigned char c)
 	return strchr("<>\"(),;\\", c) == NULL;
 }
 
-/* The '<' that ends a display name in [start, end), or NULL.  Quoted
+/* The '<' that ends a display name in [start, end) (a pointer into the
+ * caller's buffer), or NULL.  Quoted
  * strings may hold anything; outside them a '>' or ',' means this is not
  * one "Name <addr>" (e.g. a list "A <a@x>, B <b@x>"). */
 static const char *display_name_end(const char *start, const char *end)

@@ -32,6 +32,7 @@ import subprocess
 import threading
 import time
 import urllib.parse
+import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOOPBACK = "127.0.0.1"
@@ -422,6 +423,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.rfile.read(length)
         status, ctype, body = host.respond(self.command, self.path)
         self.send_response(status)
+        if status == 302:
+            self.send_header("Location", body.decode())
+            body = b"moved\n"
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Connection", "close")
@@ -431,6 +435,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
     do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = do_CONNECT = _handle
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # A client hanging up mid-answer (mailtrail capping a cert body) is
+        # expected; anything else is printed.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, ssl.SSLError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class WebHost:
@@ -447,11 +463,11 @@ class WebHost:
         self.name = name
         self.files = {}          # path (no query) -> bytes, answered 200
         self.fail_tokens = set()  # ConfirmSubscription Token values answered 500
+        self.redirects = {}      # path -> Location, answered 302
         self.deny_all = False
         self._lock = threading.Lock()
         self._requests = []
-        self.httpd = ThreadingHTTPServer((LOOPBACK, 0), _Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Server((LOOPBACK, 0), _Handler)
         self.httpd.webhost = self
         if tls_context is not None:
             # Handshake in the handler thread, so one stuck client cannot
@@ -486,6 +502,8 @@ class WebHost:
     def respond(self, method, raw_path):
         if self.deny_all:
             return 403, "text/plain", b"denied by test egress guard\n"
+        if raw_path in self.redirects:
+            return 302, "text/plain", self.redirects[raw_path]
         parsed = urllib.parse.urlsplit(raw_path)
         if method in ("GET", "HEAD"):
             with self._lock:

@@ -16,6 +16,7 @@ front of every mailtrail command.  Nothing is ever skipped: a missing tool or
 binary is a failure.
 """
 
+import atexit
 import json
 import os
 import re
@@ -31,7 +32,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
-from harness import (LOOPBACK, TIME_FACTOR, HarnessError, Mailtrail,  # noqa: E402
+from harness import (TIME_FACTOR, HarnessError, Mailtrail,  # noqa: E402
                      RedisServer, SnsSigner, WebHost, iso_to_ms, now_iso,
                      pem_body, string_to_sign)
 
@@ -42,9 +43,11 @@ ENV = None
 MISSING_PEM = "/SimpleNotificationService-missing.pem"
 OLD_PEM = "/SimpleNotificationService-old.pem"
 ALLOWED_TOPIC = "arn:aws:sns:us-east-1:123456789012:allowed"
+# The options of SPEC.md this build has.  --redis-cluster (deployment) and
+# --spool-dir/--spool-max-bytes (reliability) come with later issues and are
+# deliberately absent until then (no placeholders).
 SPEC_OPTIONS = ("--listen", "--tls-cert", "--tls-key", "--api-listen", "--api-token",
-                "--redis", "--redis-prefix", "--redis-cluster", "--spool-dir",
-                "--spool-max-bytes", "--cert-host-pattern", "--ca-file",
+                "--redis", "--redis-prefix", "--cert-host-pattern", "--ca-file",
                 "--cert-cache-dir", "--topic", "--max-age", "--auto-confirm",
                 "--retention-days", "--keep-headers", "--max-body", "--log-format",
                 "--log-level", "--version", "--help")
@@ -57,6 +60,8 @@ class Environment:
         for cmd in ("openssl", "redis-server", "redis-cli"):
             harness.require_command(cmd)
         self.tmp = tempfile.mkdtemp(prefix="mailtrail-it-")
+        # Removed even if the set-up below fails half-way.
+        atexit.register(shutil.rmtree, self.tmp, True)
         self.pki = harness.Pki(os.path.join(self.tmp, "pki"))
         self.redis_server = RedisServer(os.path.join(self.tmp, "redis")).start()
         self.redis = self.redis_server.client
@@ -89,9 +94,7 @@ class Environment:
         # the binary knows --api-listen (a SPEC option;
         # TestConfiguration.test_help_lists_spec_options fails meanwhile), the
         # flag is left out so the webhook tests can still run.
-        r = harness.run([BINARY, "--help"], check=False)
-        self.api_off = (["--api-listen", "off"] if b"--api-listen" in r.stdout + r.stderr
-                        else [])
+        self.api_off = ["--api-listen", "off"]
 
     def child_env(self, extra=None):
         env = {k: v for k, v in os.environ.items()
@@ -151,6 +154,7 @@ class MailtrailCase(unittest.TestCase):
             h.clear()
         ENV.sns.set_file(MISSING_PEM, None)
         ENV.sns.fail_tokens.clear()
+        ENV.sns.redirects.clear()
         self.procs = []
         self.signer = ENV.signer
 
@@ -456,6 +460,13 @@ class TestNotifications(MailtrailCase):
         self.assertAnswer(m.post_sns(json.dumps(msg, ensure_ascii=True).encode()), 200, "stored")
         ev, _ = self.one_event("recipient@example.com")
         self.assertEqual(ev["detail"].get("diagnosticCode"), diag)
+
+    def test_redis_prefix(self):
+        m = self.start("--redis-prefix", "mt2:")
+        self.assertAnswer(m.post_sns(self.signer.notification(
+            ses("awsdoc-identity-delivery.json"))), 200, "stored")
+        self.assertNothingStored()
+        self.assertEqual(self.redis("ZCARD", "mt2:rcpt:{jane@example.com}"), 1)
 
     def test_old_message_accepted_without_max_age(self):
         m = self.start()
@@ -836,6 +847,46 @@ class TestCertificates(MailtrailCase):
         b = self.start("--cert-cache-dir", cache, name="mailtrail-B")
         self.assertAnswer(b.post_sns(self.signer.notification("two")), 200, "stored")
         self.assertNoRequests(ENV.sns)
+
+    def test_bad_certificate_responses(self):
+        # A redirect (not followed), an oversized body (capped) and a body
+        # that is not a certificate: never 200, nothing stored, and the
+        # process keeps serving.
+        m = self.start()
+        target = "/SimpleNotificationService-test.pem"
+        ENV.sns.redirects["/SimpleNotificationService-redirect.pem"] = ENV.sns.url(target).encode()
+        ENV.sns.set_file("/SimpleNotificationService-huge.pem",
+                         ENV.pki.read(ENV.pki.signing_cert) + b"A" * (8 << 20))
+        ENV.sns.set_file("/SimpleNotificationService-garbage.pem", b"this is not a PEM\n")
+        self.addCleanup(ENV.sns.set_file, "/SimpleNotificationService-huge.pem", None)
+        self.addCleanup(ENV.sns.set_file, "/SimpleNotificationService-garbage.pem", None)
+        for name in ("redirect", "huge", "garbage"):
+            with self.subTest(cert=name):
+                ENV.sns.clear()
+                url = ENV.signer.cert_url(f"/SimpleNotificationService-{name}.pem")
+                msg = self.signer.notification("hello", cert_url=url)
+                r = m.post_sns(msg)
+                self.assertIn(r.status, (403, 503), r)
+                self.assertAnswer(r, r.status)
+                self.assertNothingStored()
+                self.assertEqual(self.cert_gets(target), [], "a redirect must not be followed")
+        self.assertAnswer(m.post_sns(self.signer.notification("still alive")), 200, "stored")
+
+    def test_cache_file_name_stays_in_cache_dir(self):
+        box = tempfile.mkdtemp(dir=ENV.tmp, prefix="cachebox-")
+        cache = os.path.join(box, "cache")
+        os.mkdir(cache)
+        path = "/sub/..%2Fescape.pem"
+        ENV.sns.set_file(path, ENV.pki.read(ENV.pki.signing_cert))
+        self.addCleanup(ENV.sns.set_file, path, None)
+        m = self.start("--cert-cache-dir", cache)
+        r = m.post_sns(self.signer.notification("hello", cert_url=ENV.signer.cert_url(path)))
+        self.assertIn(r.status, (200, 403), r)
+        self.assertEqual(os.listdir(box), ["cache"],
+                         "a cert file was written outside --cert-cache-dir")
+        for name in os.listdir(cache):
+            self.assertNotIn("/", name)
+            self.assertFalse(name.startswith(".."), name)
 
 
 # ===================================================================================

@@ -583,9 +583,11 @@ static void check_event_shape(const char *what, const struct ses_event *ev,
 		return;
 	CHECK(strlen(ev->json) == ev->json_len, what, "json_len %zu wrong",
 	      ev->json_len);
-	json_object_object_foreach(e, key, val)
-	{
-		(void)val;
+	for (struct json_object_iterator it = json_object_iter_begin(e),
+					 it_end = json_object_iter_end(e);
+	     !json_object_iter_equal(&it, &it_end); json_object_iter_next(&it)) {
+		const char *key = json_object_iter_peek_name(&it);
+
 		CHECK(i < 7 && strcmp(key, order[i]) == 0, what,
 		      "EVENT key %zu is \"%s\", want \"%s\"", i, key,
 		      i < 7 ? order[i] : "(none)");
@@ -628,9 +630,11 @@ static void check_event_shape(const char *what, const struct ses_event *ev,
 		CHECK(!has(mail, "commonHeaders"), what,
 		      "commonHeaders present (keep_headers=%d)",
 		      ctx->keep_headers);
-	json_object_object_foreach(mail, mkey, mval)
-	{
-		(void)mval;
+	for (struct json_object_iterator it = json_object_iter_begin(mail),
+					 it_end = json_object_iter_end(mail);
+	     !json_object_iter_equal(&it, &it_end); json_object_iter_next(&it)) {
+		const char *mkey = json_object_iter_peek_name(&it);
+
 		CHECK(strcmp(mkey, "messageId") == 0 ||
 			      strcmp(mkey, "source") == 0 ||
 			      strcmp(mkey, "timestamp") == 0 ||
@@ -642,8 +646,12 @@ static void check_event_shape(const char *what, const struct ses_event *ev,
 	detail = get(e, "detail");
 	CHECK(json_object_is_type(detail, json_type_object), what,
 	      "detail is not an object");
-	json_object_object_foreach(detail, dkey, dval)
-	{
+	for (struct json_object_iterator it = json_object_iter_begin(detail),
+					 it_end = json_object_iter_end(detail);
+	     !json_object_iter_equal(&it, &it_end); json_object_iter_next(&it)) {
+		const char *dkey = json_object_iter_peek_name(&it);
+		struct json_object *dval = json_object_iter_peek_value(&it);
+
 		CHECK(detail_key_allowed(ev->type, dkey), what,
 		      "detail.%s not allowed for %s", dkey, ev->type);
 		CHECK(!json_object_is_type(dval, json_type_null), what,
@@ -1236,8 +1244,8 @@ static void check_garbage(const char *dir)
 		"{\"eventType\":\"Send\",\"send\":{}," MAIL_OK "}{}",
 		"{'eventType':'Send'}",
 		/* invalid UTF-8 in a string */
-		"{\"eventType\":\"Send\",\"send\":{},\"mail\":{\"messageId\":\"\xff\xfe\","
-		"\"timestamp\":\"2024-01-02T03:04:05Z\",\"destination\":[\"a@b.c\"]}}",
+		("{\"eventType\":\"Send\",\"send\":{},\"mail\":{\"messageId\":\"\xff\xfe\","
+		 "\"timestamp\":\"2024-01-02T03:04:05Z\",\"destination\":[\"a@b.c\"]}}"),
 		"\xef\xbb\xbf{}",
 	};
 	struct ses_events evs;

@@ -1,0 +1,26 @@
+/* api.h - the routes of the private listener (--api-listen): the JSON query
+ * API of SPEC.md and the support console.
+ *   GET /v1/recipients/{address}/events?limit&before&after&type
+ *   GET /v1/recipients/{address}
+ *   GET /v1/events?limit&before&type
+ *   GET /, /app.js, /app.css   (the console, embedded)
+ * With a token configured, /v1/ needs "Authorization: Bearer TOKEN"; the
+ * console's files do not (they hold no data, and the page asks for the
+ * token when the API answers 401). */
+#ifndef API_H
+#define API_H
+
+#include "http.h"
+#include "store.h"
+
+#define API_LIMIT_DEFAULT 50
+
+struct api {
+	struct store *store;
+	const char *token; /* NULL: open */
+};
+
+/* The routes for a; a must outlive the listener. */
+struct http_routes api_routes(struct api *a);
+
+#endif

@@ -1,0 +1,13 @@
+/* ingest.h - the routes of the public listener: POST /sns (one SNS
+ * delivery through webhook_handle), GET /healthz, /readyz and /metrics.
+ * Maps results to status codes and logs one line per delivery. */
+#ifndef INGEST_H
+#define INGEST_H
+
+#include "http.h"
+#include "webhook.h"
+
+/* The routes for w; w must outlive the listener. */
+struct http_routes ingest_routes(struct webhook *w);
+
+#endif

@@ -1,0 +1,263 @@
+#include "api.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "console.h"
+#include "log.h"
+#include "ses.h"
+
+#define CSP "default-src 'self'; script-src 'self'; style-src 'self'; " \
+	    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; " \
+	    "base-uri 'none'; form-action 'self'"
+
+static const char *const event_types[] = {
+	"Bounce", "Complaint", "Delivery", "Send", "Reject", "Open", "Click",
+	"Rendering Failure", "DeliveryDelay", "Subscription",
+};
+
+/* Constant-time check of "Bearer TOKEN". */
+static bool authorized(const struct api *a, struct MHD_Connection *conn)
+{
+	if (!a->token)
+		return true;
+	const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+						    MHD_HTTP_HEADER_AUTHORIZATION);
+	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+		return false;
+	const char *given = h + 7;
+	size_t gl = strlen(given), tl = strlen(a->token);
+	/* Compare as many bytes as the token has whatever was given, so the
+	 * time taken tells nothing about how much of it matched. */
+	const char *cmp = gl == tl ? given : a->token;
+	return (CRYPTO_memcmp(cmp, a->token, tl) == 0) & (gl == tl);
+}
+
+static enum MHD_Result bad_param(struct MHD_Connection *conn, const char *param,
+				 const char *why)
+{
+	char msg[256];
+	snprintf(msg, sizeof(msg), "bad parameter '%s': %s", param, why);
+	struct json_object *o = json_object_new_object();
+	if (!o)
+		return MHD_NO;
+	json_object_object_add(o, "status", json_object_new_string("error"));
+	json_object_object_add(o, "error", json_object_new_string(msg));
+	json_object_object_add(o, "parameter", json_object_new_string(param));
+	return http_send_json(conn, 400, o);
+}
+
+static bool parse_ms(const char *s, int64_t *out)
+{
+	if (!s || !*s || !isdigit((unsigned char)*s) || strlen(s) > 16)
+		return false;
+	errno = 0;
+	char *end;
+	long long v = strtoll(s, &end, 10);
+	if (errno || *end)
+		return false;
+	*out = v;
+	return true;
+}
+
+struct params {
+	struct store_query q;
+	const char *bad;     /* first bad parameter */
+	const char *why;
+	bool allow_after;
+};
+
+static enum MHD_Result on_arg(void *cls, enum MHD_ValueKind kind,
+			      const char *key, const char *value)
+{
+	struct params *p = cls;
+	if (p->bad)
+		return MHD_NO;
+	if (strcmp(key, "limit") == 0) {
+		int64_t n;
+		if (!parse_ms(value, &n) || n < 1 || n > STORE_PAGE_MAX) {
+			p->why = "must be an integer from 1 to 1000";
+			goto bad;
+		}
+		p->q.limit = (size_t)n;
+	} else if (strcmp(key, "before") == 0) {
+		if (!parse_ms(value, &p->q.before)) {
+			p->why = "must be a time in ms since the epoch";
+			goto bad;
+		}
+		p->q.has_before = true;
+	} else if (strcmp(key, "after") == 0 && p->allow_after) {
+		if (!parse_ms(value, &p->q.after)) {
+			p->why = "must be a time in ms since the epoch";
+			goto bad;
+		}
+		p->q.has_after = true;
+	} else if (strcmp(key, "type") == 0) {
+		p->q.type = NULL;
+		for (size_t i = 0; value && i < sizeof(event_types) / sizeof(*event_types); i++)
+			if (strcmp(value, event_types[i]) == 0)
+				p->q.type = event_types[i];
+		if (!p->q.type) {
+			p->why = "must be an SES event type (Bounce, Complaint, Delivery, Send, "
+				 "Reject, Open, Click, Rendering Failure, DeliveryDelay, Subscription)";
+			goto bad;
+		}
+	} else {
+		p->why = "unknown parameter";
+		goto bad;
+	}
+	return MHD_YES;
+bad:
+	p->bad = key;
+	return MHD_NO;
+}
+
+static enum MHD_Result store_error(struct MHD_Connection *conn, enum mt_err err,
+				   const char *detail)
+{
+	LOG(LOG_ERROR, "api", "error=\"%s\" detail=\"%s\"", mt_err_str(err), detail);
+	return http_send_status(conn, mt_err_http_status(err), NULL, mt_err_str(err));
+}
+
+static void add_cursor(struct json_object *o, const struct store_page *page)
+{
+	json_object_object_add(o, "next_before",
+			       page->more ? json_object_new_int64(page->next_before) : NULL);
+}
+
+static enum MHD_Result events_page(struct api *a, struct MHD_Connection *conn,
+				   const char *address, bool allow_after)
+{
+	struct params p = {.q = {.limit = API_LIMIT_DEFAULT}, .allow_after = allow_after};
+	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, on_arg, &p);
+	if (p.bad)
+		return bad_param(conn, p.bad, p.why);
+	if (p.q.has_before && p.q.has_after && p.q.after >= p.q.before)
+		return bad_param(conn, "after", "must be less than before");
+
+	struct store_page page;
+	char err[256];
+	enum mt_err e = store_query_events(a->store, address, &p.q, &page, err, sizeof(err));
+	if (e) {
+		store_page_free(&page);
+		return store_error(conn, e, err);
+	}
+	struct json_object *o = json_object_new_object();
+	if (!o) {
+		store_page_free(&page);
+		return MHD_NO;
+	}
+	if (address)
+		json_object_object_add(o, "recipient", json_object_new_string(address));
+	json_object_object_add(o, "events", json_object_get(page.events));
+	add_cursor(o, &page);
+	store_page_free(&page);
+	return http_send_json(conn, 200, o);
+}
+
+static enum MHD_Result first_arg(void *cls, enum MHD_ValueKind kind,
+				 const char *key, const char *value)
+{
+	*(const char **)cls = key;
+	return MHD_NO;
+}
+
+static enum MHD_Result summary(struct api *a, struct MHD_Connection *conn,
+			       const char *address)
+{
+	const char *param = NULL;
+	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, first_arg, &param);
+	if (param)
+		return bad_param(conn, param, "the summary takes no parameters");
+
+	struct store_summary sum;
+	char err[256];
+	enum mt_err e = store_recipient_summary(a->store, address, &sum, err, sizeof(err));
+	if (e) {
+		store_summary_free(&sum);
+		return store_error(conn, e, err);
+	}
+	struct json_object *o = json_object_new_object();
+	if (!o) {
+		store_summary_free(&sum);
+		return MHD_NO;
+	}
+	json_object_object_add(o, "recipient", json_object_new_string(address));
+	json_object_object_add(o, "counts", json_object_get(sum.counts));
+	json_object_object_add(o, "last_event", json_object_get(sum.last_event));
+	json_object_object_add(o, "suppressed", json_object_new_boolean(sum.reason != NULL));
+	json_object_object_add(o, "reason", sum.reason ? json_object_new_string(sum.reason) : NULL);
+	store_summary_free(&sum);
+	return http_send_json(conn, 200, o);
+}
+
+static enum MHD_Result console_file(struct MHD_Connection *conn, const char *url)
+{
+	for (size_t i = 0; i < console_assets_count; i++) {
+		const struct console_asset *f = &console_assets[i];
+		if (strcmp(url, f->path) != 0)
+			continue;
+		struct MHD_Response *r = MHD_create_response_from_buffer(
+			f->len, (void *)f->data, MHD_RESPMEM_PERSISTENT);
+		if (!r)
+			return MHD_NO;
+		MHD_add_response_header(r, "Content-Type", f->content_type);
+		MHD_add_response_header(r, "Content-Security-Policy", CSP);
+		MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+		MHD_add_response_header(r, "X-Frame-Options", "DENY");
+		MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+		MHD_add_response_header(r, "Cache-Control", "no-cache");
+		enum MHD_Result ret = MHD_queue_response(conn, 200, r);
+		MHD_destroy_response(r);
+		return ret;
+	}
+	return http_send_status(conn, 404, NULL, "not found");
+}
+
+static enum MHD_Result route(struct api *a, struct MHD_Connection *conn, const char *url)
+{
+	static const char rcpt[] = "/v1/recipients/", events[] = "/events";
+
+	if (strncmp(url, "/v1/", 4) != 0)
+		return console_file(conn, url);
+	if (!authorized(a, conn))
+		return http_send_status(conn, 401, NULL, "missing or wrong bearer token");
+	if (strcmp(url, "/v1/events") == 0)
+		return events_page(a, conn, NULL, false);
+	if (strncmp(url, rcpt, sizeof(rcpt) - 1) != 0)
+		return http_send_status(conn, 404, NULL, "not found");
+
+	/* libmicrohttpd has already %-decoded the path. */
+	const char *addr = url + sizeof(rcpt) - 1;
+	size_t len = strlen(addr), el = sizeof(events) - 1;
+	bool timeline = len > el && strcmp(addr + len - el, events) == 0;
+	if (timeline)
+		len -= el;
+	char norm[SES_ADDRESS_MAX + 1];
+	if (len == 0)
+		return http_send_status(conn, 404, NULL, "not found");
+	if (!ses_address_normalize(addr, len, norm))
+		return bad_param(conn, "address", "not an email address");
+	return timeline ? events_page(a, conn, norm, true) : summary(a, conn, norm);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
+				  const char *url, const char *method,
+				  const char *version, const char *upload_data,
+				  size_t *upload_data_size, void **req_cls)
+{
+	struct api *a = cls;
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+		return http_send_status(conn, 405, NULL, "method not allowed");
+	enum MHD_Result ret = route(a, conn, url);
+	LOG(LOG_DEBUG, "api", "method=%s path=%s", method, url);
+	return ret;
+}
+
+struct http_routes api_routes(struct api *a)
+{
+	return (struct http_routes){on_request, NULL, a};
+}

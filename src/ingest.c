@@ -1,0 +1,183 @@
+#include "ingest.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "metrics.h"
+
+/* Per-request state of a POST /sns while its body arrives. */
+struct upload {
+	char *buf;
+	size_t len, cap;
+	bool too_large;
+	bool answered;
+};
+
+static void log_result(const struct webhook_result *res, unsigned code)
+{
+	enum log_level lv = code >= 500 ? LOG_ERROR : code >= 400 ? LOG_WARN : LOG_INFO;
+	if (res->err == MT_E_OK)
+		LOG(lv, "sns", "status=%u result=%s type=%s id=%s topic=%s events=%zu added=%zu raw=%s cert_fetched=%s",
+		    code, res->status, res->type ? res->type : "-", res->message_id,
+		    res->topic, res->events, res->added, res->raw ? "yes" : "no",
+		    res->cert_fetched ? "yes" : "no");
+	else
+		LOG(lv, "sns", "status=%u error=\"%s\" type=%s id=%s topic=%s detail=\"%s\"",
+		    code, mt_err_str(res->err), res->type ? res->type : "-",
+		    res->message_id, res->topic, res->detail);
+	if (res->err == MT_E_OK && res->type &&
+	    strcmp(res->type, "SubscriptionConfirmation") == 0 &&
+	    strcmp(res->status, "noted") == 0)
+		LOG(LOG_WARN, "subscription not confirmed (--auto-confirm no): visit the URL to confirm",
+		    "topic=%s subscribe_url=%s", res->topic, res->detail);
+}
+
+static void count_result(const struct webhook_result *res)
+{
+	metrics_count_result(res->err);
+	if (res->err == MT_E_OK) {
+		if (res->raw)
+			metrics_add(METRIC_raw_stored_total, res->added ? 1 : 0);
+		else
+			metrics_add(METRIC_events_stored_total, res->added);
+		if (strcmp(res->status, "duplicate") == 0)
+			metrics_add(METRIC_events_duplicate_total, 1);
+		if (strcmp(res->status, "confirmed") == 0)
+			metrics_add(METRIC_subscriptions_confirmed_total, 1);
+	}
+	if (res->cert_fetched)
+		metrics_add(METRIC_cert_fetches_total, 1);
+	if (res->err == MT_E_CERT_FETCH)
+		metrics_add(METRIC_cert_fetch_failures_total, 1);
+}
+
+static enum MHD_Result finish_sns(struct webhook *w, struct MHD_Connection *conn,
+				  struct upload *up)
+{
+	struct webhook_result res;
+	if (up->too_large) {
+		memset(&res, 0, sizeof(res));
+		res.err = MT_E_TOO_LARGE;
+	} else {
+		const char *th = MHD_lookup_connection_value(
+			conn, MHD_HEADER_KIND, "x-amz-sns-message-type");
+		webhook_handle(w, up->buf ? up->buf : "", up->len, th, &res);
+	}
+	unsigned code = mt_err_http_status(res.err);
+	count_result(&res);
+	log_result(&res, code);
+	return http_send_status(conn, code, res.status,
+				res.err == MT_E_OK ? NULL : mt_err_str(res.err));
+}
+
+/* Appends a chunk of the body, or notes that it is too large (the rest is
+ * drained and the answer is 413). */
+static bool take_chunk(struct upload *up, const char *data, size_t n, size_t max)
+{
+	if (up->too_large || n > max - up->len) {
+		up->too_large = true;
+		free(up->buf);
+		up->buf = NULL;
+		up->len = up->cap = 0;
+		return true;
+	}
+	if (up->len + n + 1 > up->cap) {
+		size_t cap = up->cap ? up->cap : 16384;
+		while (cap < up->len + n + 1)
+			cap *= 2;
+		char *nb = realloc(up->buf, cap);
+		if (!nb)
+			return false;
+		up->buf = nb;
+		up->cap = cap;
+	}
+	memcpy(up->buf + up->len, data, n);
+	up->len += n;
+	up->buf[up->len] = '\0';
+	return true;
+}
+
+static enum MHD_Result on_probe(struct webhook *w, struct MHD_Connection *conn,
+				const char *url, bool is_get)
+{
+	metrics_add(METRIC_http_requests_total, 1);
+	bool known = strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0 ||
+		     strcmp(url, "/metrics") == 0;
+	if (!known)
+		return http_send_status(conn, 404, NULL, "not found");
+	if (!is_get)
+		return http_send_status(conn, 405, NULL, "method not allowed");
+	if (strcmp(url, "/healthz") == 0)
+		return http_send_status(conn, 200, "ok", NULL);
+	if (strcmp(url, "/readyz") == 0) {
+		char err[256];
+		if (store_ping(w->store, err, sizeof(err)) == MT_E_OK)
+			return http_send_status(conn, 200, "ready", NULL);
+		LOG(LOG_WARN, "not ready", "error=\"%s\"", err);
+		return http_send_status(conn, 503, NULL, mt_err_str(MT_E_REDIS));
+	}
+	size_t len;
+	char *text = metrics_render(&len);
+	if (!text)
+		return MHD_NO;
+	return http_send_owned(conn, 200, "text/plain; version=0.0.4", text, len);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
+				  const char *url, const char *method,
+				  const char *version, const char *upload_data,
+				  size_t *upload_data_size, void **req_cls)
+{
+	struct webhook *w = cls;
+	bool is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+
+	if (strcmp(url, "/sns") != 0)
+		return on_probe(w, conn, url, is_get);
+	if (strcmp(method, "POST") != 0) {
+		metrics_add(METRIC_http_requests_total, 1);
+		return http_send_status(conn, 405, NULL, "method not allowed");
+	}
+
+	struct upload *up = *req_cls;
+	if (!up) {
+		up = calloc(1, sizeof(*up));
+		if (!up)
+			return MHD_NO;
+		*req_cls = up;
+		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							     MHD_HTTP_HEADER_CONTENT_LENGTH);
+		if (!cl || strtoull(cl, NULL, 10) <= w->cfg->max_body)
+			return MHD_YES;
+		/* Answer at once; the body is never read. */
+		up->too_large = true;
+	} else if (*upload_data_size) {
+		size_t n = *upload_data_size;
+		*upload_data_size = 0;
+		if (!take_chunk(up, upload_data, n, w->cfg->max_body))
+			return MHD_NO;
+		if (!up->too_large || up->answered)
+			return MHD_YES;
+	}
+	if (up->answered)
+		return MHD_YES;
+	up->answered = true;
+	metrics_add(METRIC_http_requests_total, 1);
+	return finish_sns(w, conn, up);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct upload *up = *req_cls;
+	if (up) {
+		free(up->buf);
+		free(up);
+		*req_cls = NULL;
+	}
+}
+
+struct http_routes ingest_routes(struct webhook *w)
+{
+	return (struct http_routes){on_request, on_completed, w};
+}
