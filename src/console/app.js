@@ -77,6 +77,9 @@
     'Subscription': 'The recipient changed their subscription preferences.'
   };
 
+  /* Routine events: their explanation is shown quietly. */
+  var MINOR_TYPES = { 'Delivery': true, 'Send': true, 'Open': true, 'Click': true, 'Subscription': true };
+
   function explainBounce(d) {
     var t = str(d.bounceType), s = str(d.bounceSubType);
     var key = t + '/' + s;
@@ -416,7 +419,7 @@
     });
     if (dl.firstChild) td.appendChild(dl);
     var why = explain(ev);
-    if (why) td.appendChild(el('p', 'explain', why));
+    if (why) td.appendChild(el('p', MINOR_TYPES[ev.type] ? 'explain explain-minor' : 'explain', why));
     return td;
   }
 

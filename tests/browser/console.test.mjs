@@ -569,7 +569,10 @@ async function main() {
     assert.equal(await page.evaluate(() => typeof window.__pwned), 'undefined');
   });
 
+  // Tall enough to show the summary and the first rows down to the bounces.
+  await page.setViewportSize({ width: 1440, height: 1560 });
   await page.screenshot({ path: path.join(outDir, 'console.png') });
+  await page.setViewportSize({ width: 1440, height: 1000 });
   check(`screenshot saved to ${path.join(outDir, 'console.png')}`, () => {
     assert.ok(fs.statSync(path.join(outDir, 'console.png')).size > 10000);
   });

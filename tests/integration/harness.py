@@ -624,6 +624,28 @@ class Mailtrail:
     def request(self, method, path, body=None, headers=None, tls_context=None):
         return http_request(self.port, method, path, body, headers, tls_context)
 
+    def wait_listen_port(self, msg, timeout=10.0):
+        """The port of the first log line {"msg":msg,"listen":"127.0.0.1:PORT"}
+        (e.g. msg="api listening" for the --api-listen listener), waiting
+        for it after start()."""
+        deadline = time.monotonic() + timeout * TIME_FACTOR
+        with self._cond:
+            while True:
+                for line in self.out_lines:
+                    port = _listening_port(line, msg)
+                    if port is not None:
+                        return port
+                if self.proc is None or self.proc.poll() is not None:
+                    raise HarnessError(f"{self.name} exited before logging \"{msg}\"\n"
+                                       f"{self.log()}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise HarnessError(
+                        f"{self.name} did not log a \"{msg}\" line with "
+                        f"\"listen\":\"127.0.0.1:PORT\" within {timeout * TIME_FACTOR}s\n"
+                        f"{self.log()}")
+                self._cond.wait(min(left, 0.2))
+
     def post_sns(self, body, msg_type="Notification", extra_headers=None,
                  tls_context=None):
         headers = {"Content-Type": "text/plain; charset=UTF-8"}
@@ -670,12 +692,13 @@ class Mailtrail:
                 + f"\n--- {self.name} stderr (last {len(err)} lines) ---\n" + "\n".join(err))
 
 
-def _listening_port(line):
+def _listening_port(line, msg="listening"):
+    """The port of a JSON log line {"msg":msg,"listen":"127.0.0.1:PORT"}."""
     try:
         obj = json.loads(line)
     except ValueError:
         return None
-    if not isinstance(obj, dict) or obj.get("msg") != "listening":
+    if not isinstance(obj, dict) or obj.get("msg") != msg:
         return None
     listen = obj.get("listen")
     if not isinstance(listen, str) or not listen.startswith(LOOPBACK + ":"):
