@@ -413,6 +413,8 @@ static enum mt_err envelope_member(struct reader *r, const struct sns_str *key,
 		if (key->len != strlen(field_names[i]) ||
 		    memcmp(key->p, field_names[i], key->len) != 0)
 			continue;
+		if (r->p >= r->end)
+			return MT_E_BAD_JSON;
 		if (*r->p == '"') {
 			*consumed = true;
 			return read_string(r, &m->f[i]);

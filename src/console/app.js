@@ -423,13 +423,17 @@
     return td;
   }
 
+  /* One label/value pair; short values flow side by side, long ones and
+   * machine text (codes, responses, links) get a line of their own. */
   function addKv(dl, label, text, code, key) {
+    var item = el('div', code || text.length > 32 ? 'kv-item wide' : 'kv-item');
     var dt = el('dt', null, label);
     var dd = el('dd');
     dd.setAttribute('data-field', key);
     dd.appendChild(code ? el('code', null, text) : document.createTextNode(text));
-    dl.appendChild(dt);
-    dl.appendChild(dd);
+    item.appendChild(dt);
+    item.appendChild(dd);
+    dl.appendChild(item);
   }
 
   function eventRow(ev, withRecipient) {

@@ -65,6 +65,10 @@ int main(int argc, char **argv)
 	expect("[]", MT_E_BAD_JSON);
 	expect("\"x\"", MT_E_BAD_JSON);
 	expect("{", MT_E_BAD_JSON);
+	/* Found by libFuzzer: a known key as the very last bytes. */
+	expect("{\"Message\":", MT_E_BAD_JSON);
+	expect("{\"Subject\" : ", MT_E_BAD_JSON);
+	expect("{\"x\":", MT_E_BAD_JSON);
 	expect(NOTE_HEAD ",\"Message\":\"hi\",\"SignatureVersion\":\"1\"} x", MT_E_BAD_JSON);
 	expect(NOTE_HEAD ",\"Message\":\"hi\",\"SignatureVersion\":\"1\",}", MT_E_BAD_JSON);
 	expect(NOTE_HEAD ",\"Message\":\"h\ti\",\"SignatureVersion\":\"1\"}", MT_E_BAD_JSON);

@@ -1,0 +1,1087 @@
+#!/usr/bin/env python3
+"""Integration tests of the mailtrail query API (SPEC.md, "Query API and console").
+
+    python3 tests/integration/test_api.py <mailtrail-binary> <tests/data>
+
+The real binary runs against a real redis-server on a free loopback port.
+Every event the API returns was put into Redis the only way SPEC allows: an
+SES event (built from the real files in tests/data/ses, with the recipient
+and the event's own timestamp set per event) wrapped in an SNS Notification,
+signed with the test signing key, and POSTed to /sns; mailtrail fetches the
+signing certificate from a local HTTPS "SNS" host (its own test CA).  As in
+test_webhook.py, proxy variables point at an "egress guard" recorder, so an
+attempt to reach anything outside 127.0.0.1 fails the test.
+
+What is checked (issue 3, "Tests"): paging through 2,500 events of one
+recipient (with many events sharing a millisecond, one run of 150 and one of
+64) returns each exactly once, newest first, at limits 100, 7 and 1000;
+type and before/after filters return exactly the expected subset; lookups
+are case-insensitive and URL-decoded ('+' stays a plus, %40 and %2B are
+decoded); the summary's counts, last event and suppression; the recent
+feed; the 400/401/404/405 answers with their exact JSON shape; the console
+assets; 503 while Redis is down.
+
+MAILTRAIL_TEST_WRAPPER (e.g. "valgrind --error-exitcode=99 -q") is put in
+front of every mailtrail command.  Nothing is ever skipped: a missing tool or
+binary is a failure.
+"""
+
+import atexit
+import base64
+import collections
+import concurrent.futures
+import copy
+import datetime as dt
+import json
+import os
+import random
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+import unittest
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
+from harness import (HarnessError, Mailtrail, RedisServer, SnsSigner,  # noqa: E402
+                     WebHost, iso_ms)
+
+BINARY = None
+DATA = None
+ENV = None
+
+TOKEN = "mt-test-token-7d1f0c2b9a8e4f6d"
+POST_THREADS = 8
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def ms_iso(ms):
+    """ms since the epoch -> 'YYYY-MM-DDTHH:MM:SS.mmmZ' (EVENT "time")."""
+    return iso_ms(EPOCH + dt.timedelta(milliseconds=ms))
+
+
+def ms_of(iso):
+    return harness.iso_to_ms(iso)
+
+
+# The event times used below: recent enough to be within any retention
+# window of each other, far from the wall clock on purpose (the event time,
+# not the SNS Timestamp nor the arrival time, orders a timeline).
+T0 = ms_of("2026-03-02T08:00:00.000Z")
+
+
+class Environment:
+    """The shared fixtures: temp dir, PKI, Redis, the SNS host, the guard."""
+
+    def __init__(self):
+        for cmd in ("openssl", "redis-server", "redis-cli"):
+            harness.require_command(cmd)
+        self.tmp = tempfile.mkdtemp(prefix="mailtrail-api-")
+        atexit.register(shutil.rmtree, self.tmp, True)
+        self.pki = harness.Pki(os.path.join(self.tmp, "pki"))
+        self.redis_server = RedisServer(os.path.join(self.tmp, "redis")).start()
+        self.redis = self.redis_server.client
+        self.sns = WebHost("sns", self.pki.server_context())
+        self.sns.set_file(SnsSigner.CERT_PATH, self.pki.read(self.pki.signing_cert))
+        self.guard = WebHost("egress-guard")
+        self.guard.deny_all = True
+        self.hosts = (self.sns, self.guard)
+        self.signer = SnsSigner(self.pki, self.sns)
+        self.pattern = r"^127\.0\.0\.1:%d$" % self.sns.port
+        self.redis_url = f"redis://127.0.0.1:{self.redis_server.port}/0"
+        self._templates = {}
+
+    def child_env(self):
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("MAILTRAIL_")
+               and k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
+        proxy = f"http://127.0.0.1:{self.guard.port}"
+        for k in ("http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+            env[k] = proxy
+        env["no_proxy"] = env["NO_PROXY"] = "127.0.0.1,localhost"
+        return env
+
+    def template(self, name):
+        if name not in self._templates:
+            with open(os.path.join(DATA, "ses", name), "rb") as f:
+                self._templates[name] = json.loads(f.read())
+        return copy.deepcopy(self._templates[name])
+
+    def close(self):
+        for h in self.hosts:
+            h.close()
+        self.redis_server.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def setUpModule():
+    global ENV
+    if BINARY is None:
+        raise HarnessError("usage: test_api.py <mailtrail-binary> <tests/data>")
+    if not os.access(BINARY, os.X_OK):
+        raise HarnessError(f"mailtrail binary not found or not executable: {BINARY}")
+    if not os.path.isdir(os.path.join(DATA, "ses")):
+        raise HarnessError(f"not the tests/data directory: {DATA}")
+    ENV = Environment()
+
+
+def tearDownModule():
+    if ENV is not None:
+        ENV.close()
+    harness.kill_all_children()
+
+
+# --- SES events -----------------------------------------------------------------
+
+# kind -> (file in tests/data/ses, EVENT type)
+KINDS = {
+    "bounce-permanent": ("awsdoc-identity-bounce-permanent-general-with-dsn.json", "Bounce"),
+    "bounce-transient": ("relay-identity-bounce-transient-general-ooto-no-dsn.json", "Bounce"),
+    "delivery": ("awsdoc-identity-delivery.json", "Delivery"),
+    "complaint": ("awsdoc-identity-complaint-with-feedback-report.json", "Complaint"),
+    "rendering-failure": ("awsdoc-event-rendering-failure.json", "Rendering Failure"),
+}
+
+
+class Item:
+    """One event to deliver: what we send and what the API must return."""
+
+    __slots__ = ("kind", "addresses", "ms", "serial", "text", "msg", "type")
+
+    def __init__(self, kind, addresses, ms, serial):
+        self.kind = kind
+        self.addresses = [addresses] if isinstance(addresses, str) else list(addresses)
+        self.ms = ms
+        self.serial = serial
+        self.type = KINDS[kind][1]
+        self.text = ses_event(kind, self.addresses, ms, serial)
+        self.msg = None
+
+    @property
+    def id(self):
+        return self.msg["MessageId"]
+
+    def recipients(self):
+        """The normalised addresses this event is indexed under."""
+        return [normalised(a) for a in self.addresses]
+
+
+def normalised(address):
+    """'Display Name <Addr@X>' -> 'addr@x' (what SPEC indexes)."""
+    if address.endswith(">"):
+        address = address[address.rindex("<") + 1:-1]
+    return address.lower()
+
+
+def ses_event(kind, addresses, ms, serial):
+    """The SES JSON (compact) of one event for these recipients at ms.
+
+    The mail's own timestamp is set 5 s earlier for the types that carry
+    their own time (bounce, complaint, delivery), so an event filed under
+    the wrong timestamp is seen; rendering failure has no time of its own
+    and uses the mail's."""
+    name, _ = KINDS[kind]
+    obj = ENV.template(name)
+    t = ms_iso(ms)
+    mail = obj["mail"]
+    mail["messageId"] = f"0100018e{serial:08x}-4eca7ee8-dd82-4f94-8b91-3b4917f769ec-000000"
+    mail["destination"] = list(addresses)
+    mail["timestamp"] = ms_iso(ms - 5000)
+    if kind.startswith("bounce"):
+        b = obj["bounce"]
+        entry = b["bouncedRecipients"][0]
+        b["bouncedRecipients"] = [dict(entry, emailAddress=a) for a in addresses]
+        b["timestamp"] = t
+    elif kind == "delivery":
+        d = obj["delivery"]
+        d["recipients"] = list(addresses)
+        d["timestamp"] = t
+    elif kind == "complaint":
+        c = obj["complaint"]
+        c["complainedRecipients"] = [{"emailAddress": a} for a in addresses]
+        c["timestamp"] = t
+    elif kind == "rendering-failure":
+        mail["timestamp"] = t
+    else:
+        raise ValueError(kind)
+    return json.dumps(obj, separators=(",", ":"))
+
+
+# --- HTTP -------------------------------------------------------------------------------
+
+def q(**params):
+    """A query string (values URL-encoded with %20 for spaces)."""
+    params = {k: v for k, v in params.items() if v is not None}
+    if not params:
+        return ""
+    return "?" + urllib.parse.urlencode(params, quote_via=urllib.parse.quote)
+
+
+def timeline_path(address, **params):
+    return f"/v1/recipients/{address}/events" + q(**params)
+
+
+class ApiCase(unittest.TestCase):
+    """Starts mailtrail processes (webhook + API) and stops them (exit 0 on
+    SIGTERM is asserted); failure messages carry their logs and what the
+    recording hosts saw."""
+
+    procs = ()
+
+    def setUp(self):
+        self.procs = []
+        ENV.redis("FLUSHALL")
+        for h in ENV.hosts:
+            h.clear()
+
+    def tearDown(self):
+        self.assertEqual(ENV.guard.requests(), [],
+                         "mailtrail tried to reach a host outside 127.0.0.1")
+
+    def _formatMessage(self, msg, standardMsg):  # noqa: N802 - unittest hook
+        return super()._formatMessage(msg, standardMsg) + "\n" + self.context()
+
+    def context(self):
+        parts = ["=== context ==="]
+        for h in ENV.hosts:
+            parts.append(f"{h.name} ({h.authority}) saw: {h.requests()[:20]}")
+        for m in list(self.procs) + list(getattr(type(self), "class_procs", [])):
+            parts.append(f"command: {shlex.join(m.cmd)}")
+            parts.append(m.log(tail=30))
+        return "\n".join(parts)
+
+    # --- processes ---------------------------------------------------------------------
+
+    @staticmethod
+    def launch(*extra, redis_url=None, token=None, name="mailtrail"):
+        args = ["--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0",
+                "--redis", redis_url or ENV.redis_url,
+                "--ca-file", ENV.pki.ca_cert, "--cert-host-pattern", ENV.pattern,
+                "--log-format", "json"]
+        if token is not None:
+            args += ["--api-token", token]
+        args += list(extra)
+        m = Mailtrail(BINARY, args, env=ENV.child_env(), name=name)
+        try:
+            m.start()
+            m.api_port = m.wait_listen_port("api listening")
+        except Exception:
+            m.kill()
+            raise
+        m.token = token
+        return m
+
+    def start(self, *extra, **kw):
+        kw.setdefault("name", f"mailtrail#{len(self.procs) + 1}")
+        m = self.launch(*extra, **kw)
+        self.procs.append(m)
+        self.addCleanup(self.stop, m)
+        return m
+
+    def stop(self, m):
+        if m.proc is None or getattr(m, "_stopped", False):
+            return
+        m._stopped = True
+        alive = m.proc.poll() is None
+        rc = m.stop()
+        self.assertTrue(alive, f"{m.name} had already exited with {rc} before SIGTERM")
+        self.assertEqual(rc, 0, f"{m.name} must exit 0 within 10 s of SIGTERM "
+                                f"(None = had to be killed)")
+
+    # --- delivering events ---------------------------------------------------------------
+
+    def deliver(self, m, items, threads=POST_THREADS, expect="stored"):
+        """Signs and POSTs every item (concurrently); each must be answered
+        200 with {"status": expect}."""
+        def one(it):
+            if it.msg is None:
+                it.msg = ENV.signer.notification(it.text, version=("1", "2")[it.serial % 2])
+            r = m.post_sns(it.msg)
+            return it, r
+
+        failures = []
+        if threads <= 1:
+            results = map(one, items)
+        else:
+            pool = concurrent.futures.ThreadPoolExecutor(threads)
+            results = pool.map(one, items)
+        try:
+            for it, r in results:
+                try:
+                    body = r.json()
+                except ValueError:
+                    body = None
+                if r.status != 200 or not isinstance(body, dict) or body.get("status") != expect:
+                    failures.append((it.kind, it.addresses, it.ms, r))
+        finally:
+            if threads > 1:
+                pool.shutdown()
+        self.assertEqual(failures[:5], [], f"{len(failures)} deliveries not answered "
+                                           f"200 {{\"status\":\"{expect}\"}}")
+
+    # --- API ------------------------------------------------------------------------------
+
+    def api(self, m, path, method="GET", headers=None, token="default"):
+        h = dict(headers or {})
+        if token == "default":
+            token = m.token
+        if token is not None:
+            h["Authorization"] = f"Bearer {token}"
+        return harness.http_request(m.api_port, method, path, headers=h)
+
+    def get(self, m, path, status=200, **kw):
+        r = self.api(m, path, **kw)
+        self.assertEqual(r.status, status, f"GET {path}: {r!r}")
+        self.assertTrue(r.headers.get("content-type", "").startswith("application/json"),
+                        f"GET {path}: Content-Type {r.headers.get('content-type')!r}")
+        try:
+            body = r.json()
+        except ValueError:
+            self.fail(f"GET {path}: body is not JSON: {r.body!r}")
+        self.assertIsInstance(body, dict, f"GET {path}: {r.body!r}")
+        return body
+
+    def get_page(self, m, path, address=None):
+        body = self.get(m, path)
+        if address is None:
+            self.assertEqual(sorted(body), ["events", "next_before"], f"GET {path}: {body}")
+        else:
+            self.assertEqual(sorted(body), ["events", "next_before", "recipient"],
+                             f"GET {path}: keys")
+            self.assertEqual(body["recipient"], address, f"GET {path}")
+        self.assertIsInstance(body["events"], list, f"GET {path}")
+        nb = body["next_before"]
+        self.assertTrue(nb is None or (isinstance(nb, int) and not isinstance(nb, bool)),
+                        f"GET {path}: next_before {nb!r}")
+        return body
+
+    def walk(self, m, address, limit, filtered=False, max_pages=5000, **params):
+        """Pages through a timeline (address) or the recent feed (None) with
+        next_before until it is null; returns [(events, next_before)].
+        Checks each page on the way: newest first, never more than limit
+        events unless the page is one single millisecond (an ms cursor
+        cannot split a millisecond), the cursor below every event shown
+        and strictly decreasing."""
+        pages = []
+        before = params.pop("before", None)
+        after = params.get("after")
+        for _ in range(max_pages):
+            if address is None:
+                path = "/v1/events" + q(limit=limit, before=before, **params)
+            else:
+                path = timeline_path(urllib.parse.quote(address, safe="@+"),
+                                     limit=limit, before=before, **params)
+            body = self.get_page(m, path, address)
+            events, nb = body["events"], body["next_before"]
+            times = [ms_of(e["time"]) for e in events]
+            pages.append((events, nb))
+            self.assertEqual(times, sorted(times, reverse=True),
+                             f"GET {path}: not newest first")
+            if before is not None:
+                self.assertTrue(all(t < before for t in times),
+                                f"GET {path}: an event at or after before={before}")
+            if after is not None:
+                self.assertTrue(all(t > after for t in times),
+                                f"GET {path}: an event at or before after={after}")
+            self.assertTrue(len(events) <= limit or len(set(times)) == 1,
+                            f"GET {path}: {len(events)} events over limit {limit} "
+                            f"from {len(set(times))} different ms")
+            if nb is None:
+                return pages
+            if not filtered:
+                self.assertTrue(events, f"GET {path}: empty page with a cursor {nb}")
+            if times:
+                self.assertLessEqual(nb, times[-1],
+                                     f"GET {path}: cursor above an event shown")
+            if before is not None:
+                self.assertLess(nb, before, f"GET {path}: cursor does not move")
+            before = nb
+        self.fail(f"paging {address} limit={limit} {params} did not end "
+                  f"within {max_pages} pages")
+
+    def assertEventsExactly(self, events, expected, what):  # noqa: N802
+        """events (EVENT dicts, as returned) are exactly the expected items
+        (each once), in newest-first order, each with its id, type, time."""
+        ids = [(e.get("id"), e.get("recipient")) for e in events]
+        dup = [k for k, n in collections.Counter(ids).items() if n > 1]
+        self.assertEqual(dup[:10], [], f"{what}: {len(dup)} events returned more than once")
+        by_key = {}
+        for it in expected:
+            for r in it.recipients():
+                by_key[(it.id, r)] = it
+        missing = set(by_key) - set(ids)
+        extra = set(ids) - set(by_key)
+        self.assertEqual((len(missing), sorted(missing)[:5]), (0, []),
+                         f"{what}: events never returned")
+        self.assertEqual((len(extra), sorted(map(str, extra))[:5]), (0, []),
+                         f"{what}: unexpected events returned")
+        self.assertEqual(len(events), len(by_key), what)
+        times = [ms_of(e["time"]) for e in events]
+        self.assertEqual(times, sorted(times, reverse=True), f"{what}: not newest first")
+        for e in events:
+            it = by_key[(e["id"], e["recipient"])]
+            if e["type"] != it.type or e["time"] != ms_iso(it.ms):
+                self.fail(f"{what}: event {e['id']} is {e['type']} at {e['time']}, "
+                          f"expected {it.type} at {ms_iso(it.ms)}")
+
+
+def concat(pages):
+    return [e for events, _ in pages for e in events]
+
+
+# ===================================================================================
+class TestPaging(ApiCase):
+    """2,500 events of one recipient, delivered through the webhook once for
+    the whole class (the tests only read)."""
+
+    ADDRESS = "pager@example.com"
+    OTHER = "other@example.com"
+    class_procs = []
+
+    @classmethod
+    def setUpClass(cls):
+        ENV.redis("FLUSHALL")
+        rng = random.Random(20260302)
+        # Newest first: 60 events 1 ms apart, 340 distinct ms, a run of 150
+        # events in one ms (so the 5th page of 100 starts with more than a
+        # page of one millisecond), then mostly distinct ms with pairs and
+        # triples, one run of 64 in the middle, until 2,500.
+        sizes = [1] * 400 + [150]
+        while sum(sizes) < 2500:
+            if len(sizes) == 800:
+                sizes.append(64)
+            elif rng.random() < 0.02:
+                sizes.append(rng.choice((2, 2, 3)))
+            else:
+                sizes.append(1)
+        sizes[-1] -= sum(sizes) - 2500
+        t = T0 + 10_000_000
+        times = []
+        for i, n in enumerate(sizes):
+            times += [t] * n
+            t -= 1 if i < 60 else rng.randint(2, 3000)
+        assert len(times) == 2500
+        kinds = (["delivery"] * 12 + ["bounce-transient"] * 2 + ["bounce-permanent"] * 2
+                 + ["complaint"] * 2 + ["rendering-failure"] * 2)
+        spellings = (cls.ADDRESS, "Pager@Example.COM", "Pager Person <PAGER@example.com>")
+        items = []
+        for i, ms in enumerate(times):
+            kind = rng.choice(kinds)
+            # Display names only where SES may write them (bounce and
+            # complaint entries, destination); delivery recipients are bare.
+            spelling = spellings[i % 3] if kind != "delivery" else spellings[i % 2]
+            items.append(Item(kind, spelling, ms, serial=100000 + i))
+        cls.items = items
+        cls.sizes = sizes
+        cls.shared = sum(n for n in sizes if n > 1)
+        cls.group150 = times[400]
+        cls.group64 = times[sum(sizes[:800])]
+        # A few events of another recipient, interleaved in time.
+        cls.others = [Item(rng.choice(kinds), cls.OTHER, rng.randint(times[-1], times[0]),
+                           serial=900000 + i) for i in range(40)]
+
+        cls.m = cls.launch(name="mailtrail-paging")
+        cls.class_procs = [cls.m]
+        started = time.monotonic()
+        case = cls("test_default_limit")
+        order = list(items) + cls.others
+        random.Random(7).shuffle(order)   # arrival order is not time order
+        try:
+            case.deliver(cls.m, order)
+        except Exception:
+            cls.m.kill()
+            raise
+        cls.seed_seconds = time.monotonic() - started
+        print(f"\n    seeded {len(order)} signed deliveries "
+              f"({len(items)} for {cls.ADDRESS}, {cls.shared} of them sharing a "
+              f"millisecond; runs of 150 and 64) in {cls.seed_seconds:.1f} s",
+              file=sys.stderr)
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.m.stop()
+        if rc != 0:
+            raise AssertionError(f"mailtrail-paging must exit 0 on SIGTERM, got {rc}\n"
+                                 f"{cls.m.log()}")
+
+    def setUp(self):
+        self.procs = []   # no FLUSHALL: the class data stays
+
+    def newest_first(self, items):
+        return sorted(items, key=lambda it: -it.ms)
+
+    def test_default_limit(self):
+        m = self.m
+        body = self.get_page(m, timeline_path(self.ADDRESS), self.ADDRESS)
+        expected = self.newest_first(self.items)
+        # The newest 60 are 1 ms apart: the first page is exactly the
+        # newest 50, and the exclusive cursor is the 50th's time.
+        self.assertEqual([e["id"] for e in body["events"]], [it.id for it in expected[:50]])
+        self.assertEqual(body["next_before"], expected[49].ms)
+        self.assertEqual(ms_of(body["events"][0]["time"]), expected[0].ms)
+        for e in body["events"]:
+            self.assertEqual(e["recipient"], self.ADDRESS)
+            self.assertEqual(sorted(e), ["detail", "id", "mail", "recipient", "time",
+                                         "topicArn", "type"], e)
+        nxt = self.get_page(m, timeline_path(self.ADDRESS, before=body["next_before"]),
+                            self.ADDRESS)
+        self.assertEqual([e["id"] for e in nxt["events"]], [it.id for it in expected[50:100]])
+
+    def test_all_pages_limit_100(self):
+        pages = self.walk(self.m, self.ADDRESS, 100)
+        self.assertEventsExactly(concat(pages), self.items, "limit=100")
+        # The 5th page starts at the run of 150 in one millisecond and is
+        # that run, whole.
+        self.assertEqual([len(p) for p, _ in pages[:4]], [100] * 4)
+        fifth = [ms_of(e["time"]) for e in pages[4][0]]
+        self.assertEqual(fifth, [self.group150] * 150,
+                         "a millisecond with more events than the limit comes whole")
+        self.assertEqual(pages[4][1], self.group150)
+        self.assertIsNone(pages[-1][1])
+        print(f"\n    limit=100: {len(pages)} pages", end=" ", file=sys.stderr)
+
+    def test_all_pages_limit_1000(self):
+        pages = self.walk(self.m, self.ADDRESS, 1000)
+        self.assertEventsExactly(concat(pages), self.items, "limit=1000")
+        self.assertLessEqual(len(pages), 4)
+
+    def test_all_pages_limit_1(self):
+        # Over the newest 70 only (before/after window): one event a page,
+        # except the run boundary.
+        expected = self.newest_first(self.items)[:70]
+        after = expected[-1].ms - 1
+        pages = self.walk(self.m, self.ADDRESS, 1, after=after)
+        self.assertEventsExactly(concat(pages), expected, "limit=1")
+        self.assertEqual(len(pages), 70)
+
+    def test_window_limit_7(self):
+        # A window that holds both runs (150 and 64) and ~1,000 others.
+        ordered = self.newest_first(self.items)
+        before = ordered[380].ms
+        after = ordered[1500].ms
+        expected = [it for it in self.items if after < it.ms < before]
+        self.assertIn(self.group150, {it.ms for it in expected})
+        self.assertIn(self.group64, {it.ms for it in expected})
+        pages = self.walk(self.m, self.ADDRESS, 7, before=before, after=after)
+        self.assertEventsExactly(concat(pages), expected, "limit=7 window")
+        whole = [len(p) for p, _ in pages if len(p) > 7]
+        self.assertEqual(sorted(whole), [64, 150], "the runs come whole, each once")
+
+    def test_before_after_windows(self):
+        cases = [
+            ("exactly the run of 150", self.group150 - 1, self.group150 + 1),
+            ("newer than the run", self.group150, None),
+            ("older than the run", None, self.group150),
+            ("around the run of 64", self.group64 - 5000, self.group64 + 5000),
+            ("bounds at event times are exclusive",
+             self.newest_first(self.items)[10].ms, self.newest_first(self.items)[3].ms),
+            ("before=0", None, 0),
+            ("after the newest", self.newest_first(self.items)[0].ms, None),
+        ]
+        for what, after, before in cases:
+            with self.subTest(what):
+                expected = [it for it in self.items
+                            if (after is None or it.ms > after)
+                            and (before is None or it.ms < before)]
+                pages = self.walk(self.m, self.ADDRESS, 1000, after=after, before=before)
+                self.assertEventsExactly(concat(pages), expected, what)
+        # Exclusive bounds, by count: 6 events strictly between the 11th
+        # and the 4th newest (1 ms apart).
+        ordered = self.newest_first(self.items)
+        body = self.get_page(self.m, timeline_path(self.ADDRESS, after=ordered[10].ms,
+                                                   before=ordered[3].ms), self.ADDRESS)
+        self.assertEqual([e["id"] for e in body["events"]], [it.id for it in ordered[4:10]])
+        self.assertIsNone(body["next_before"])
+
+    def test_type_filters(self):
+        for etype, encoded in (("Complaint", "Complaint"),
+                               ("Rendering Failure", "Rendering%20Failure"),
+                               ("Rendering Failure", "Rendering+Failure"),
+                               ("Bounce", "Bounce"), ("Delivery", "Delivery")):
+            with self.subTest(type=encoded):
+                expected = [it for it in self.items if it.type == etype]
+                # First page, built by hand to control the encoding.
+                path = timeline_path(self.ADDRESS) + f"?limit=100&type={encoded}"
+                body = self.get_page(self.m, path, self.ADDRESS)
+                self.assertTrue(body["events"], path)
+                self.assertEqual({e["type"] for e in body["events"]}, {etype}, path)
+                pages = self.walk(self.m, self.ADDRESS, 100, filtered=True, type=etype)
+                self.assertEventsExactly(concat(pages), expected, f"type={etype}")
+        # A type with none of these events: empty, no cursor.
+        body = self.get_page(self.m, timeline_path(self.ADDRESS, type="Open"), self.ADDRESS)
+        self.assertEqual(body, {"recipient": self.ADDRESS, "events": [], "next_before": None})
+
+    def test_type_filter_with_window(self):
+        ordered = self.newest_first(self.items)
+        before, after = ordered[200].ms, ordered[2000].ms
+        expected = [it for it in self.items
+                    if it.type == "Complaint" and after < it.ms < before]
+        pages = self.walk(self.m, self.ADDRESS, 7, filtered=True, type="Complaint",
+                          before=before, after=after)
+        self.assertEventsExactly(concat(pages), expected, "Complaint in a window")
+
+    def test_other_recipient_separate(self):
+        pages = self.walk(self.m, self.OTHER, 1000)
+        self.assertEventsExactly(concat(pages), self.others, self.OTHER)
+
+    def test_recent_feed_type_filter(self):
+        everything = self.items + self.others
+        for etype in ("Complaint", "Rendering Failure"):
+            with self.subTest(type=etype):
+                expected = [it for it in everything if it.type == etype]
+                pages = self.walk(self.m, None, 100, filtered=True, type=etype)
+                self.assertEventsExactly(concat(pages), expected, f"/v1/events type={etype}")
+
+    def test_recent_feed_all(self):
+        pages = self.walk(self.m, None, 1000)
+        self.assertEventsExactly(concat(pages), self.items + self.others, "/v1/events")
+
+    def test_redelivery_adds_nothing(self):
+        # Delivered again (a copy of SNS's retry): still each event once.
+        sample = self.items[::250]
+        self.deliver(self.m, sample, expect="duplicate")
+        pages = self.walk(self.m, self.ADDRESS, 1000)
+        self.assertEventsExactly(concat(pages), self.items, "after redelivery")
+        s = self.get(self.m, f"/v1/recipients/{self.ADDRESS}")
+        counts = collections.Counter(it.type for it in self.items)
+        self.assertEqual(s["counts"], dict(counts))
+
+
+# ===================================================================================
+class TestAddresses(ApiCase):
+    """Case-insensitive lookups of URL-encoded addresses."""
+
+    STORED = "Alice.Example+Tag@Example.COM"
+    NORMAL = "alice.example+tag@example.com"
+
+    def seed(self, m):
+        display = f"Alice Example <{self.STORED}>"
+        items = [Item("bounce-transient", display, T0 + 1000, 1),
+                 Item("delivery", self.STORED, T0 + 2000, 2),
+                 Item("complaint", display, T0 + 3000, 3),
+                 # Not the same mailbox: the tag and the dot matter.
+                 Item("delivery", "alice.example@example.com", T0 + 4000, 4),
+                 Item("delivery", "aliceexample+tag@example.com", T0 + 5000, 5)]
+        self.deliver(m, items, threads=1)
+        return items
+
+    def test_lookups(self):
+        m = self.start()
+        items = self.seed(m)
+        mine = items[:3]
+        forms = [
+            "alice.example+tag@example.com",
+            "ALICE.EXAMPLE+TAG%40EXAMPLE.COM",
+            "alice.example%2Btag%40example.com",
+            "Alice.Example%2BTag@Example.COM",
+            "%61lice.example+tag@example.com",
+            "ALICE.EXAMPLE%2btag%40example.com",
+        ]
+        reference = None
+        for form in forms:
+            with self.subTest(address=form):
+                body = self.get_page(m, f"/v1/recipients/{form}/events", self.NORMAL)
+                self.assertEventsExactly(body["events"], mine, form)
+                self.assertEqual([e["type"] for e in body["events"]],
+                                 ["Complaint", "Delivery", "Bounce"])
+                self.assertIsNone(body["next_before"])
+                for e in body["events"]:
+                    self.assertEqual(e["recipient"], self.NORMAL)
+                if reference is None:
+                    reference = body
+                self.assertEqual(body, reference, "the same answer for every spelling")
+                s = self.get(m, f"/v1/recipients/{form}")
+                self.assertEqual(s["recipient"], self.NORMAL)
+                self.assertEqual(s["counts"], {"Bounce": 1, "Delivery": 1, "Complaint": 1})
+                self.assertEqual(s["last_event"], reference["events"][0])
+                self.assertEqual((s["suppressed"], s["reason"]), (True, "Complaint"))
+
+    def test_plus_is_not_a_space(self):
+        m = self.start()
+        self.seed(m)
+        # '+' in a path is a plus; a space (%20) makes it no address.
+        body = self.get(m, "/v1/recipients/alice.example%20tag@example.com/events", 400)
+        self.assertEqual(body.get("parameter"), "address")
+        # Other mailboxes do not see these events.
+        for other, n in (("alice.example@example.com", 1), ("aliceexample+tag@example.com", 1),
+                         ("alice.example+tag2@example.com", 0),
+                         ("alice.example+tag@example.co", 0)):
+            with self.subTest(other=other):
+                body = self.get_page(m, timeline_path(other), other)
+                self.assertEqual(len(body["events"]), n, body)
+                for e in body["events"]:
+                    self.assertEqual(e["recipient"], other)
+
+    def test_display_name_in_ses_is_indexed_bare(self):
+        m = self.start()
+        self.seed(m)
+        keys = sorted(k.decode() for k in ENV.redis("KEYS", "mailtrail:rcpt:*"))
+        self.assertEqual(keys, sorted(["mailtrail:rcpt:{aliceexample+tag@example.com}",
+                                       "mailtrail:rcpt:{alice.example+tag@example.com}",
+                                       "mailtrail:rcpt:{alice.example@example.com}"]))
+
+
+# ===================================================================================
+class TestSummary(ApiCase):
+
+    def summary(self, m, address):
+        body = self.get(m, f"/v1/recipients/{address}")
+        self.assertEqual(sorted(body), ["counts", "last_event", "reason", "recipient",
+                                        "suppressed"], body)
+        return body
+
+    def newest(self, m, address):
+        return self.get_page(m, timeline_path(address), address)["events"][0]
+
+    def test_never_seen(self):
+        m = self.start()
+        self.deliver(m, [Item("bounce-permanent", "someone@example.com", T0, 1)], threads=1)
+        for form, norm in (("never@example.com", "never@example.com"),
+                           ("NEVER%40Example.com", "never@example.com")):
+            with self.subTest(address=form):
+                self.assertEqual(self.get(m, f"/v1/recipients/{form}"),
+                                 {"recipient": norm, "counts": {}, "last_event": None,
+                                  "suppressed": False, "reason": None})
+                self.assertEqual(self.get(m, timeline_path(form)),
+                                 {"recipient": norm, "events": [], "next_before": None})
+
+    def test_counts_and_suppression(self):
+        m = self.start()
+        a = "carol@example.com"
+        items = [Item("delivery", a, T0 + 1000, 1),
+                 Item("delivery", a, T0 + 9000, 2),     # the newest
+                 Item("bounce-transient", a, T0 + 3000, 3),
+                 Item("delivery", a, T0 + 5000, 4),
+                 Item("rendering-failure", a, T0 + 2000, 5)]
+        self.deliver(m, items[::-1], threads=1)    # arrival order != time order
+        s = self.summary(m, a)
+        self.assertEqual(s["counts"], {"Delivery": 3, "Bounce": 1, "Rendering Failure": 1})
+        self.assertEqual((s["suppressed"], s["reason"]), (False, None),
+                         "deliveries and a transient bounce do not suppress")
+        self.assertEqual(s["last_event"]["id"], items[1].id)
+        self.assertEqual(s["last_event"], self.newest(m, a))
+        self.assertEqual(s["last_event"]["time"], ms_iso(T0 + 9000))
+
+        # A permanent bounce, older than the newest delivery.
+        hard = Item("bounce-permanent", a, T0 + 7000, 6)
+        self.deliver(m, [hard], threads=1)
+        s = self.summary(m, a)
+        self.assertEqual(s["counts"], {"Delivery": 3, "Bounce": 2, "Rendering Failure": 1})
+        self.assertEqual((s["suppressed"], s["reason"]), (True, "Bounce/Permanent"))
+        self.assertEqual(s["last_event"]["id"], items[1].id, "last_event is the newest")
+        self.assertEqual(s["recipient"], a)
+
+        # Redelivery (here and through a second copy of mailtrail) changes nothing.
+        self.deliver(m, [hard, items[0]], threads=1, expect="duplicate")
+        m2 = self.start()
+        self.deliver(m2, [hard], threads=1, expect="duplicate")
+        self.assertEqual(self.summary(m, a), s)
+        self.assertEqual(self.summary(m2, a), s)
+
+        # A newer event becomes the last one.
+        newer = Item("complaint", a, T0 + 20000, 7)
+        self.deliver(m, [newer], threads=1)
+        s = self.summary(m, a)
+        self.assertEqual(s["last_event"]["id"], newer.id)
+        self.assertEqual(s["last_event"]["type"], "Complaint")
+        self.assertEqual(s["counts"], {"Delivery": 3, "Bounce": 2, "Rendering Failure": 1,
+                                       "Complaint": 1})
+        self.assertEqual((s["suppressed"], s["reason"]), (True, "Complaint"))
+
+    def test_reason_is_the_newest_cause(self):
+        m = self.start()
+        # dave: the complaint is newer than the permanent bounce, but
+        # arrives first.
+        dave = [Item("complaint", "dave@example.com", T0 + 2000, 1),
+                Item("bounce-permanent", "dave@example.com", T0 + 1000, 2)]
+        # erin: the other way round.
+        erin = [Item("bounce-permanent", "erin@example.com", T0 + 2000, 3),
+                Item("complaint", "erin@example.com", T0 + 1000, 4)]
+        # frank: a complaint only; gina: a transient bounce only.
+        frank = [Item("complaint", "Frank <Frank@Example.com>", T0, 5)]
+        gina = [Item("bounce-transient", "gina@example.com", T0, 6)]
+        self.deliver(m, dave + erin + frank + gina, threads=1)
+        for addr, counts, reason in (
+                ("dave@example.com", {"Complaint": 1, "Bounce": 1}, "Complaint"),
+                ("erin@example.com", {"Complaint": 1, "Bounce": 1}, "Bounce/Permanent"),
+                ("frank@example.com", {"Complaint": 1}, "Complaint"),
+                ("gina@example.com", {"Bounce": 1}, None)):
+            with self.subTest(address=addr):
+                s = self.summary(m, addr)
+                self.assertEqual(s["counts"], counts)
+                self.assertEqual((s["suppressed"], s["reason"]), (reason is not None, reason))
+                self.assertEqual(s["last_event"], self.newest(m, addr))
+        self.assertEqual(self.summary(m, "dave@example.com")["last_event"]["id"], dave[0].id)
+        self.assertEqual(self.summary(m, "erin@example.com")["last_event"]["id"], erin[0].id)
+
+    def test_event_content(self):
+        m = self.start()
+        it = Item("bounce-permanent", "Jane Doe <Jane@Example.com>", T0 + 1234, 1)
+        self.deliver(m, [it], threads=1)
+        ev = self.summary(m, "jane@example.com")["last_event"]
+        src = json.loads(it.text)
+        self.assertEqual(ev, {
+            "id": it.id, "type": "Bounce", "time": ms_iso(T0 + 1234),
+            "recipient": "jane@example.com", "topicArn": SnsSigner.TOPIC,
+            "mail": {"messageId": src["mail"]["messageId"], "source": "john@example.com",
+                     "timestamp": ms_iso(T0 + 1234 - 5000),
+                     "destination": ["Jane Doe <Jane@Example.com>"]},
+            "detail": {"bounceType": "Permanent", "bounceSubType": "General",
+                       "action": "failed", "status": "5.1.1",
+                       "diagnosticCode": "smtp; 550 5.1.1 <jane@example.com>... User",
+                       "reportingMTA": "dns; email.example.com"}})
+
+
+# ===================================================================================
+class TestRecentFeed(ApiCase):
+
+    def test_feed_pages_across_recipients(self):
+        m = self.start()
+        rng = random.Random(5)
+        addrs = ["a@example.com", "b@example.com", "c@example.org", "d@example.net"]
+        items = [Item(rng.choice(list(KINDS)), addrs[i % 4], T0 + 1000 * i, i)
+                 for i in range(12)]
+        # One bounce for two recipients: two events, one id, one ms.
+        pair = Item("bounce-permanent", ["b@example.com", "e@example.com"], T0 + 6500, 50)
+        items.append(pair)
+        order = list(items)
+        rng.shuffle(order)
+        self.deliver(m, order, threads=1)
+        n_events = 14
+        for limit in (1, 5, 14, 1000):
+            with self.subTest(limit=limit):
+                pages = self.walk(m, None, limit)
+                self.assertEventsExactly(concat(pages), items, f"/v1/events limit={limit}")
+                if limit == 1:
+                    # One event a page, but the two of one millisecond together.
+                    self.assertEqual(sorted(len(p) for p, _ in pages), [1] * 12 + [2])
+                if limit == 5:
+                    self.assertEqual(len(concat(pages)), n_events)
+        body = self.get_page(m, "/v1/events?limit=3")
+        self.assertEqual([e["time"] for e in body["events"]],
+                         [ms_iso(T0 + 11000), ms_iso(T0 + 10000), ms_iso(T0 + 9000)])
+        self.assertEqual(body["next_before"], T0 + 9000)
+        self.assertEqual([e["recipient"] for e in body["events"]],
+                         [addrs[3], addrs[2], addrs[1]])
+        # before, and the default limit (50: everything here).
+        body = self.get_page(m, f"/v1/events?before={T0 + 6500}")
+        self.assertEventsExactly(body["events"], [it for it in items if it.ms < T0 + 6500],
+                                 "before")
+        self.assertIsNone(body["next_before"])
+        body = self.get_page(m, "/v1/events")
+        self.assertEventsExactly(body["events"], items, "default limit")
+        self.assertIsNone(body["next_before"])
+        # Filters on the feed.
+        for etype in {it.type for it in items}:
+            with self.subTest(type=etype):
+                body = self.get_page(m, "/v1/events" + q(type=etype))
+                self.assertEventsExactly(body["events"],
+                                         [it for it in items if it.type == etype], etype)
+
+    def test_feed_empty(self):
+        m = self.start()
+        self.assertEqual(self.get_page(m, "/v1/events"), {"events": [], "next_before": None})
+
+
+# ===================================================================================
+class TestErrors(ApiCase):
+
+    def assertBadParameter(self, m, path, param):  # noqa: N802
+        body = self.get(m, path, 400)
+        self.assertEqual(sorted(body), ["error", "parameter", "status"], f"GET {path}: {body}")
+        self.assertEqual(body["status"], "error", path)
+        self.assertEqual(body["parameter"], param, f"GET {path}: {body}")
+        self.assertTrue(body["error"].startswith(f"bad parameter '{param}': ")
+                        and len(body["error"]) > len(f"bad parameter '{param}': "),
+                        f"GET {path}: {body}")
+        return body
+
+    def assertError(self, r, status, what):  # noqa: N802
+        self.assertEqual(r.status, status, f"{what}: {r!r}")
+        self.assertTrue(r.headers.get("content-type", "").startswith("application/json"),
+                        f"{what}: {r.headers}")
+        body = r.json()
+        self.assertEqual(sorted(body), ["error", "status"], f"{what}: {body}")
+        self.assertEqual(body["status"], "error")
+        self.assertIsInstance(body["error"], str)
+        self.assertTrue(body["error"], what)
+        return body
+
+    def test_bad_parameters(self):
+        m = self.start(token=TOKEN)
+        a = "/v1/recipients/alice@example.com"
+        cases = [
+            ("limit", "limit=0"), ("limit", "limit=1001"), ("limit", "limit=x"),
+            ("limit", "limit=-1"), ("limit", "limit="), ("limit", "limit=5x"),
+            ("limit", "limit=1.5"),
+            ("before", "before=abc"), ("before", "before=-5"), ("before", "before=1.5"),
+            ("before", "before="),
+            ("after", "after=abc"), ("after", "after=-1"),
+            ("type", "type=Nope"), ("type", "type="), ("type", "type=Rendering"),
+            ("foo", "foo=1"), ("foo", "limit=5&foo=1"),
+        ]
+        for param, query in cases:
+            with self.subTest(query=query):
+                self.assertBadParameter(m, f"{a}/events?{query}", param)
+                if param != "after":
+                    self.assertBadParameter(m, f"/v1/events?{query}", param)
+        for query in ("after=5&before=5", "after=6&before=5", "before=5&after=6"):
+            with self.subTest(query=query):
+                body = self.get(m, f"{a}/events?{query}", 400)
+                self.assertIn(body.get("parameter"), ("after", "before"), body)
+                self.assertBadParameter(m, f"{a}/events?{query}", body["parameter"])
+        with self.subTest("summary takes no parameters"):
+            self.assertBadParameter(m, f"{a}?foo=1", "foo")
+        # Limits at the edges are fine.
+        for query in ("limit=1", "limit=1000", "after=5&before=7", "type=DeliveryDelay"):
+            with self.subTest(query=query):
+                self.get_page(m, f"{a}/events?{query}", "alice@example.com")
+
+    def test_not_an_address(self):
+        m = self.start(token=TOKEN)
+        for addr in ("not-an-address", "%3Cscript%3E", "a@", "@example.com",
+                     "a@b@example.com", "alice%20smith@example.com", "%22a%22"):
+            with self.subTest(address=addr):
+                self.assertBadParameter(m, f"/v1/recipients/{addr}/events", "address")
+                self.assertBadParameter(m, f"/v1/recipients/{addr}", "address")
+
+    def test_unknown_routes(self):
+        m = self.start(token=TOKEN)
+        for path in ("/v1/nope", "/v1/", "/v1", "/v1/recipients", "/v1/events/x",
+                     "/v1/recipient/alice@example.com", "/v2/events"):
+            with self.subTest(path=path):
+                r = self.api(m, path)
+                self.assertEqual(r.status, 404, f"{path}: {r!r}")
+                if path.startswith("/v1/"):
+                    self.assertError(r, 404, path)
+        r = self.api(m, "/no-such-asset.js", token=None)
+        self.assertEqual(r.status, 404, r)
+
+    def test_methods(self):
+        m = self.start(token=TOKEN)
+        for method, path in (("POST", "/v1/events"),
+                             ("POST", "/v1/recipients/alice@example.com/events"),
+                             ("POST", "/v1/recipients/alice@example.com"),
+                             ("PUT", "/v1/events"), ("DELETE", "/v1/recipients/a@b.com"),
+                             ("POST", "/")):
+            with self.subTest(method=method, path=path):
+                self.assertError(self.api(m, path, method=method), 405, f"{method} {path}")
+
+    def test_token(self):
+        m = self.start(token=TOKEN)
+        wrong_same_length = "x" * len(TOKEN)
+        basic = base64.b64encode(f"user:{TOKEN}".encode()).decode()
+        cases = [
+            ("no header", None),
+            ("wrong token", "Bearer nope"),
+            ("right length, wrong token", f"Bearer {wrong_same_length}"),
+            ("last byte wrong", f"Bearer {TOKEN[:-1]}X"),
+            ("prefix of the token", f"Bearer {TOKEN[:-1]}"),
+            ("token plus more", f"Bearer {TOKEN}x"),
+            ("token alone, no scheme", TOKEN),
+            ("Basic scheme", f"Basic {basic}"),
+            ("Basic scheme with the token", f"Basic {TOKEN}"),
+            ("empty bearer", "Bearer "),
+        ]
+        for path in ("/v1/events", "/v1/recipients/alice@example.com/events",
+                     "/v1/recipients/alice@example.com",
+                     "/v1/recipients/alice@example.com/events?limit=0"):
+            for what, header in cases:
+                with self.subTest(path=path, case=what):
+                    h = {"Authorization": header} if header is not None else {}
+                    r = self.api(m, path, headers=h, token=None)
+                    self.assertError(r, 401, f"{what} {path}")
+                    self.assertTrue(r.headers.get("www-authenticate", "").startswith("Bearer"),
+                                    f"{what}: {r.headers}")
+                    self.assertNotIn(TOKEN.encode(), r.body)
+        for path in ("/v1/events", "/v1/recipients/alice@example.com/events",
+                     "/v1/recipients/alice@example.com"):
+            with self.subTest(path=path, case="right token"):
+                self.get(m, path)
+        self.assertFalse(any(TOKEN in ln for ln in m.out_lines + m.err_lines),
+                         "the token must never be logged")
+
+    def test_no_token_configured(self):
+        m = self.start()
+        self.get(m, "/v1/events")
+        self.get(m, "/v1/events", headers={"Authorization": "Bearer anything"}, token=None)
+
+    def test_console_assets(self):
+        m = self.start(token=TOKEN)
+        r = self.api(m, "/", token=None)
+        self.assertEqual(r.status, 200, r)
+        self.assertTrue(r.headers.get("content-type", "").startswith("text/html"), r.headers)
+        self.assertTrue(r.headers.get("content-security-policy"), r.headers)
+        self.assertIn(b"<html", r.body.lower())
+        r = self.api(m, "/app.js", token=None)
+        self.assertEqual(r.status, 200, r)
+        self.assertIn("javascript", r.headers.get("content-type", ""), r.headers)
+        self.assertTrue(r.body.strip())
+        self.assertIn(b"app.js", self.api(m, "/", token=None).body,
+                      "the page loads the console script")
+
+
+# ===================================================================================
+class TestRedisOutage(ApiCase):
+
+    def test_redis_down_then_back(self):
+        rs = RedisServer(tempfile.mkdtemp(dir=ENV.tmp, prefix="redis-outage-")).start()
+        self.addCleanup(rs.stop)
+        m = self.start(redis_url=f"redis://127.0.0.1:{rs.port}/0")
+        a = "jane@example.com"
+        first = Item("delivery", a, T0 + 1000, 1)
+        self.deliver(m, [first], threads=1)
+        paths = (timeline_path(a), f"/v1/recipients/{a}", "/v1/events")
+        for p in paths:
+            self.get(m, p)
+        self.assertEqual(len(self.get(m, timeline_path(a))["events"]), 1)
+
+        rs.stop()
+        for p in paths:
+            with self.subTest(path=p, redis="down"):
+                body = self.get(m, p, 503)
+                self.assertEqual(body.get("status"), "error", body)
+                self.assertIsInstance(body.get("error"), str, body)
+        # The console itself does not need Redis.
+        self.assertEqual(self.api(m, "/").status, 200)
+
+        rs.start()   # empty again: no persistence
+        for p in paths:
+            with self.subTest(path=p, redis="back"):
+                self.get(m, p)
+        self.assertEqual(self.get(m, timeline_path(a)),
+                         {"recipient": a, "events": [], "next_before": None})
+        second = Item("complaint", a, T0 + 2000, 2)
+        self.deliver(m, [second], threads=1)
+        body = self.get(m, timeline_path(a))
+        self.assertEqual([e["id"] for e in body["events"]], [second.id])
+        self.assertEqual(self.get(m, f"/v1/recipients/{a}")["reason"], "Complaint")
+
+
+def main(argv):
+    global BINARY, DATA
+    if len(argv) < 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    BINARY = os.path.abspath(argv[1])
+    DATA = os.path.abspath(argv[2])
+    harness.install_signal_handlers()
+    started = time.monotonic()
+    try:
+        runner = unittest.TextTestRunner(verbosity=2, stream=sys.stdout)
+        suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__])
+        result = runner.run(suite)
+        print(f"total {time.monotonic() - started:.1f} s", file=sys.stderr)
+        if not result.testsRun:
+            return 1
+        return 0 if result.wasSuccessful() else 1
+    finally:
+        harness.kill_all_children()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
