@@ -5,8 +5,10 @@
  *
  * Rule of this file: everything that comes from an event (and so, in the
  * end, from a remote mail server) reaches the page through textContent or
- * createTextNode only.  No innerHTML, no insertAdjacentHTML, no anchors
- * built from event data.
+ * createTextNode only.  No innerHTML, no insertAdjacentHTML.  Links in
+ * events (click events) are shown as text, never as anchors; the only
+ * anchors are the console's own "?address=..." links in the recent view,
+ * whose href is built with encodeURIComponent and always stays on this page.
  */
 'use strict';
 

@@ -58,6 +58,16 @@ int main(void)
 	check("https://sns.us-west-2.amazonaws.com@127.0.0.1/?Action=ConfirmSubscription",
 	      URL_SUBSCRIBE, false);
 
+	/* User info is refused whatever the pattern: with a pattern missing
+	 * its end anchor, only that rule stands between us and evil.example. */
+	regex_t loose;
+	regcomp(&loose, "^sns\\.[a-z0-9-]+\\.amazonaws\\.com", REG_EXTENDED | REG_NOSUB);
+	const char *ui = "https://sns.us-east-1.amazonaws.com@evil.example/x.pem";
+	CHECK(url_check(ui, strlen(ui), &loose, URL_SIGNING_CERT) == MT_E_CERT_URL, "user info, loose");
+	const char *pct = "https://sns.us-east-1.amazonaws.com%40evil.example/x.pem";
+	CHECK(url_check(pct, strlen(pct), &loose, URL_SIGNING_CERT) == MT_E_CERT_URL, "%%40, loose");
+	regfree(&loose);
+
 	/* An embedded NUL must not hide the rest of the URL. */
 	const char nul[] = "https://sns.us-east-1.amazonaws.com/x.pem\0.evil";
 	CHECK(url_check(nul, sizeof(nul) - 1, &re, URL_SIGNING_CERT) != MT_E_OK, "NUL");
