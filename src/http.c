@@ -80,6 +80,38 @@ enum MHD_Result http_send_owned(struct MHD_Connection *conn, unsigned code,
 	return queue(conn, code, r, content_type);
 }
 
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* %-decoding of the path and of query values (the library has already
+ * turned '+' into ' ' in query values).  Unlike the library's own decoder,
+ * %00 does not become a NUL that would silently cut the string short: it
+ * becomes 0x7f, which no address, number or event type accepts. */
+static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+	char *o = s;
+	for (const char *p = s; *p; p++) {
+		int hi, lo;
+		if (p[0] == '%' && (hi = hexval(p[1])) >= 0 && (lo = hexval(p[2])) >= 0) {
+			char c = (char)(hi * 16 + lo);
+			*o++ = c ? c : 0x7f;
+			p += 2;
+		} else {
+			*o++ = *p;
+		}
+	}
+	*o = '\0';
+	return (size_t)(o - s);
+}
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
 
@@ -157,6 +189,7 @@ struct http_server *http_start(const struct config_listen *l, const char *tls_ce
 	s->daemon = MHD_start_daemon(
 		flags, 0, NULL, NULL, routes->on_request, routes->cls,
 		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+		MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_CONNECTIONS_MAX,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_IDLE_TIMEOUT_S,

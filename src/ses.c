@@ -604,6 +604,17 @@ bool ses_address_normalize(const char *in, size_t len,
 	}
 	if (!at || at == start || at + 1 == end)
 		return false;
+	/* A domain is a host name ([A-Za-z0-9.-], UTF-8 for IDN) or an
+	 * address literal in brackets; '/', '%', '?', '#' and the like never
+	 * appear in one (and would make the address ambiguous in a URL). */
+	for (const char *p = at + 1; p < end; p++) {
+		unsigned char c = (unsigned char)*p;
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			  (c >= '0' && c <= '9') || c == '.' || c == '-' ||
+			  c >= 0x80 || c == '[' || c == ']' || c == ':';
+		if (!ok)
+			return false;
+	}
 	size_t n = (size_t)(end - start);
 	for (size_t i = 0; i < n; i++) {
 		char c = start[i];

@@ -804,12 +804,17 @@ class TestSummary(ApiCase):
         # frank: a complaint only; gina: a transient bounce only.
         frank = [Item("complaint", "Frank <Frank@Example.com>", T0, 5)]
         gina = [Item("bounce-transient", "gina@example.com", T0, 6)]
-        self.deliver(m, dave + erin + frank + gina, threads=1)
+        # hank: later transient bounces and deliveries do not lift it.
+        hank = [Item("bounce-permanent", "hank@example.com", T0 + 1000, 7),
+                Item("bounce-transient", "hank@example.com", T0 + 2000, 8),
+                Item("delivery", "hank@example.com", T0 + 3000, 9)]
+        self.deliver(m, dave + erin + frank + gina + hank, threads=1)
         for addr, counts, reason in (
                 ("dave@example.com", {"Complaint": 1, "Bounce": 1}, "Complaint"),
                 ("erin@example.com", {"Complaint": 1, "Bounce": 1}, "Bounce/Permanent"),
                 ("frank@example.com", {"Complaint": 1}, "Complaint"),
-                ("gina@example.com", {"Bounce": 1}, None)):
+                ("gina@example.com", {"Bounce": 1}, None),
+                ("hank@example.com", {"Bounce": 2, "Delivery": 1}, "Bounce/Permanent")):
             with self.subTest(address=addr):
                 s = self.summary(m, addr)
                 self.assertEqual(s["counts"], counts)
@@ -948,6 +953,25 @@ class TestErrors(ApiCase):
             with self.subTest(address=addr):
                 self.assertBadParameter(m, f"/v1/recipients/{addr}/events", "address")
                 self.assertBadParameter(m, f"/v1/recipients/{addr}", "address")
+
+    def test_path_not_an_address_after_decoding(self):
+        # A '/' cannot be in a domain and a NUL in no address: such a path
+        # names no recipient and must not be answered as if it did (e.g. a
+        # timeline request answered with some other address's summary).
+        m = self.start(token=TOKEN)
+        self.deliver(m, [Item("complaint", "alice@example.com", T0, 1)], threads=1)
+        for path in ("/v1/recipients/alice@example.com%00x/events",
+                     "/v1/recipients/alice@example.com%00",
+                     "/v1/recipients/alice@example.com/events/",
+                     "/v1/recipients/alice@example.com/events/extra",
+                     "/v1/recipients/alice@example.com/"):
+            with self.subTest(path=path):
+                r = self.api(m, path)
+                self.assertIn(r.status, (400, 404), f"{path}: {r!r}")
+                if r.status == 400:
+                    self.assertBadParameter(m, path, "address")
+                else:
+                    self.assertError(r, 404, path)
 
     def test_unknown_routes(self):
         m = self.start(token=TOKEN)

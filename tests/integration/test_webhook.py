@@ -914,6 +914,25 @@ class TestRedisOutage(MailtrailCase):
         self.assertEqual(m.request("GET", "/readyz").status, 200)
         self.assertEqual(m.request("GET", "/healthz").status, 200)
 
+    def test_redis_restarted_between_deliveries(self):
+        # Redis restarts while mailtrail is idle: the pooled connection is
+        # dead, and the very first delivery afterwards must still be stored
+        # (SNS would retry, but nothing needs to fail).
+        rs = RedisServer(tempfile.mkdtemp(dir=ENV.tmp, prefix="redis-restart-")).start()
+        self.addCleanup(rs.stop)
+        m = self.start(redis_url=f"redis://127.0.0.1:{rs.port}/0")
+        text = ses("awsdoc-identity-delivery.json")
+        self.assertAnswer(m.post_sns(self.signer.notification(text)), 200, "stored")
+        rs.stop()
+        rs.start()
+        later = self.signer.notification(text)
+        self.assertAnswer(m.post_sns(later), 200, "stored")
+        stored = [json.loads(x) for x in rs.client("ZRANGE", "mailtrail:rcpt:{jane@example.com}", 0, -1)]
+        self.assertEqual([e.get("id") for e in stored], [later["MessageId"]])
+        rs.stop()
+        rs.start()
+        self.assertEqual(m.request("GET", "/readyz").status, 200)
+
 
 # ===================================================================================
 class TestProbesAndTls(MailtrailCase):

@@ -1400,6 +1400,14 @@ static void check_addresses(void)
 		{"a,b@c.d", NULL},
 		{"a@b.c, d@e.f", NULL},
 		{"Jane Doe <jane@example.com>, Mary Doe <mary@example.com>", NULL},
+		/* The domain is a host name or an address literal. */
+		{"a/b@example.com", "a/b@example.com"},
+		{"a@example.com/events", NULL},
+		{"a@example.com/", NULL},
+		{"a@exa%6dple.com", NULL},
+		{"a@example.com?x", NULL},
+		{"a@[192.0.2.1]", "a@[192.0.2.1]"},
+		{"a@b_c.com", NULL},
 	};
 	char out[SES_ADDRESS_MAX + 1];
 	char long_addr[SES_ADDRESS_MAX + 64];
