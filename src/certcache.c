@@ -81,12 +81,18 @@ static struct entry *slot_for(struct certcache *cc, const char *url, bool *found
 			return e;
 		}
 	}
+	/* Failures go first, so a flood of made-up URLs cannot push the
+	 * certificates in real use out of the cache. */
 	for (size_t i = 0; i < CERTCACHE_ENTRIES_MAX; i++) {
 		struct entry *e = &cc->entries[i];
 		if (e->state == ENTRY_FREE)
 			return e;
-		if (e->state != ENTRY_FETCHING &&
-		    (!victim || e->last_used_ms < victim->last_used_ms))
+		if (e->state == ENTRY_FETCHING)
+			continue;
+		bool failed = e->state == ENTRY_FAILED;
+		bool victim_failed = victim && victim->state == ENTRY_FAILED;
+		if (!victim || (failed && !victim_failed) ||
+		    (failed == victim_failed && e->last_used_ms < victim->last_used_ms))
 			victim = e;
 	}
 	if (victim)

@@ -34,10 +34,15 @@ struct line {
 	size_t n;
 };
 
+/* Room kept at the end of a line for what closes it ("}\n"), so a line
+ * cut short by LOG_LINE_MAX is still one valid JSON object. */
+#define LOG_LINE_TAIL 8
+
 static void put(struct line *l, const char *s, size_t len)
 {
-	if (len > sizeof(l->buf) - 2 - l->n)
-		len = sizeof(l->buf) - 2 - l->n;
+	size_t room = sizeof(l->buf) - LOG_LINE_TAIL - l->n;
+	if (len > room)
+		len = room;
 	memcpy(l->buf + l->n, s, len);
 	l->n += len;
 }
@@ -53,6 +58,8 @@ static void put_escaped(struct line *l, const char *s, size_t len, bool json)
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
 		char esc[8];
+		if (sizeof(l->buf) - LOG_LINE_TAIL - l->n < 8)
+			break; /* never cut an escape in half */
 		if (c == '"' && json) {
 			put_s(l, "\\\"");
 		} else if (c == '\\' && json) {
@@ -126,7 +133,7 @@ void log_write(enum log_level level, const char *msg, const char *fmt, ...)
 		put_escaped(&l, msg, strlen(msg), true);
 		put_s(&l, "\"");
 		put_pairs_json(&l, details);
-		put_s(&l, "}");
+		l.buf[l.n++] = '}';
 	} else {
 		put_s(&l, ts);
 		put_s(&l, " ");

@@ -481,6 +481,12 @@ enum mt_err sns_envelope_parse(const char *body, size_t len,
 	    (!f[SNS_F_SUBSCRIBE_URL].p || !f[SNS_F_TOKEN].p))
 		return MT_E_MISSING_FIELD;
 
+	/* Only the Message may carry a NUL (\u0000); anywhere else it would
+	 * let the C string differ from what was signed. */
+	for (int i = 0; i < SNS_F__COUNT; i++)
+		if (i != SNS_F_MESSAGE && f[i].p && strlen(f[i].p) != f[i].len)
+			return MT_E_FIELD_TYPE;
+
 	if (!mt_time_parse(f[SNS_F_TIMESTAMP].p, f[SNS_F_TIMESTAMP].len,
 			   &out->timestamp_ms))
 		return MT_E_BAD_TIMESTAMP;

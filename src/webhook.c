@@ -106,8 +106,7 @@ static enum mt_err handle(struct webhook *w, const char *body, size_t len,
 		return MT_E_TYPE_MISMATCH;
 
 	/* Nothing is fetched for a topic that is not ours. */
-	if (strlen(m->f[SNS_F_TOPIC_ARN].p) != m->f[SNS_F_TOPIC_ARN].len ||
-	    !config_topic_allowed(cfg, m->f[SNS_F_TOPIC_ARN].p))
+	if (!config_topic_allowed(cfg, m->f[SNS_F_TOPIC_ARN].p))
 		return MT_E_TOPIC;
 
 	const struct sns_str *cu = &m->f[SNS_F_SIGNING_CERT_URL];

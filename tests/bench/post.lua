@@ -1,5 +1,5 @@
 -- POST /sns with pre-generated SNS bodies, one per line of a file.
---   wrk -t T -c C -d D -s post.lua http://127.0.0.1:PORT/sns -- BODIES_FILE [stop]
+--   wrk -t T -c C -d D -s post.lua http://127.0.0.1:PORT/sns -- BODIES_FILE T [stop]
 -- Thread k (of T) takes lines k, k+T, k+2T, ... so no two threads send the
 -- same body; within a thread the connections take them in order.  With
 -- "stop", a thread stops once it has had an answer for each of its bodies
@@ -8,20 +8,20 @@
 local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 dofile(dir .. "report.lua")
 
-local reqs, n, idx, answered, stop_when_done = {}, 0, 0, 0, false
+local reqs, n, idx, sent, answered, stop_when_done = {}, 0, 0, 0, 0, false
 wrapped, non200, unique = 0, 0, 0
 
 function init(args)
   local path = args[1]
-  stop_when_done = args[2] == "stop"
-  local nthreads = tonumber(wrk.thread:get("nthreads") or 0)
+  local nthreads = tonumber(args[2])
+  stop_when_done = args[3] == "stop"
   local headers = {
     ["Content-Type"] = "text/plain; charset=UTF-8",
     ["x-amz-sns-message-type"] = "Notification",
   }
   local i = 0
   for line in io.lines(path) do
-    if nthreads == 0 or i % nthreads == tid then
+    if i % nthreads == tid then
       n = n + 1
       reqs[n] = wrk.format("POST", "/sns", headers, line)
     end
@@ -33,10 +33,9 @@ end
 
 function request()
   idx = idx + 1
-  if idx > n then
-    idx = 1
-  end
-  if idx <= n and answered >= n then wrapped = wrapped + 1 end
+  if idx > n then idx = 1 end
+  sent = sent + 1
+  if sent > n then wrapped = wrapped + 1 end
   return reqs[idx]
 end
 

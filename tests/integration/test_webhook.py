@@ -812,6 +812,19 @@ class TestCertificates(MailtrailCase):
                          "the signing certificate must be fetched exactly once")
         self.assertEqual(len(self.events("jane@example.com")), 11)
 
+    def test_made_up_cert_urls_do_not_evict_the_real_cert(self):
+        # 70 distinct unknown .pem URLs (more than the 64 cache slots) must
+        # not push the certificate in use out of the cache.
+        m = self.start()
+        text = ses("awsdoc-identity-delivery.json")
+        self.assertAnswer(m.post_sns(self.signer.notification(text)), 200, "stored")
+        for i in range(70):
+            url = ENV.signer.cert_url(f"/SimpleNotificationService-unknown{i}.pem")
+            self.assertAnswer(m.post_sns(self.signer.notification(text, cert_url=url)), 503)
+        self.assertAnswer(m.post_sns(self.signer.notification(text)), 200, "stored")
+        self.assertEqual(len(self.cert_gets()), 1,
+                         "the real signing certificate was fetched again")
+
     def test_failed_fetch_is_503_then_recovers(self):
         m = self.start()
         url = ENV.signer.cert_url(MISSING_PEM)

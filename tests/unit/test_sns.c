@@ -105,6 +105,9 @@ int main(int argc, char **argv)
 	expect(NOTE_HEAD ",\"Message\":\"hi\",\"SignatureVersion\":1}", MT_E_FIELD_TYPE);
 	expect(NOTE_HEAD ",\"Message\":{\"a\":1},\"SignatureVersion\":\"1\"}", MT_E_FIELD_TYPE);
 	expect(NOTE_HEAD ",\"Message\":null,\"SignatureVersion\":\"1\"}", MT_E_FIELD_TYPE);
+	expect(NOTE_HEAD ",\"Message\":\"a\\u0000b\",\"SignatureVersion\":\"1\"}", MT_E_OK);
+	expect(NOTE_HEAD ",\"Message\":\"hi\",\"Subject\":\"a\\u0000b\",\"SignatureVersion\":\"1\"}",
+	       MT_E_FIELD_TYPE);
 	expect(NOTE_HEAD ",\"Message\":\"hi\"}", MT_E_SIG_VERSION);
 	expect(NOTE_HEAD ",\"Message\":\"hi\",\"SignatureVersion\":\"3\"}", MT_E_SIG_VERSION);
 	expect(NOTE_HEAD ",\"Message\":\"hi\",\"SignatureVersion\":\"\"}", MT_E_SIG_VERSION);
