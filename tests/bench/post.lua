@@ -5,6 +5,10 @@
 -- "stop", a thread stops once it has had an answer for each of its bodies
 -- (the few requests already in flight by then repeat a body: counted as
 -- bodies_reused); without it, bodies repeat from the start when exhausted.
+-- T = 0: every thread takes every line (the redelivery run: one body).
+-- Each thread notes the wall time of its first request and last answer
+-- (report.lua derives req/s from them: a stopped thread leaves wrk's own
+-- duration, always the full -d, too long).
 local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 dofile(dir .. "report.lua")
 
@@ -21,7 +25,7 @@ function init(args)
   }
   local i = 0
   for line in io.lines(path) do
-    if i % nthreads == tid then
+    if nthreads == 0 or i % nthreads == tid then
       n = n + 1
       reqs[n] = wrk.format("POST", "/sns", headers, line)
     end
@@ -32,6 +36,7 @@ function init(args)
 end
 
 function request()
+  if t_first == nil then t_first = now_us() end
   idx = idx + 1
   if idx > n then idx = 1 end
   sent = sent + 1
@@ -41,6 +46,7 @@ end
 
 function response(status, headers, body)
   answered = answered + 1
+  t_last = now_us()
   if status ~= 200 then non200 = non200 + 1 end
   if stop_when_done and answered >= n then wrk.thread:stop() end
 end
