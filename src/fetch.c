@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "buf.h"
 #include "url.h"
 
 void fetch_global_init(void)
@@ -18,33 +19,24 @@ void fetch_global_cleanup(void)
 }
 
 struct sink {
-	char *buf;
-	size_t len, cap, max;
+	struct buf body;
+	size_t max;
 	bool overflow;
 };
 
 static size_t on_data(char *p, size_t size, size_t n, void *userdata)
 {
 	struct sink *s = userdata;
-	size_t add = size * n;
-	if (add > s->max - s->len) {
+	switch (buf_append(&s->body, p, size * n, s->max)) {
+	case BUF_OK:
+		return size * n;
+	case BUF_TOO_LARGE:
 		s->overflow = true;
 		return 0; /* aborts the transfer */
+	case BUF_NOMEM:
+		break;
 	}
-	if (s->len + add + 1 > s->cap) {
-		size_t cap = s->cap ? s->cap : 4096;
-		while (cap < s->len + add + 1)
-			cap *= 2;
-		char *nb = realloc(s->buf, cap);
-		if (!nb)
-			return 0;
-		s->buf = nb;
-		s->cap = cap;
-	}
-	memcpy(s->buf + s->len, p, add);
-	s->len += add;
-	s->buf[s->len] = '\0';
-	return add;
+	return 0;
 }
 
 /* Does curl's reading of url name the same authority as ours? */
@@ -123,20 +115,16 @@ enum mt_err fetch_get(const char *url, const struct fetch_opts *o,
 		goto out;
 	}
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
-	if (!sink.buf) {
-		sink.buf = strdup("");
-		if (!sink.buf) {
-			err = MT_E_NOMEM;
-			goto out;
-		}
+	*len = sink.body.len;
+	*body = buf_take(&sink.body);
+	if (!*body) {
+		err = MT_E_NOMEM;
+		goto out;
 	}
-	*body = sink.buf;
-	*len = sink.len;
-	sink.buf = NULL;
 	err = MT_E_OK;
 	errbuf[0] = '\0';
 out:
-	free(sink.buf);
+	buf_free(&sink.body);
 	curl_easy_cleanup(h);
 	curl_url_cleanup(u);
 	return err;

@@ -3,13 +3,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "log.h"
 #include "metrics.h"
 
 /* Per-request state of a POST /sns while its body arrives. */
 struct upload {
-	char *buf;
-	size_t len, cap;
+	struct buf body;
 	bool too_large;
 	bool answered;
 };
@@ -62,7 +62,7 @@ static enum MHD_Result finish_sns(struct webhook *w, struct MHD_Connection *conn
 	} else {
 		const char *th = MHD_lookup_connection_value(
 			conn, MHD_HEADER_KIND, "x-amz-sns-message-type");
-		webhook_handle(w, up->buf ? up->buf : "", up->len, th, &res);
+		webhook_handle(w, up->body.p ? up->body.p : "", up->body.len, th, &res);
 	}
 	unsigned code = mt_err_http_status(res.err);
 	count_result(&res);
@@ -71,31 +71,23 @@ static enum MHD_Result finish_sns(struct webhook *w, struct MHD_Connection *conn
 				res.err == MT_E_OK ? NULL : mt_err_str(res.err));
 }
 
-/* Appends a chunk of the body, or notes that it is too large (the rest is
- * drained and the answer is 413). */
+/* Appends a chunk of the body, or notes that it is too large (the answer
+ * is then 413 at once and the rest is discarded). */
 static bool take_chunk(struct upload *up, const char *data, size_t n, size_t max)
 {
-	if (up->too_large || n > max - up->len) {
-		up->too_large = true;
-		free(up->buf);
-		up->buf = NULL;
-		up->len = up->cap = 0;
+	if (up->too_large)
 		return true;
+	switch (buf_append(&up->body, data, n, max)) {
+	case BUF_OK:
+		return true;
+	case BUF_TOO_LARGE:
+		up->too_large = true;
+		buf_free(&up->body);
+		return true;
+	case BUF_NOMEM:
+		break;
 	}
-	if (up->len + n + 1 > up->cap) {
-		size_t cap = up->cap ? up->cap : 16384;
-		while (cap < up->len + n + 1)
-			cap *= 2;
-		char *nb = realloc(up->buf, cap);
-		if (!nb)
-			return false;
-		up->buf = nb;
-		up->cap = cap;
-	}
-	memcpy(up->buf + up->len, data, n);
-	up->len += n;
-	up->buf[up->len] = '\0';
-	return true;
+	return false;
 }
 
 static enum MHD_Result on_probe(struct webhook *w, struct MHD_Connection *conn,
@@ -171,7 +163,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 {
 	struct upload *up = *req_cls;
 	if (up) {
-		free(up->buf);
+		buf_free(&up->body);
 		free(up);
 		*req_cls = NULL;
 	}

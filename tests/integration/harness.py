@@ -801,3 +801,20 @@ class SnsSigner:
         msg["Signature"] = self.pki.sign(string_to_sign(msg),
                                          key or self.pki.signing_key, version)
         return msg
+
+
+def guarded_env(guard_port, extra=None):
+    """The environment for a mailtrail under test: no MAILTRAIL_* from the
+    caller, and every proxy variable pointing at the egress guard on
+    guard_port, so any attempt to reach a host outside 127.0.0.1 is seen
+    (and refused) there."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("MAILTRAIL_")
+           and k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
+    proxy = f"http://127.0.0.1:{guard_port}"
+    for k in ("http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        env[k] = proxy
+    env["no_proxy"] = env["NO_PROXY"] = "127.0.0.1,localhost"
+    if extra:
+        env.update(extra)
+    return env

@@ -97,16 +97,7 @@ class Environment:
         self.api_off = ["--api-listen", "off"]
 
     def child_env(self, extra=None):
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("MAILTRAIL_")
-               and k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
-        proxy = f"http://127.0.0.1:{self.guard.port}"
-        for k in ("http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-            env[k] = proxy
-        env["no_proxy"] = env["NO_PROXY"] = "127.0.0.1,localhost"
-        if extra:
-            env.update(extra)
-        return env
+        return harness.guarded_env(self.guard.port, extra)
 
     def close(self):
         for h in self.hosts:

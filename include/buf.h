@@ -1,0 +1,26 @@
+/* buf.h - a growable byte buffer with a hard size limit, for bodies that
+ * arrive in pieces (request bodies, fetched certificates). */
+#ifndef BUF_H
+#define BUF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct buf {
+	char *p; /* NUL-terminated after the first append; owned */
+	size_t len, cap;
+};
+
+enum buf_result { BUF_OK, BUF_TOO_LARGE, BUF_NOMEM };
+
+/* Appends data[0..n) unless len would exceed max. */
+enum buf_result buf_append(struct buf *b, const void *data, size_t n, size_t max);
+
+/* Frees the bytes and empties b; accepts NULL. */
+void buf_free(struct buf *b);
+
+/* Hands the bytes over (caller frees; "" when empty, NULL on allocation
+ * failure) and empties b. */
+char *buf_take(struct buf *b);
+
+#endif
