@@ -8,6 +8,8 @@
  *   {prefix}topic:{<arn>}     sorted set per topic, score = SNS Timestamp
  *                             ms, member = a non-SES (or not indexable)
  *                             notification as JSON
+ *   {prefix}msg:{<MessageId>} string, set once a message's writes are all
+ *                             done; expires with the retention period
  * Every write is idempotent (a member written twice is stored once), which
  * is what makes SNS redelivery harmless and a half-done write safe to retry.
  * Each set is trimmed to the retention window measured back from its newest
@@ -97,6 +99,15 @@ enum mt_err store_recipient_summary(struct store *st, const char *address,
 				    struct store_summary *out, char *errbuf,
 				    size_t errsz);
 void store_summary_free(struct store_summary *sum);
+
+/* Has the SNS message message_id been stored completely before? */
+enum mt_err store_message_seen(struct store *st, const char *message_id,
+			       bool *seen, char *errbuf, size_t errsz);
+
+/* Records that every write of message_id is done.  Call only after the
+ * writes succeeded: a message is never marked without its events. */
+enum mt_err store_message_mark(struct store *st, const char *message_id,
+			       char *errbuf, size_t errsz);
 
 /* PING.  MT_E_OK while Redis answers. */
 enum mt_err store_ping(struct store *st, char *errbuf, size_t errsz);

@@ -270,6 +270,9 @@ static enum mt_err pipeline_puts(struct store *st, redisContext *c,
 	return err;
 }
 
+static redisReply *command(redisContext *c, bool *io_error, char *errbuf,
+			   size_t errsz, const char *fmt, ...);
+
 /* One operation on one connection.  Sets *io_error when the connection
  * broke (as opposed to Redis answering with an error). */
 typedef enum mt_err (*store_op)(struct store *st, redisContext *c, void *ctx,
@@ -360,6 +363,53 @@ enum mt_err store_put_raw(struct store *st, const char *topic_arn,
 	enum mt_err err = run_puts(st, &p, 1, false, added, errbuf, errsz);
 	free(key);
 	return err;
+}
+
+struct marker_ctx {
+	const char *key;
+	int64_t ttl_ms;
+	bool *seen; /* NULL: mark */
+};
+
+static enum mt_err marker_op(struct store *st, redisContext *c, void *ctx,
+			     bool *io_error, char *errbuf, size_t errsz)
+{
+	struct marker_ctx *mc = ctx;
+	redisReply *r = mc->seen
+		? command(c, io_error, errbuf, errsz, "EXISTS %s", mc->key)
+		: command(c, io_error, errbuf, errsz, "SET %s 1 PX %lld", mc->key,
+			  (long long)mc->ttl_ms);
+	if (!r)
+		return MT_E_REDIS;
+	if (mc->seen)
+		*mc->seen = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
+	freeReplyObject(r);
+	return MT_E_OK;
+}
+
+static enum mt_err marker(struct store *st, const char *message_id, bool *seen,
+			  char *errbuf, size_t errsz)
+{
+	char *key = make_key(st, "msg", message_id);
+	if (!key)
+		return MT_E_NOMEM;
+	struct marker_ctx mc = {key, st->retention_ms, seen};
+	enum mt_err err = store_run(st, marker_op, &mc, errbuf, errsz);
+	free(key);
+	return err;
+}
+
+enum mt_err store_message_seen(struct store *st, const char *message_id,
+			       bool *seen, char *errbuf, size_t errsz)
+{
+	*seen = false;
+	return marker(st, message_id, seen, errbuf, errsz);
+}
+
+enum mt_err store_message_mark(struct store *st, const char *message_id,
+			       char *errbuf, size_t errsz)
+{
+	return marker(st, message_id, NULL, errbuf, errsz);
 }
 
 static enum mt_err ping_op(struct store *st, redisContext *c, void *ctx,

@@ -50,9 +50,21 @@ static enum mt_err store_notification(struct webhook *w,
 		.topic_arn = m->f[SNS_F_TOPIC_ARN].p,
 		.keep_headers = w->cfg->keep_headers,
 	};
-	struct ses_events evs;
+	struct ses_events evs = {0};
 	size_t added = 0;
-	enum mt_err err = ses_events_parse(msg->p, msg->len, &ctx, &evs);
+	bool seen;
+
+	/* A message stored completely before is a duplicate whatever its
+	 * events would look like now (another version, other flags). */
+	enum mt_err err = store_message_seen(w->store, ctx.sns_message_id, &seen,
+					     res->detail, sizeof(res->detail));
+	if (err)
+		return err;
+	if (seen) {
+		res->status = "duplicate";
+		return MT_E_OK;
+	}
+	err = ses_events_parse(msg->p, msg->len, &ctx, &evs);
 	if (err)
 		goto out;
 	res->events = evs.n;
@@ -81,6 +93,11 @@ static enum mt_err store_notification(struct webhook *w,
 			goto out;
 		res->added += added;
 	}
+	/* Every write went through: only now is the message marked. */
+	err = store_message_mark(w->store, ctx.sns_message_id, res->detail,
+				 sizeof(res->detail));
+	if (err)
+		goto out;
 	res->status = res->added ? "stored" : "duplicate";
 out:
 	ses_events_free(&evs);

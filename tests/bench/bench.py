@@ -417,9 +417,20 @@ def cpu_model():
 
 # --- wrk -------------------------------------------------------------------------------
 
+def cpu_seconds(pid):
+    """utime + stime of a process (all its threads), in seconds."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 class Wrk:
-    def __init__(self, directory):
+    def __init__(self, directory, pids):
         self.dir = directory
+        self.pids = pids          # {"mt": pid, "redis": pid}: CPU per request
         self.commands = []
         self.n = 0
 
@@ -433,6 +444,7 @@ class Wrk:
         self.commands.append(shlex.join(cmd))
         self.n += 1
         out_path = os.path.join(self.dir, f"wrk-{self.n}.out")
+        cpu0 = {k: cpu_seconds(p) for k, p in self.pids.items()}
         with open(out_path, "wb") as out:
             p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                  stdin=subprocess.DEVNULL)
@@ -449,6 +461,9 @@ class Wrk:
         if p.returncode != 0 or not m:
             raise harness.HarnessError(f"wrk failed ({p.returncode}): {shlex.join(cmd)}\n{text}")
         r = json.loads(m.group(1))
+        for k, p in self.pids.items():  # CPU time per answered request, us
+            r["cpu_" + k] = ((cpu_seconds(p) - cpu0[k]) * 1e6 / r["requests"]
+                             if r["requests"] else float("nan"))
         r["threads"], r["conns"] = threads, conns
         # POST runs: from the first request to the last answer (a thread
         # that ran out of bodies stops early; wrk's duration is always -d).
@@ -482,6 +497,8 @@ def main():
     a = ap.parse_args()
 
     t_start = time.monotonic()
+    with open("/proc/loadavg") as f:
+        loadavg = " ".join(f.read().split()[:3])
     binary = os.path.abspath(a.binary)
     data_dir = os.path.abspath(a.data_dir)
     for c in ("wrk", "openssl", "redis-server", "redis-cli"):
@@ -550,7 +567,7 @@ def main():
     idle = mt.status()
     mem0 = redis_used_memory(rc)
 
-    wrk = Wrk(tmp)
+    wrk = Wrk(tmp, {"mt": mt.proc.pid, "redis": redis.proc.pid})
     rows = []
     sns_url = f"http://{LOOPBACK}:{mt.port}/sns"
     post = os.path.join(HERE, "post.lua")
@@ -671,7 +688,8 @@ def main():
     print()
     print("=" * 100)
     print("mailtrail benchmark")
-    print(f"  machine   : nproc {nproc}, CPU {cpu_model()}, {platform.platform()}")
+    print(f"  machine   : nproc {nproc}, CPU {cpu_model()}, {platform.platform()}; "
+          f"load average at start {loadavg}")
     print(f"  mailtrail : {binary}, build type {build_type(binary)}")
     print(f"  tools     : {ver.strip()}; {rver}")
     print("  note      : load generator, mailtrail and redis-server share the same "
@@ -679,14 +697,16 @@ def main():
     print(f"  bodies    : {gen.seq} signed (SignatureVersion 2, RSA-2048) in {gen_secs:.1f}s "
           f"with {gen.signer_name}")
     print()
-    hdr = (f"{'measurement':<46}{'conns':>6}{'secs':>6}{'requests':>10}{'req/s':>9}"
-           f"{'p50 ms':>9}{'p99 ms':>9}{'errors':>7}  notes")
+    hdr = (f"{'measurement':<42}{'conns':>6}{'secs':>6}{'requests':>9}{'req/s':>8}"
+           f"{'p50 ms':>8}{'p99 ms':>8}{'err':>4}{'mt us':>7}{'rds us':>7}  notes")
     print(hdr)
     print("-" * len(hdr))
     for label, r, note in rows:
-        print(f"{label:<46}{r['conns']:>6}{r['secs']:>6.1f}{r['requests']:>10}"
-              f"{r['rps']:>9.0f}{r['p50_us'] / 1000:>9.2f}{r['p99_us'] / 1000:>9.2f}"
-              f"{r['errors']:>7}  {note}")
+        print(f"{label:<42}{r['conns']:>6}{r['secs']:>6.1f}{r['requests']:>9}"
+              f"{r['rps']:>8.0f}{r['p50_us'] / 1000:>8.2f}{r['p99_us'] / 1000:>8.2f}"
+              f"{r['errors']:>4}{r['cpu_mt']:>7.0f}{r['cpu_redis']:>7.0f}  {note}")
+    print("  err: socket errors and timeouts; mt us / rds us: CPU time (user+sys) of "
+          "mailtrail / redis-server per answered request")
     print()
     print("memory")
     print(f"  mailtrail VmRSS/VmHWM idle after start : {idle['VmRSS'] / 1024:.1f} / "

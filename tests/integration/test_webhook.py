@@ -378,6 +378,21 @@ class TestNotifications(MailtrailCase):
         for rcpt in ("jane@example.com", "richard@example.com"):
             self.assertEqual(self.redis("ZCARD", f"mailtrail:rcpt:{{{rcpt}}}"), 1)
 
+    def test_redelivery_to_a_differently_configured_copy(self):
+        # During a rolling change (here --keep-headers turned on) a copy
+        # builds different EVENT bytes for the same message: the message
+        # is still recognised as stored, and nothing doubles.
+        m = self.start()
+        msg = self.signer.notification(ses("awsdoc-identity-delivery.json"))
+        self.assertAnswer(m.post_sns(msg), 200, "stored")
+        m2 = self.start("--keep-headers")
+        self.assertAnswer(m2.post_sns(msg), 200, "duplicate")
+        self.assertEqual(self.redis("ZCARD", "mailtrail:rcpt:{jane@example.com}"), 1)
+        self.assertEqual(self.redis("ZCARD", "mailtrail:recent"), 1)
+        # The marker is the message's, with the retention as its lifetime.
+        ttl = self.redis("PTTL", f"mailtrail:msg:{{{msg['MessageId']}}}")
+        self.assertTrue(0 < ttl <= 90 * 86400 * 1000, ttl)
+
     def test_recipient_normalised(self):
         m = self.start()
         sobj = json.loads(ses("awsdoc-event-bounce.json"))
