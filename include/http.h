@@ -6,6 +6,7 @@
 
 #include <json-c/json.h>
 #include <microhttpd.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -38,6 +39,16 @@ void http_address(const struct http_server *s, const struct config_listen *l,
 
 /* Stops accepting, waits for requests in flight, frees; accepts NULL. */
 void http_stop(struct http_server *s);
+
+/* libmicrohttpd closes the connection when a response is queued on the
+ * first call for a request, before it has looked for a body.  Handlers
+ * that answer without reading a body call this first and return MHD_YES
+ * when it says so; they answer on the next call, and the connection stays
+ * open for the client's next request.  Any body is discarded. */
+bool http_defer_first_call(void **req_cls, size_t *upload_data_size);
+
+/* The value http_defer_first_call leaves in *req_cls (not to be freed). */
+extern char http_deferred;
 
 /* Answers with body serialised (takes ownership of body). */
 enum MHD_Result http_send_json(struct MHD_Connection *conn, unsigned status,

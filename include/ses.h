@@ -38,6 +38,9 @@ struct ses_event {
 	char recipient[SES_ADDRESS_MAX + 1]; /* normalised, lower case */
 	int64_t time_ms;                     /* the event's own time */
 	const char *type;                    /* static string, e.g. "Bounce" */
+	/* What this event means for sending to the recipient again:
+	 * "Bounce/Permanent", "Complaint" or NULL (static strings). */
+	const char *suppress;
 	char *json;                          /* EVENT JSON, owned */
 	size_t json_len;
 };

@@ -250,6 +250,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 				  size_t *upload_data_size, void **req_cls)
 {
 	struct api *a = cls;
+	if (http_defer_first_call(req_cls, upload_data_size))
+		return MHD_YES;
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
 		return http_send_status(conn, 405, NULL, "method not allowed");
 	enum MHD_Result ret = route(a, conn, url);

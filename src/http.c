@@ -18,6 +18,21 @@ struct http_server {
 	char *tls_cert, *tls_key;
 };
 
+char http_deferred;
+
+bool http_defer_first_call(void **req_cls, size_t *upload_data_size)
+{
+	if (*req_cls != &http_deferred) {
+		*req_cls = &http_deferred;
+		return true;
+	}
+	if (*upload_data_size) {
+		*upload_data_size = 0;
+		return true;
+	}
+	return false;
+}
+
 static enum MHD_Result queue(struct MHD_Connection *conn, unsigned status,
 			     struct MHD_Response *r, const char *content_type)
 {
@@ -157,8 +172,12 @@ struct http_server *http_start(const struct config_listen *l, const char *tls_ce
 {
 	struct http_server *s = calloc(1, sizeof(*s));
 	struct sockaddr_storage ss;
+	/* A thread per connection (handlers block on Redis and on certificate
+	 * fetches), poll() rather than select() so descriptors above 1024
+	 * work. */
 	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD |
-			     MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
+			     MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
+			     MHD_USE_ERROR_LOG;
 
 	if (!s) {
 		snprintf(errbuf, errsz, "out of memory");

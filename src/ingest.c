@@ -124,6 +124,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	struct webhook *w = cls;
 	bool is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
 
+	if (strcmp(url, "/sns") != 0 || strcmp(method, "POST") != 0) {
+		if (http_defer_first_call(req_cls, upload_data_size))
+			return MHD_YES;
+	}
 	if (strcmp(url, "/sns") != 0)
 		return on_probe(w, conn, url, is_get);
 	if (strcmp(method, "POST") != 0) {
@@ -162,7 +166,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
 	struct upload *up = *req_cls;
-	if (up) {
+	if (up && *req_cls != &http_deferred) {
 		buf_free(&up->body);
 		free(up);
 		*req_cls = NULL;

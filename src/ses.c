@@ -420,6 +420,17 @@ static bool already_seen(const struct ses_events *out, const char *addr)
 	return false;
 }
 
+/* A permanent bounce or a complaint suppresses the recipient. */
+static const char *suppression(const char *type, struct json_object *typeobj)
+{
+	if (strcmp(type, "Complaint") == 0)
+		return "Complaint";
+	if (strcmp(type, "Bounce") == 0 &&
+	    string_is(member(typeobj, "bounceType", json_type_string), "Permanent"))
+		return "Bounce/Permanent";
+	return NULL;
+}
+
 enum mt_err ses_events_parse(const char *message, size_t len,
 			     const struct ses_context *ctx,
 			     struct ses_events *out)
@@ -493,6 +504,7 @@ enum mt_err ses_events_parse(const char *message, size_t len,
 			continue;
 		ev->time_ms = when;
 		ev->type = type->name;
+		ev->suppress = suppression(type->name, typeobj);
 		detail = detail_build(type, typeobj,
 				      type->rcpt_from == RCPT_ENTRIES ? entry : NULL);
 		err = detail ? event_serialise(ev, ctx, mail_out, detail)

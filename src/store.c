@@ -1,6 +1,7 @@
 #include "store.h"
 
 #include <hiredis/hiredis.h>
+#include <openssl/sha.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,20 +13,15 @@
  * counts hash (KEYS[2], same hash tag, so same Cluster slot) it also keeps
  * per-type counts and what suppresses the recipient, for the summary,
  * following both adds and trims.  Everything touches only the keys given,
- * so it runs atomically.
- * ARGV: score, member, retention ms, max members. */
+ * so it runs atomically.  Loaded once per connection, run with EVALSHA.
+ * ARGV: score, member, retention ms, max members, type, suppression
+ * ("Bounce/Permanent", "Complaint" or "").  A trimmed member's type and
+ * suppression are read back from its EVENT JSON (as ses.c sets them). */
 static const char put_script[] =
 	"local zkey, ckey = KEYS[1], KEYS[2]\n"
-	"local function count(m, score, d)\n"
-	"  if not ckey then return end\n"
-	"  local ok, e = pcall(cjson.decode, m)\n"
-	"  if not ok or type(e) ~= 'table' or type(e.type) ~= 'string' then return end\n"
-	"  redis.call('HINCRBY', ckey, 'type:' .. e.type, d)\n"
-	"  local why\n"
-	"  if e.type == 'Complaint' then why = 'Complaint'\n"
-	"  elseif e.type == 'Bounce' and type(e.detail) == 'table' and\n"
-	"         e.detail.bounceType == 'Permanent' then why = 'Bounce/Permanent' end\n"
-	"  if not why then return end\n"
+	"local function bump(kind, why, score, d)\n"
+	"  redis.call('HINCRBY', ckey, 'type:' .. kind, d)\n"
+	"  if why == '' then return end\n"
 	"  local n = redis.call('HINCRBY', ckey, 'suppress:' .. why, d)\n"
 	"  if d > 0 then\n"
 	"    local last = tonumber(redis.call('HGET', ckey, 'last:' .. why) or '-1')\n"
@@ -35,21 +31,31 @@ static const char put_script[] =
 	"  end\n"
 	"end\n"
 	"local function drop(list)\n"
-	"  for i = 1, #list, 2 do count(list[i], tonumber(list[i + 1]), -1) end\n"
+	"  if not ckey then return end\n"
+	"  for i = 1, #list, 2 do\n"
+	"    local ok, e = pcall(cjson.decode, list[i])\n"
+	"    if ok and type(e) == 'table' and type(e.type) == 'string' then\n"
+	"      local why = ''\n"
+	"      if e.type == 'Complaint' then why = 'Complaint'\n"
+	"      elseif e.type == 'Bounce' and type(e.detail) == 'table' and\n"
+	"             e.detail.bounceType == 'Permanent' then why = 'Bounce/Permanent' end\n"
+	"      bump(e.type, why, tonumber(list[i + 1]), -1)\n"
+	"    end\n"
+	"  end\n"
 	"end\n"
 	"local score = tonumber(ARGV[1])\n"
 	"local added = redis.call('ZADD', zkey, ARGV[1], ARGV[2])\n"
-	"if added == 1 then count(ARGV[2], score, 1) end\n"
+	"if added == 1 and ckey then bump(ARGV[5], ARGV[6], score, 1) end\n"
 	"local top = redis.call('ZRANGE', zkey, -1, -1, 'WITHSCORES')\n"
 	"local cutoff = string.format('(%.0f', tonumber(top[2]) - tonumber(ARGV[3]))\n"
 	"local old = redis.call('ZRANGEBYSCORE', zkey, '-inf', cutoff, 'WITHSCORES', 'LIMIT', 0, 1000)\n"
 	"if #old > 0 then\n"
-	"  if ckey then drop(old) end\n"
+	"  drop(old)\n"
 	"  redis.call('ZREMRANGEBYRANK', zkey, 0, #old / 2 - 1)\n"
 	"end\n"
 	"local over = redis.call('ZCARD', zkey) - tonumber(ARGV[4])\n"
 	"if over > 0 then\n"
-	"  if ckey then drop(redis.call('ZRANGE', zkey, 0, over - 1, 'WITHSCORES')) end\n"
+	"  drop(redis.call('ZRANGE', zkey, 0, over - 1, 'WITHSCORES'))\n"
 	"  redis.call('ZREMRANGEBYRANK', zkey, 0, over - 1)\n"
 	"end\n"
 	"redis.call('PEXPIRE', zkey, ARGV[3])\n"
@@ -60,6 +66,7 @@ struct store {
 	struct config_redis redis;
 	char *prefix;
 	int64_t retention_ms;
+	char script_sha[41]; /* put_script's SHA1, as SCRIPT LOAD answers it */
 	pthread_mutex_t lock;
 	redisContext *idle[STORE_POOL_MAX];
 	size_t nidle;
@@ -78,6 +85,10 @@ struct store *store_new(const struct config_redis *redis, const char *prefix,
 		return NULL;
 	}
 	st->retention_ms = (int64_t)retention_days * 86400 * 1000;
+	unsigned char md[SHA_DIGEST_LENGTH];
+	SHA1((const unsigned char *)put_script, sizeof(put_script) - 1, md);
+	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+		snprintf(st->script_sha + 2 * i, 3, "%02x", md[i]);
 	pthread_mutex_init(&st->lock, NULL);
 	return st;
 }
@@ -147,6 +158,16 @@ static redisContext *connect_redis(struct store *st, char *errbuf, size_t errsz)
 		if (!ok)
 			goto fail;
 	}
+	/* Every new connection makes sure the server has the script (it may
+	 * have restarted, or be another node since the last connection). */
+	r = redisCommand(c, "SCRIPT LOAD %s", put_script);
+	bool ok = reply_ok(r, REDIS_REPLY_STRING, errbuf, errsz) &&
+		  strcmp(r->str, st->script_sha) == 0;
+	if (r && r->type == REDIS_REPLY_STRING && !ok)
+		snprintf(errbuf, errsz, "SCRIPT LOAD answered an unexpected SHA1");
+	freeReplyObject(r);
+	if (!ok)
+		goto fail;
 	return c;
 fail:
 	redisFree(c);
@@ -196,6 +217,7 @@ static char *make_key(const struct store *st, const char *kind, const char *name
 struct put {
 	const char *key;
 	const char *counts_key; /* NULL: no counts */
+	const char *type, *suppress; /* for the counts; may be NULL */
 	int64_t score;
 	const char *member;
 	size_t member_len;
@@ -223,17 +245,20 @@ static enum mt_err pipeline_puts(struct store *st, redisContext *c,
 		snprintf(score, sizeof(score), "%lld", (long long)puts[i].score);
 		snprintf(ret, sizeof(ret), "%lld", (long long)st->retention_ms);
 		snprintf(max, sizeof(max), "%ld", puts[i].max_members);
-		const char *argv[9] = {"EVAL", put_script, "1", puts[i].key};
-		size_t argl[9] = {4, sizeof(put_script) - 1, 1, strlen(puts[i].key)};
+		const char *argv[11] = {"EVALSHA", st->script_sha, "1", puts[i].key};
+		size_t argl[11] = {7, 40, 1, strlen(puts[i].key)};
 		int argc = 4;
 		if (puts[i].counts_key) {
 			argv[2] = "2";
 			argv[argc] = puts[i].counts_key;
 			argl[argc++] = strlen(puts[i].counts_key);
 		}
-		const char *args[] = {score, puts[i].member, ret, max};
-		size_t lens[] = {strlen(score), puts[i].member_len, strlen(ret), strlen(max)};
-		for (int a = 0; a < 4; a++) {
+		const char *type = puts[i].type ? puts[i].type : "";
+		const char *why = puts[i].suppress ? puts[i].suppress : "";
+		const char *args[] = {score, puts[i].member, ret, max, type, why};
+		size_t lens[] = {strlen(score), puts[i].member_len, strlen(ret), strlen(max),
+				 strlen(type), strlen(why)};
+		for (int a = 0; a < 6; a++) {
 			argv[argc] = args[a];
 			argl[argc++] = lens[a];
 		}
@@ -261,6 +286,10 @@ static enum mt_err pipeline_puts(struct store *st, redisContext *c,
 		}
 		if (!reply_ok(r, -1, errbuf, errsz)) {
 			err = MT_E_REDIS;
+			/* The script cache was flushed: a new connection loads it
+			 * again, and the batch (idempotent) is retried there. */
+			if (strncmp(r->str, "NOSCRIPT", 8) == 0)
+				*io_error = true;
 		} else if (i % per == 0) {
 			if (r->type == REDIS_REPLY_INTEGER)
 				*added += r->integer > 0;
@@ -292,7 +321,9 @@ static enum mt_err store_run(struct store *st, store_op op, void *ctx,
 			return MT_E_REDIS;
 		enum mt_err err = op(st, c, ctx, &io_error, errbuf, errsz);
 		conn_put(st, c, !io_error);
-		if (!(io_error && reused && attempt == 0))
+		/* A dead connection taken from the pool (Redis restarted while
+		 * it idled) or a flushed script cache: once more on a new one. */
+		if (!(io_error && attempt == 0 && (reused || strncmp(errbuf, "NOSCRIPT", 8) == 0)))
 			return err;
 	}
 }
@@ -339,8 +370,8 @@ enum mt_err store_put_events(struct store *st, const struct ses_events *evs,
 			free(counts);
 			goto out;
 		}
-		puts[n] = (struct put){key, counts, e->time_ms, e->json, e->json_len,
-				       STORE_RCPT_EVENTS_MAX};
+		puts[n] = (struct put){key, counts, e->type, e->suppress, e->time_ms,
+				       e->json, e->json_len, STORE_RCPT_EVENTS_MAX};
 	}
 	err = run_puts(st, puts, n, true, added, errbuf, errsz);
 out:
@@ -359,7 +390,7 @@ enum mt_err store_put_raw(struct store *st, const char *topic_arn,
 	char *key = make_key(st, "topic", topic_arn);
 	if (!key)
 		return MT_E_NOMEM;
-	struct put p = {key, NULL, time_ms, json, len, STORE_TOPIC_MESSAGES_MAX};
+	struct put p = {key, NULL, NULL, NULL, time_ms, json, len, STORE_TOPIC_MESSAGES_MAX};
 	enum mt_err err = run_puts(st, &p, 1, false, added, errbuf, errsz);
 	free(key);
 	return err;

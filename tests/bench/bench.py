@@ -561,6 +561,11 @@ def main():
                               "x-amz-sns-message-type": "Notification"})
     if r.status != 200 or r.json().get("status") != "stored":
         raise harness.HarnessError(f"warm-up POST not stored: {r}\n{mt.tail()}")
+    conn_hdr = {"POST /sns": r.headers.get("connection", "-")}
+    conn_hdr["GET /healthz"] = harness.http_request(mt.port, "GET", "/healthz").headers.get(
+        "connection", "-")
+    conn_hdr["GET /v1/..."] = harness.http_request(
+        mt.api_port, "GET", "/v1/recipients/warmup%40bench.example").headers.get("connection", "-")
     with open(os.path.join(tmp, "bodies-dup.txt"), "w") as f:
         f.write(warm + "\n")
     time.sleep(1.0)
@@ -731,6 +736,9 @@ def main():
     print("checks")
     print(f"  {check_ingest}")
     print(f"  {hot_key}: ZCARD {hot_n} (expected {a.seed})")
+    print("  'Connection' header of the answers (close = wrk opens a new connection, and "
+          "mailtrail a new thread, per request): "
+          + ", ".join(f"{k}: {v}" for k, v in conn_hdr.items()))
     print(f"  cert fetches over the network: {fetches} (expected 0: cert from --cert-cache-dir)")
     print(f"  final metrics: stored {m_final['mailtrail_events_stored_total']}, duplicate "
           f"{m_final['mailtrail_events_duplicate_total']}")

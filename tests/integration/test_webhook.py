@@ -952,6 +952,16 @@ class TestRedisOutage(MailtrailCase):
         rs.start()
         self.assertEqual(m.request("GET", "/readyz").status, 200)
 
+    def test_script_cache_flushed(self):
+        # An operator's SCRIPT FLUSH (or a failover to a node without the
+        # script) must not fail deliveries.
+        m = self.start()
+        text = ses("awsdoc-identity-delivery.json")
+        self.assertAnswer(m.post_sns(self.signer.notification(text)), 200, "stored")
+        self.redis("SCRIPT", "FLUSH")
+        self.assertAnswer(m.post_sns(self.signer.notification(text)), 200, "stored")
+        self.assertEqual(self.redis("ZCARD", "mailtrail:rcpt:{jane@example.com}"), 2)
+
 
 # ===================================================================================
 class TestProbesAndTls(MailtrailCase):

@@ -1469,6 +1469,45 @@ static void check_addresses(void)
 	}
 }
 
+/* Which events suppress their recipient, from real payloads. */
+static void check_suppression(const char *dir)
+{
+	static const struct {
+		const char *file;
+		const char *want; /* for every event of the file */
+	} cases[] = {
+		{"awsdoc-identity-bounce-permanent-general-with-dsn.json", "Bounce/Permanent"},
+		{"awsdoc-event-bounce.json", "Bounce/Permanent"},
+		{"relay-identity-bounce-transient-general-ooto-no-dsn.json", NULL},
+		{"guardian-event-bounce-transient-general-dmarc-5.7.1-multiline.json", NULL},
+		{"awsdoc-identity-complaint-with-feedback-report.json", "Complaint"},
+		{"awsdoc-event-complaint.json", "Complaint"},
+		{"awsdoc-identity-delivery.json", NULL},
+		{"awsdoc-event-deliverydelay.json", NULL},
+		{"awsdoc-event-reject.json", NULL},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char path[1024];
+		struct message m;
+		struct ses_events evs = {0};
+
+		snprintf(path, sizeof(path), "%s/ses/%s", dir, cases[i].file);
+		CHECK(message_load(path, &m), "suppression", "%s: cannot load", cases[i].file);
+		struct ses_context ctx = {m.id, m.topic, false};
+		CHECK(ses_events_parse(m.text, m.len, &ctx, &evs) == MT_E_OK && evs.n > 0,
+		      "suppression", "%s: no events", cases[i].file);
+		for (size_t j = 0; j < evs.n; j++) {
+			const char *got = evs.v[j].suppress;
+			CHECK((got == NULL && cases[i].want == NULL) ||
+				      (got && cases[i].want && strcmp(got, cases[i].want) == 0),
+			      "suppression", "%s: got %s want %s", cases[i].file,
+			      got ? got : "NULL", cases[i].want ? cases[i].want : "NULL");
+		}
+		ses_events_free(&evs);
+		message_free(&m);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -1485,6 +1524,7 @@ int main(int argc, char **argv)
 	check_garbage(argv[1]);
 	check_mutations(argv[1]);
 	check_addresses();
+	check_suppression(argv[1]);
 	if (failures) {
 		printf("test_ses: %d check(s) failed\n", failures);
 		return 1;
