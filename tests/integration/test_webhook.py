@@ -90,10 +90,8 @@ class Environment:
                         % (self.sns.port, self.plain.port))
         self.redis_url = f"redis://127.0.0.1:{self.redis_server.port}/0"
         # The query API listener defaults to a fixed port (127.0.0.1:8081),
-        # which concurrent copies would fight over: it is turned off.  Until
-        # the binary knows --api-listen (a SPEC option;
-        # TestConfiguration.test_help_lists_spec_options fails meanwhile), the
-        # flag is left out so the webhook tests can still run.
+        # which concurrent copies would fight over; these tests do not use
+        # it (test_api.py does), so it is turned off.
         self.api_off = ["--api-listen", "off"]
 
     def child_env(self, extra=None):
