@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <pthread.h>
 
 #include "certcache.h"
@@ -51,6 +53,23 @@ int main(int argc, char **argv)
 		break;
 	}
 	log_init(cfg.log_format, cfg.log_level);
+
+	/* The cache directory must exist; a read-only one is a legitimate
+	 * pinned setup, but worth a warning (fetched certs will not stay). */
+	if (cfg.cert_cache_dir) {
+		struct stat st;
+		if (stat(cfg.cert_cache_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+			fprintf(stderr, "mailtrail: invalid value for --cert-cache-dir: '%s' is not a directory\n",
+				cfg.cert_cache_dir);
+			config_free(&cfg);
+			return 2;
+		}
+		if (access(cfg.cert_cache_dir, W_OK) != 0)
+			LOG(LOG_WARN, "cert cache dir is not writable: fetched certificates are kept in memory only",
+			    "dir=%s", cfg.cert_cache_dir);
+	}
+	if (cfg.ntopics == 0)
+		LOG(LOG_WARN, "no --topic allow-list: accepting every topic whose messages SNS signs", "%s", "");
 
 	/* Signals are taken synchronously by this thread only. */
 	sigset_t sigs;

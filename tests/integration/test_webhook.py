@@ -1130,6 +1130,8 @@ class TestConfiguration(unittest.TestCase):
             (["--listen", "127.0.0.1:0", "--max-body", "12x"], r"max-body"),
             (["--listen", "127.0.0.1:0", "--log-format", "xml"], r"log-format"),
             (["--listen", "127.0.0.1:0", "--no-such-option"], r"no-such-option"),
+            (["--listen", "127.0.0.1:0", "--cert-cache-dir", "/nonexistent/certs"],
+             r"cert-cache-dir"),
         ]
         for args, pattern in cases:
             with self.subTest(args=args):
