@@ -262,17 +262,23 @@ static enum mt_err pipeline_puts(struct store *st, redisContext *c,
 			argv[argc] = args[a];
 			argl[argc++] = lens[a];
 		}
-		redisAppendCommandArgv(c, argc, argv, argl);
-		sent++;
-		if (recent) {
+		bool queued = redisAppendCommandArgv(c, argc, argv, argl) == REDIS_OK;
+		if (queued && recent) {
 			const char *zargv[] = {"ZADD", recent_key, score, puts[i].member};
 			size_t zargl[] = {4, strlen(recent_key), strlen(score),
 					  puts[i].member_len};
-			redisAppendCommandArgv(c, 4, zargv, zargl);
-			redisAppendCommand(c, "ZREMRANGEBYRANK %s 0 %d", recent_key,
-					   -STORE_RECENT_MAX - 1);
-			sent += 2;
+			queued = redisAppendCommandArgv(c, 4, zargv, zargl) == REDIS_OK &&
+				 redisAppendCommand(c, "ZREMRANGEBYRANK %s 0 %d", recent_key,
+						    -STORE_RECENT_MAX - 1) == REDIS_OK;
 		}
+		if (!queued) {
+			/* Out of memory half-way: the connection's output is in an
+			 * unknown state, so it is dropped, not reused. */
+			snprintf(errbuf, errsz, "cannot queue a command (out of memory)");
+			*io_error = true;
+			return MT_E_NOMEM;
+		}
+		sent += recent ? 3 : 1;
 	}
 	/* Read every reply, even after an error, to keep the stream in step. */
 	size_t per = recent ? 3 : 1;
