@@ -9,329 +9,21 @@
 // headless by playwright-core.  Every check is printed; the exit status is 0
 // only when all pass.  Every child is killed on exit, also on failure.
 
+//
+// The stack and the seeded events come from fixture.mjs (shared with
+// firefox.test.mjs).
+
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import {
+  ADDRESS, OTHER, XSS_IMG, XSS_SCRIPT, XSS_LINK, WAIT_MS,
+  check, acheck, sleep, stopChild, startMailtrail, setBrowser,
+  parseArgs, startStack, checkApiAndFiles, run,
+} from './fixture.mjs';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const CONSOLE_SRC = path.resolve(HERE, '..', '..', 'src', 'console');
 const CHROMIUM = process.env.MAILTRAIL_TEST_CHROMIUM || '/usr/bin/chromium';
-const CERT_NAME = 'SimpleNotificationService-browsertest.pem';
-const CERT_URL = `https://sns.us-east-1.amazonaws.com/${CERT_NAME}`;
-const TOPIC = 'arn:aws:sns:us-east-1:123456789012:ses-events';
-const ADDRESS = 'alice+test@example.com';
-const OTHER = 'bob@example.org';
-const XSS_IMG = '<img src=x onerror="window.__pwned=1">';
-const XSS_SCRIPT = '<script>window.__pwned=1</script>';
-const XSS_LINK = 'javascript:window.__pwned=1';
-const OLD_DELIVERIES = 60;
-const WAIT_MS = 15000;
-
-// ---- bookkeeping: checks, children, clean-up --------------------------------
-
-let passed = 0;
-let failed = 0;
-const children = new Set();
-let tmpRoot = null;
-let browser = null;
-const logs = new Map(); // name -> array of output lines
-
-function check(desc, fn) {
-  try {
-    fn();
-  } catch (e) {
-    failed++;
-    console.log(`not ok ${passed + failed} - ${desc}`);
-    throw e;
-  }
-  passed++;
-  console.log(`ok ${passed} - ${desc}`);
-}
-
-async function acheck(desc, fn) {
-  try {
-    await fn();
-  } catch (e) {
-    failed++;
-    console.log(`not ok ${passed + failed} - ${desc}`);
-    throw e;
-  }
-  passed++;
-  console.log(`ok ${passed} - ${desc}`);
-}
-
-function killChildren() {
-  for (const c of children) {
-    try { c.kill('SIGKILL'); } catch { /* gone */ }
-  }
-  children.clear();
-}
-
-function cleanup() {
-  killChildren();
-  if (tmpRoot && !process.env.MAILTRAIL_TEST_KEEP) {
-    try { fs.rmSync(tmpRoot, { recursive: true, force: true }); } catch { /* best effort */ }
-  }
-}
-
-process.on('exit', cleanup);
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.on(sig, () => {
-    console.log(`# interrupted by ${sig}`);
-    if (browser) browser.close().catch(() => {});
-    cleanup();
-    process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGTERM' ? 15 : 1));
-  });
-}
-
-function track(name, child) {
-  children.add(child);
-  const lines = [];
-  logs.set(name, lines);
-  const collect = (stream) => {
-    let buf = '';
-    stream.setEncoding('utf8');
-    stream.on('data', (d) => {
-      buf += d;
-      let i;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        lines.push(buf.slice(0, i));
-        buf = buf.slice(i + 1);
-        if (lines.length > 2000) lines.shift();
-      }
-    });
-  };
-  if (child.stdout) collect(child.stdout);
-  if (child.stderr) collect(child.stderr);
-  child.on('exit', () => children.delete(child));
-  return lines;
-}
-
-async function stopChild(child) {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const done = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-  await done;
-  clearTimeout(t);
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-// ---- set-up helpers ------------------------------------------------------------
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function redisPing(port) {
-  return new Promise((resolve) => {
-    const sock = net.connect(port, '127.0.0.1');
-    let got = '';
-    const done = (v) => { sock.destroy(); resolve(v); };
-    sock.setTimeout(1000, () => done(false));
-    sock.on('error', () => done(false));
-    sock.on('connect', () => sock.write('PING\r\n'));
-    sock.on('data', (d) => { got += d; if (got.includes('\r\n')) done(got.startsWith('+PONG')); });
-  });
-}
-
-async function startRedis(dir) {
-  const port = await freePort();
-  const child = spawn('redis-server', [
-    '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-    '--dir', dir, '--daemonize', 'no', '--protected-mode', 'yes',
-  ], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines = track('redis', child);
-  const deadline = Date.now() + 10000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`redis-server exited: ${lines.slice(-20).join('\n')}`);
-    if (await redisPing(port)) return { port, child };
-    await sleep(50);
-  }
-  throw new Error(`redis-server on port ${port} did not answer PING`);
-}
-
-function makeSigningCert(dir, certDir) {
-  const key = path.join(dir, 'signing.key');
-  const cert = path.join(certDir, CERT_NAME);
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key,
-    '-out', cert, '-subj', '/CN=sns.amazonaws.com', '-days', '3650',
-    '-addext', 'keyUsage=critical,digitalSignature',
-    '-addext', 'basicConstraints=critical,CA:FALSE'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  return { keyPem: fs.readFileSync(key, 'utf8'), created: Date.now() };
-}
-
-async function startMailtrail(bin, redisPort, certDir, extra, name) {
-  const env = { ...process.env };
-  for (const k of Object.keys(env)) if (k.startsWith('MAILTRAIL_')) delete env[k];
-  const args = ['--listen', '127.0.0.1:0', '--api-listen', '127.0.0.1:0',
-    '--redis', `redis://127.0.0.1:${redisPort}/0`, '--cert-cache-dir', certDir,
-    '--log-format', 'json', ...extra];
-  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
-  const lines = track(name, child);
-  let hook = null;
-  let api = null;
-  const deadline = Date.now() + 15000;
-  while (Date.now() < deadline && !(hook && api)) {
-    if (child.exitCode !== null) {
-      throw new Error(`mailtrail exited with ${child.exitCode}:\n${lines.join('\n')}`);
-    }
-    for (const line of lines) {
-      let o;
-      try { o = JSON.parse(line); } catch { continue; }
-      if (o.msg === 'listening' && o.listen) hook = o.listen;
-      if (o.msg === 'api listening' && o.listen) api = o.listen;
-    }
-    if (!(hook && api)) await sleep(50);
-  }
-  if (!hook || !api) {
-    throw new Error(`mailtrail did not log both "listening" and "api listening" lines:\n${lines.join('\n')}`);
-  }
-  return { child, hook: `http://${hook}`, api: `http://${api}`, lines };
-}
-
-// ---- SNS signing and seeding ------------------------------------------------------
-
-function isoMs(ms) { return new Date(ms).toISOString(); }
-
-function snsNotification(message, keyPem, { subject, version = '2' } = {}) {
-  const msg = {
-    Type: 'Notification',
-    MessageId: crypto.randomUUID(),
-    TopicArn: TOPIC,
-    Message: message,
-    Timestamp: new Date().toISOString(),
-    SignatureVersion: version,
-    SigningCertURL: CERT_URL,
-    UnsubscribeURL: `https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&SubscriptionArn=${TOPIC}:0`,
-  };
-  if (subject !== undefined) msg.Subject = subject;
-  let s = '';
-  for (const k of ['Message', 'MessageId', 'Subject', 'Timestamp', 'TopicArn', 'Type']) {
-    if (k === 'Subject' && msg.Subject === undefined) continue;
-    s += `${k}\n${msg[k]}\n`;
-  }
-  const signer = crypto.createSign(version === '1' ? 'RSA-SHA1' : 'RSA-SHA256');
-  signer.update(s, 'utf8');
-  msg.Signature = signer.sign(keyPem, 'base64');
-  return msg;
-}
-
-async function postSns(hook, msg) {
-  const res = await fetch(`${hook}/sns`, {
-    method: 'POST',
-    headers: {
-      'content-type': 'text/plain; charset=UTF-8',
-      'x-amz-sns-message-type': 'Notification',
-    },
-    body: JSON.stringify(msg),
-  });
-  const text = await res.text();
-  assert.equal(res.status, 200, `webhook answered ${res.status} ${text} for ${msg.MessageId}`);
-  return JSON.parse(text);
-}
-
-function loadSes(dataDir, name) {
-  return JSON.parse(fs.readFileSync(path.join(dataDir, 'ses', name), 'utf8'));
-}
-
-/* Builds the seeded SES events; returns [{sesJson, subject, version, key}]. */
-function buildEvents(dataDir, t0) {
-  const min = 60 * 1000;
-  const out = [];
-  const add = (key, obj, typeKey, when, opts = {}) => {
-    obj.mail.timestamp = isoMs(when - 5000);
-    if (typeKey) obj[typeKey].timestamp = isoMs(when);
-    out.push({ key, ses: obj, when, ...opts });
-  };
-
-  // The story a support engineer reads, newest first.
-  const complaint = loadSes(dataDir, 'awsdoc-identity-complaint-with-feedback-report.json');
-  complaint.complaint.complainedRecipients = [{ emailAddress: 'Alice+Test@Example.COM' }];
-  complaint.mail.destination = ['Alice+Test@Example.COM'];
-  complaint.complaint.arrivalDate = isoMs(t0);
-  add('complaint', complaint, 'complaint', t0, { version: '1' });
-
-  const click = loadSes(dataDir, 'awsdoc-event-click.json');
-  click.mail.destination = [ADDRESS];
-  click.click.link = 'https://downloads.example.net/invoice/2026-11.pdf';
-  add('click', click, 'click', t0 - 2 * min, { subject: 'Amazon SES Email Event Notification' });
-
-  const open = loadSes(dataDir, 'awsdoc-event-open.json');
-  open.mail.destination = [ADDRESS];
-  add('open', open, 'open', t0 - 3 * min, { subject: 'Amazon SES Email Event Notification' });
-
-  const delivery = loadSes(dataDir, 'awsdoc-identity-delivery.json');
-  delivery.mail.destination = [ADDRESS];
-  delivery.delivery.recipients = [ADDRESS];
-  add('delivery', delivery, 'delivery', t0 - 4 * min);
-
-  const delay = loadSes(dataDir, 'awsdoc-event-deliverydelay.json');
-  delay.mail.destination = [ADDRESS];
-  delay.deliveryDelay.delayedRecipients[0].emailAddress = ADDRESS;
-  delay.deliveryDelay.expirationTime = isoMs(t0 + 60 * min);
-  add('delay', delay, 'deliveryDelay', t0 - 10 * min, { subject: 'Amazon SES Email Event Notification' });
-
-  const bounce = loadSes(dataDir, 'awsdoc-identity-bounce-permanent-general-with-dsn.json');
-  bounce.bounce.bouncedRecipients[0].emailAddress = ADDRESS;
-  bounce.bounce.bouncedRecipients[0].diagnosticCode = 'smtp; 550 5.1.1 <alice+test@example.com>... User unknown';
-  bounce.mail.destination = [ADDRESS];
-  add('bounce', bounce, 'bounce', t0 - 60 * min);
-
-  // Hostile content from "remote mail servers".
-  const b1 = loadSes(dataDir, 'awsdoc-identity-bounce-permanent-general-with-dsn.json');
-  b1.bounce.bouncedRecipients[0].emailAddress = ADDRESS;
-  b1.bounce.bouncedRecipients[0].diagnosticCode = XSS_IMG;
-  b1.mail.destination = [ADDRESS];
-  b1.mail.messageId = '0000014fxss-img-0000';
-  add('xss-img', b1, 'bounce', t0 - 120 * min);
-
-  const b2 = loadSes(dataDir, 'awsdoc-identity-bounce-permanent-general-with-dsn.json');
-  b2.bounce.bounceType = 'Transient';
-  b2.bounce.bounceSubType = 'MailboxFull';
-  b2.bounce.bouncedRecipients[0].emailAddress = ADDRESS;
-  b2.bounce.bouncedRecipients[0].diagnosticCode = XSS_SCRIPT;
-  b2.bounce.bouncedRecipients[0].status = '4.2.2';
-  b2.mail.destination = [ADDRESS];
-  b2.mail.messageId = '0000014fxss-script-0000';
-  add('xss-script', b2, 'bounce', t0 - 180 * min);
-
-  const c2 = loadSes(dataDir, 'awsdoc-event-click.json');
-  c2.mail.destination = [ADDRESS];
-  c2.click.link = XSS_LINK;
-  add('xss-link', c2, 'click', t0 - 240 * min);
-
-  // Enough older deliveries that the timeline needs a second page.
-  for (let i = 0; i < OLD_DELIVERIES; i++) {
-    const d = loadSes(dataDir, 'awsdoc-identity-delivery.json');
-    d.mail.destination = [ADDRESS];
-    d.mail.messageId = `0000014644fe5ef6-old-${String(i).padStart(4, '0')}-000000`;
-    d.delivery.recipients = [i === 7 ? 'ALICE+TEST@example.com' : ADDRESS];
-    d.delivery.smtpResponse = `250 2.0.0 OK queued as old-${i}`;
-    add(`old-${i}`, d, 'delivery', t0 - 24 * 60 * min - i * 5 * min, { version: i % 2 ? '1' : '2' });
-  }
-
-  // Someone else, newest of all (the recent-events view starts with it).
-  const other = loadSes(dataDir, 'awsdoc-identity-delivery.json');
-  other.mail.destination = [OTHER];
-  other.delivery.recipients = [OTHER];
-  add('other', other, 'delivery', t0 + min);
-  return out;
-}
 
 // ---- browser helpers ----------------------------------------------------------------
 
@@ -382,86 +74,24 @@ async function visible(page, sel) {
 // ---- the test ----------------------------------------------------------------------
 
 async function main() {
-  const [bin, dataDir, outDir] = process.argv.slice(2);
-  if (!bin || !dataDir || !outDir) {
-    console.error('usage: console.test.mjs MAILTRAIL_BINARY TESTS_DATA_DIR OUTPUT_DIR');
-    process.exit(2);
-  }
-  fs.mkdirSync(outDir, { recursive: true });
-  for (const tool of ['redis-server', 'openssl']) {
-    try { execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' }); } catch {
-      throw new Error(`required command ${tool} not found (never skipped: install it)`);
-    }
-  }
+  const { bin, dataDir, outDir } = parseArgs('console.test.mjs');
   assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} not found: install Debian's chromium package`);
 
-  tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'mailtrail-browser-'));
-  const certDir = path.join(tmpRoot, 'certs');
-  const redisDir = path.join(tmpRoot, 'redis');
-  fs.mkdirSync(certDir);
-  fs.mkdirSync(redisDir);
-
-  const { keyPem, created } = makeSigningCert(tmpRoot, certDir);
-  const redis = await startRedis(redisDir);
-  console.log(`# redis-server on 127.0.0.1:${redis.port}`);
-  let mt = await startMailtrail(path.resolve(bin), redis.port, certDir, [], 'mailtrail');
-  console.log(`# mailtrail webhook ${mt.hook}, api ${mt.api}`);
-
-  // The certificate must be valid at the messages' Timestamp (strictly after
-  // its notBefore, which has one-second resolution).
-  while (Date.now() < created + 1100) await sleep(100);
-
-  // ---- seed through the real webhook --------------------------------------------
-  const t0 = Date.now() - 30 * 60 * 1000;
-  const events = buildEvents(dataDir, t0);
-  const ids = {};
-  for (const e of events) {
-    const msg = snsNotification(JSON.stringify(e.ses), keyPem, { subject: e.subject, version: e.version });
-    const ans = await postSns(mt.hook, msg);
-    assert.equal(ans.status, 'stored', `${e.key}: ${JSON.stringify(ans)}`);
-    ids[e.key] = msg.MessageId;
-  }
-  const aliceTotal = events.length - 1;
+  const { certDir, redis, t0, events, ids, aliceTotal, ...stack } = await startStack(bin, dataDir);
+  let { mt } = stack;
   check(`seeded ${events.length} signed SNS notifications through POST /sns (${aliceTotal} for ${ADDRESS})`, () => {});
 
   // ---- the API and the console's files, as the browser will see them ------------
   const enc = encodeURIComponent(ADDRESS);
-  const summary = await (await fetch(`${mt.api}/v1/recipients/${enc}`)).json();
-  check('API summary: suppressed with a reason, counts per type', () => {
-    assert.equal(summary.recipient, ADDRESS);
-    assert.equal(summary.suppressed, true, JSON.stringify(summary));
-    assert.ok(['Bounce/Permanent', 'Complaint'].includes(summary.reason), JSON.stringify(summary));
-    assert.deepEqual(summary.counts, { Bounce: 3, Complaint: 1, Delivery: 61, Click: 2, Open: 1, DeliveryDelay: 1 });
-  });
-
-  const index = await fetch(`${mt.api}/`);
-  const indexBody = await index.text();
-  check('GET / serves the console page with a strict Content-Security-Policy', () => {
-    assert.equal(index.status, 200);
-    assert.match(index.headers.get('content-type') || '', /^text\/html/);
-    const csp = index.headers.get('content-security-policy') || '';
-    for (const d of ["default-src 'self'", "script-src 'self'", "style-src 'self'",
-      "connect-src 'self'", "frame-ancestors 'none'"]) {
-      assert.ok(csp.includes(d), `CSP "${csp}" lacks ${d}`);
-    }
-    assert.equal(indexBody, fs.readFileSync(path.join(CONSOLE_SRC, 'index.html'), 'utf8'));
-  });
-  for (const [p, type, file] of [['/app.js', /javascript/, 'app.js'], ['/app.css', /^text\/css/, 'app.css']]) {
-    const r = await fetch(`${mt.api}${p}`);
-    const body = await r.text();
-    check(`GET ${p} serves src/console/${file} as built into the binary`, () => {
-      assert.equal(r.status, 200);
-      assert.match(r.headers.get('content-type') || '', type);
-      assert.equal(body, fs.readFileSync(path.join(CONSOLE_SRC, file), 'utf8'));
-    });
-  }
+  const summary = await checkApiAndFiles(mt.api);
 
   // ---- the browser -----------------------------------------------------------------
-  browser = await chromium.launch({
+  const browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
+  setBrowser(browser);
   const context = await browser.newContext({
     viewport: { width: 1440, height: 1000 },
     locale: 'en-US',
@@ -715,22 +345,9 @@ async function main() {
   });
   await tctx.close();
   await browser.close();
-  browser = null;
+  setBrowser(null);
   await stopChild(mt.child);
   await stopChild(redis.child);
 }
 
-main().then(() => {
-  console.log(`${passed} passed, ${failed} failed`);
-  process.exit(failed ? 1 : 0);
-}, async (err) => {
-  console.log(`# FAILED: ${err && err.stack ? err.stack : err}`);
-  for (const [name, lines] of logs) {
-    if (!name.startsWith('mailtrail')) continue;
-    console.log(`# last output of ${name}:`);
-    for (const l of lines.slice(-30)) console.log(`#   ${l}`);
-  }
-  if (browser) await browser.close().catch(() => {});
-  console.log(`${passed} passed, ${failed || 1} failed`);
-  process.exit(1);
-});
+run(main);
