@@ -29,6 +29,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -818,3 +819,38 @@ def guarded_env(guard_port, extra=None):
     if extra:
         env.update(extra)
     return env
+
+
+class Environment:
+    """The fixtures every integration suite shares: a temp dir, the test
+    PKI, a real redis-server, the local HTTPS "SNS" host serving the signing
+    certificate, the egress guard, and a signer.  Suites add their own hosts
+    to self.hosts."""
+
+    def __init__(self, prefix):
+        for cmd in ("openssl", "redis-server", "redis-cli"):
+            require_command(cmd)
+        self.tmp = tempfile.mkdtemp(prefix=prefix)
+        # Removed even if the set-up below fails half-way.
+        atexit.register(shutil.rmtree, self.tmp, True)
+        self.pki = Pki(os.path.join(self.tmp, "pki"))
+        self.redis_server = RedisServer(os.path.join(self.tmp, "redis")).start()
+        self.redis = self.redis_server.client
+        self.redis_url = f"redis://127.0.0.1:{self.redis_server.port}/0"
+        # The fake SNS host, allowed by the test host pattern.
+        self.sns = WebHost("sns", self.pki.server_context())
+        self.sns.set_file(SnsSigner.CERT_PATH, self.pki.read(self.pki.signing_cert))
+        # Outbound proxy for everything not on loopback; answers 403, records.
+        self.guard = WebHost("egress-guard")
+        self.guard.deny_all = True
+        self.hosts = [self.sns, self.guard]
+        self.signer = SnsSigner(self.pki, self.sns)
+
+    def child_env(self, extra=None):
+        return guarded_env(self.guard.port, extra)
+
+    def close(self):
+        for h in self.hosts:
+            h.close()
+        self.redis_server.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)

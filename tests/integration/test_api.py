@@ -26,7 +26,6 @@ front of every mailtrail command.  Nothing is ever skipped: a missing tool or
 binary is a failure.
 """
 
-import atexit
 import base64
 import collections
 import concurrent.futures
@@ -36,7 +35,6 @@ import json
 import os
 import random
 import shlex
-import shutil
 import sys
 import tempfile
 import time
@@ -47,7 +45,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
 from harness import (HarnessError, Mailtrail, RedisServer, SnsSigner,  # noqa: E402
-                     WebHost, iso_ms)
+                     iso_ms)
 
 BINARY = None
 DATA = None
@@ -74,41 +72,19 @@ def ms_of(iso):
 T0 = ms_of("2026-03-02T08:00:00.000Z")
 
 
-class Environment:
-    """The shared fixtures: temp dir, PKI, Redis, the SNS host, the guard."""
+class Environment(harness.Environment):
+    """The shared fixtures, plus the SES templates the events are made of."""
 
     def __init__(self):
-        for cmd in ("openssl", "redis-server", "redis-cli"):
-            harness.require_command(cmd)
-        self.tmp = tempfile.mkdtemp(prefix="mailtrail-api-")
-        atexit.register(shutil.rmtree, self.tmp, True)
-        self.pki = harness.Pki(os.path.join(self.tmp, "pki"))
-        self.redis_server = RedisServer(os.path.join(self.tmp, "redis")).start()
-        self.redis = self.redis_server.client
-        self.sns = WebHost("sns", self.pki.server_context())
-        self.sns.set_file(SnsSigner.CERT_PATH, self.pki.read(self.pki.signing_cert))
-        self.guard = WebHost("egress-guard")
-        self.guard.deny_all = True
-        self.hosts = (self.sns, self.guard)
-        self.signer = SnsSigner(self.pki, self.sns)
+        super().__init__("mailtrail-api-")
         self.pattern = r"^127\.0\.0\.1:%d$" % self.sns.port
-        self.redis_url = f"redis://127.0.0.1:{self.redis_server.port}/0"
         self._templates = {}
-
-    def child_env(self):
-        return harness.guarded_env(self.guard.port)
 
     def template(self, name):
         if name not in self._templates:
             with open(os.path.join(DATA, "ses", name), "rb") as f:
                 self._templates[name] = json.loads(f.read())
         return copy.deepcopy(self._templates[name])
-
-    def close(self):
-        for h in self.hosts:
-            h.close()
-        self.redis_server.stop()
-        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def setUpModule():

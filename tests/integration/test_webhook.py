@@ -16,7 +16,6 @@ front of every mailtrail command.  Nothing is ever skipped: a missing tool or
 binary is a failure.
 """
 
-import atexit
 import json
 import os
 import re
@@ -53,55 +52,30 @@ SPEC_OPTIONS = ("--listen", "--tls-cert", "--tls-key", "--api-listen", "--api-to
                 "--log-level", "--version", "--help")
 
 
-class Environment:
-    """The shared fixtures: temp dir, PKI, Redis, the recording hosts."""
+class Environment(harness.Environment):
+    """The shared fixtures, plus two more recording hosts."""
 
     def __init__(self):
-        for cmd in ("openssl", "redis-server", "redis-cli"):
-            harness.require_command(cmd)
-        self.tmp = tempfile.mkdtemp(prefix="mailtrail-it-")
-        # Removed even if the set-up below fails half-way.
-        atexit.register(shutil.rmtree, self.tmp, True)
-        self.pki = harness.Pki(os.path.join(self.tmp, "pki"))
-        self.redis_server = RedisServer(os.path.join(self.tmp, "redis")).start()
-        self.redis = self.redis_server.client
-
+        super().__init__("mailtrail-it-")
         tls = self.pki.server_context()
         pem = self.pki.read(self.pki.signing_cert)
-        # The fake SNS host, allowed by the test host pattern.
-        self.sns = WebHost("sns", tls)
         # Plain HTTP on a port the host pattern ALSO allows: only the scheme
         # check stands between mailtrail and this recorder.
         self.plain = WebHost("plain-http")
         # Same CA, same files, but a port the host pattern does not allow: a
         # check that ignores the port would fetch from here.
-        self.decoy = WebHost("decoy", self.pki.server_context())
+        self.decoy = WebHost("decoy", tls)
         for h in (self.sns, self.plain, self.decoy):
             for path in (SnsSigner.CERT_PATH, "/cert", "/SimpleNotificationService-test.txt"):
                 h.set_file(path, pem)
             h.set_file(OLD_PEM, self.pki.read(self.pki.old_cert))
-        # Outbound proxy for everything not on loopback; answers 403, records.
-        self.guard = WebHost("egress-guard")
-        self.guard.deny_all = True
-        self.hosts = (self.sns, self.plain, self.decoy, self.guard)
-
-        self.signer = SnsSigner(self.pki, self.sns)
+        self.hosts += [self.plain, self.decoy]
         self.pattern = (r"^(127\.0\.0\.1:(%d|%d)|sns\.[a-z0-9-]+\.amazonaws\.com)$"
                         % (self.sns.port, self.plain.port))
-        self.redis_url = f"redis://127.0.0.1:{self.redis_server.port}/0"
         # The query API listener defaults to a fixed port (127.0.0.1:8081),
         # which concurrent copies would fight over; these tests do not use
         # it (test_api.py does), so it is turned off.
         self.api_off = ["--api-listen", "off"]
-
-    def child_env(self, extra=None):
-        return harness.guarded_env(self.guard.port, extra)
-
-    def close(self):
-        for h in self.hosts:
-            h.close()
-        self.redis_server.stop()
-        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def setUpModule():
