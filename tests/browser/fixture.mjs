@@ -1,6 +1,7 @@
 // Shared set-up of the mailtrail browser tests (console.test.mjs drives
 // Debian's Chromium with playwright-core, firefox.test.mjs drives Debian's
-// Firefox ESR with puppeteer-core over WebDriver BiDi).
+// Firefox ESR with puppeteer-core over WebDriver BiDi; both run the checks
+// of checks.mjs).
 //
 // Real pieces only: a redis-server on a free loopback port, the mailtrail
 // binary with both listeners on port 0, events seeded through the real

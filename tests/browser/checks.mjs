@@ -1,0 +1,368 @@
+// The checks of the mailtrail support console, written once for every
+// browser: console.test.mjs runs them in Debian's Chromium (playwright-core),
+// firefox.test.mjs in Debian's Firefox ESR (puppeteer-core over WebDriver
+// BiDi).  The stack and the seeded events come from fixture.mjs.
+//
+// The checks talk to the browser only through a small driver, which each
+// test makes from its own library:
+//
+//   driver.caps      what differs on purpose between the two tests:
+//     firefoxBidi      the browser must be Firefox over WebDriver BiDi
+//                      (its own check, with driver.version, driver.protocol)
+//     typesKeys        text goes into fields key by key, as a person types,
+//                      and the token form is sent with Enter (else: fill,
+//                      and a click on the button)
+//     apiTokenHttp     also check the --api-token HTTP answers (no browser
+//                      involved, so one test is enough)
+//   driver.newContext() -> { newPage(), close() }   a fresh browser context,
+//                      1440x1000, en-US, America/New_York
+//   driver.close()     closes the browser
+//
+//   page.goto(url)  page.url()  page.goBack()  page.close()
+//   page.click(sel)  page.fill(sel, text)  page.press(key)
+//   page.select(sel, value)  page.value(sel)
+//   page.text(sel)  page.attr(sel, name)  page.count(sel)  page.visible(sel)
+//   page.evaluate(fn, arg)  page.$$eval(sel, fn)
+//   page.waitVisible(sel)  page.waitFunction(fn, arg)     (WAIT_MS at most)
+//   page.setViewport({ width, height })  page.screenshot(file)
+//   page.onRequest(({ url, authorization }) => ...)
+//   page.onPageError((err) => ...)  page.onConsole((text) => ...)
+//   page.addInitScript(fn)           runs in every document before its own
+
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import {
+  ADDRESS, OTHER, XSS_IMG, XSS_SCRIPT, XSS_LINK, WAIT_MS,
+  check, acheck, sleep, stopChild, startMailtrail,
+  startStack, checkApiAndFiles,
+} from './fixture.mjs';
+
+export { WAIT_MS };
+export const VIEWPORT = { width: 1440, height: 1000 };
+
+// ---- page helpers (any driver) -------------------------------------------------------
+
+/* A new page of ctx whose script errors and CSP complaints go to problems;
+   the securitypolicyviolation listener is the browser's own preload (not
+   subject to the page's CSP). */
+async function openPage(ctx, problems) {
+  const page = await ctx.newPage();
+  page.onPageError((e) => problems.push(`page error: ${e && e.message ? e.message : e}`));
+  page.onConsole((t) => {
+    if (/Content[- ]Security[- ]Policy|Refused to/i.test(t)) problems.push(`CSP: ${t}`);
+  });
+  await page.addInitScript(() => {
+    window.__csp = [];
+    document.addEventListener('securitypolicyviolation', (e) => {
+      window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`);
+    });
+  });
+  return page;
+}
+
+async function waitRows(page, n, table = '#timeline') {
+  await page.waitFunction(([sel, want]) =>
+    document.querySelectorAll(`${sel} tbody tr`).length === want, [table, n]);
+}
+
+async function rowIds(page, table = '#timeline') {
+  return page.$$eval(`${table} tbody tr`, (trs) => trs.map((tr) => tr.getAttribute('data-id')));
+}
+
+async function rowTimes(page, table = '#timeline') {
+  return page.$$eval(`${table} tbody tr time`, (ts) => ts.map((t) => Date.parse(t.getAttribute('datetime'))));
+}
+
+async function fieldText(page, id, field) {
+  return page.text(`#timeline tbody tr[data-id="${id}"] dd[data-field="${field}"]`);
+}
+
+async function explainText(page, id) {
+  return page.text(`#timeline tbody tr[data-id="${id}"] .explain`);
+}
+
+// ---- the checks ------------------------------------------------------------------------
+
+/* The whole test: the stack, the checks without a browser, then
+   launch({ tmpRoot }) -> driver and every check in it; the screenshot goes
+   to outDir/shotName. */
+export async function runChecks({ bin, dataDir, outDir, shotName, launch }) {
+  const { tmpRoot, certDir, redis, t0, events, ids, aliceTotal, ...stack } = await startStack(bin, dataDir);
+  let { mt } = stack;
+  check(`seeded ${events.length} signed SNS notifications through POST /sns (${aliceTotal} for ${ADDRESS})`, () => {});
+
+  // ---- the API and the console's files, as the browser will see them ------------
+  const enc = encodeURIComponent(ADDRESS);
+  const summary = await checkApiAndFiles(mt.api);
+
+  // ---- the browser -----------------------------------------------------------------
+  const d = await launch({ tmpRoot });
+  if (d.caps.firefoxBidi) {
+    check('the browser is Firefox, driven over WebDriver BiDi', () => {
+      assert.match(d.version, /^firefox\//i, d.version);
+      assert.equal(d.protocol, 'webDriverBiDi');
+    });
+  }
+
+  const context = await d.newContext();
+  const problems = [];
+  const page = await openPage(context, problems);
+  const apiRequests = [];
+  page.onRequest((r) => apiRequests.push(r.url));
+
+  await page.goto(`${mt.api}/`);
+  await acheck('with no address the console shows the recent-events view (GET /v1/events)', async () => {
+    await page.waitVisible('#recent');
+    await waitRows(page, 50, '#recent-table');
+    const rids = await rowIds(page, '#recent-table');
+    assert.equal(rids[0], ids.other, 'newest event first');
+    assert.equal((await page.text('#recent-table tbody tr:first-child .col-rcpt')).trim(), OTHER);
+    assert.ok(await page.visible('#recent-older'));
+    assert.equal(await page.visible('#timeline-section'), false);
+  });
+  await acheck('recent view pages to older events without duplicates', async () => {
+    await page.click('#recent-older');
+    await waitRows(page, events.length, '#recent-table');
+    const rids = await rowIds(page, '#recent-table');
+    assert.equal(new Set(rids).size, rids.length);
+  });
+
+  await acheck(d.caps.typesKeys
+    ? 'typing the address and pressing Search shows its timeline, newest first'
+    : 'searching the address shows its timeline, newest first', async () => {
+    await page.fill('#address', ADDRESS);
+    assert.equal(await page.value('#address'), ADDRESS);
+    await page.click('#search');
+    await waitRows(page, 50);
+    const got = await rowIds(page);
+    assert.deepEqual(got.slice(0, 9), ['complaint', 'click', 'open', 'delivery', 'delay', 'bounce',
+      'xss-img', 'xss-script', 'xss-link'].map((k) => ids[k]));
+    const times = await rowTimes(page);
+    for (let i = 1; i < times.length; i++) assert.ok(times[i - 1] >= times[i], 'newest first');
+    assert.ok(apiRequests.some((u) => u.includes(`/v1/recipients/${enc}/events`)),
+      `address URL-encoded with encodeURIComponent in the API path: ${apiRequests.join(' ')}`);
+    assert.equal(new URL(page.url()).search, `?address=${enc}`);
+    assert.equal(await page.visible('#recent'), false);
+  });
+
+  await acheck('bounce row: badge, type/subtype, status, diagnostic code, reporting MTA, sender, message id', async () => {
+    const row = `#timeline tbody tr[data-id="${ids.bounce}"]`;
+    assert.equal((await page.text(`${row} .badge`)).trim(), 'Bounce');
+    assert.match(await page.attr(`${row} .badge`, 'class'), /badge-bounce/);
+    assert.equal(await fieldText(page, ids.bounce, 'bounceType'), 'Permanent');
+    assert.equal(await fieldText(page, ids.bounce, 'bounceSubType'), 'General');
+    assert.equal(await fieldText(page, ids.bounce, 'status'), '5.1.1');
+    assert.equal(await fieldText(page, ids.bounce, 'action'), 'failed');
+    assert.equal(await fieldText(page, ids.bounce, 'diagnosticCode'),
+      'smtp; 550 5.1.1 <alice+test@example.com>... User unknown');
+    assert.equal(await fieldText(page, ids.bounce, 'reportingMTA'), 'dns; email.example.com');
+    assert.equal((await page.text(`${row} .col-sender`)).trim(), 'john@example.com');
+    assert.equal((await page.text(`${row} .col-msgid`)).trim(),
+      '00000138111222aa-33322211-cccc-cccc-cccc-ddddaaaa0680-000000');
+  });
+  await acheck('time shown in UTC and in the viewer\'s local time', async () => {
+    const cell = `#timeline tbody tr[data-id="${ids.bounce}"] .col-time`;
+    const utc = (await page.text(`${cell} .utc`)).trim();
+    const t = new Date(t0 - 60 * 60 * 1000);
+    assert.equal(utc, t.toISOString().replace('T', ' ').replace('Z', ' UTC'));
+    const local = (await page.text(`${cell} .local`)).trim();
+    assert.match(local, /E[SD]T/, `local time in America/New_York: ${local}`);
+  });
+  await acheck('plain-language explanations: bounce, soft bounce, complaint, delay', async () => {
+    assert.match(await explainText(page, ids.bounce), /^Permanent \/ General: Hard bounce/);
+    assert.match(await explainText(page, ids['xss-script']), /^Transient \/ MailboxFull: .*mailbox is full/);
+    assert.match(await explainText(page, ids.complaint), /^abuse: .*spam/);
+    assert.match(await explainText(page, ids.delay), /^TransientCommunicationFailure: .*SES keeps trying/);
+  });
+  await acheck('complaint row: feedback type and reporter; delivery row: SMTP response, processing time', async () => {
+    assert.equal((await page.text(`#timeline tbody tr[data-id="${ids.complaint}"] .badge`)).trim(), 'Complaint');
+    assert.equal(await fieldText(page, ids.complaint, 'complaintFeedbackType'), 'abuse');
+    assert.equal(await fieldText(page, ids.complaint, 'userAgent'), 'AnyCompany Feedback Loop (V0.01)');
+    assert.equal((await page.text(`#timeline tbody tr[data-id="${ids.delivery}"] .badge`)).trim(), 'Delivery');
+    assert.equal(await fieldText(page, ids.delivery, 'smtpResponse'), '250 ok:  Message 64111812 accepted');
+    assert.equal(await fieldText(page, ids.delivery, 'processingTimeMillis'), '546 ms');
+    assert.equal(await fieldText(page, ids.delivery, 'reportingMTA'), 'a8-70.smtp-out.amazonses.com');
+    assert.equal(await fieldText(page, ids.delay, 'delayType'), 'TransientCommunicationFailure');
+    assert.equal(await fieldText(page, ids.open, 'ipAddress'), '192.0.2.1');
+    assert.equal(await fieldText(page, ids.click, 'link'), 'https://downloads.example.net/invoice/2026-11.pdf');
+  });
+  await acheck('suppression banner says why, in plain words; counts per type', async () => {
+    assert.ok(await page.visible('#banner'));
+    const title = await page.text('#banner-title');
+    const btext = await page.text('#banner-text');
+    if (summary.reason === 'Complaint') {
+      assert.match(title, /complained/);
+      assert.match(btext, /spam/);
+    } else {
+      assert.match(title, /hard-bounced/);
+      assert.match(btext, /permanent bounce/);
+    }
+    const counts = await page.$$eval('#counts li', (lis) => Object.fromEntries(lis.map((li) =>
+      [li.getAttribute('data-type'), li.querySelector('.count-n').textContent])));
+    assert.deepEqual(counts, { Bounce: '3', Complaint: '1', Delivery: '61', Click: '2', Open: '1', DeliveryDelay: '1' });
+  });
+  await acheck('markup from remote servers is shown as literal text and never runs', async () => {
+    assert.equal(await fieldText(page, ids['xss-img'], 'diagnosticCode'), XSS_IMG);
+    assert.equal(await fieldText(page, ids['xss-script'], 'diagnosticCode'), XSS_SCRIPT);
+    assert.equal(await fieldText(page, ids['xss-link'], 'link'), XSS_LINK);
+    assert.equal(await page.count('#timeline img, #timeline script, #timeline iframe'), 0);
+    assert.equal(await page.count('#timeline a'), 0, 'links are text, not anchors');
+    await sleep(300); // give a would-be onerror handler its chance
+    assert.equal(await page.evaluate(() => typeof window.__pwned), 'undefined');
+  });
+
+  // Tall enough to show the summary and the first rows down to the bounces.
+  const shot = path.join(outDir, shotName);
+  await page.setViewport({ width: 1440, height: 1560 });
+  await page.screenshot(shot);
+  await page.setViewport(VIEWPORT);
+  check(`screenshot saved to ${shot}`, () => {
+    const png = fs.readFileSync(shot);
+    assert.ok(png.length > 10000, `${png.length} bytes`);
+    assert.equal(png.subarray(1, 4).toString('latin1'), 'PNG');
+    assert.equal(png.readUInt32BE(16), 1440, 'width');
+    assert.equal(png.readUInt32BE(20), 1560, 'height');
+  });
+
+  await acheck('"Older events" pages back (next_before): every event exactly once, in order', async () => {
+    assert.ok(await page.visible('#older'));
+    await page.click('#older');
+    await waitRows(page, aliceTotal);
+    const all = await rowIds(page);
+    assert.equal(new Set(all).size, all.length, 'no duplicate SNS ids');
+    const want = events.filter((e) => e.key !== 'other').map((e) => ids[e.key]);
+    assert.deepEqual(all, want);
+    const times = await rowTimes(page);
+    for (let i = 1; i < times.length; i++) assert.ok(times[i - 1] >= times[i], 'newest first');
+    assert.equal(await page.visible('#older'), false, 'no more pages');
+    assert.ok(await page.visible('#end-note'));
+  });
+
+  await acheck('type filter re-queries with type= and goes into the URL', async () => {
+    await page.select('#type-filter', 'Bounce');
+    await waitRows(page, 3);
+    const types = await page.$$eval('#timeline tbody tr', (trs) => trs.map((t) => t.getAttribute('data-type')));
+    assert.deepEqual(types, ['Bounce', 'Bounce', 'Bounce']);
+    assert.deepEqual(await rowIds(page), [ids.bounce, ids['xss-img'], ids['xss-script']]);
+    assert.ok(apiRequests.some((u) => u.includes('type=Bounce')));
+    assert.equal(new URL(page.url()).search, `?address=${enc}&type=Bounce`);
+  });
+
+  const deepLink = page.url();
+  await acheck('deep link opened in a new page shows the same filtered timeline', async () => {
+    const p2 = await openPage(context, problems);
+    await p2.goto(deepLink);
+    await waitRows(p2, 3);
+    assert.deepEqual(await rowIds(p2), [ids.bounce, ids['xss-img'], ids['xss-script']]);
+    assert.equal(await p2.value('#address'), ADDRESS);
+    assert.equal(await p2.value('#type-filter'), 'Bounce');
+    assert.ok(await p2.visible('#banner'));
+    assert.equal(await p2.evaluate(() => typeof window.__pwned), 'undefined');
+    assert.deepEqual(await p2.evaluate(() => window.__csp), []);
+    await p2.close();
+  });
+  await acheck('hand-written deep link with a literal "+" and mixed case finds the same recipient', async () => {
+    const p3 = await openPage(context, problems);
+    await p3.goto(`${mt.api}/?address=Alice+Test@Example.com`);
+    await waitRows(p3, 50);
+    assert.equal((await p3.text('#summary-address')).trim(), ADDRESS);
+    assert.equal((await rowIds(p3))[0], ids.complaint);
+    await p3.close();
+  });
+
+  await acheck('an address never seen shows the empty state', async () => {
+    await page.fill('#address', 'nobody@example.com');
+    await page.select('#type-filter', '');
+    await page.click('#search');
+    await page.waitVisible('#empty');
+    assert.match(await page.text('#empty'), /never seen/i);
+    assert.match(await page.text('#empty'), /nobody@example\.com/);
+    assert.equal(await page.visible('#timeline-section'), false);
+    assert.equal(await page.visible('#banner'), false);
+  });
+  await acheck('browser Back returns to the previous view (history.pushState)', async () => {
+    await page.goBack();
+    await waitRows(page, 3);
+    assert.equal(await page.value('#address'), ADDRESS);
+    assert.equal(await page.value('#type-filter'), 'Bounce');
+  });
+  await acheck('an API error (400 for an unknown type) is shown as a message', async () => {
+    await page.goto(`${mt.api}/?address=${enc}&type=NoSuchType`);
+    await page.waitVisible('#error');
+    const t = await page.text('#error');
+    assert.match(t, /400/);
+    assert.match(t, /type/);
+  });
+  await acheck('a recipient in the recent view links to its timeline (not suppressed)', async () => {
+    await page.goto(`${mt.api}/`);
+    await waitRows(page, 50, '#recent-table');
+    await page.click('#recent-table tbody tr:first-child .col-rcpt a');
+    await waitRows(page, 1);
+    assert.equal(new URL(page.url()).search, `?address=${encodeURIComponent(OTHER)}`);
+    assert.equal(await page.visible('#banner'), false);
+    assert.ok(await page.visible('#clear'));
+  });
+  await acheck('no script error and no Content-Security-Policy violation on any page', async () => {
+    assert.deepEqual(await page.evaluate(() => window.__csp), []);
+    assert.deepEqual(problems, []);
+    assert.equal(await page.evaluate(() => typeof window.__pwned), 'undefined');
+  });
+  await context.close();
+
+  // ---- with --api-token: the console asks for the token ----------------------------
+  await stopChild(mt.child);
+  mt = await startMailtrail(path.resolve(bin), redis.port, certDir, ['--api-token', 'secret'], 'mailtrail-token');
+  console.log(`# mailtrail with --api-token: api ${mt.api}`);
+  if (d.caps.apiTokenHttp) {
+    await acheck('with --api-token the API answers 401 with WWW-Authenticate: Bearer; the page itself loads', async () => {
+      const r = await fetch(`${mt.api}/v1/recipients/${enc}`);
+      assert.equal(r.status, 401);
+      assert.match(r.headers.get('www-authenticate') || '', /^Bearer/);
+      const ok = await fetch(`${mt.api}/v1/recipients/${enc}`, { headers: { authorization: 'Bearer secret' } });
+      assert.equal(ok.status, 200);
+      for (const p of ['/', '/app.js', '/app.css']) {
+        assert.equal((await fetch(`${mt.api}${p}`)).status, 200, `${p} without a token`);
+      }
+    });
+  }
+  const tctx = await d.newContext();
+  const tproblems = [];
+  const tp = await openPage(tctx, tproblems);
+  const auth = [];
+  tp.onRequest((r) => { if (r.url.includes('/v1/')) auth.push(r.authorization); });
+  await tp.goto(`${mt.api}/?address=${enc}`);
+  await acheck('the token prompt appears (password field, focused) when the API answers 401', async () => {
+    await tp.waitVisible('#token-prompt');
+    assert.equal(await tp.attr('#token', 'type'), 'password');
+    assert.equal(await tp.evaluate(() => document.activeElement && document.activeElement.id), 'token');
+    assert.equal(await tp.count('#timeline tbody tr'), 0);
+  });
+  await acheck('a wrong token is refused and the prompt asks again', async () => {
+    await tp.fill('#token', 'wrong');
+    await tp.click('#token-submit');
+    await tp.waitFunction(() => /not accepted/.test(document.getElementById('token-msg').textContent));
+    assert.ok(await tp.visible('#token-prompt'));
+  });
+  await acheck('the right token loads the timeline; it is sent as Bearer and kept in sessionStorage only', async () => {
+    await tp.fill('#token', 'secret');
+    if (d.caps.typesKeys) await tp.press('Enter');
+    else await tp.click('#token-submit');
+    await waitRows(tp, 50);
+    assert.equal(await tp.visible('#token-prompt'), false);
+    assert.ok(await tp.visible('#banner'));
+    assert.ok(auth.includes('Bearer secret'), JSON.stringify(auth));
+    assert.ok(auth.includes('Bearer wrong'), JSON.stringify(auth));
+    assert.equal(await tp.evaluate(() => Object.values(sessionStorage).includes('secret')), true);
+    assert.equal(await tp.evaluate(() => Object.values(localStorage).includes('secret')), false);
+    assert.equal(await tp.evaluate(() => document.cookie), '');
+    await tp.click('#older');
+    await waitRows(tp, aliceTotal);
+    assert.deepEqual(tproblems, []);
+    assert.deepEqual(await tp.evaluate(() => window.__csp), []);
+  });
+  await tctx.close();
+  await d.close();
+  await stopChild(mt.child);
+  await stopChild(redis.child);
+}
