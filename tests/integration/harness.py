@@ -30,6 +30,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import unittest
 import threading
 import time
 import urllib.parse
@@ -854,3 +855,51 @@ class Environment:
             h.close()
         self.redis_server.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class MailtrailTestCase(unittest.TestCase):
+    """What every integration test case does: a clean Redis and clean
+    recording hosts per test, no request ever past the egress guard,
+    mailtrail processes stopped with exit 0 on SIGTERM asserted, and
+    failure messages that carry the hosts' requests, the Redis keys and the
+    processes' logs.  env is the suite's Environment, set by setUpModule."""
+
+    env = None
+    log_tail = None  # lines of each log shown on failure (None: all)
+    procs = ()
+
+    def setUp(self):
+        self.procs = []
+        self.env.redis("FLUSHALL")
+        for h in self.env.hosts:
+            h.clear()
+
+    def tearDown(self):
+        self.assertEqual(self.env.guard.requests(), [],
+                         "mailtrail tried to reach a host outside 127.0.0.1")
+
+    def _formatMessage(self, msg, standardMsg):  # noqa: N802 - unittest hook
+        return super()._formatMessage(msg, standardMsg) + "\n" + self.context()
+
+    def context(self):
+        parts = ["=== context ==="]
+        for h in self.env.hosts:
+            parts.append(f"{h.name} ({h.authority}) saw: {h.requests()}")
+        try:
+            parts.append(f"redis keys: {self.env.redis.keys()}")
+        except Exception as e:  # noqa: BLE001 - context only
+            parts.append(f"redis keys: unavailable ({e})")
+        for m in list(self.procs) + list(getattr(type(self), "class_procs", [])):
+            parts.append(f"command: {shlex.join(m.cmd)}")
+            parts.append(m.log() if self.log_tail is None else m.log(tail=self.log_tail))
+        return "\n".join(parts)
+
+    def stop(self, m):
+        if m.proc is None or getattr(m, "_stopped", False):
+            return
+        m._stopped = True
+        alive = m.proc.poll() is None
+        rc = m.stop()
+        self.assertTrue(alive, f"{m.name} had already exited with {rc} before SIGTERM")
+        self.assertEqual(rc, 0, f"{m.name} must exit 0 within 10 s of SIGTERM "
+                                f"(None = had to be killed)")

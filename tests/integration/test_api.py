@@ -34,7 +34,6 @@ import datetime as dt
 import json
 import os
 import random
-import shlex
 import sys
 import tempfile
 import time
@@ -96,6 +95,7 @@ def setUpModule():
     if not os.path.isdir(os.path.join(DATA, "ses")):
         raise HarnessError(f"not the tests/data directory: {DATA}")
     ENV = Environment()
+    ApiCase.env = ENV
 
 
 def tearDownModule():
@@ -194,34 +194,11 @@ def timeline_path(address, **params):
     return f"/v1/recipients/{address}/events" + q(**params)
 
 
-class ApiCase(unittest.TestCase):
-    """Starts mailtrail processes (webhook + API) and stops them (exit 0 on
-    SIGTERM is asserted); failure messages carry their logs and what the
-    recording hosts saw."""
+class ApiCase(harness.MailtrailTestCase):
+    """Starts mailtrail processes (webhook + API) for one test or one class
+    (see MailtrailTestCase)."""
 
-    procs = ()
-
-    def setUp(self):
-        self.procs = []
-        ENV.redis("FLUSHALL")
-        for h in ENV.hosts:
-            h.clear()
-
-    def tearDown(self):
-        self.assertEqual(ENV.guard.requests(), [],
-                         "mailtrail tried to reach a host outside 127.0.0.1")
-
-    def _formatMessage(self, msg, standardMsg):  # noqa: N802 - unittest hook
-        return super()._formatMessage(msg, standardMsg) + "\n" + self.context()
-
-    def context(self):
-        parts = ["=== context ==="]
-        for h in ENV.hosts:
-            parts.append(f"{h.name} ({h.authority}) saw: {h.requests()[:20]}")
-        for m in list(self.procs) + list(getattr(type(self), "class_procs", [])):
-            parts.append(f"command: {shlex.join(m.cmd)}")
-            parts.append(m.log(tail=30))
-        return "\n".join(parts)
+    log_tail = 30
 
     # --- processes ---------------------------------------------------------------------
 
@@ -250,16 +227,6 @@ class ApiCase(unittest.TestCase):
         self.procs.append(m)
         self.addCleanup(self.stop, m)
         return m
-
-    def stop(self, m):
-        if m.proc is None or getattr(m, "_stopped", False):
-            return
-        m._stopped = True
-        alive = m.proc.poll() is None
-        rc = m.stop()
-        self.assertTrue(alive, f"{m.name} had already exited with {rc} before SIGTERM")
-        self.assertEqual(rc, 0, f"{m.name} must exit 0 within 10 s of SIGTERM "
-                                f"(None = had to be killed)")
 
     # --- delivering events ---------------------------------------------------------------
 

@@ -19,7 +19,6 @@ binary is a failure.
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -87,6 +86,7 @@ def setUpModule():
     if not os.path.isfile(os.path.join(DATA, "real-sns", "EXPECTED")):
         raise HarnessError(f"not the tests/data directory: {DATA}")
     ENV = Environment()
+    MailtrailCase.env = ENV
 
 
 def tearDownModule():
@@ -105,41 +105,17 @@ def body_of(msg):
     return json.dumps(msg).encode()
 
 
-class MailtrailCase(unittest.TestCase):
-    """Starts mailtrail processes for one test and stops them (exit 0 on
-    SIGTERM is asserted); failure messages carry their logs, what each
-    recording host saw, and the Redis keys."""
+class MailtrailCase(harness.MailtrailTestCase):
+    """Starts mailtrail processes for one test (see MailtrailTestCase), and
+    resets what the fake SNS host serves."""
 
     def setUp(self):
+        super().setUp()
         self.redis = ENV.redis
-        self.redis("FLUSHALL")
-        for h in ENV.hosts:
-            h.clear()
         ENV.sns.set_file(MISSING_PEM, None)
         ENV.sns.fail_tokens.clear()
         ENV.sns.redirects.clear()
-        self.procs = []
         self.signer = ENV.signer
-
-    def tearDown(self):
-        self.assertEqual(ENV.guard.requests(), [],
-                         "mailtrail tried to reach a host outside 127.0.0.1")
-
-    def _formatMessage(self, msg, standardMsg):  # noqa: N802 - unittest hook
-        return super()._formatMessage(msg, standardMsg) + "\n" + self.context()
-
-    def context(self):
-        parts = ["=== context ==="]
-        for h in ENV.hosts:
-            parts.append(f"{h.name} ({h.authority}) saw: {h.requests()}")
-        try:
-            parts.append(f"redis keys: {self.redis.keys()}")
-        except Exception as e:  # noqa: BLE001 - context only
-            parts.append(f"redis keys: unavailable ({e})")
-        for m in self.procs:
-            parts.append(f"command: {shlex.join(m.cmd)}")
-            parts.append(m.log())
-        return "\n".join(parts)
 
     # --- mailtrail -------------------------------------------------------------------
 
@@ -162,16 +138,6 @@ class MailtrailCase(unittest.TestCase):
             raise
         self.addCleanup(self.stop, m)
         return m
-
-    def stop(self, m):
-        if m.proc is None or getattr(m, "_stopped", False):
-            return
-        m._stopped = True
-        alive = m.proc.poll() is None
-        rc = m.stop()
-        self.assertTrue(alive, f"{m.name} had already exited with {rc} before SIGTERM")
-        self.assertEqual(rc, 0, f"{m.name} must exit 0 within 10 s of SIGTERM "
-                                f"(None = had to be killed)")
 
     # --- assertions --------------------------------------------------------------------
 
