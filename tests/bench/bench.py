@@ -61,7 +61,6 @@ UNSUB_URL = ("https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&Subscripti
 BOUNCE_TEMPLATE = "ses/awsdoc-identity-bounce-permanent-general-with-dsn.json"
 HOT = "hot@bench.example"
 
-_procs = []          # every child we start (redis via harness, ours here)
 _tmp = {"dir": None, "keep": False}
 
 
@@ -70,13 +69,6 @@ def log(msg):
 
 
 def cleanup():
-    for p in list(_procs):
-        if p.poll() is None:
-            try:
-                p.kill()
-                p.wait(timeout=5)
-            except Exception:  # noqa: BLE001 - best effort at exit
-                pass
     harness.kill_all_children()
     if _tmp["dir"] and not _tmp["keep"]:
         shutil.rmtree(_tmp["dir"], ignore_errors=True)
@@ -332,7 +324,7 @@ class Mailtrail:
         with open(self.out, "wb") as o, open(self.err, "wb") as e:
             self.proc = subprocess.Popen(self.cmd, stdout=o, stderr=e,
                                          stdin=subprocess.DEVNULL, env=env)
-        _procs.append(self.proc)
+        harness.track_child(self.proc)
         self.port = self.api_port = None
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and (self.port is None or self.api_port is None):
@@ -448,7 +440,7 @@ class Wrk:
         with open(out_path, "wb") as out:
             p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                  stdin=subprocess.DEVNULL)
-            _procs.append(p)
+            harness.track_child(p)
             try:
                 p.wait(timeout=duration + 60)
             except subprocess.TimeoutExpired:

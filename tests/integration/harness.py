@@ -70,7 +70,8 @@ _children = set()
 _children_lock = threading.Lock()
 
 
-def _register(proc):
+def track_child(proc):
+    """Kill proc at exit (and on SIGTERM/SIGINT) if it still runs."""
     with _children_lock:
         _children.add(proc)
 
@@ -358,7 +359,7 @@ class RedisServer:
              "--dir", self.dir],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
-        _register(self.proc)
+        track_child(self.proc)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -595,7 +596,7 @@ class Mailtrail:
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE,
                                      stdin=subprocess.DEVNULL, env=self.env)
-        _register(self.proc)
+        track_child(self.proc)
         for stream, sink in ((self.proc.stdout, self.out_lines),
                              (self.proc.stderr, self.err_lines)):
             t = threading.Thread(target=self._drain, args=(stream, sink), daemon=True)
