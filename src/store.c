@@ -174,16 +174,14 @@ fail:
 	return NULL;
 }
 
-/* An idle connection (*reused = true) or a new one. */
-static redisContext *conn_get(struct store *st, bool *reused, char *errbuf,
-			      size_t errsz)
+/* An idle connection, or a new one. */
+static redisContext *conn_get(struct store *st, char *errbuf, size_t errsz)
 {
 	redisContext *c = NULL;
 	pthread_mutex_lock(&st->lock);
 	if (st->nidle)
 		c = st->idle[--st->nidle];
 	pthread_mutex_unlock(&st->lock);
-	*reused = c != NULL;
 	return c ? c : connect_redis(st, errbuf, errsz);
 }
 
@@ -314,22 +312,23 @@ typedef enum mt_err (*store_op)(struct store *st, redisContext *c, void *ctx,
 				bool *io_error, char *errbuf, size_t errsz);
 
 /* Runs op on a pooled connection.  Every operation is idempotent (writes)
- * or read-only, so when a connection that waited in the pool turns out to
- * be dead (Redis restarted meanwhile) the op runs again on a new one: the
- * first request after Redis comes back succeeds. */
+ * or read-only, so when the connection turns out to be dead (Redis
+ * restarted meanwhile) the op runs again on a new one: the first request
+ * after Redis comes back succeeds. */
 static enum mt_err store_run(struct store *st, store_op op, void *ctx,
 			     char *errbuf, size_t errsz)
 {
 	for (int attempt = 0;; attempt++) {
-		bool reused, io_error = false;
-		redisContext *c = conn_get(st, &reused, errbuf, errsz);
+		bool io_error = false;
+		redisContext *c = conn_get(st, errbuf, errsz);
 		if (!c)
 			return MT_E_REDIS;
 		enum mt_err err = op(st, c, ctx, &io_error, errbuf, errsz);
 		conn_put(st, c, !io_error);
-		/* A dead connection taken from the pool (Redis restarted while
-		 * it idled) or a flushed script cache: once more on a new one. */
-		if (!(io_error && attempt == 0 && (reused || strncmp(errbuf, "NOSCRIPT", 8) == 0)))
+		/* A connection that broke (Redis restarted while it idled in
+		 * the pool) or lost the script (SCRIPT FLUSH, failover) is
+		 * dropped; the op runs once more on a new connection. */
+		if (!(io_error && attempt == 0))
 			return err;
 	}
 }
