@@ -13,8 +13,6 @@
 #include "http.h"
 #include "store.h"
 
-#define API_LIMIT_DEFAULT 50
-
 struct api {
 	struct store *store;
 	const char *token; /* NULL: open */

@@ -1,23 +1,16 @@
 #include "api.h"
 
-#include <ctype.h>
-#include <errno.h>
 #include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "apireq.h"
 #include "console.h"
 #include "log.h"
-#include "ses.h"
 
 #define CSP "default-src 'self'; script-src 'self'; style-src 'self'; " \
 	    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; " \
 	    "base-uri 'none'; form-action 'self'"
-
-static const char *const event_types[] = {
-	"Bounce", "Complaint", "Delivery", "Send", "Reject", "Open", "Click",
-	"Rendering Failure", "DeliveryDelay", "Subscription",
-};
 
 /* Constant-time check of "Bearer TOKEN". */
 static bool authorized(const struct api *a, struct MHD_Connection *conn)
@@ -50,69 +43,24 @@ static enum MHD_Result bad_param(struct MHD_Connection *conn, const char *param,
 	return http_send_json(conn, 400, o);
 }
 
-static bool parse_ms(const char *s, int64_t *out)
-{
-	if (!s || !*s || !isdigit((unsigned char)*s) || strlen(s) > 16)
-		return false;
-	errno = 0;
-	char *end;
-	long long v = strtoll(s, &end, 10);
-	if (errno || *end)
-		return false;
-	*out = v;
-	return true;
-}
-
-struct params {
-	struct store_query q;
-	const char *bad;     /* first bad parameter */
-	const char *why;
-	bool allow_after;
-};
-
+/* MHD_get_connection_values callback: one query parameter into the query;
+ * stops at the first bad one. */
 static enum MHD_Result on_arg(void *cls, enum MHD_ValueKind kind,
 			      const char *key, const char *value)
 {
-	struct params *p = cls;
-	if (p->bad)
-		return MHD_NO;
-	if (strcmp(key, "limit") == 0) {
-		int64_t n;
-		if (!parse_ms(value, &n) || n < 1 || n > STORE_PAGE_MAX) {
-			p->why = "must be an integer from 1 to 1000";
-			goto bad;
-		}
-		p->q.limit = (size_t)n;
-	} else if (strcmp(key, "before") == 0) {
-		if (!parse_ms(value, &p->q.before)) {
-			p->why = "must be a time in ms since the epoch";
-			goto bad;
-		}
-		p->q.has_before = true;
-	} else if (strcmp(key, "after") == 0 && p->allow_after) {
-		if (!parse_ms(value, &p->q.after)) {
-			p->why = "must be a time in ms since the epoch";
-			goto bad;
-		}
-		p->q.has_after = true;
-	} else if (strcmp(key, "type") == 0) {
-		p->q.type = NULL;
-		for (size_t i = 0; value && i < sizeof(event_types) / sizeof(*event_types); i++)
-			if (strcmp(value, event_types[i]) == 0)
-				p->q.type = event_types[i];
-		if (!p->q.type) {
-			p->why = "must be an SES event type (Bounce, Complaint, Delivery, Send, "
-				 "Reject, Open, Click, Rendering Failure, DeliveryDelay, Subscription)";
-			goto bad;
-		}
-	} else {
-		p->why = "unknown parameter";
-		goto bad;
-	}
-	return MHD_YES;
-bad:
-	p->bad = key;
-	return MHD_NO;
+	return apireq_parse_param(cls, key, value) ? MHD_YES : MHD_NO;
+}
+
+/* Parses the request's parameters into p.  False when they are fine;
+ * otherwise true, the 400 answer is queued and *ret is its result. */
+static bool bad_query(struct MHD_Connection *conn, struct apireq_query *p,
+		      enum MHD_Result *ret)
+{
+	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, on_arg, p);
+	if (apireq_query_finish(p))
+		return false;
+	*ret = bad_param(conn, p->bad, p->why);
+	return true;
 }
 
 static enum MHD_Result store_error(struct MHD_Connection *conn, enum mt_err err,
@@ -129,14 +77,13 @@ static void add_cursor(struct json_object *o, const struct store_page *page)
 }
 
 static enum MHD_Result events_page(struct api *a, struct MHD_Connection *conn,
-				   const char *address, bool allow_after)
+				   enum apireq_route route, const char *address)
 {
-	struct params p = {.q = {.limit = API_LIMIT_DEFAULT}, .allow_after = allow_after};
-	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, on_arg, &p);
-	if (p.bad)
-		return bad_param(conn, p.bad, p.why);
-	if (p.q.has_before && p.q.has_after && p.q.after >= p.q.before)
-		return bad_param(conn, "after", "must be less than before");
+	struct apireq_query p;
+	enum MHD_Result ret;
+	apireq_query_init(&p, route);
+	if (bad_query(conn, &p, &ret))
+		return ret;
 
 	struct store_page page;
 	char err[256];
@@ -158,20 +105,14 @@ static enum MHD_Result events_page(struct api *a, struct MHD_Connection *conn,
 	return http_send_json(conn, 200, o);
 }
 
-static enum MHD_Result first_arg(void *cls, enum MHD_ValueKind kind,
-				 const char *key, const char *value)
-{
-	*(const char **)cls = key;
-	return MHD_NO;
-}
-
 static enum MHD_Result summary(struct api *a, struct MHD_Connection *conn,
 			       const char *address)
 {
-	const char *param = NULL;
-	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, first_arg, &param);
-	if (param)
-		return bad_param(conn, param, "the summary takes no parameters");
+	struct apireq_query p;
+	enum MHD_Result ret;
+	apireq_query_init(&p, APIREQ_SUMMARY);
+	if (bad_query(conn, &p, &ret))
+		return ret;
 
 	struct store_summary sum;
 	char err[256];
@@ -219,29 +160,25 @@ static enum MHD_Result console_file(struct MHD_Connection *conn, const char *url
 
 static enum MHD_Result route(struct api *a, struct MHD_Connection *conn, const char *url)
 {
-	static const char rcpt[] = "/v1/recipients/", events[] = "/events";
-
-	if (strncmp(url, "/v1/", 4) != 0)
+	/* libmicrohttpd has already %-decoded the path. */
+	char address[SES_ADDRESS_MAX + 1];
+	enum apireq_route r = apireq_parse_path(url, strlen(url), address);
+	if (r == APIREQ_CONSOLE)
 		return console_file(conn, url);
 	if (!authorized(a, conn))
 		return http_send_status(conn, 401, NULL, "missing or wrong bearer token");
-	if (strcmp(url, "/v1/events") == 0)
-		return events_page(a, conn, NULL, false);
-	if (strncmp(url, rcpt, sizeof(rcpt) - 1) != 0)
-		return http_send_status(conn, 404, NULL, "not found");
-
-	/* libmicrohttpd has already %-decoded the path. */
-	const char *addr = url + sizeof(rcpt) - 1;
-	size_t len = strlen(addr), el = sizeof(events) - 1;
-	bool timeline = len > el && strcmp(addr + len - el, events) == 0;
-	if (timeline)
-		len -= el;
-	char norm[SES_ADDRESS_MAX + 1];
-	if (len == 0)
-		return http_send_status(conn, 404, NULL, "not found");
-	if (!ses_address_normalize(addr, len, norm))
+	switch (r) {
+	case APIREQ_EVENTS:
+		return events_page(a, conn, r, NULL);
+	case APIREQ_TIMELINE:
+		return events_page(a, conn, r, address);
+	case APIREQ_SUMMARY:
+		return summary(a, conn, address);
+	case APIREQ_BAD_ADDRESS:
 		return bad_param(conn, "address", "not an email address");
-	return timeline ? events_page(a, conn, norm, true) : summary(a, conn, norm);
+	default:
+		return http_send_status(conn, 404, NULL, "not found");
+	}
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,

@@ -1,0 +1,102 @@
+/* libFuzzer harness: the query API's path and query parsing (apireq.c).
+ * The input is a request target as it arrives, "PATH[?QUERY]"; it is split
+ * and %-decoded the way the HTTP layer does before apireq sees it, and what
+ * apireq answers is checked against its contract. */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "apireq.h"
+
+int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = (char)tolower((unsigned char)c);
+	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* In place, like http.c: %XX decoded, %00 as 0x7f; '+' as ' ' if plus. */
+static size_t decode(char *s, size_t len, bool plus)
+{
+	char *o = s;
+	for (size_t i = 0; i < len; i++) {
+		int hi, lo;
+		if (s[i] == '%' && i + 2 < len && (hi = hexval(s[i + 1])) >= 0 &&
+		    (lo = hexval(s[i + 2])) >= 0) {
+			char c = (char)(hi * 16 + lo);
+			*o++ = c ? c : 0x7f;
+			i += 2;
+		} else {
+			*o++ = plus && s[i] == '+' ? ' ' : s[i];
+		}
+	}
+	*o = '\0';
+	return (size_t)(o - s);
+}
+
+static void check_address(const char *a)
+{
+	size_t n = strlen(a);
+	if (n == 0 || n > SES_ADDRESS_MAX || !strchr(a, '@'))
+		abort();
+	for (size_t i = 0; i < n; i++)
+		if (isupper((unsigned char)a[i]) || (unsigned char)a[i] <= ' ')
+			abort();
+}
+
+static void check_query(const struct apireq_query *p, bool ok)
+{
+	if (!ok) {
+		if (!p->bad || !p->why || !*p->why)
+			abort();
+		return;
+	}
+	const struct store_query *q = &p->q;
+	if (p->bad || q->limit < 1 || q->limit > STORE_PAGE_MAX)
+		abort();
+	if ((q->has_before && q->before < 0) || (q->has_after && q->after < 0))
+		abort();
+	if (q->has_before && q->has_after && q->after >= q->before)
+		abort();
+	if ((q->type && !*q->type) || (q->has_after && p->route != APIREQ_TIMELINE))
+		abort();
+}
+
+int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
+{
+	char *buf = malloc(size + 1);
+	if (!buf)
+		return 0;
+	memcpy(buf, data, size);
+	buf[size] = '\0';
+	char *qs = memchr(buf, '?', size);
+	size_t path_len = qs ? (size_t)(qs - buf) : size;
+	if (qs)
+		*qs++ = '\0';
+	path_len = decode(buf, path_len, false);
+
+	char address[SES_ADDRESS_MAX + 1];
+	enum apireq_route r = apireq_parse_path(buf, path_len, address);
+	if (r == APIREQ_SUMMARY || r == APIREQ_TIMELINE)
+		check_address(address);
+
+	struct apireq_query p;
+	apireq_query_init(&p, r);
+	char *save = NULL;
+	for (char *kv = qs ? strtok_r(qs, "&", &save) : NULL; kv; kv = strtok_r(NULL, "&", &save)) {
+		char *eq = strchr(kv, '=');
+		if (eq) {
+			*eq++ = '\0';
+			decode(eq, strlen(eq), true);
+		}
+		decode(kv, strlen(kv), true);
+		if (!apireq_parse_param(&p, kv, eq))
+			break;
+	}
+	check_query(&p, apireq_query_finish(&p));
+	free(buf);
+	return 0;
+}

@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora of the harnesses whose input is not a file of
+tests/data as it is: fuzz_sign (structured messages) and fuzz_api (request
+targets), both made from tests/data.  Run from the repository root:
+    python3 tests/fuzz/seeds.py
+The output is committed under tests/fuzz/corpus/{sign,api}/seed-*."""
+import glob
+import hashlib
+import json
+import os
+import urllib.parse
+
+FIELDS = ["Message", "MessageId", "Signature", "SignatureVersion", "SigningCertURL",
+          "Subject", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type",
+          "UnsubscribeURL"]  # enum sns_field order
+TYPES = {"Notification": 0, "SubscriptionConfirmation": 1, "UnsubscribeConfirmation": 2}
+
+
+def write(kind, data):
+    d = os.path.join("tests/fuzz/corpus", kind)
+    os.makedirs(d, exist_ok=True)
+    name = "seed-" + hashlib.sha1(data).hexdigest()[:12]
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def sign_seeds():
+    for path in sorted(glob.glob("tests/data/real-sns/*/*.json")):
+        try:
+            env = json.load(open(path, encoding="utf-8"))
+        except ValueError:
+            continue
+        if not isinstance(env, dict) or env.get("Type") not in TYPES:
+            continue
+        parts = []
+        for k in FIELDS:
+            v = env.get(k)
+            parts.append(b"\x1f" if not isinstance(v, str) else v.encode())
+        write("sign", bytes([TYPES[env["Type"]]]) + b"\x1e".join(parts))
+
+
+def addresses():
+    found = set()
+    for path in sorted(glob.glob("tests/data/ses/*.json")):
+        try:
+            msg = json.load(open(path, encoding="utf-8"))
+        except ValueError:
+            continue
+        mail = msg.get("mail", {}) if isinstance(msg, dict) else {}
+        for a in mail.get("destination", []) if isinstance(mail, dict) else []:
+            if isinstance(a, str):
+                found.add(a)
+    return sorted(found)[:12]
+
+
+def api_seeds():
+    targets = ["/", "/app.js", "/v1/events", "/v1/events?limit=50&before=1764582000123",
+               "/v1/events?after=5", "/v1/recipients/alice%40example.com",
+               "/v1/recipients/Alice%40Example.com?limit=1",
+               "/v1/recipients/a%00b%40example.com/events",
+               "/v1/recipients/alice@example.com/events?limit=20&before=1764582000123",
+               "/v1/recipients/alice@example.com/events?type=Rendering+Failure&after=1&before=2",
+               "/v1/recipients/alice@example.com/events?type=Bounce&after=1764000000000",
+               "/v1/recipients/alice@example.com/events?limit=0&foo=bar",
+               "/v1/recipients/alice@example.com/events/extra", "/v1/nope"]
+    for a in addresses():
+        q = urllib.parse.quote(a, safe="@")
+        targets += [f"/v1/recipients/{q}", f"/v1/recipients/{q}/events?limit=5&type=Delivery"]
+    for t in targets:
+        write("api", t.encode())
+
+
+sign_seeds()
+api_seeds()
