@@ -10,11 +10,14 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "metrics.h"
 
 /* Most connections served at once per listener; more wait in the backlog. */
 #define HTTP_CONNECTIONS_MAX 256
 /* Idle connections are closed after this many seconds. */
 #define HTTP_IDLE_TIMEOUT_S 30
+/* How long a stopping mailtrail waits for requests in flight (SIGTERM). */
+#define HTTP_DRAIN_TIMEOUT_MS 10000
 
 struct http_server;
 
@@ -22,6 +25,8 @@ struct http_routes {
 	MHD_AccessHandlerCallback on_request;
 	MHD_RequestCompletedCallback on_completed; /* may be NULL */
 	void *cls;
+	/* The route label of a path, for the request metrics; NULL: "other". */
+	enum metric_route (*route_of)(const char *url);
 };
 
 /* Listens on l (TLS when tls_cert and tls_key are set).  Returns NULL with
@@ -37,8 +42,22 @@ unsigned http_port(const struct http_server *s);
 void http_address(const struct http_server *s, const struct config_listen *l,
 		  char *buf, size_t bufsz);
 
-/* Stops accepting, waits for requests in flight, frees; accepts NULL. */
+/* Stops accepting connections (new ones are refused); requests already
+ * received are still served, and every answer from now on (any listener)
+ * closes its connection so clients go elsewhere.  Accepts NULL. */
+void http_quiesce(struct http_server *s);
+
+/* Waits until no request is in flight on any listener, or timeout_ms.
+ * Returns how many were still in flight. */
+long http_drain(int64_t timeout_ms);
+
+/* Stops (closing every connection still open: a request cut here was never
+ * answered, so its sender retries), frees; accepts NULL. */
 void http_stop(struct http_server *s);
+
+/* The id of the request being served on conn (for log lines), "-" when
+ * none.  Valid until the request completes. */
+const char *http_request_id(struct MHD_Connection *conn);
 
 /* libmicrohttpd closes the connection when a response is queued on the
  * first call for a request, before it has looked for a body.  Handlers

@@ -4,16 +4,26 @@
  *   LOG(LOG_INFO, "stored", "id=%s events=%zu", id, n);
  * The details are "key=value" pairs separated by spaces; a value holding
  * spaces is written in double quotes (key="a b").  In JSON format each pair
- * becomes a member: {"ts":...,"level":"info","msg":"stored","id":...}.
+ * becomes a member: {"time":...,"level":"info","msg":"stored","id":...}.
  * Values are JSON-escaped; control characters never reach the terminal.
+ *
+ * Personal data: recipient addresses are written only at debug level
+ * (--log-level debug), never at info or above.
  */
 #ifndef LOG_H
 #define LOG_H
 
 #include "config.h"
 
+/* Call once, before any thread starts. */
 void log_init(enum log_format format, enum log_level level);
 bool log_enabled(enum log_level level);
+
+/* 16 hex digits and a NUL. */
+#define LOG_REQUEST_ID_LEN 17
+/* A new id for one request, unique in this process and most likely across
+ * copies. */
+void log_request_id(char id[LOG_REQUEST_ID_LEN]);
 
 void log_write(enum log_level level, const char *msg, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

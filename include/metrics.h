@@ -1,20 +1,33 @@
-/* metrics.h - process counters, served as Prometheus text at GET /metrics. */
+/* metrics.h - process counters, served as Prometheus text at GET /metrics.
+ *
+ * Every name starts with mailtrail_.  Counting is one relaxed atomic add
+ * (no lock, no allocation), so it is safe and cheap from any thread.
+ *
+ * A plain counter is one line in METRIC_MAP and one call:
+ *   metrics_add(METRIC_spool_appends_total, 1);
+ * A gauge (a value that goes up and down) is one line in METRIC_GAUGE_MAP:
+ *   metrics_gauge_set(METRIC_GAUGE_spool_bytes, n);
+ * The labelled families (requests by route and status, the duration
+ * histogram, signature failures by reason, events by type, certificate
+ * cache hits by tier, deliveries by result) have their own calls below.
+ */
 #ifndef METRICS_H
 #define METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "mt_error.h"
 
-/* X(name, help) */
+/* X(name, help): counters without labels. */
 #define METRIC_MAP(X)                                                          \
-	X(events_stored_total, "events newly stored in Redis")                 \
 	X(events_duplicate_total, "deliveries that added nothing (redelivery)") \
 	X(raw_stored_total, "notifications kept under their topic")            \
 	X(subscriptions_confirmed_total, "subscriptions confirmed")            \
-	X(cert_fetches_total, "signing certificates fetched over the network") \
-	X(cert_fetch_failures_total, "failed signing certificate fetches")     \
-	X(http_requests_total, "HTTP requests answered")
+	X(cert_fetches_total, "signing certificate downloads attempted")       \
+	X(cert_fetch_failures_total, "signing certificate downloads that failed") \
+	X(redis_errors_total, "Redis operations that failed (connect, I/O or error reply)")
 
 enum metric {
 #define METRIC_ENUM(name, help) METRIC_##name,
@@ -23,9 +36,56 @@ enum metric {
 	METRIC__COUNT
 };
 
+/* X(name, help): gauges, set to the current value. */
+#define METRIC_GAUGE_MAP(X)                                                    \
+	X(http_requests_in_flight, "HTTP requests being handled now")
+
+enum metric_gauge {
+#define METRIC_GAUGE_ENUM(name, help) METRIC_GAUGE_##name,
+	METRIC_GAUGE_MAP(METRIC_GAUGE_ENUM)
+#undef METRIC_GAUGE_ENUM
+	METRIC_GAUGE__COUNT
+};
+
+/* X(name, label value): the routes of both listeners, as the "route"
+ * label writes them (paths with a placeholder, never a real address). */
+#define METRIC_ROUTE_MAP(X)                                                    \
+	X(SNS, "/sns")                                                         \
+	X(HEALTHZ, "/healthz")                                                 \
+	X(READYZ, "/readyz")                                                   \
+	X(METRICS, "/metrics")                                                 \
+	X(API_EVENTS, "/v1/recipients/{address}/events")                       \
+	X(API_SUMMARY, "/v1/recipients/{address}")                             \
+	X(API_RECENT, "/v1/events")                                            \
+	X(CONSOLE, "console")                                                  \
+	X(OTHER, "other")
+
+enum metric_route {
+#define METRIC_ROUTE_ENUM(name, label) METRIC_ROUTE_##name,
+	METRIC_ROUTE_MAP(METRIC_ROUTE_ENUM)
+#undef METRIC_ROUTE_ENUM
+	METRIC_ROUTE__COUNT
+};
+
 void metrics_add(enum metric m, unsigned long n);
-/* Counts an answered webhook request by the error that decided it. */
+void metrics_gauge_add(enum metric_gauge g, long delta);
+void metrics_gauge_set(enum metric_gauge g, long value);
+
+/* One answered HTTP request: its route, status and how long it took from
+ * its headers to its answer. */
+void metrics_count_request(enum metric_route route, unsigned status,
+			   int64_t duration_ns);
+
+/* Counts an answered webhook delivery by the error that decided it; a
+ * signature-related error is also counted as a signature failure. */
 void metrics_count_result(enum mt_err err);
+
+/* An event newly stored, by SES type (NULL or unknown: "other"). */
+void metrics_count_event(const char *type);
+
+/* A signing certificate found without a download: in memory or on disk. */
+void metrics_count_cert_hit(bool from_disk);
+
 /* The exposition text; malloc'd, caller frees.  NULL on allocation failure. */
 char *metrics_render(size_t *len);
 

@@ -22,6 +22,7 @@ struct webhook {
 	struct certcache *certs;
 	struct store *store;
 	struct fetch_opts fetch; /* for SubscribeURL */
+	bool want_recipients;    /* fill webhook_result.recipients (debug logs) */
 };
 
 /* What happened, for the answer and the log line. */
@@ -36,6 +37,7 @@ struct webhook_result {
 	bool raw;            /* kept under its topic */
 	bool cert_fetched;
 	char detail[512];    /* why it failed, or the SubscribeURL to visit */
+	char recipients[512]; /* with want_recipients: "a@x,b@y" (cut short) */
 };
 
 /* Handles one delivery.  type_header is x-amz-sns-message-type (or NULL). */

@@ -66,7 +66,8 @@ static bool bad_query(struct MHD_Connection *conn, struct apireq_query *p,
 static enum MHD_Result store_error(struct MHD_Connection *conn, enum mt_err err,
 				   const char *detail)
 {
-	LOG(LOG_ERROR, "api", "error=\"%s\" detail=\"%s\"", mt_err_str(err), detail);
+	LOG(LOG_ERROR, "api", "request_id=%s error=\"%s\" detail=\"%s\"",
+	    http_request_id(conn), mt_err_str(err), detail);
 	return http_send_status(conn, mt_err_http_status(err), NULL, mt_err_str(err));
 }
 
@@ -192,11 +193,29 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
 		return http_send_status(conn, 405, NULL, "method not allowed");
 	enum MHD_Result ret = route(a, conn, url);
-	LOG(LOG_DEBUG, "api", "method=%s path=%s", method, url);
+	/* The path holds an address: personal data, debug level only. */
+	LOG(LOG_DEBUG, "api", "request_id=%s method=%s path=%s", http_request_id(conn),
+	    method, url);
 	return ret;
+}
+
+static enum metric_route route_of(const char *url)
+{
+	static const char rcpt[] = "/v1/recipients/", events[] = "/events";
+	size_t len = strlen(url), el = sizeof(events) - 1;
+	if (strcmp(url, "/v1/events") == 0)
+		return METRIC_ROUTE_API_RECENT;
+	if (strncmp(url, rcpt, sizeof(rcpt) - 1) == 0)
+		return len > el && strcmp(url + len - el, events) == 0
+			       ? METRIC_ROUTE_API_EVENTS
+			       : METRIC_ROUTE_API_SUMMARY;
+	for (size_t i = 0; i < console_assets_count; i++)
+		if (strcmp(url, console_assets[i].path) == 0)
+			return METRIC_ROUTE_CONSOLE;
+	return METRIC_ROUTE_OTHER;
 }
 
 struct http_routes api_routes(struct api *a)
 {
-	return (struct http_routes){on_request, NULL, a};
+	return (struct http_routes){on_request, NULL, a, route_of};
 }

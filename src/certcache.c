@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "metrics.h"
 #include "mt_time.h"
 #include "url.h"
 #include "verify.h"
@@ -140,15 +141,19 @@ static X509 *obtain(struct certcache *cc, const char *url,
 	X509 *cert;
 
 	if (cc->dir && named && (cert = load_from_disk(cc->dir, name))) {
+		metrics_count_cert_hit(true);
 		*source = CERT_FROM_DISK;
 		return cert;
 	}
+	metrics_add(METRIC_cert_fetches_total, 1);
 	char *body;
 	size_t len;
 	long status;
 	if (fetch_get(url, &cc->fetch, MT_E_CERT_FETCH, &body, &len, &status,
-		      errbuf, errsz) != MT_E_OK)
+		      errbuf, errsz) != MT_E_OK) {
+		metrics_add(METRIC_cert_fetch_failures_total, 1);
 		return NULL;
+	}
 	cert = NULL;
 	if (status != 200)
 		snprintf(errbuf, errsz, "HTTP status %ld", status);
@@ -157,6 +162,8 @@ static X509 *obtain(struct certcache *cc, const char *url,
 	if (cert && cc->dir && named)
 		save_to_disk(cc->dir, name, body, len);
 	free(body);
+	if (!cert)
+		metrics_add(METRIC_cert_fetch_failures_total, 1);
 	*source = CERT_FROM_NETWORK;
 	return cert;
 }
@@ -186,6 +193,7 @@ enum mt_err certcache_get(struct certcache *cc, const char *url, X509 **cert,
 			X509_up_ref(e->cert);
 			*cert = e->cert;
 			*source = CERT_FROM_MEMORY;
+			metrics_count_cert_hit(false);
 			err = MT_E_OK;
 			break;
 		}

@@ -4,9 +4,13 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -15,8 +19,97 @@
 
 struct http_server {
 	struct MHD_Daemon *daemon;
+	struct http_routes routes; /* what http.c wraps: see on_request */
+	MHD_socket quiesced_fd;    /* the listen socket after http_quiesce */
 	char *tls_cert, *tls_key;
 };
+
+/* Per connection (libmicrohttpd's socket context): the request being
+ * served on it.  HTTP/1.1 requests on one connection come one after the
+ * other, so one slot per connection is enough. */
+struct conn_state {
+	bool active; /* between a request's first call and its completion */
+	enum metric_route route;
+	int64_t start_ns;
+	char request_id[LOG_REQUEST_ID_LEN];
+};
+
+/* Requests between their first call and their completion, all listeners. */
+static atomic_long in_flight;
+/* Set by http_quiesce: answers from now on close their connection. */
+static atomic_bool closing;
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static struct conn_state *conn_state(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return ci ? ci->socket_context : NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn,
+			  void **socket_context,
+			  enum MHD_ConnectionNotificationCode toe)
+{
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		*socket_context = calloc(1, sizeof(struct conn_state));
+	} else {
+		free(*socket_context);
+		*socket_context = NULL;
+	}
+}
+
+/* Every request passes here first: it is timed, given a request id and
+ * counted in flight (for http_drain) before the listener's own handler
+ * runs. */
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
+				  const char *url, const char *method,
+				  const char *version, const char *upload_data,
+				  size_t *upload_data_size, void **req_cls)
+{
+	struct http_server *s = cls;
+	struct conn_state *cs = conn_state(conn);
+	if (cs && !cs->active) {
+		cs->active = true;
+		cs->start_ns = now_ns();
+		cs->route = s->routes.route_of ? s->routes.route_of(url) : METRIC_ROUTE_OTHER;
+		log_request_id(cs->request_id);
+		atomic_fetch_add(&in_flight, 1);
+		metrics_gauge_add(METRIC_GAUGE_http_requests_in_flight, 1);
+	}
+	return s->routes.on_request(s->routes.cls, conn, url, method, version,
+				    upload_data, upload_data_size, req_cls);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct http_server *s = cls;
+	struct conn_state *cs = conn_state(conn);
+	if (s->routes.on_completed)
+		s->routes.on_completed(s->routes.cls, conn, req_cls, toe);
+	if (cs && cs->active) {
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
+		metrics_count_request(cs->route, ci ? ci->http_status : 0,
+				      now_ns() - cs->start_ns);
+		cs->active = false;
+		metrics_gauge_add(METRIC_GAUGE_http_requests_in_flight, -1);
+		atomic_fetch_sub(&in_flight, 1);
+	}
+}
+
+const char *http_request_id(struct MHD_Connection *conn)
+{
+	struct conn_state *cs = conn_state(conn);
+	return cs && cs->active ? cs->request_id : "-";
+}
 
 char http_deferred;
 
@@ -45,6 +138,8 @@ static enum MHD_Result queue(struct MHD_Connection *conn, unsigned status,
 		MHD_add_response_header(r, "Allow", "GET, HEAD, POST");
 	if (status == 401)
 		MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
+	if (atomic_load(&closing))
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 	enum MHD_Result ret = MHD_queue_response(conn, status, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -177,12 +272,14 @@ struct http_server *http_start(const struct config_listen *l, const char *tls_ce
 	 * work. */
 	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD |
 			     MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
-			     MHD_USE_ERROR_LOG;
+			     MHD_USE_ERROR_LOG | MHD_USE_ITC; /* ITC: quiesce */
 
 	if (!s) {
 		snprintf(errbuf, errsz, "out of memory");
 		return NULL;
 	}
+	s->routes = *routes;
+	s->quiesced_fd = MHD_INVALID_SOCKET;
 	memset(&ss, 0, sizeof(ss));
 	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
 	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
@@ -206,13 +303,14 @@ struct http_server *http_start(const struct config_listen *l, const char *tls_ce
 		flags |= MHD_USE_TLS;
 	}
 	s->daemon = MHD_start_daemon(
-		flags, 0, NULL, NULL, routes->on_request, routes->cls,
+		flags, 0, NULL, NULL, on_request, s,
 		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
 		MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_CONNECTIONS_MAX,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_IDLE_TIMEOUT_S,
-		MHD_OPTION_NOTIFY_COMPLETED, routes->on_completed, routes->cls,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
 		s->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, s->tls_cert,
 		MHD_OPTION_HTTPS_MEM_KEY, s->tls_key,
 		MHD_OPTION_END);
@@ -242,12 +340,38 @@ void http_address(const struct http_server *s, const struct config_listen *l,
 		 http_port(s));
 }
 
+void http_quiesce(struct http_server *s)
+{
+	atomic_store(&closing, true);
+	if (!s || !s->daemon || s->quiesced_fd != MHD_INVALID_SOCKET)
+		return;
+	s->quiesced_fd = MHD_quiesce_daemon(s->daemon);
+	/* The socket may not be closed before MHD_stop_daemon, but shutting
+	 * it down stops listening now: new connections are refused (the load
+	 * balancer tries another copy) instead of waiting in the backlog. */
+	if (s->quiesced_fd != MHD_INVALID_SOCKET)
+		shutdown(s->quiesced_fd, SHUT_RDWR);
+}
+
+long http_drain(int64_t timeout_ms)
+{
+	int64_t deadline = now_ns() + timeout_ms * 1000000;
+	long n;
+	while ((n = atomic_load(&in_flight)) > 0 && now_ns() < deadline) {
+		struct timespec pause = {0, 10 * 1000000};
+		nanosleep(&pause, NULL);
+	}
+	return n;
+}
+
 void http_stop(struct http_server *s)
 {
 	if (!s)
 		return;
 	if (s->daemon)
 		MHD_stop_daemon(s->daemon);
+	if (s->quiesced_fd != MHD_INVALID_SOCKET)
+		close(s->quiesced_fd);
 	free(s->tls_cert);
 	free(s->tls_key);
 	free(s);

@@ -14,42 +14,46 @@ struct upload {
 	bool answered;
 };
 
-static void log_result(const struct webhook_result *res, unsigned code)
+/* One line per delivery.  outcome says what becomes of the message:
+ * stored / duplicate / confirmed / noted (200), rejected (4xx: SNS drops
+ * it) or failed (5xx: SNS delivers it again later). */
+static void log_result(struct MHD_Connection *conn, const struct webhook_result *res,
+		       unsigned code)
 {
 	enum log_level lv = code >= 500 ? LOG_ERROR : code >= 400 ? LOG_WARN : LOG_INFO;
+	const char *rid = http_request_id(conn);
 	if (res->err == MT_E_OK)
-		LOG(lv, "sns", "status=%u result=%s type=%s id=%s topic=%s events=%zu added=%zu raw=%s cert_fetched=%s",
-		    code, res->status, res->type ? res->type : "-", res->message_id,
+		LOG(lv, "sns", "request_id=%s message_id=%s outcome=%s status=%u type=%s topic=%s events=%zu added=%zu raw=%s cert_fetched=%s",
+		    rid, res->message_id, res->status, code, res->type ? res->type : "-",
 		    res->topic, res->events, res->added, res->raw ? "yes" : "no",
 		    res->cert_fetched ? "yes" : "no");
 	else
-		LOG(lv, "sns", "status=%u error=\"%s\" type=%s id=%s topic=%s detail=\"%s\"",
-		    code, mt_err_str(res->err), res->type ? res->type : "-",
-		    res->message_id, res->topic, res->detail);
+		LOG(lv, "sns", "request_id=%s message_id=%s outcome=%s status=%u error=\"%s\" type=%s topic=%s detail=\"%s\"",
+		    rid, res->message_id, code >= 500 ? "failed" : "rejected", code,
+		    mt_err_str(res->err), res->type ? res->type : "-", res->topic,
+		    res->detail);
+	/* Recipient addresses are personal data: debug level only. */
+	if (res->recipients[0])
+		LOG(LOG_DEBUG, "sns recipients", "request_id=%s message_id=%s recipients=\"%s\"",
+		    rid, res->message_id, res->recipients);
 	if (res->err == MT_E_OK && res->type &&
 	    strcmp(res->type, "SubscriptionConfirmation") == 0 &&
 	    strcmp(res->status, "noted") == 0)
 		LOG(LOG_WARN, "subscription not confirmed (--auto-confirm no): visit the URL to confirm",
-		    "topic=%s subscribe_url=%s", res->topic, res->detail);
+		    "request_id=%s topic=%s subscribe_url=%s", rid, res->topic, res->detail);
 }
 
 static void count_result(const struct webhook_result *res)
 {
 	metrics_count_result(res->err);
-	if (res->err == MT_E_OK) {
-		if (res->raw)
-			metrics_add(METRIC_raw_stored_total, res->added ? 1 : 0);
-		else
-			metrics_add(METRIC_events_stored_total, res->added);
-		if (strcmp(res->status, "duplicate") == 0)
-			metrics_add(METRIC_events_duplicate_total, 1);
-		if (strcmp(res->status, "confirmed") == 0)
-			metrics_add(METRIC_subscriptions_confirmed_total, 1);
-	}
-	if (res->cert_fetched)
-		metrics_add(METRIC_cert_fetches_total, 1);
-	if (res->err == MT_E_CERT_FETCH)
-		metrics_add(METRIC_cert_fetch_failures_total, 1);
+	if (res->err != MT_E_OK)
+		return;
+	if (res->raw)
+		metrics_add(METRIC_raw_stored_total, res->added ? 1 : 0);
+	if (strcmp(res->status, "duplicate") == 0)
+		metrics_add(METRIC_events_duplicate_total, 1);
+	if (strcmp(res->status, "confirmed") == 0)
+		metrics_add(METRIC_subscriptions_confirmed_total, 1);
 }
 
 static enum MHD_Result finish_sns(struct webhook *w, struct MHD_Connection *conn,
@@ -66,7 +70,7 @@ static enum MHD_Result finish_sns(struct webhook *w, struct MHD_Connection *conn
 	}
 	unsigned code = mt_err_http_status(res.err);
 	count_result(&res);
-	log_result(&res, code);
+	log_result(conn, &res, code);
 	return http_send_status(conn, code, res.status,
 				res.err == MT_E_OK ? NULL : mt_err_str(res.err));
 }
@@ -93,7 +97,6 @@ static bool take_chunk(struct upload *up, const char *data, size_t n, size_t max
 static enum MHD_Result on_probe(struct webhook *w, struct MHD_Connection *conn,
 				const char *url, bool is_get)
 {
-	metrics_add(METRIC_http_requests_total, 1);
 	bool known = strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0 ||
 		     strcmp(url, "/metrics") == 0;
 	if (!known)
@@ -130,10 +133,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	}
 	if (strcmp(url, "/sns") != 0)
 		return on_probe(w, conn, url, is_get);
-	if (strcmp(method, "POST") != 0) {
-		metrics_add(METRIC_http_requests_total, 1);
+	if (strcmp(method, "POST") != 0)
 		return http_send_status(conn, 405, NULL, "method not allowed");
-	}
 
 	struct upload *up = *req_cls;
 	if (!up) {
@@ -158,7 +159,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	if (up->answered)
 		return MHD_YES;
 	up->answered = true;
-	metrics_add(METRIC_http_requests_total, 1);
 	return finish_sns(w, conn, up);
 }
 
@@ -173,7 +173,24 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	}
 }
 
+static enum metric_route route_of(const char *url)
+{
+	static const struct {
+		const char *path;
+		enum metric_route route;
+	} known[] = {
+		{"/sns", METRIC_ROUTE_SNS},
+		{"/healthz", METRIC_ROUTE_HEALTHZ},
+		{"/readyz", METRIC_ROUTE_READYZ},
+		{"/metrics", METRIC_ROUTE_METRICS},
+	};
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (strcmp(url, known[i].path) == 0)
+			return known[i].route;
+	return METRIC_ROUTE_OTHER;
+}
+
 struct http_routes ingest_routes(struct webhook *w)
 {
-	return (struct http_routes){on_request, on_completed, w};
+	return (struct http_routes){on_request, on_completed, w, route_of};
 }

@@ -1,14 +1,20 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "mt_time.h"
 
 /* Set once by main before any thread starts, read-only afterwards. */
 static enum log_format g_format = LOG_FORMAT_JSON;
 static enum log_level g_level = LOG_INFO;
+/* Request ids: a random per-process prefix (copies behind one balancer do
+ * not collide) and a counter. */
+static uint32_t g_id_prefix;
+static atomic_uint g_id_next;
 
 #define LOG_LINE_MAX 4096
 
@@ -16,6 +22,14 @@ void log_init(enum log_format format, enum log_level level)
 {
 	g_format = format;
 	g_level = level;
+	if (getrandom(&g_id_prefix, sizeof(g_id_prefix), 0) != sizeof(g_id_prefix))
+		g_id_prefix = (uint32_t)mt_time_now_ms();
+}
+
+void log_request_id(char id[LOG_REQUEST_ID_LEN])
+{
+	unsigned n = atomic_fetch_add_explicit(&g_id_next, 1, memory_order_relaxed);
+	snprintf(id, LOG_REQUEST_ID_LEN, "%08x%08x", (unsigned)g_id_prefix, n);
 }
 
 bool log_enabled(enum log_level level)
@@ -125,7 +139,7 @@ void log_write(enum log_level level, const char *msg, const char *fmt, ...)
 	mt_time_format(mt_time_now_ms(), ts);
 
 	if (g_format == LOG_FORMAT_JSON) {
-		put_s(&l, "{\"ts\":\"");
+		put_s(&l, "{\"time\":\"");
 		put_s(&l, ts);
 		put_s(&l, "\",\"level\":\"");
 		put_s(&l, level_name(level));

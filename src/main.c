@@ -18,6 +18,7 @@
 #include "http.h"
 #include "ingest.h"
 #include "log.h"
+#include "mt_time.h"
 #include "mt_version.h"
 #include "store.h"
 #include "verify.h"
@@ -30,6 +31,35 @@
 static const char *env_lookup(const char *name)
 {
 	return getenv(name);
+}
+
+/* Waits for SIGTERM or SIGINT.  SIGHUP (a reload elsewhere) only logs:
+ * the TLS files are read at start, so a new certificate needs a restart
+ * (README, "Lifecycle and signals"). */
+static int wait_for_stop(const sigset_t *sigs)
+{
+	for (;;) {
+		int sig = 0;
+		if (sigwait(sigs, &sig) != 0 || sig != SIGHUP)
+			return sig;
+		LOG(LOG_WARN, "SIGHUP ignored: nothing is reloaded; restart to use new TLS files",
+		    "signal=%d", sig);
+	}
+}
+
+/* SIGTERM: no new connections, requests already received are finished
+ * (at most HTTP_DRAIN_TIMEOUT_MS), then the listeners close.  A request cut
+ * at the deadline was never answered, so SNS sends it again. */
+static void stop_gracefully(struct http_server *http, struct http_server *api_http,
+			    int sig)
+{
+	int64_t start = mt_time_now_ms();
+	LOG(LOG_INFO, "stopping", "signal=%d grace_ms=%d", sig, HTTP_DRAIN_TIMEOUT_MS);
+	http_quiesce(http);
+	http_quiesce(api_http);
+	long left = http_drain(HTTP_DRAIN_TIMEOUT_MS);
+	LOG(left ? LOG_WARN : LOG_INFO, "drained", "unfinished=%ld ms=%lld", left,
+	    (long long)(mt_time_now_ms() - start));
 }
 
 int main(int argc, char **argv)
@@ -76,6 +106,7 @@ int main(int argc, char **argv)
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -92,7 +123,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mailtrail: out of memory\n");
 		goto out;
 	}
-	struct webhook wh = {.cfg = &cfg, .certs = certs, .store = store, .fetch = fo};
+	struct webhook wh = {.cfg = &cfg, .certs = certs, .store = store, .fetch = fo,
+			     .want_recipients = log_enabled(LOG_DEBUG)};
 	struct http_routes ingest = ingest_routes(&wh);
 	char where[128];
 	http = http_start(&cfg.listen, cfg.tls_cert, cfg.tls_key, &ingest, err, sizeof(err));
@@ -120,9 +152,8 @@ int main(int argc, char **argv)
 	if (store_ping(store, err, sizeof(err)) != MT_E_OK)
 		LOG(LOG_WARN, "redis not reachable yet", "error=\"%s\"", err);
 
-	int sig = 0;
-	sigwait(&sigs, &sig);
-	LOG(LOG_INFO, "stopping", "signal=%d", sig);
+	int sig = wait_for_stop(&sigs);
+	stop_gracefully(http, api_http, sig);
 	status = 0;
 out:
 	http_stop(api_http);
@@ -130,6 +161,7 @@ out:
 	store_free(store);
 	certcache_free(certs);
 	fetch_global_cleanup();
+	LOG(status ? LOG_ERROR : LOG_INFO, "stopped", "status=%d", status);
 	config_free(&cfg);
 	return status;
 }

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "metrics.h"
+
 /* One sorted set write: add the member, trim to the retention window below
  * the newest score and to a size cap, refresh the idle expiry.  With a
  * counts hash (KEYS[2], same hash tag, so same Cluster slot) it also keeps
@@ -294,9 +296,10 @@ static enum mt_err pipeline_puts(struct store *st, redisContext *c,
 			 * again, and the batch (idempotent) is retried there. */
 			if (strncmp(r->str, "NOSCRIPT", 8) == 0)
 				*io_error = true;
-		} else if (i % per == 0) {
-			if (r->type == REDIS_REPLY_INTEGER)
-				*added += r->integer > 0;
+		} else if (i % per == 0 && r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
+			*added += 1;
+			if (puts[i / per].counts_key) /* an event, not a raw message */
+				metrics_count_event(puts[i / per].type);
 		}
 		freeReplyObject(r);
 	}
@@ -321,10 +324,14 @@ static enum mt_err store_run(struct store *st, store_op op, void *ctx,
 	for (int attempt = 0;; attempt++) {
 		bool io_error = false;
 		redisContext *c = conn_get(st, errbuf, errsz);
-		if (!c)
+		if (!c) {
+			metrics_add(METRIC_redis_errors_total, 1);
 			return MT_E_REDIS;
+		}
 		enum mt_err err = op(st, c, ctx, &io_error, errbuf, errsz);
 		conn_put(st, c, !io_error);
+		if (err == MT_E_REDIS || io_error)
+			metrics_add(METRIC_redis_errors_total, 1);
 		/* A connection that broke (Redis restarted while it idled in
 		 * the pool) or lost the script (SCRIPT FLUSH, failover) is
 		 * dropped; the op runs once more on a new connection. */

@@ -16,6 +16,13 @@ static void copy_field(char *dst, size_t dstsz, const struct sns_str *s)
 	snprintf(dst, dstsz, "%.*s", s->p ? (int)s->len : 0, s->p ? s->p : "");
 }
 
+/* Appends ",address" (no comma first) to list while it fits. */
+static void append_recipient(char *list, size_t size, const char *address)
+{
+	size_t used = strlen(list);
+	snprintf(list + used, size - used, "%s%s", used ? "," : "", address);
+}
+
 /* The member kept for a notification that is not an indexable SES event:
  * enough to read it back later.  Returns a json-c object (caller puts it). */
 static struct json_object *raw_record(const struct sns_message *m)
@@ -68,6 +75,8 @@ static enum mt_err store_notification(struct webhook *w,
 	if (err)
 		goto out;
 	res->events = evs.n;
+	for (size_t i = 0; w->want_recipients && i < evs.n; i++)
+		append_recipient(res->recipients, sizeof(res->recipients), evs.v[i].recipient);
 	if (evs.n) {
 		err = store_put_events(w->store, &evs, &added, res->detail,
 				       sizeof(res->detail));

@@ -306,6 +306,8 @@ class Mailtrail:
             m = re.match(r"^(mailtrail_\w+)(\{[^}]*\})? (\d+)$", line)
             if m:
                 out[m.group(1) + (m.group(2) or "")] = int(m.group(3))
+                if m.group(2):  # a labelled family also gives its total
+                    out[m.group(1)] = out.get(m.group(1), 0) + int(m.group(3))
         return out
 
     def stop(self):

@@ -107,6 +107,18 @@ def install_signal_handlers():
         signal.signal(s, _on_signal)
 
 
+def run_module_tests(module):
+    """Runs a test module's cases (verbose, children killed at the end);
+    the exit status: 0 only when some ran and all passed."""
+    install_signal_handlers()
+    try:
+        runner = unittest.TextTestRunner(verbosity=2, stream=sys.stdout)
+        result = runner.run(unittest.defaultTestLoader.loadTestsFromModule(module))
+        return 0 if result.testsRun and result.wasSuccessful() else 1
+    finally:
+        kill_all_children()
+
+
 def run(cmd, check=True, **kw):
     """Run a short command; on failure raise with its output."""
     r = subprocess.run(cmd, capture_output=True, **kw)
