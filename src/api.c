@@ -201,17 +201,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 
 static enum metric_route route_of(const char *url)
 {
-	static const char rcpt[] = "/v1/recipients/", events[] = "/events";
-	size_t len = strlen(url), el = sizeof(events) - 1;
-	if (strcmp(url, "/v1/events") == 0)
+	char address[SES_ADDRESS_MAX + 1];
+	switch (apireq_parse_path(url, strlen(url), address)) {
+	case APIREQ_EVENTS:
 		return METRIC_ROUTE_API_RECENT;
-	if (strncmp(url, rcpt, sizeof(rcpt) - 1) == 0)
-		return len > el && strcmp(url + len - el, events) == 0
-			       ? METRIC_ROUTE_API_EVENTS
-			       : METRIC_ROUTE_API_SUMMARY;
-	for (size_t i = 0; i < console_assets_count; i++)
-		if (strcmp(url, console_assets[i].path) == 0)
-			return METRIC_ROUTE_CONSOLE;
+	case APIREQ_TIMELINE:
+		return METRIC_ROUTE_API_EVENTS;
+	case APIREQ_SUMMARY:
+		return METRIC_ROUTE_API_SUMMARY;
+	case APIREQ_CONSOLE:
+		for (size_t i = 0; i < console_assets_count; i++)
+			if (strcmp(url, console_assets[i].path) == 0)
+				return METRIC_ROUTE_CONSOLE;
+		break;
+	default:
+		break;
+	}
 	return METRIC_ROUTE_OTHER;
 }
 
