@@ -14,7 +14,7 @@
 #include "mt_time.h"
 
 static const char *const field_names[SNS_F__COUNT] = {
-#define SNS_FIELD_NAME(name, key) [SNS_F_##name] = key,
+#define SNS_FIELD_NAME(name, key) [SNS_F_##name] = (key),
 	SNS_FIELD_MAP(SNS_FIELD_NAME)
 #undef SNS_FIELD_NAME
 };
@@ -352,7 +352,6 @@ out:
 
 static enum mt_err read_array(struct reader *r)
 {
-	enum mt_err err;
 	if (++r->depth > SNS_JSON_DEPTH_MAX)
 		return MT_E_TOO_DEEP;
 	r->p++; /* '[' */
@@ -364,7 +363,7 @@ static enum mt_err read_array(struct reader *r)
 	}
 	for (;;) {
 		skip_ws(r);
-		err = read_value(r);
+		enum mt_err err = read_value(r);
 		if (err)
 			return err;
 		skip_ws(r);

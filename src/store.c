@@ -256,8 +256,8 @@ static enum mt_err pipeline_puts(struct store *st, redisContext *c,
 		const char *type = puts[i].type ? puts[i].type : "";
 		const char *why = puts[i].suppress ? puts[i].suppress : "";
 		const char *args[] = {score, puts[i].member, ret, max, type, why};
-		size_t lens[] = {strlen(score), puts[i].member_len, strlen(ret), strlen(max),
-				 strlen(type), strlen(why)};
+		const size_t lens[] = {strlen(score), puts[i].member_len, strlen(ret),
+				       strlen(max), strlen(type), strlen(why)};
 		for (int a = 0; a < 6; a++) {
 			argv[argc] = args[a];
 			argl[argc++] = lens[a];
