@@ -1,10 +1,17 @@
 /* certcache.h - SNS signing certificates by URL: memory, disk, network.
  *
- * Bounded in memory (least recently used entry evicted), kept on disk in
- * --cert-cache-dir (named by the URL's file name; a file found there is
- * used without any network access), fetched over HTTPS otherwise.  Many
- * threads asking for one new URL at once cause one fetch: the others wait
- * for it.  A failed fetch is remembered for CERTCACHE_RETRY_MS only.
+ * Bounded in memory, kept on disk in --cert-cache-dir (named by the URL's
+ * file name; a file found there is used without any network access),
+ * fetched over HTTPS otherwise.  Many threads asking for one new URL at
+ * once cause one fetch: the others wait for it.  A failed fetch is
+ * remembered for CERTCACHE_RETRY_MS only.
+ *
+ * Anyone can post made-up certificate URLs on an allowed host, so:
+ * downloads are rate-limited (a token bucket; over it the answer is
+ * MT_E_CERT_RATE, a 503, and SNS retries), and a certificate that has
+ * verified a message (certcache_mark_verified) is never evicted to make
+ * room for one that has not.  Eviction takes failed fetches first, then
+ * the least recently used certificate that never verified anything.
  */
 #ifndef CERTCACHE_H
 #define CERTCACHE_H
@@ -15,8 +22,15 @@
 #include "fetch.h"
 #include "mt_error.h"
 
+/* Certificates kept in memory (AWS uses one per region at a time). */
 #define CERTCACHE_ENTRIES_MAX 64
+/* How long a failed fetch is answered from memory (503) without retrying. */
 #define CERTCACHE_RETRY_MS 2000
+/* Downloads: at most CERTCACHE_FETCH_BURST at once after a quiet spell,
+ * then one per CERTCACHE_FETCH_INTERVAL_MS.  Genuine traffic needs a
+ * download per new certificate, a handful a year. */
+#define CERTCACHE_FETCH_BURST 10
+#define CERTCACHE_FETCH_INTERVAL_MS 1000
 
 struct certcache;
 
@@ -30,9 +44,15 @@ void certcache_free(struct certcache *cc);
 
 /* The certificate at url (which passed url_check).  On MT_E_OK *cert is a
  * new reference (caller X509_free()s it).  MT_E_CERT_FETCH when it cannot
- * be had right now; errbuf then says why. */
+ * be had right now, MT_E_CERT_RATE when a download would exceed the rate
+ * limit; errbuf then says why. */
 enum mt_err certcache_get(struct certcache *cc, const char *url, X509 **cert,
 			  enum certcache_source *source, char *errbuf,
 			  size_t errsz);
+
+/* cert, had from certcache_get(url), has verified a message: keep it in
+ * memory ahead of every certificate that has not (put back if a flood of
+ * other URLs pushed it out meanwhile). */
+void certcache_mark_verified(struct certcache *cc, const char *url, X509 *cert);
 
 #endif

@@ -27,6 +27,7 @@
 	X(subscriptions_confirmed_total, "subscriptions confirmed")            \
 	X(cert_fetches_total, "signing certificate downloads attempted")       \
 	X(cert_fetch_failures_total, "signing certificate downloads that failed") \
+	X(cert_fetch_rate_limited_total, "signing certificate downloads refused by the rate limit (answered 503)") \
 	X(redis_errors_total, "Redis operations that failed (connect, I/O or error reply)")
 
 enum metric {

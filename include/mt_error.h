@@ -30,6 +30,7 @@
 	X(TOO_OLD, 403, "message older than --max-age")                        \
 	X(TOO_LARGE, 413, "body too large")                                    \
 	X(CERT_FETCH, 503, "signing certificate cannot be fetched")            \
+	X(CERT_RATE, 503, "signing certificate download rate limit reached")   \
 	X(CONFIRM, 503, "subscription confirmation failed")                    \
 	X(REDIS, 503, "redis unavailable")                                     \
 	X(NOMEM, 503, "out of memory")                                         \

@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "metrics.h"
-#include "mt_time.h"
 #include "url.h"
 #include "verify.h"
 
@@ -18,6 +18,7 @@ enum entry_state { ENTRY_FREE, ENTRY_FETCHING, ENTRY_READY, ENTRY_FAILED };
 
 struct entry {
 	enum entry_state state;
+	bool verified; /* has verified a message: evicted only for another such */
 	char *url;
 	X509 *cert;
 	int64_t last_used_ms;
@@ -29,9 +30,19 @@ struct certcache {
 	pthread_mutex_t lock;
 	pthread_cond_t changed;
 	struct entry entries[CERTCACHE_ENTRIES_MAX];
+	int tokens;              /* downloads allowed now */
+	int64_t tokens_since_ms; /* when the bucket last gained a token */
 	char *dir;
 	struct fetch_opts fetch;
 };
+
+/* Monotonic: the wall clock may jump, and these are only durations. */
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 struct certcache *certcache_new(const char *cache_dir,
 				const struct fetch_opts *fetch)
@@ -44,6 +55,8 @@ struct certcache *certcache_new(const char *cache_dir,
 		return NULL;
 	}
 	cc->fetch = *fetch;
+	cc->tokens = CERTCACHE_FETCH_BURST;
+	cc->tokens_since_ms = now_ms();
 	pthread_mutex_init(&cc->lock, NULL);
 	pthread_cond_init(&cc->changed, NULL);
 	return cc;
@@ -68,37 +81,71 @@ void certcache_free(struct certcache *cc)
 	free(cc);
 }
 
-/* Finds url's entry, or claims a slot for it (a free one, else the least
- * recently used one that nobody is fetching).  NULL when every slot is
- * being fetched.  Called with the lock held. */
-static struct entry *slot_for(struct certcache *cc, const char *url, bool *found)
+/* One download allowed by the token bucket?  Called with the lock held. */
+static bool take_token(struct certcache *cc)
 {
-	struct entry *victim = NULL;
-	*found = false;
-	for (size_t i = 0; i < CERTCACHE_ENTRIES_MAX; i++) {
-		struct entry *e = &cc->entries[i];
-		if (e->state != ENTRY_FREE && strcmp(e->url, url) == 0) {
-			*found = true;
-			return e;
+	int64_t now = now_ms();
+	int64_t gained = (now - cc->tokens_since_ms) / CERTCACHE_FETCH_INTERVAL_MS;
+	if (gained > 0) {
+		cc->tokens_since_ms += gained * CERTCACHE_FETCH_INTERVAL_MS;
+		if (gained >= CERTCACHE_FETCH_BURST - cc->tokens) {
+			cc->tokens = CERTCACHE_FETCH_BURST;
+			cc->tokens_since_ms = now;
+		} else {
+			cc->tokens += (int)gained;
 		}
 	}
-	/* Failures go first, so a flood of made-up URLs cannot push the
-	 * certificates in real use out of the cache. */
+	if (cc->tokens == 0)
+		return false;
+	cc->tokens--;
+	return true;
+}
+
+static struct entry *find(struct certcache *cc, const char *url)
+{
+	for (size_t i = 0; i < CERTCACHE_ENTRIES_MAX; i++) {
+		struct entry *e = &cc->entries[i];
+		if (e->state != ENTRY_FREE && strcmp(e->url, url) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+/* Eviction order: failed, then never verified, then (only when
+ * with_verified) verified; least recently used first within each. */
+static int eviction_rank(const struct entry *e)
+{
+	return e->state == ENTRY_FAILED ? 0 : e->verified ? 2 : 1;
+}
+
+/* A free slot, or one emptied for a new URL (never one being fetched;
+ * verified ones only when with_verified).  NULL when there is none.
+ * Called with the lock held. */
+static struct entry *claim_slot(struct certcache *cc, bool with_verified)
+{
+	struct entry *victim = NULL;
 	for (size_t i = 0; i < CERTCACHE_ENTRIES_MAX; i++) {
 		struct entry *e = &cc->entries[i];
 		if (e->state == ENTRY_FREE)
 			return e;
-		if (e->state == ENTRY_FETCHING)
+		if (e->state == ENTRY_FETCHING || (e->verified && !with_verified))
 			continue;
-		bool failed = e->state == ENTRY_FAILED;
-		bool victim_failed = victim && victim->state == ENTRY_FAILED;
-		if (!victim || (failed && !victim_failed) ||
-		    (failed == victim_failed && e->last_used_ms < victim->last_used_ms))
+		int r = eviction_rank(e);
+		if (!victim || r < eviction_rank(victim) ||
+		    (r == eviction_rank(victim) && e->last_used_ms < victim->last_used_ms))
 			victim = e;
 	}
 	if (victim)
 		entry_clear(victim);
 	return victim;
+}
+
+static bool any_fetching(const struct certcache *cc)
+{
+	for (size_t i = 0; i < CERTCACHE_ENTRIES_MAX; i++)
+		if (cc->entries[i].state == ENTRY_FETCHING)
+			return true;
+	return false;
 }
 
 /* Reads dir/name if it exists.  Returns a new X509 or NULL. */
@@ -132,18 +179,30 @@ static void save_to_disk(const char *dir, const char *name, const char *pem,
 		unlink(tmp);
 }
 
-/* Disk, then network.  Runs without the lock. */
+/* Disk, then network (if the rate limit allows: *limited says when it
+ * did not).  Runs without the lock. */
 static X509 *obtain(struct certcache *cc, const char *url,
-		    enum certcache_source *source, char *errbuf, size_t errsz)
+		    enum certcache_source *source, bool *limited, char *errbuf,
+		    size_t errsz)
 {
 	char name[URL_FILE_NAME_MAX];
 	bool named = url_file_name(url, name);
 	X509 *cert;
 
+	*limited = false;
 	if (cc->dir && named && (cert = load_from_disk(cc->dir, name))) {
 		metrics_count_cert_hit(true);
 		*source = CERT_FROM_DISK;
 		return cert;
+	}
+	pthread_mutex_lock(&cc->lock);
+	*limited = !take_token(cc);
+	pthread_mutex_unlock(&cc->lock);
+	if (*limited) {
+		metrics_add(METRIC_cert_fetch_rate_limited_total, 1);
+		snprintf(errbuf, errsz, "more than %d certificate downloads in a burst, or more than one per %d ms",
+			 CERTCACHE_FETCH_BURST, CERTCACHE_FETCH_INTERVAL_MS);
+		return NULL;
 	}
 	metrics_add(METRIC_cert_fetches_total, 1);
 	char *body;
@@ -173,59 +232,95 @@ enum mt_err certcache_get(struct certcache *cc, const char *url, X509 **cert,
 			  size_t errsz)
 {
 	enum mt_err err = MT_E_CERT_FETCH;
-	bool found;
+	struct entry *e;
 
 	*cert = NULL;
 	pthread_mutex_lock(&cc->lock);
 	for (;;) {
-		struct entry *e = slot_for(cc, url, &found);
-		int64_t now = mt_time_now_ms();
-		if (!e) { /* every slot busy fetching: wait for one */
+		e = find(cc, url);
+		int64_t now = now_ms();
+		if (e && e->state == ENTRY_FETCHING) {
 			pthread_cond_wait(&cc->changed, &cc->lock);
 			continue;
 		}
-		if (found && e->state == ENTRY_FETCHING) {
-			pthread_cond_wait(&cc->changed, &cc->lock);
-			continue;
-		}
-		if (found && e->state == ENTRY_READY) {
+		if (e && e->state == ENTRY_READY) {
 			e->last_used_ms = now;
 			X509_up_ref(e->cert);
 			*cert = e->cert;
 			*source = CERT_FROM_MEMORY;
 			metrics_count_cert_hit(false);
-			err = MT_E_OK;
-			break;
+			pthread_mutex_unlock(&cc->lock);
+			return MT_E_OK;
 		}
-		if (found && e->state == ENTRY_FAILED && now < e->retry_at_ms) {
+		if (e && now < e->retry_at_ms) { /* failed a moment ago */
 			snprintf(errbuf, errsz, "%s (retry after %lld ms)", e->error,
 				 (long long)(e->retry_at_ms - now));
-			break;
+			pthread_mutex_unlock(&cc->lock);
+			return MT_E_CERT_FETCH;
 		}
-		/* Ours to fetch. */
-		if (!found && !(e->url = strdup(url))) {
-			err = MT_E_NOMEM;
-			break;
+		if (e)
+			entry_clear(e);
+		e = claim_slot(cc, false);
+		/* Every slot is being fetched: wait for one.  Every slot holds
+		 * a verified certificate: fetch without keeping the result
+		 * (certcache_mark_verified keeps it if it verifies). */
+		if (!e && any_fetching(cc)) {
+			pthread_cond_wait(&cc->changed, &cc->lock);
+			continue;
 		}
-		e->state = ENTRY_FETCHING;
-		pthread_mutex_unlock(&cc->lock);
-		X509 *c = obtain(cc, url, source, errbuf, errsz);
-		pthread_mutex_lock(&cc->lock);
-		e->last_used_ms = mt_time_now_ms();
-		if (c) {
-			e->state = ENTRY_READY;
-			e->cert = c;
-			X509_up_ref(c);
-			*cert = c;
-			err = MT_E_OK;
-		} else {
-			e->state = ENTRY_FAILED;
-			e->retry_at_ms = e->last_used_ms + CERTCACHE_RETRY_MS;
-			snprintf(e->error, sizeof(e->error), "%s", errbuf);
-		}
-		pthread_cond_broadcast(&cc->changed);
 		break;
 	}
+	if (e) {
+		if (!(e->url = strdup(url))) {
+			pthread_mutex_unlock(&cc->lock);
+			return MT_E_NOMEM;
+		}
+		e->state = ENTRY_FETCHING;
+	}
+	pthread_mutex_unlock(&cc->lock);
+
+	bool limited;
+	X509 *c = obtain(cc, url, source, &limited, errbuf, errsz);
+	if (c) {
+		*cert = c;
+		err = MT_E_OK;
+	} else if (limited) {
+		err = MT_E_CERT_RATE;
+	}
+	if (!e)
+		return err;
+	pthread_mutex_lock(&cc->lock);
+	e->last_used_ms = now_ms();
+	if (c) {
+		e->state = ENTRY_READY;
+		e->cert = c;
+		X509_up_ref(c);
+	} else if (limited) {
+		entry_clear(e); /* nothing learnt about this URL */
+	} else {
+		e->state = ENTRY_FAILED;
+		e->retry_at_ms = e->last_used_ms + CERTCACHE_RETRY_MS;
+		snprintf(e->error, sizeof(e->error), "%s", errbuf);
+	}
+	pthread_cond_broadcast(&cc->changed);
 	pthread_mutex_unlock(&cc->lock);
 	return err;
+}
+
+void certcache_mark_verified(struct certcache *cc, const char *url, X509 *cert)
+{
+	pthread_mutex_lock(&cc->lock);
+	struct entry *e = find(cc, url);
+	if (!e && (e = claim_slot(cc, true))) {
+		if ((e->url = strdup(url))) {
+			e->state = ENTRY_READY;
+			X509_up_ref(cert);
+			e->cert = cert;
+		}
+	}
+	if (e && e->state == ENTRY_READY) {
+		e->verified = true;
+		e->last_used_ms = now_ms();
+	}
+	pthread_mutex_unlock(&cc->lock);
 }

@@ -75,8 +75,11 @@ static enum MHD_Result finish_sns(struct webhook *w, struct MHD_Connection *conn
 				res.err == MT_E_OK ? NULL : mt_err_str(res.err));
 }
 
-/* Appends a chunk of the body, or notes that it is too large (the answer
- * is then 413 at once and the rest is discarded). */
+/* Appends a chunk of the body, or notes that it is too large: what was
+ * kept is freed and the rest is read and discarded, so memory stays within
+ * --max-body.  libmicrohttpd cannot answer in the middle of a body, so the
+ * 413 goes out when the body ends (the request read deadline of http.h
+ * bounds how long that may take). */
 static bool take_chunk(struct upload *up, const char *data, size_t n, size_t max)
 {
 	if (up->too_large)
@@ -151,10 +154,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	} else if (*upload_data_size) {
 		size_t n = *upload_data_size;
 		*upload_data_size = 0;
-		if (!take_chunk(up, upload_data, n, w->cfg->max_body))
-			return MHD_NO;
-		if (!up->too_large || up->answered)
-			return MHD_YES;
+		return take_chunk(up, upload_data, n, w->cfg->max_body) ? MHD_YES : MHD_NO;
 	}
 	if (up->answered)
 		return MHD_YES;

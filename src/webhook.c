@@ -157,6 +157,8 @@ static enum mt_err handle(struct webhook *w, const char *body, size_t len,
 		return err;
 	res->cert_fetched = source == CERT_FROM_NETWORK;
 	err = verify_signature(m, cert);
+	if (err == MT_E_OK)
+		certcache_mark_verified(w->certs, cu->p, cert);
 	X509_free(cert);
 	if (err)
 		return err;
