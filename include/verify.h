@@ -11,7 +11,9 @@
 /* Largest signing certificate PEM accepted (AWS's are about 2 KiB). */
 #define VERIFY_CERT_PEM_MAX (64 * 1024)
 
-/* Parses one PEM certificate.  Returns a new X509 (caller frees with
+/* Parses one PEM certificate and prepares it for verify_signature() (its
+ * validity and ready verify contexts for its key go with it, so nothing is
+ * parsed or looked up per message).  Returns a new X509 (caller frees with
  * X509_free) or NULL when pem is not exactly a usable RSA certificate. */
 X509 *verify_cert_from_pem(const char *pem, size_t len);
 
@@ -20,6 +22,7 @@ X509 *verify_cert_from_pem(const char *pem, size_t len);
  * (MT_E_SIG_ENCODING), and it must verify over sns_string_to_sign(m) with
  * SHA1withRSA (SignatureVersion 1) or SHA256withRSA (2)
  * (MT_E_BAD_SIGNATURE). */
+/* cert must come from verify_cert_from_pem() (MT_E_INTERNAL otherwise). */
 enum mt_err verify_signature(const struct sns_message *m, X509 *cert);
 
 #endif
