@@ -299,8 +299,8 @@ class Mailtrail:
         with open(f"/proc/{self.proc.pid}/clear_refs", "w") as f:
             f.write("5")
 
-    def metrics(self, tls_context=None):
-        r = harness.http_request(self.port, "GET", "/metrics", tls_context=tls_context)
+    def metrics(self):
+        r = harness.http_request(self.port, "GET", "/metrics")
         out = {}
         for line in r.body.decode().splitlines():
             m = re.match(r"^(mailtrail_\w+)(\{[^}]*\})? (\d+)$", line)
@@ -358,8 +358,6 @@ def wrk_run(bench, mt, label, conns, rate=0):
     if rate:
         cmd.append(str(rate))
     bench.commands.append(shlex.join(cmd))
-    tls_ctx = bench.env.pki.client_context() if mt is bench.mt_tls else None
-    m0 = mt.metrics(tls_ctx)
     mt.reset_peak()
     cpu0 = (cpu_seconds(mt.proc.pid), cpu_seconds(bench.env.redis_server.proc.pid),
             children_cpu_seconds())
@@ -378,7 +376,6 @@ def wrk_run(bench, mt, label, conns, rate=0):
     cpu1 = (cpu_seconds(mt.proc.pid), cpu_seconds(bench.env.redis_server.proc.pid),
             children_cpu_seconds())
     st = proc_status(mt.proc.pid)
-    m1 = mt.metrics(tls_ctx)
     with open(out_path, errors="replace") as f:
         text = f.read()
     m = re.search(r"^WRK_RESULT (\{.*\})$", text, re.M)
@@ -399,8 +396,6 @@ def wrk_run(bench, mt, label, conns, rate=0):
         sent_ids.extend(range(k, k + threads * min(t["sent"], t["n"]), threads))
     r.sent = len(sent_ids)
     r.extra = r.requests - r.sent
-    r.stored_events = (m1["mailtrail_events_stored_total"]
-                       - m0["mailtrail_events_stored_total"])
     r.rps = r.sent / r.secs if r.secs else 0.0
     r.rss, r.hwm = st["VmRSS"] / 1024, st["VmHWM"] / 1024
     r.cpu_mt, r.cpu_redis, r.cpu_wrk = (b - a_ for a_, b in zip(cpu0, cpu1))
