@@ -351,53 +351,115 @@ static struct json_object *detail_build(const struct ses_type *type,
 	return out;
 }
 
-/* A missing id or topic is a caller bug; null keeps the EVENT's shape. */
-static bool add_string_or_null(struct json_object *obj, const char *key,
-			       const char *s)
+/* Appends s[0..len) as a JSON string, quoted and escaped byte for byte as
+ * json-c escapes with SES_JSON_FLAGS (the short escapes, \u00xx in lower
+ * case for other control bytes, '/' and bytes >= 0x7f as they are), or
+ * "null" for NULL.  Returns the new end; the room needed is at most
+ * json_len(len). */
+static char *put_json_string(char *o, const char *s, size_t len)
 {
-	if (!s)
-		return json_object_object_add(obj, key, NULL) == 0;
-	return add_owned(obj, key, json_object_new_string(s));
+	static const char hex[] = "0123456789abcdef";
+
+	if (!s) {
+		static const char null_lit[4] = {'n', 'u', 'l', 'l'};
+		memcpy(o, null_lit, sizeof(null_lit));
+		return o + sizeof(null_lit);
+	}
+	*o++ = '"';
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		const char *esc = NULL;
+
+		switch (c) {
+		case '\b': esc = "\\b"; break;
+		case '\n': esc = "\\n"; break;
+		case '\r': esc = "\\r"; break;
+		case '\t': esc = "\\t"; break;
+		case '\f': esc = "\\f"; break;
+		case '"': esc = "\\\""; break;
+		case '\\': esc = "\\\\"; break;
+		default:
+			if (c < 0x20) {
+				*o++ = '\\';
+				*o++ = 'u';
+				*o++ = '0';
+				*o++ = '0';
+				*o++ = hex[c >> 4];
+				*o++ = hex[c & 0xf];
+				continue;
+			}
+			*o++ = (char)c;
+			continue;
+		}
+		*o++ = esc[0];
+		*o++ = esc[1];
+	}
+	*o++ = '"';
+	return o;
 }
 
-/* Fills ev->json with the serialised EVENT.  mail_out and detail are
- * borrowed (a reference is taken).  Returns MT_E_OK or MT_E_NOMEM. */
+/* Most bytes put_json_string() writes for len bytes (or NULL). */
+static size_t json_len(size_t len)
+{
+	return len * 6 + 4;
+}
+
+/* What every event of one message shares, serialised once. */
+struct shared_parts {
+	const char *mail; /* the "mail" object's JSON (owned by its object) */
+	size_t mail_len;
+};
+
+/* Fills ev->json with the serialised EVENT, written directly: only the
+ * per-recipient "detail" goes through json-c.  The bytes are those json-c
+ * gave for the same object (keys in the same order, same flags), so
+ * EVENTs stored by earlier versions compare equal.  detail is borrowed.
+ * Returns MT_E_OK or MT_E_NOMEM. */
 static enum mt_err event_serialise(struct ses_event *ev,
 				   const struct ses_context *ctx,
-				   struct json_object *mail_out,
+				   const struct shared_parts *sh,
 				   struct json_object *detail)
 {
-	enum mt_err err = MT_E_NOMEM;
 	char when[MT_TIME_BUF];
-	struct json_object *obj = NULL;
-	const char *text = NULL;
-	size_t len = 0;
+	size_t detail_len = 0;
+	const char *detail_text =
+		json_object_to_json_string_length(detail, SES_JSON_FLAGS, &detail_len);
+	size_t id_len = ctx->sns_message_id ? strlen(ctx->sns_message_id) : 0;
+	size_t topic_len = ctx->topic_arn ? strlen(ctx->topic_arn) : 0;
+	size_t rcpt_len = strlen(ev->recipient);
 
+	if (!detail_text)
+		return MT_E_NOMEM;
 	mt_time_format(ev->time_ms, when);
-	obj = json_object_new_object();
-	if (!obj)
-		goto out;
-	if (!add_string_or_null(obj, "id", ctx->sns_message_id) ||
-	    !add_owned(obj, "type", json_object_new_string(ev->type)) ||
-	    !add_owned(obj, "time", json_object_new_string(when)) ||
-	    !add_owned(obj, "recipient", json_object_new_string(ev->recipient)) ||
-	    !add_string_or_null(obj, "topicArn", ctx->topic_arn) ||
-	    !add_shared(obj, "mail", mail_out) ||
-	    !add_shared(obj, "detail", detail))
-		goto out_obj;
-	text = json_object_to_json_string_length(obj, SES_JSON_FLAGS, &len);
-	if (!text)
-		goto out_obj;
-	ev->json = malloc(len + 1);
-	if (!ev->json)
-		goto out_obj;
-	memcpy(ev->json, text, len + 1);
-	ev->json_len = len;
-	err = MT_E_OK;
-out_obj:
-	json_object_put(obj);
-out:
-	return err;
+	size_t room = 96 + json_len(id_len) + json_len(strlen(ev->type)) +
+		      json_len(strlen(when)) + json_len(rcpt_len) +
+		      json_len(topic_len) + sh->mail_len + detail_len;
+	char *o = malloc(room);
+	if (!o)
+		return MT_E_NOMEM;
+	ev->json = o;
+#define PUT_LIT(lit) (memcpy(o, lit, sizeof(lit) - 1), o += sizeof(lit) - 1)
+	PUT_LIT("{\"id\":");
+	o = put_json_string(o, ctx->sns_message_id, id_len);
+	PUT_LIT(",\"type\":");
+	o = put_json_string(o, ev->type, strlen(ev->type));
+	PUT_LIT(",\"time\":");
+	o = put_json_string(o, when, strlen(when));
+	PUT_LIT(",\"recipient\":");
+	o = put_json_string(o, ev->recipient, rcpt_len);
+	PUT_LIT(",\"topicArn\":");
+	o = put_json_string(o, ctx->topic_arn, topic_len);
+	PUT_LIT(",\"mail\":");
+	memcpy(o, sh->mail, sh->mail_len);
+	o += sh->mail_len;
+	PUT_LIT(",\"detail\":");
+	memcpy(o, detail_text, detail_len);
+	o += detail_len;
+	PUT_LIT("}");
+#undef PUT_LIT
+	*o = '\0';
+	ev->json_len = (size_t)(o - ev->json);
+	return MT_E_OK;
 }
 
 /* The address of recipient entry i: a string, or an object's emailAddress.
@@ -482,7 +544,11 @@ enum mt_err ses_events_parse(const char *message, size_t len,
 	}
 	out->v = calloc(n_entries, sizeof(*out->v));
 	mail_out = mail_build(mail, ctx->keep_headers);
-	if (!out->v || !mail_out) {
+	struct shared_parts sh = {0};
+	if (mail_out)
+		sh.mail = json_object_to_json_string_length(mail_out, SES_JSON_FLAGS,
+							    &sh.mail_len);
+	if (!out->v || !sh.mail) {
 		err = MT_E_NOMEM;
 		goto out_mail;
 	}
@@ -507,7 +573,7 @@ enum mt_err ses_events_parse(const char *message, size_t len,
 		ev->suppress = suppression(type->name, typeobj);
 		detail = detail_build(type, typeobj,
 				      type->rcpt_from == RCPT_ENTRIES ? entry : NULL);
-		err = detail ? event_serialise(ev, ctx, mail_out, detail)
+		err = detail ? event_serialise(ev, ctx, &sh, detail)
 			     : MT_E_NOMEM;
 		json_object_put(detail);
 		if (err != MT_E_OK)
