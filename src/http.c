@@ -13,15 +13,13 @@
 #include <unistd.h>
 
 #include "log.h"
-
-/* Most bytes read of a TLS certificate or key file. */
-#define HTTP_TLS_FILE_MAX (1024 * 1024)
+#include "tls.h"
 
 struct http_server {
 	struct MHD_Daemon *daemon;
 	struct http_routes routes; /* what http.c wraps: see on_request */
 	MHD_socket quiesced_fd;    /* the listen socket after http_quiesce */
-	char *tls_cert, *tls_key;
+	bool tls;                  /* serves tls.c's certificate */
 };
 
 /* Per connection (libmicrohttpd's socket context): the request being
@@ -238,29 +236,6 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	LOG(LOG_WARN, "libmicrohttpd", "detail=\"%s\"", msg);
 }
 
-/* Reads a whole (small) file into a malloc'd NUL-terminated buffer. */
-static char *read_file(const char *path, char *errbuf, size_t errsz)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		snprintf(errbuf, errsz, "cannot open %s: %s", path, strerror(errno));
-		return NULL;
-	}
-	char *buf = malloc(HTTP_TLS_FILE_MAX + 1);
-	size_t len = 0;
-	if (buf) {
-		len = fread(buf, 1, HTTP_TLS_FILE_MAX, f);
-		buf[len] = '\0';
-	}
-	fclose(f);
-	if (!buf || len == 0) {
-		snprintf(errbuf, errsz, "cannot read %s", path);
-		free(buf);
-		return NULL;
-	}
-	return buf;
-}
-
 struct http_server *http_start(const struct config_listen *l, const char *tls_cert,
 			       const char *tls_key, const struct http_routes *routes,
 			       char *errbuf, size_t errsz)
@@ -297,9 +272,9 @@ struct http_server *http_start(const struct config_listen *l, const char *tls_ce
 			snprintf(errbuf, errsz, "libmicrohttpd was built without TLS");
 			goto fail;
 		}
-		if (!(s->tls_cert = read_file(tls_cert, errbuf, errsz)) ||
-		    !(s->tls_key = read_file(tls_key, errbuf, errsz)))
+		if (!tls_load(tls_cert, tls_key, errbuf, errsz))
 			goto fail;
+		s->tls = true;
 		flags |= MHD_USE_TLS;
 	}
 	s->daemon = MHD_start_daemon(
@@ -311,8 +286,8 @@ struct http_server *http_start(const struct config_listen *l, const char *tls_ce
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_IDLE_TIMEOUT_S,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
 		MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
-		s->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, s->tls_cert,
-		MHD_OPTION_HTTPS_MEM_KEY, s->tls_key,
+		/* Asked at each handshake, so SIGHUP can swap it (tls.h). */
+		s->tls ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, tls_retrieve,
 		MHD_OPTION_END);
 	if (!s->daemon) {
 		snprintf(errbuf, errsz, "cannot listen on %s:%u (address in use, or bad TLS files?)",
@@ -372,7 +347,7 @@ void http_stop(struct http_server *s)
 		MHD_stop_daemon(s->daemon);
 	if (s->quiesced_fd != MHD_INVALID_SOCKET)
 		close(s->quiesced_fd);
-	free(s->tls_cert);
-	free(s->tls_key);
+	if (s->tls)
+		tls_free_all();
 	free(s);
 }

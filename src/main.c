@@ -21,6 +21,7 @@
 #include "mt_time.h"
 #include "mt_version.h"
 #include "store.h"
+#include "tls.h"
 #include "verify.h"
 #include "webhook.h"
 
@@ -33,17 +34,23 @@ static const char *env_lookup(const char *name)
 	return getenv(name);
 }
 
-/* Waits for SIGTERM or SIGINT.  SIGHUP (a reload elsewhere) only logs:
- * the TLS files are read at start, so a new certificate needs a restart
- * (README, "Lifecycle and signals"). */
-static int wait_for_stop(const sigset_t *sigs)
+/* Waits for SIGTERM or SIGINT.  SIGHUP reloads the webhook's TLS
+ * certificate and key (new connections get them; open ones are kept); with
+ * bad files the old ones stay. */
+static int wait_for_stop(const sigset_t *sigs, const struct config *cfg)
 {
 	for (;;) {
 		int sig = 0;
+		char err[512];
 		if (sigwait(sigs, &sig) != 0 || sig != SIGHUP)
 			return sig;
-		LOG(LOG_WARN, "SIGHUP ignored: nothing is reloaded; restart to use new TLS files",
-		    "signal=%d", sig);
+		if (!cfg->tls_cert)
+			LOG(LOG_WARN, "SIGHUP: nothing to reload (no --tls-cert)", "signal=%d", sig);
+		else if (tls_load(cfg->tls_cert, cfg->tls_key, err, sizeof(err)))
+			LOG(LOG_INFO, "tls reloaded", "cert=%s", cfg->tls_cert);
+		else
+			LOG(LOG_ERROR, "tls reload failed: still serving the previous certificate",
+			    "error=\"%s\"", err);
 	}
 }
 
@@ -152,7 +159,7 @@ int main(int argc, char **argv)
 	if (store_ping(store, err, sizeof(err)) != MT_E_OK)
 		LOG(LOG_WARN, "redis not reachable yet", "error=\"%s\"", err);
 
-	int sig = wait_for_stop(&sigs);
+	int sig = wait_for_stop(&sigs, &cfg);
 	stop_gracefully(http, api_http, sig);
 	status = 0;
 out:

@@ -14,7 +14,9 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -689,6 +691,90 @@ class TestGracefulStop(Case):
             time.sleep(0.05)
         self.assertTrue(any("SIGHUP" in x for x in m.out_lines), m.log())
         self.assertEqual(m.request("GET", "/healthz").status, 200)
+
+
+class TestTlsReload(Case):
+    """SIGHUP swaps the webhook's certificate for new connections without
+    dropping the open ones; unusable files change nothing."""
+
+    def wait_log(self, m, msg, count):
+        deadline = time.monotonic() + 10 * TIME_FACTOR
+        while time.monotonic() < deadline:
+            if sum(f'"msg":"{msg}"' in x for x in list(m.out_lines)) >= count:
+                return
+            time.sleep(0.05)
+        self.fail(f"no {count}x {msg!r} in the log\n{m.log()}")
+
+    def served_cert(self, port):
+        """The DER of the certificate a new TLS connection gets."""
+        conn = http.client.HTTPSConnection(LOOPBACK, port, timeout=10,
+                                           context=ENV.pki.client_context())
+        try:
+            conn.request("GET", "/healthz")
+            r = conn.getresponse()
+            r.read()
+            self.assertEqual(r.status, 200)
+            return conn.sock.getpeercert(binary_form=True)
+        finally:
+            conn.close()
+
+    @staticmethod
+    def der(pem_path):
+        with open(pem_path) as f:
+            return ssl.PEM_cert_to_DER_cert(f.read())
+
+    def test_sighup_reloads_certificate(self):
+        pki = ENV.pki
+        d = os.path.join(ENV.tmp, f"tls-{time.monotonic_ns()}")
+        os.makedirs(d)
+        cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+        shutil.copy(pki.server_cert, cert)
+        shutil.copy(pki.server_key, key)
+        m = self.start("--tls-cert", cert, "--tls-key", key)
+        self.assertEqual(self.served_cert(m.port), self.der(pki.server_cert))
+
+        # A kept-alive connection opened before the reload.
+        old = http.client.HTTPSConnection(LOOPBACK, m.port, timeout=10,
+                                          context=pki.client_context())
+        old.request("GET", "/healthz")
+        old.getresponse().read()
+
+        # The renewed certificate: same CA, new key.
+        tag = f"renewed{time.monotonic_ns()}"
+        new_key = pki._genkey(tag + ".key")
+        new_cert = pki._issue(tag, new_key, "/CN=127.0.0.1", "server_ext",
+                              "20200101000000Z", "20491231000000Z", selfsign=False)
+        shutil.copy(new_cert, cert)
+        shutil.copy(new_key, key)
+        m.proc.send_signal(signal.SIGHUP)
+        self.wait_log(m, "tls reloaded", 1)
+        self.assertEqual(self.served_cert(m.port), self.der(new_cert),
+                         "new connections must get the reloaded certificate")
+        old.request("GET", "/healthz")
+        r = old.getresponse()
+        r.read()
+        self.assertEqual(r.status, 200, "the connection opened before SIGHUP must still work")
+        self.assertEqual(old.sock.getpeercert(binary_form=True), self.der(pki.server_cert))
+        old.close()
+        msg = ENV.signer.notification(delivery("tls-reload@example.com", "ses-tls-1"))
+        r = harness.http_request(m.port, "POST", "/sns", json.dumps(msg).encode(),
+                                 {"x-amz-sns-message-type": "Notification"},
+                                 tls_context=pki.client_context())
+        self.assertEqual(r.status, 200, r)
+
+        # Unusable files: a key of another certificate, then garbage.  The
+        # reload fails and the last good certificate stays.
+        shutil.copy(pki.server_key, key)
+        m.proc.send_signal(signal.SIGHUP)
+        self.wait_log(m, "tls reload failed: still serving the previous certificate", 1)
+        with open(cert, "w") as f:
+            f.write("not a certificate\n")
+        m.proc.send_signal(signal.SIGHUP)
+        self.wait_log(m, "tls reload failed: still serving the previous certificate", 2)
+        self.assertEqual(self.served_cert(m.port), self.der(new_cert))
+        errors = [json.loads(x)["error"] for x in m.out_lines if "tls reload failed" in x]
+        self.assertIn("does not belong", errors[0])
+        self.assertIn("not a PEM certificate", errors[1])
 
 
 def main(argv):
