@@ -29,6 +29,7 @@ struct config_redis {
 	char path[108];
 	char password[256]; /* empty: none */
 	unsigned db;
+	bool cluster; /* --redis-cluster: host:port is a seed node */
 };
 
 struct config {

@@ -10,6 +10,8 @@
  *                             notification as JSON
  *   {prefix}msg:{<MessageId>} string, set once a message's writes are all
  *                             done; expires with the retention period
+ * Connections, and in a Redis Cluster the routing of each key to its
+ * node, are rcluster.h's.
  * Every write is idempotent (a member written twice is stored once), which
  * is what makes SNS redelivery harmless and a half-done write safe to retry.
  * Each set is trimmed to the retention window measured back from its newest
@@ -32,7 +34,7 @@
 #define STORE_RECENT_MAX 10000
 #define STORE_RCPT_EVENTS_MAX 100000
 #define STORE_TOPIC_MESSAGES_MAX 10000
-/* Idle connections kept for reuse. */
+/* Idle connections kept for reuse (per node in a Redis Cluster). */
 #define STORE_POOL_MAX 128
 #define STORE_CONNECT_TIMEOUT_MS 1000
 #define STORE_COMMAND_TIMEOUT_MS 3000

@@ -24,6 +24,7 @@ enum opt_id {
 	OPT_API_TOKEN,
 	OPT_REDIS,
 	OPT_REDIS_PREFIX,
+	OPT_REDIS_CLUSTER, /* after OPT_REDIS, whose parse resets c->redis */
 	OPT_CERT_HOST_PATTERN,
 	OPT_CA_FILE,
 	OPT_CERT_CACHE_DIR,
@@ -55,6 +56,7 @@ static const struct opt opts[OPT__COUNT] = {
 	[OPT_API_TOKEN] = {"api-token", "TOKEN", NULL, "require 'Authorization: Bearer TOKEN' on the API and console"},
 	[OPT_REDIS] = {"redis", "URL", "redis://127.0.0.1:6379/0", "redis://[:password@]host:port[/db] or unix:///path"},
 	[OPT_REDIS_PREFIX] = {"redis-prefix", "STR", "mailtrail:", "prefix of every Redis key"},
+	[OPT_REDIS_CLUSTER] = {"redis-cluster", NULL, NULL, "treat --redis as a seed node of a Redis Cluster"},
 	[OPT_CERT_HOST_PATTERN] = {"cert-host-pattern", "ERE", DEFAULT_CERT_HOST_PATTERN, "authority of SigningCertURL/SubscribeURL must match"},
 	[OPT_CA_FILE] = {"ca-file", "FILE", NULL, "CA bundle for outbound HTTPS (default: system store)"},
 	[OPT_CERT_CACHE_DIR] = {"cert-cache-dir", "DIR", NULL, "keep signing certs here; a cert found here is used without fetching"},
@@ -276,6 +278,10 @@ static bool apply(struct config *c, enum opt_id id, const char *v, char *err,
 			goto bad;
 		c->redis_prefix = v;
 		return true;
+	case OPT_REDIS_CLUSTER:
+		if (!parse_bool(v, &c->redis.cluster))
+			goto bad;
+		return true;
 	case OPT_CERT_HOST_PATTERN:
 		if (c->cert_host_re_set) {
 			regfree(&c->cert_host_re);
@@ -462,6 +468,11 @@ enum config_result config_parse(struct config *c, int argc, char **argv,
 		fail(err, errsz, "mailtrail: --%s and --%s go together",
 		     c->tls_cert ? "tls-key" : "tls-cert",
 		     c->tls_cert ? "tls-cert" : "tls-key");
+		return CONFIG_ERROR;
+	}
+	if (c->redis.cluster && (c->redis.is_unix || c->redis.db)) {
+		fail(err, errsz, "mailtrail: --redis-cluster needs a redis://host:port seed "
+		     "(no unix socket, database 0 only)");
 		return CONFIG_ERROR;
 	}
 	return CONFIG_OK;

@@ -2,13 +2,13 @@
 
 #include <hiredis/hiredis.h>
 #include <openssl/sha.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "metrics.h"
+#include "rcluster.h"
 
 /* One sorted set write: add the member, trim to the retention window below
  * the newest score and to a size cap, refresh the idle expiry.  With a
@@ -65,14 +65,33 @@ static const char put_script[] =
 	"return added\n";
 
 struct store {
-	struct config_redis redis;
+	struct rcluster *rc;
 	char *prefix;
+	char recent_key[160]; /* {prefix}recent */
 	int64_t retention_ms;
 	char script_sha[41]; /* put_script's SHA1, as SCRIPT LOAD answers it */
-	pthread_mutex_t lock;
-	redisContext *idle[STORE_POOL_MAX];
-	size_t nidle;
 };
+
+/* Every new connection makes sure its server has the script (it may have
+ * restarted, or be another node since the last connection). */
+static bool load_script(redisContext *c, void *arg, char *errbuf, size_t errsz)
+{
+	const struct store *st = arg;
+	redisReply *r = redisCommand(c, "SCRIPT LOAD %s", put_script);
+	bool ok = r && r->type == REDIS_REPLY_STRING && strcmp(r->str, st->script_sha) == 0;
+	if (!ok)
+		snprintf(errbuf, errsz, "SCRIPT LOAD: %s",
+			 !r ? (c->errstr[0] ? c->errstr : "no reply")
+			 : r->type == REDIS_REPLY_ERROR ? r->str : "unexpected answer");
+	freeReplyObject(r);
+	return ok;
+}
+
+static void count_fault(void *arg)
+{
+	(void)arg;
+	metrics_add(METRIC_redis_errors_total, 1);
+}
 
 struct store *store_new(const struct config_redis *redis, const char *prefix,
 			unsigned retention_days)
@@ -80,33 +99,53 @@ struct store *store_new(const struct config_redis *redis, const char *prefix,
 	struct store *st = calloc(1, sizeof(*st));
 	if (!st)
 		return NULL;
-	st->redis = *redis;
 	st->prefix = strdup(prefix);
-	if (!st->prefix) {
-		free(st);
-		return NULL;
-	}
+	if (!st->prefix)
+		goto fail;
+	snprintf(st->recent_key, sizeof(st->recent_key), "%srecent", prefix);
 	st->retention_ms = (int64_t)retention_days * 86400 * 1000;
 	unsigned char md[SHA_DIGEST_LENGTH];
 	SHA1((const unsigned char *)put_script, sizeof(put_script) - 1, md);
 	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
 		snprintf(st->script_sha + 2 * i, 3, "%02x", md[i]);
-	pthread_mutex_init(&st->lock, NULL);
+	struct rcluster_opts o = {
+		.redis = redis,
+		.pool_max = STORE_POOL_MAX,
+		.connect_timeout_ms = STORE_CONNECT_TIMEOUT_MS,
+		.command_timeout_ms = STORE_COMMAND_TIMEOUT_MS,
+		.on_connect = load_script,
+		.on_fault = count_fault,
+		.arg = st,
+	};
+	st->rc = rcluster_new(&o);
+	if (!st->rc)
+		goto fail;
 	return st;
+fail:
+	store_free(st);
+	return NULL;
 }
 
 void store_free(struct store *st)
 {
 	if (!st)
 		return;
-	for (size_t i = 0; i < st->nidle; i++)
-		redisFree(st->idle[i]);
-	pthread_mutex_destroy(&st->lock);
+	rcluster_free(st->rc);
 	free(st->prefix);
 	free(st);
 }
 
-static bool reply_ok(redisReply *r, int type, char *errbuf, size_t errsz)
+/* Key "{prefix}kind:{name}" into a malloc'd string (caller frees). */
+static char *make_key(const struct store *st, const char *kind, const char *name)
+{
+	size_t n = strlen(st->prefix) + strlen(kind) + strlen(name) + 4;
+	char *k = malloc(n);
+	if (k)
+		snprintf(k, n, "%s%s:{%s}", st->prefix, kind, name);
+	return k;
+}
+
+static bool reply_ok(const redisReply *r, int type, char *errbuf, size_t errsz)
 {
 	if (!r) {
 		snprintf(errbuf, errsz, "no reply");
@@ -123,95 +162,104 @@ static bool reply_ok(redisReply *r, int type, char *errbuf, size_t errsz)
 	return true;
 }
 
-/* A new connection, authenticated and on the right database. */
-static redisContext *connect_redis(struct store *st, char *errbuf, size_t errsz)
-{
-	struct timeval ct = {STORE_CONNECT_TIMEOUT_MS / 1000,
-			     (STORE_CONNECT_TIMEOUT_MS % 1000) * 1000};
-	struct timeval rt = {STORE_COMMAND_TIMEOUT_MS / 1000,
-			     (STORE_COMMAND_TIMEOUT_MS % 1000) * 1000};
-	redisContext *c = st->redis.is_unix
-				  ? redisConnectUnixWithTimeout(st->redis.path, ct)
-				  : redisConnectWithTimeout(st->redis.host,
-							    (int)st->redis.port, ct);
-	if (!c) {
-		snprintf(errbuf, errsz, "out of memory");
-		return NULL;
-	}
-	if (c->err) {
-		snprintf(errbuf, errsz, "connect: %s", c->errstr);
-		goto fail;
-	}
-	redisSetTimeout(c, rt);
-	if (!st->redis.is_unix)
-		redisEnableKeepAlive(c);
-	redisReply *r;
-	if (st->redis.password[0]) {
-		r = redisCommand(c, "AUTH %s", st->redis.password);
-		bool ok = reply_ok(r, -1, errbuf, errsz);
-		freeReplyObject(r);
-		if (!ok)
-			goto fail;
-	}
-	if (st->redis.db) {
-		r = redisCommand(c, "SELECT %u", st->redis.db);
-		bool ok = reply_ok(r, -1, errbuf, errsz);
-		freeReplyObject(r);
-		if (!ok)
-			goto fail;
-	}
-	/* Every new connection makes sure the server has the script (it may
-	 * have restarted, or be another node since the last connection). */
-	r = redisCommand(c, "SCRIPT LOAD %s", put_script);
-	bool ok = reply_ok(r, REDIS_REPLY_STRING, errbuf, errsz) &&
-		  strcmp(r->str, st->script_sha) == 0;
-	if (r && r->type == REDIS_REPLY_STRING && !ok)
-		snprintf(errbuf, errsz, "SCRIPT LOAD answered an unexpected SHA1");
-	freeReplyObject(r);
-	if (!ok)
-		goto fail;
-	return c;
-fail:
-	redisFree(c);
-	return NULL;
-}
+/* Commands run together, each on the node of its key (rcluster.h): one
+ * round trip per node. */
+struct batch {
+	struct rcluster_cmd *cmd;
+	size_t n, cap;
+	bool nomem; /* a command could not be added: the batch fails */
+};
 
-/* An idle connection, or a new one. */
-static redisContext *conn_get(struct store *st, char *errbuf, size_t errsz)
+/* Takes raw (redisFormatCommand's, len < 0: its failure). */
+static void batch_push(struct batch *b, const char *key, char *raw, int len)
 {
-	redisContext *c = NULL;
-	pthread_mutex_lock(&st->lock);
-	if (st->nidle)
-		c = st->idle[--st->nidle];
-	pthread_mutex_unlock(&st->lock);
-	return c ? c : connect_redis(st, errbuf, errsz);
-}
-
-/* Returns a healthy connection to the pool; a broken one is closed, so the
- * next request reconnects (this is how Redis coming back is noticed). */
-static void conn_put(struct store *st, redisContext *c, bool healthy)
-{
-	if (!c)
-		return;
-	if (healthy && !c->err) {
-		pthread_mutex_lock(&st->lock);
-		if (st->nidle < STORE_POOL_MAX) {
-			st->idle[st->nidle++] = c;
-			c = NULL;
+	if (len >= 0 && !b->nomem && b->n == b->cap) {
+		size_t cap = b->cap ? 2 * b->cap : 8;
+		struct rcluster_cmd *c = realloc(b->cmd, cap * sizeof(*c));
+		if (c) {
+			b->cmd = c;
+			b->cap = cap;
 		}
-		pthread_mutex_unlock(&st->lock);
 	}
-	redisFree(c);
+	if (len < 0 || b->nomem || b->n == b->cap) {
+		b->nomem = true;
+		redisFreeCommand(raw);
+		return;
+	}
+	b->cmd[b->n++] = (struct rcluster_cmd){key, strlen(key), raw, (size_t)len, NULL};
 }
 
-/* Key "{prefix}kind:{name}" into a malloc'd string (caller frees). */
-static char *make_key(const struct store *st, const char *kind, const char *name)
+static void batch_add(struct batch *b, const char *key, int argc,
+		      const char **argv, const size_t *argl)
 {
-	size_t n = strlen(st->prefix) + strlen(kind) + strlen(name) + 4;
-	char *k = malloc(n);
-	if (k)
-		snprintf(k, n, "%s%s:{%s}", st->prefix, kind, name);
-	return k;
+	char *raw = NULL;
+	int len = redisFormatCommandArgv(&raw, argc, argv, argl);
+	batch_push(b, key, raw, len);
+}
+
+static void batch_vaddf(struct batch *b, const char *key, const char *fmt, va_list ap)
+{
+	char *raw = NULL;
+	int len = redisvFormatCommand(&raw, fmt, ap);
+	batch_push(b, key, raw, len);
+}
+
+static void batch_addf(struct batch *b, const char *key, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void batch_addf(struct batch *b, const char *key, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	batch_vaddf(b, key, fmt, ap);
+	va_end(ap);
+}
+
+static enum mt_err batch_run(struct store *st, struct batch *b, char *errbuf,
+			     size_t errsz)
+{
+	if (b->nomem) {
+		snprintf(errbuf, errsz, "cannot queue a command (out of memory)");
+		return MT_E_NOMEM;
+	}
+	return rcluster_exec(st->rc, b->cmd, b->n, errbuf, errsz);
+}
+
+static void batch_free(struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		redisFreeCommand((char *)b->cmd[i].raw);
+		freeReplyObject(b->cmd[i].reply);
+	}
+	free(b->cmd);
+	memset(b, 0, sizeof(*b));
+}
+
+/* One command; its answer when it is not an error (caller frees), else
+ * NULL with errbuf saying why. */
+static redisReply *command(struct store *st, const char *key, char *errbuf,
+			   size_t errsz, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+static redisReply *command(struct store *st, const char *key, char *errbuf,
+			   size_t errsz, const char *fmt, ...)
+{
+	struct batch b = {0};
+	redisReply *r = NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	batch_vaddf(&b, key, fmt, ap);
+	va_end(ap);
+	if (batch_run(st, &b, errbuf, errsz) == MT_E_OK) {
+		if (reply_ok(b.cmd[0].reply, -1, errbuf, errsz)) {
+			r = b.cmd[0].reply;
+			b.cmd[0].reply = NULL;
+		} else {
+			count_fault(NULL);
+		}
+	}
+	batch_free(&b);
+	return r;
 }
 
 struct put {
@@ -224,26 +272,21 @@ struct put {
 	long max_members;
 };
 
-/* Pipelines the script for each put, plus the recent feed when recent is
- * true, on connection c.  Sums the adds of the puts.  *io_error tells a
- * broken connection from an error reply. */
-static enum mt_err pipeline_puts(struct store *st, redisContext *c,
-				 const struct put *puts, size_t n, bool recent,
-				 size_t *added, bool *io_error, char *errbuf,
-				 size_t errsz)
+/* Runs the script for each put, plus the recent feed when recent is true,
+ * in one batch.  Sums the adds of the puts. */
+static enum mt_err run_puts(struct store *st, const struct put *puts, size_t n,
+			    bool recent, size_t *added, char *errbuf,
+			    size_t errsz)
 {
-	char recent_key[256];
-	size_t sent = 0;
-	enum mt_err err = MT_E_OK;
+	const char *rk = st->recent_key;
+	struct batch b = {0};
+	char ret[32];
 
 	*added = 0;
-	*io_error = false;
-	snprintf(recent_key, sizeof(recent_key), "%srecent", st->prefix);
-
+	snprintf(ret, sizeof(ret), "%lld", (long long)st->retention_ms);
 	for (size_t i = 0; i < n; i++) {
-		char score[32], ret[32], max[32];
+		char score[32], max[32];
 		snprintf(score, sizeof(score), "%lld", (long long)puts[i].score);
-		snprintf(ret, sizeof(ret), "%lld", (long long)st->retention_ms);
 		snprintf(max, sizeof(max), "%ld", puts[i].max_members);
 		const char *argv[11] = {"EVALSHA", st->script_sha, "1", puts[i].key};
 		size_t argl[11] = {7, 40, 1, strlen(puts[i].key)};
@@ -262,105 +305,29 @@ static enum mt_err pipeline_puts(struct store *st, redisContext *c,
 			argv[argc] = args[a];
 			argl[argc++] = lens[a];
 		}
-		bool queued = redisAppendCommandArgv(c, argc, argv, argl) == REDIS_OK;
-		if (queued && recent) {
-			const char *zargv[] = {"ZADD", recent_key, score, puts[i].member};
-			size_t zargl[] = {4, strlen(recent_key), strlen(score),
-					  puts[i].member_len};
-			queued = redisAppendCommandArgv(c, 4, zargv, zargl) == REDIS_OK &&
-				 redisAppendCommand(c, "ZREMRANGEBYRANK %s 0 %d", recent_key,
-						    -STORE_RECENT_MAX - 1) == REDIS_OK;
+		batch_add(&b, puts[i].key, argc, argv, argl);
+		if (recent) {
+			const char *zargv[] = {"ZADD", rk, score, puts[i].member};
+			size_t zargl[] = {4, strlen(rk), strlen(score), puts[i].member_len};
+			batch_add(&b, rk, 4, zargv, zargl);
+			batch_addf(&b, rk, "ZREMRANGEBYRANK %s 0 %d", rk, -STORE_RECENT_MAX - 1);
 		}
-		if (!queued) {
-			/* Out of memory half-way: the connection's output is in an
-			 * unknown state, so it is dropped, not reused. */
-			snprintf(errbuf, errsz, "cannot queue a command (out of memory)");
-			*io_error = true;
-			return MT_E_NOMEM;
-		}
-		sent += recent ? 3 : 1;
 	}
-	/* Read every reply, even after an error, to keep the stream in step. */
+	enum mt_err err = batch_run(st, &b, errbuf, errsz);
 	size_t per = recent ? 3 : 1;
-	for (size_t i = 0; i < sent; i++) {
-		redisReply *r = NULL;
-		if (redisGetReply(c, (void **)&r) != REDIS_OK) {
-			snprintf(errbuf, errsz, "%s", c->errstr[0] ? c->errstr : "I/O error");
-			*io_error = true;
-			err = MT_E_REDIS;
-			break;
-		}
+	for (size_t i = 0; err == MT_E_OK && i < b.n; i++) {
+		const redisReply *r = b.cmd[i].reply;
 		if (!reply_ok(r, -1, errbuf, errsz)) {
+			count_fault(NULL);
 			err = MT_E_REDIS;
-			/* The script cache was flushed: a new connection loads it
-			 * again, and the batch (idempotent) is retried there. */
-			if (strncmp(r->str, "NOSCRIPT", 8) == 0)
-				*io_error = true;
 		} else if (i % per == 0 && r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
 			*added += 1;
 			if (puts[i / per].counts_key) /* an event, not a raw message */
 				metrics_count_event(puts[i / per].type);
 		}
-		freeReplyObject(r);
 	}
+	batch_free(&b);
 	return err;
-}
-
-static redisReply *command(redisContext *c, bool *io_error, char *errbuf,
-			   size_t errsz, const char *fmt, ...);
-
-/* One operation on one connection.  Sets *io_error when the connection
- * broke (as opposed to Redis answering with an error). */
-typedef enum mt_err (*store_op)(struct store *st, redisContext *c, void *ctx,
-				bool *io_error, char *errbuf, size_t errsz);
-
-/* Runs op on a pooled connection.  Every operation is idempotent (writes)
- * or read-only, so when the connection turns out to be dead (Redis
- * restarted meanwhile) the op runs again on a new one: the first request
- * after Redis comes back succeeds. */
-static enum mt_err store_run(struct store *st, store_op op, void *ctx,
-			     char *errbuf, size_t errsz)
-{
-	for (int attempt = 0;; attempt++) {
-		bool io_error = false;
-		redisContext *c = conn_get(st, errbuf, errsz);
-		if (!c) {
-			metrics_add(METRIC_redis_errors_total, 1);
-			return MT_E_REDIS;
-		}
-		enum mt_err err = op(st, c, ctx, &io_error, errbuf, errsz);
-		conn_put(st, c, !io_error);
-		if (err == MT_E_REDIS || io_error)
-			metrics_add(METRIC_redis_errors_total, 1);
-		/* A connection that broke (Redis restarted while it idled in
-		 * the pool) or lost the script (SCRIPT FLUSH, failover) is
-		 * dropped; the op runs once more on a new connection. */
-		if (!(io_error && attempt == 0))
-			return err;
-	}
-}
-
-struct puts_ctx {
-	const struct put *puts;
-	size_t n;
-	bool recent;
-	size_t *added;
-};
-
-static enum mt_err puts_op(struct store *st, redisContext *c, void *ctx,
-			   bool *io_error, char *errbuf, size_t errsz)
-{
-	struct puts_ctx *p = ctx;
-	return pipeline_puts(st, c, p->puts, p->n, p->recent, p->added, io_error,
-			     errbuf, errsz);
-}
-
-static enum mt_err run_puts(struct store *st, const struct put *puts, size_t n,
-			    bool recent, size_t *added, char *errbuf,
-			    size_t errsz)
-{
-	struct puts_ctx p = {puts, n, recent, added};
-	return store_run(st, puts_op, &p, errbuf, errsz);
 }
 
 enum mt_err store_put_events(struct store *st, const struct ses_events *evs,
@@ -408,38 +375,23 @@ enum mt_err store_put_raw(struct store *st, const char *topic_arn,
 	return err;
 }
 
-struct marker_ctx {
-	const char *key;
-	int64_t ttl_ms;
-	bool *seen; /* NULL: mark */
-};
-
-static enum mt_err marker_op(struct store *st, redisContext *c, void *ctx,
-			     bool *io_error, char *errbuf, size_t errsz)
-{
-	struct marker_ctx *mc = ctx;
-	redisReply *r = mc->seen
-		? command(c, io_error, errbuf, errsz, "EXISTS %s", mc->key)
-		: command(c, io_error, errbuf, errsz, "SET %s 1 PX %lld", mc->key,
-			  (long long)mc->ttl_ms);
-	if (!r)
-		return MT_E_REDIS;
-	if (mc->seen)
-		*mc->seen = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
-	freeReplyObject(r);
-	return MT_E_OK;
-}
-
 static enum mt_err marker(struct store *st, const char *message_id, bool *seen,
 			  char *errbuf, size_t errsz)
 {
 	char *key = make_key(st, "msg", message_id);
 	if (!key)
 		return MT_E_NOMEM;
-	struct marker_ctx mc = {key, st->retention_ms, seen};
-	enum mt_err err = store_run(st, marker_op, &mc, errbuf, errsz);
+	redisReply *r = seen
+		? command(st, key, errbuf, errsz, "EXISTS %s", key)
+		: command(st, key, errbuf, errsz, "SET %s 1 PX %lld", key,
+			  (long long)st->retention_ms);
 	free(key);
-	return err;
+	if (!r)
+		return MT_E_REDIS;
+	if (seen)
+		*seen = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
+	freeReplyObject(r);
+	return MT_E_OK;
 }
 
 enum mt_err store_message_seen(struct store *st, const char *message_id,
@@ -455,22 +407,14 @@ enum mt_err store_message_mark(struct store *st, const char *message_id,
 	return marker(st, message_id, NULL, errbuf, errsz);
 }
 
-static enum mt_err ping_op(struct store *st, redisContext *c, void *ctx,
-			   bool *io_error, char *errbuf, size_t errsz)
-{
-	redisReply *r = redisCommand(c, "PING");
-	bool ok = reply_ok(r, REDIS_REPLY_STATUS, errbuf, errsz);
-	if (!r) {
-		snprintf(errbuf, errsz, "%s", c->errstr[0] ? c->errstr : "no reply");
-		*io_error = true;
-	}
-	freeReplyObject(r);
-	return ok ? MT_E_OK : MT_E_REDIS;
-}
-
 enum mt_err store_ping(struct store *st, char *errbuf, size_t errsz)
 {
-	return store_run(st, ping_op, NULL, errbuf, errsz);
+	/* In a cluster: the node of the recent feed, which every delivery
+	 * writes. */
+	redisReply *r = command(st, st->recent_key, errbuf, errsz, "PING");
+	bool ok = reply_ok(r, REDIS_REPLY_STATUS, errbuf, errsz);
+	freeReplyObject(r);
+	return ok ? MT_E_OK : MT_E_REDIS;
 }
 
 /* ---- queries ---------------------------------------------------------- */
@@ -510,25 +454,6 @@ static struct json_object *event_if_matches(const redisReply *member, const char
 	return ev;
 }
 
-static redisReply *command(redisContext *c, bool *io_error, char *errbuf,
-			   size_t errsz, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	redisReply *r = redisvCommand(c, fmt, ap);
-	va_end(ap);
-	if (!r) {
-		*io_error = true;
-		snprintf(errbuf, errsz, "%s", c->errstr[0] ? c->errstr : "no reply");
-		return NULL;
-	}
-	if (!reply_ok(r, -1, errbuf, errsz)) {
-		freeReplyObject(r);
-		return NULL;
-	}
-	return r;
-}
-
 struct query_ctx {
 	const char *key;
 	const struct store_query *q;
@@ -546,10 +471,9 @@ struct match {
  * page (whose cursor then includes it), so a page never splits one
  * millisecond's events between two pages.  Only when a whole page shares
  * the boundary score is that millisecond returned in one go. */
-static enum mt_err query_op(struct store *st, redisContext *c, void *ctx,
-			    bool *io_error, char *errbuf, size_t errsz)
+static enum mt_err query_page(struct store *st, struct query_ctx *qc,
+			      char *errbuf, size_t errsz)
 {
-	struct query_ctx *qc = ctx;
 	const struct store_query *q = qc->q;
 	struct store_page *page = qc->page;
 	char max[32], min[32];
@@ -563,8 +487,6 @@ static enum mt_err query_op(struct store *st, redisContext *c, void *ctx,
 
 	if (!m)
 		return MT_E_NOMEM;
-	/* A retry on a fresh connection starts the page again. */
-	json_object_put(page->events);
 	page->events = json_object_new_array();
 	if (!page->events) {
 		free(m);
@@ -580,7 +502,7 @@ static enum mt_err query_op(struct store *st, redisContext *c, void *ctx,
 		snprintf(min, sizeof(min), "-inf");
 
 	while (!bounded) {
-		r = command(c, io_error, errbuf, errsz,
+		r = command(st, qc->key, errbuf, errsz,
 			    "ZREVRANGEBYSCORE %s %s %s WITHSCORES LIMIT %llu %llu",
 			    qc->key, max, min, (unsigned long long)offset,
 			    (unsigned long long)batch);
@@ -623,7 +545,7 @@ static enum mt_err query_op(struct store *st, redisContext *c, void *ctx,
 		page->next_before = nm ? m[nm - 1].score : boundary + 1;
 		if (nm == 0 && top == boundary) {
 			/* One millisecond fills the page: return all of it. */
-			r = command(c, io_error, errbuf, errsz,
+			r = command(st, qc->key, errbuf, errsz,
 				    "ZREVRANGEBYSCORE %s %lld %lld LIMIT 0 %d", qc->key,
 				    (long long)boundary, (long long)boundary, STORE_GROUP_MAX);
 			if (!r) {
@@ -636,7 +558,7 @@ static enum mt_err query_op(struct store *st, redisContext *c, void *ctx,
 					json_object_array_add(page->events, ev);
 			}
 			freeReplyObject(r);
-			r = command(c, io_error, errbuf, errsz,
+			r = command(st, qc->key, errbuf, errsz,
 				    "ZREVRANGEBYSCORE %s (%lld %s LIMIT 0 1", qc->key,
 				    (long long)boundary, min);
 			if (!r) {
@@ -679,7 +601,7 @@ enum mt_err store_query_events(struct store *st, const char *address,
 		snprintf(recent, sizeof(recent), "%srecent", st->prefix);
 	}
 	struct query_ctx qc = {key ? key : recent, q, out};
-	enum mt_err err = store_run(st, query_op, &qc, errbuf, errsz);
+	enum mt_err err = query_page(st, &qc, errbuf, errsz);
 	free(key);
 	return err;
 }
@@ -697,23 +619,17 @@ struct summary_ctx {
 	struct store_summary *sum;
 };
 
-static enum mt_err summary_op(struct store *st, redisContext *c, void *ctx,
-			      bool *io_error, char *errbuf, size_t errsz)
+static enum mt_err summary(struct store *st, struct summary_ctx *sc,
+			   char *errbuf, size_t errsz)
 {
-	struct summary_ctx *sc = ctx;
 	struct store_summary *sum = sc->sum;
 	int64_t last_bounce = -1, last_complaint = -1;
 	long long n_bounce = 0, n_complaint = 0;
 
-	/* A retry on a fresh connection starts again. */
-	json_object_put(sum->counts);
-	json_object_put(sum->last_event);
-	sum->last_event = NULL;
-	sum->reason = NULL;
 	sum->counts = json_object_new_object();
 	if (!sum->counts)
 		return MT_E_NOMEM;
-	redisReply *r = command(c, io_error, errbuf, errsz, "HGETALL %s", sc->counts_key);
+	redisReply *r = command(st, sc->counts_key, errbuf, errsz, "HGETALL %s", sc->counts_key);
 	if (!r)
 		return MT_E_REDIS;
 	for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
@@ -738,7 +654,7 @@ static enum mt_err summary_op(struct store *st, redisContext *c, void *ctx,
 	else if (n_complaint > 0)
 		sum->reason = "Complaint";
 
-	r = command(c, io_error, errbuf, errsz, "ZREVRANGE %s 0 0", sc->key);
+	r = command(st, sc->key, errbuf, errsz, "ZREVRANGE %s 0 0", sc->key);
 	if (!r)
 		return MT_E_REDIS;
 	if (r->type == REDIS_REPLY_ARRAY && r->elements == 1)
@@ -759,7 +675,7 @@ enum mt_err store_recipient_summary(struct store *st, const char *address,
 	if (!key || !counts)
 		goto out;
 	struct summary_ctx sc = {key, counts, out};
-	err = store_run(st, summary_op, &sc, errbuf, errsz);
+	err = summary(st, &sc, errbuf, errsz);
 out:
 	free(counts);
 	free(key);

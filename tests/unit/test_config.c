@@ -80,6 +80,22 @@ int main(void)
 	CHECK(c.ntopics == 2 && config_topic_allowed(&c, "arn:y") &&
 		      !config_topic_allowed(&c, "arn:a"), "flag topics win");
 	CHECK(c.redis.is_unix && strcmp(c.redis.path, "/run/redis.sock") == 0, "unix");
+	CHECK(!c.redis.cluster, "no cluster by default");
+	config_free(&c);
+
+	/* --redis-cluster: a switch and a variable, with a host:port seed;
+	 * the URL (whatever order) does not reset it. */
+	CHECK(run(&c, NULL, err, sizeof(err), "--redis-cluster", "--redis",
+		  "redis://:pw@10.0.0.5:7000", NULL) == CONFIG_OK, "%s", err);
+	CHECK(c.redis.cluster && c.redis.port == 7000 && strcmp(c.redis.password, "pw") == 0,
+	      "cluster flag");
+	config_free(&c);
+	const char *const env_cluster[] = {"MAILTRAIL_REDIS_CLUSTER", "yes", NULL};
+	CHECK(run(&c, env_cluster, err, sizeof(err), NULL) == CONFIG_OK && c.redis.cluster,
+	      "cluster from the environment: %s", err);
+	config_free(&c);
+	CHECK(run(&c, env_cluster, err, sizeof(err), "--redis-cluster=no", NULL) == CONFIG_OK &&
+		      !c.redis.cluster, "cluster flag wins: %s", err);
 	config_free(&c);
 
 	/* Errors: exit 2 with one line naming the option. */
@@ -91,6 +107,10 @@ int main(void)
 	EXPECT_ERROR("--cert-host-pattern", NULL, "--cert-host-pattern", "(");
 	EXPECT_ERROR("--redis", NULL, "--redis", "http://x");
 	EXPECT_ERROR("--redis", NULL, "--redis", "redis://host:0");
+	EXPECT_ERROR("--redis-cluster", NULL, "--redis-cluster", "--redis", "unix:///run/r.sock");
+	EXPECT_ERROR("--redis-cluster", NULL, "--redis-cluster", "--redis", "redis://h:7000/2");
+	EXPECT_ERROR("--redis-cluster", env_cluster, "--redis", "redis://h:7000/1");
+	EXPECT_ERROR("--redis-cluster", NULL, "--redis-cluster=perhaps");
 	EXPECT_ERROR("--max-body", NULL, "--max-body", "12x");
 	EXPECT_ERROR("--max-age", NULL, "--max-age", "");
 	EXPECT_ERROR("--log-format", NULL, "--log-format", "xml");

@@ -1,0 +1,148 @@
+/* The cluster routing's pure parts (hash slots, redirects), and what a
+ * batch does when no Redis answers. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rcluster.h"
+#include "testutil.h"
+
+/* Answers of redis-server 7.0.15's CLUSTER KEYSLOT, hash-tag edge cases
+ * included: an empty tag ({}) hashes the whole key, only the first '{'
+ * and the first '}' after it count. */
+static const struct {
+	const char *key;
+	unsigned slot;
+} keyslot[] = {
+	{"", 0},
+	{"a", 15495},
+	{"123456789", 12739},
+	{"foo", 12182},
+	{"{user1000}.following", 3443},
+	{"{user1000}.followers", 3443},
+	{"foo{}{bar}", 8363},
+	{"foo{{bar}}zap", 4015},
+	{"foo{bar}{zap}", 5061},
+	{"{}", 15257},
+	{"{", 4092},
+	{"}", 12090},
+	{"}{", 12793},
+	{"{}{a}", 13650},
+	{"a{b", 13340},
+	{"a}b{c}", 7365},
+	{"{{}}", 4092},
+	{"x{}y{z}", 15453},
+	{"\xc3\x9c" "n" "\xc3\xaf" "c" "\xc3\xb6" "d" "\xc3\xa9", 8060},
+	{"hello world", 15332},
+	{"mailtrail:rcpt:{alice@example.com}", 350},
+	{"mailtrail:counts:{alice@example.com}", 350},
+	{"mailtrail:recent", 8013},
+	{"mailtrail:topic:{arn:aws:sns:us-east-1:123456789012:ses-events}", 6526},
+	{"mailtrail:msg:{00000000-0000-4000-8000-000000000001}", 6388},
+};
+
+static void test_slots(void)
+{
+	for (size_t i = 0; i < sizeof(keyslot) / sizeof(keyslot[0]); i++) {
+		unsigned s = rcluster_key_slot(keyslot[i].key, strlen(keyslot[i].key));
+		CHECK(s == keyslot[i].slot, "slot of '%s': %u, Redis says %u",
+		      keyslot[i].key, s, keyslot[i].slot);
+	}
+	/* The length is what counts, not a NUL: "a\0b{x}" hashes as {x}. */
+	CHECK(rcluster_key_slot("a\0b{x}", 6) == rcluster_key_slot("x", 1), "NUL in a key");
+	CHECK(rcluster_key_slot("{ab}", 2) == rcluster_key_slot("{a", 2), "length bounds the tag");
+}
+
+static void test_redirects(void)
+{
+	bool ask;
+	unsigned slot, port;
+	char host[64];
+
+	CHECK(rcluster_parse_redirect("MOVED 3999 127.0.0.1:6381", &ask, &slot, host,
+				      sizeof(host), &port) &&
+		      !ask && slot == 3999 && port == 6381 && strcmp(host, "127.0.0.1") == 0,
+	      "MOVED");
+	CHECK(rcluster_parse_redirect("ASK 16383 redis-2.internal:7000", &ask, &slot, host,
+				      sizeof(host), &port) &&
+		      ask && slot == 16383 && port == 7000 && strcmp(host, "redis-2.internal") == 0,
+	      "ASK");
+	CHECK(rcluster_parse_redirect("MOVED 0 ::1:7001", &ask, &slot, host, sizeof(host),
+				      &port) &&
+		      slot == 0 && port == 7001 && strcmp(host, "::1") == 0,
+	      "IPv6");
+	CHECK(rcluster_parse_redirect("MOVED 12 :7002", &ask, &slot, host, sizeof(host),
+				      &port) &&
+		      host[0] == '\0' && port == 7002,
+	      "empty host: the node that answered");
+	const char *bad[] = {"MOVED", "MOVED 16384 h:1", "MOVED -1 h:1", "MOVED 1 h", "MOVED 1 h:0",
+			     "MOVED 1 h:65536", "MOVED 1 h:12x", "MOVED x h:1", "ASKING",
+			     "ERR unknown", "TRYAGAIN Multiple keys request during rehashing of slot",
+			     "MOVED 1 aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:1"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		CHECK(!rcluster_parse_redirect(bad[i], &ask, &slot, host, sizeof(host), &port),
+		      "not a redirect: '%s'", bad[i]);
+}
+
+/* A loopback port nobody listens on (it was free a moment ago). */
+static unsigned closed_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof(a);
+	bind(fd, (struct sockaddr *)&a, sizeof(a));
+	getsockname(fd, (struct sockaddr *)&a, &al);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static void count(void *arg)
+{
+	++*(unsigned *)arg;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Nobody answers: the batch fails with MT_E_REDIS (the webhook's 503),
+ * at once for one server, after bounded retries for a cluster. */
+static void test_unreachable(bool cluster)
+{
+	struct config_redis r = {.port = closed_port(), .cluster = cluster};
+	snprintf(r.host, sizeof(r.host), "127.0.0.1");
+	unsigned faults = 0;
+	struct rcluster_opts o = {.redis = &r, .pool_max = 4, .connect_timeout_ms = 200,
+				  .command_timeout_ms = 200, .on_fault = count, .arg = &faults};
+	struct rcluster *rc = rcluster_new(&o);
+	CHECK(rc != NULL, "new");
+	char *raw = NULL;
+	int len = redisFormatCommand(&raw, "GET %s", "k{x}");
+	struct rcluster_cmd cmd = {"k{x}", 4, raw, (size_t)len, NULL};
+	char err[256] = "";
+	double t0 = now_s();
+	enum mt_err e = rcluster_exec(rc, &cmd, 1, err, sizeof(err));
+	double took = now_s() - t0;
+	CHECK(e == MT_E_REDIS && cmd.reply == NULL, "cluster=%d: %d", cluster, e);
+	CHECK(strstr(err, "connect") != NULL, "cluster=%d: says why: '%s'", cluster, err);
+	CHECK(took < (cluster ? 6.0 : 1.0), "cluster=%d: gave up after %.2f s", cluster, took);
+	CHECK(!cluster || took > 0.5, "a cluster gets time to fail over: %.2f s", took);
+	CHECK(faults == (cluster ? RCLUSTER_TRIES_MAX : 2), "cluster=%d: every failed try told: %u",
+	      cluster, faults);
+	redisFreeCommand(raw);
+	rcluster_free(rc);
+}
+
+int main(void)
+{
+	test_slots();
+	test_redirects();
+	test_unreachable(false);
+	test_unreachable(true);
+	return test_report("rcluster");
+}
