@@ -12,10 +12,31 @@
 #include "config.h"
 #include "metrics.h"
 
-/* Most connections served at once per listener; more wait in the backlog. */
+/* Limits on what a client controls (README "Limits").  Each connection is
+ * served by its own thread, which these bound too. */
+
+/* Most connections served at once per listener; more wait in the kernel's
+ * listen backlog. */
 #define HTTP_CONNECTIONS_MAX 256
-/* Idle connections are closed after this many seconds. */
+/* Most connections from one client address (behind a load balancer: from
+ * one balancer address); more are closed at once. */
+#define HTTP_CONNECTIONS_PER_ADDRESS_MAX 32
+/* Memory per connection for the request line, the headers and read
+ * buffers: larger headers are answered 431 and the connection closed. */
+#define HTTP_CONNECTION_MEMORY (32 * 1024)
+/* A connection has this long, from its opening or the end of its previous
+ * request, to deliver a whole request (headers and body); then it is
+ * closed.  libmicrohttpd's own timeout only counts idleness, which a
+ * client sending a byte now and then never reaches. */
+#define HTTP_REQUEST_READ_TIMEOUT_S 10
+/* The same, while at least 3/4 of HTTP_CONNECTIONS_MAX are open: slow
+ * clients are cut sooner when they crowd out the others. */
+#define HTTP_REQUEST_READ_TIMEOUT_BUSY_S 2
+/* Connections idle (no byte either way) this long are closed. */
 #define HTTP_IDLE_TIMEOUT_S 30
+/* A warning about a limit being hit is logged at most once per this long
+ * per kind, with the count of the ones left out. */
+#define HTTP_WARN_INTERVAL_S 10
 /* How long a stopping mailtrail waits for requests in flight (SIGTERM). */
 #define HTTP_DRAIN_TIMEOUT_MS 10000
 

@@ -28,6 +28,9 @@
 	X(cert_fetches_total, "signing certificate downloads attempted")       \
 	X(cert_fetch_failures_total, "signing certificate downloads that failed") \
 	X(cert_fetch_rate_limited_total, "signing certificate downloads refused by the rate limit (answered 503)") \
+	X(http_connections_refused_total, "connections closed at once: over the per-address limit") \
+	X(http_headers_too_large_total, "requests answered 431: headers over the connection memory") \
+	X(http_request_read_timeouts_total, "connections closed for not delivering a whole request in time") \
 	X(redis_errors_total, "Redis operations that failed (connect, I/O or error reply)")
 
 enum metric {

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -15,11 +16,25 @@
 #include "log.h"
 #include "tls.h"
 
+/* How often the request read deadline is checked. */
+#define HTTP_WATCHDOG_PERIOD_MS 500
+
+struct conn_state;
+
 struct http_server {
 	struct MHD_Daemon *daemon;
 	struct http_routes routes; /* what http.c wraps: see on_request */
 	MHD_socket quiesced_fd;    /* the listen socket after http_quiesce */
 	bool tls;                  /* serves tls.c's certificate */
+	/* Open connections, for the watchdog that enforces
+	 * HTTP_REQUEST_READ_TIMEOUT_S (see watchdog()). */
+	pthread_mutex_t conns_lock;
+	pthread_cond_t wake;
+	struct conn_state *conns;
+	size_t nconns;
+	bool stopping;
+	bool watchdog_running;
+	pthread_t watchdog;
 };
 
 /* Per connection (libmicrohttpd's socket context): the request being
@@ -30,6 +45,17 @@ struct conn_state {
 	enum metric_route route;
 	int64_t start_ns;
 	char request_id[LOG_REQUEST_ID_LEN];
+	unsigned calls; /* handler calls for the current request */
+	/* Request read deadline: reading is true from the connection's
+	 * opening, or its previous request's completion (since_ms), until
+	 * the current request has been read whole. */
+	atomic_bool reading;
+	atomic_llong since_ms;
+	/* The server's list, under conns_lock. */
+	struct conn_state *prev, *next;
+	MHD_socket fd;
+	bool listed;
+	bool cut; /* shut down by the watchdog */
 };
 
 /* Requests between their first call and their completion, all listeners. */
@@ -44,6 +70,47 @@ static int64_t now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+static int64_t now_ms(void)
+{
+	return now_ns() / 1000000;
+}
+
+/* Warnings about limits being hit come in floods, so each kind (a key:
+ * a format string or a fixed message) is logged at most once per
+ * HTTP_WARN_INTERVAL_S; the next line says how many were left out. */
+struct warn_kind {
+	const void *key;
+	int64_t last_ms;
+	unsigned long left_out;
+};
+static struct warn_kind warn_kinds[16];
+static pthread_mutex_t warn_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* True when a warning of this kind is due now; *left_out gets how many
+ * were held back since the last one. */
+static bool warn_due(const void *key, unsigned long *left_out)
+{
+	int64_t now = now_ms();
+	bool due = true;
+	*left_out = 0;
+	pthread_mutex_lock(&warn_lock);
+	for (size_t i = 0; i < sizeof(warn_kinds) / sizeof(warn_kinds[0]); i++) {
+		struct warn_kind *k = &warn_kinds[i];
+		if (k->key && k->key != key)
+			continue;
+		if (k->key && now - k->last_ms < HTTP_WARN_INTERVAL_S * 1000) {
+			k->left_out++;
+			due = false;
+		} else {
+			*left_out = k->left_out;
+			*k = (struct warn_kind){key, now, 0};
+		}
+		break;
+	} /* a seventeenth kind is simply always logged */
+	pthread_mutex_unlock(&warn_lock);
+	return due;
+}
+
 static struct conn_state *conn_state(struct MHD_Connection *conn)
 {
 	const union MHD_ConnectionInfo *ci =
@@ -51,16 +118,91 @@ static struct conn_state *conn_state(struct MHD_Connection *conn)
 	return ci ? ci->socket_context : NULL;
 }
 
+/* libmicrohttpd reports a connection closed before it closes its socket,
+ * so a socket in the list is always open (see watchdog()). */
 static void on_connection(void *cls, struct MHD_Connection *conn,
 			  void **socket_context,
 			  enum MHD_ConnectionNotificationCode toe)
 {
+	struct http_server *s = cls;
+	struct conn_state *cs = *socket_context;
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-		*socket_context = calloc(1, sizeof(struct conn_state));
-	} else {
-		free(*socket_context);
-		*socket_context = NULL;
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		*socket_context = cs = calloc(1, sizeof(*cs));
+		if (!cs || !ci)
+			return; /* not watched: the idle timeout still applies */
+		cs->fd = ci->connect_fd;
+		atomic_store(&cs->reading, true);
+		atomic_store(&cs->since_ms, now_ms());
+		pthread_mutex_lock(&s->conns_lock);
+		cs->next = s->conns;
+		if (s->conns)
+			s->conns->prev = cs;
+		s->conns = cs;
+		s->nconns++;
+		cs->listed = true;
+		pthread_mutex_unlock(&s->conns_lock);
+		return;
 	}
+	if (cs && cs->listed) {
+		pthread_mutex_lock(&s->conns_lock);
+		if (cs->prev)
+			cs->prev->next = cs->next;
+		else
+			s->conns = cs->next;
+		if (cs->next)
+			cs->next->prev = cs->prev;
+		s->nconns--;
+		pthread_mutex_unlock(&s->conns_lock);
+	}
+	free(cs);
+	*socket_context = NULL;
+}
+
+/* Closes the connections that have taken too long to deliver a request:
+ * shutting the socket down makes libmicrohttpd's thread for it see the
+ * end of the stream and close it. */
+static void *watchdog(void *arg)
+{
+	struct http_server *s = arg;
+	pthread_mutex_lock(&s->conns_lock);
+	while (!s->stopping) {
+		struct timespec until;
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_nsec += HTTP_WATCHDOG_PERIOD_MS * 1000000L;
+		until.tv_sec += until.tv_nsec / 1000000000L;
+		until.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&s->wake, &s->conns_lock, &until);
+		if (s->stopping)
+			break;
+		bool busy = s->nconns * 4 >= HTTP_CONNECTIONS_MAX * 3;
+		int64_t limit_ms = (busy ? HTTP_REQUEST_READ_TIMEOUT_BUSY_S
+					 : HTTP_REQUEST_READ_TIMEOUT_S) * 1000;
+		int64_t now = now_ms();
+		unsigned long cut = 0;
+		for (struct conn_state *cs = s->conns; cs; cs = cs->next) {
+			if (cs->cut || !atomic_load(&cs->reading) ||
+			    now - atomic_load(&cs->since_ms) < limit_ms)
+				continue;
+			shutdown(cs->fd, SHUT_RDWR);
+			cs->cut = true;
+			cut++;
+		}
+		size_t open = s->nconns;
+		pthread_mutex_unlock(&s->conns_lock);
+		unsigned long left_out;
+		if (cut) {
+			metrics_add(METRIC_http_request_read_timeouts_total, cut);
+			if (warn_due("read timeout", &left_out))
+				LOG(LOG_WARN, "request not read in time: connections closed",
+				    "closed=%lu open=%zu deadline_s=%lld left_out=%lu", cut, open,
+				    (long long)(limit_ms / 1000), left_out);
+		}
+		pthread_mutex_lock(&s->conns_lock);
+	}
+	pthread_mutex_unlock(&s->conns_lock);
+	return NULL;
 }
 
 /* Every request passes here first: it is timed, given a request id and
@@ -78,9 +220,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		cs->start_ns = now_ns();
 		cs->route = s->routes.route_of ? s->routes.route_of(url) : METRIC_ROUTE_OTHER;
 		log_request_id(cs->request_id);
+		cs->calls = 0;
 		atomic_fetch_add(&in_flight, 1);
 		metrics_gauge_add(METRIC_GAUGE_http_requests_in_flight, 1);
 	}
+	/* The last call (no data, not the first) has the whole request:
+	 * from here on it is being answered, not read. */
+	if (cs && ++cs->calls > 1 && *upload_data_size == 0)
+		atomic_store(&cs->reading, false);
 	return s->routes.on_request(s->routes.cls, conn, url, method, version,
 				    upload_data, upload_data_size, req_cls);
 }
@@ -92,6 +239,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	struct conn_state *cs = conn_state(conn);
 	if (s->routes.on_completed)
 		s->routes.on_completed(s->routes.cls, conn, req_cls, toe);
+	if (cs) { /* the next request's read deadline starts now */
+		atomic_store(&cs->since_ms, now_ms());
+		atomic_store(&cs->reading, true);
+	}
 	if (cs && cs->active) {
 		const union MHD_ConnectionInfo *ci =
 			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
@@ -223,6 +374,9 @@ static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
 
+/* The library's messages, one line per kind per HTTP_WARN_INTERVAL_S
+ * (an attack makes thousands).  Two of them report limits of http.h
+ * being hit, and are counted: the library has no other way to tell. */
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char msg[512];
@@ -233,7 +387,13 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	for (char *p = msg; *p; p++)
 		if (*p == '"')
 			*p = '\'';
-	LOG(LOG_WARN, "libmicrohttpd", "detail=\"%s\"", msg);
+	if (strstr(msg, "reached connection limit"))
+		metrics_add(METRIC_http_connections_refused_total, 1);
+	if (strstr(msg, "response code is 431"))
+		metrics_add(METRIC_http_headers_too_large_total, 1);
+	unsigned long left_out;
+	if (warn_due(fmt, &left_out))
+		LOG(LOG_WARN, "libmicrohttpd", "detail=\"%s\" left_out=%lu", msg, left_out);
 }
 
 struct http_server *http_start(const struct config_listen *l, const char *tls_cert,
@@ -255,6 +415,12 @@ struct http_server *http_start(const struct config_listen *l, const char *tls_ce
 	}
 	s->routes = *routes;
 	s->quiesced_fd = MHD_INVALID_SOCKET;
+	pthread_mutex_init(&s->conns_lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->wake, &ca);
+	pthread_condattr_destroy(&ca);
 	memset(&ss, 0, sizeof(ss));
 	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
 	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
@@ -283,9 +449,11 @@ struct http_server *http_start(const struct config_listen *l, const char *tls_ce
 		MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_CONNECTIONS_MAX,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)HTTP_CONNECTIONS_PER_ADDRESS_MAX,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_IDLE_TIMEOUT_S,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-		MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
 		/* Asked at each handshake, so SIGHUP can swap it (tls.h). */
 		s->tls ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, tls_retrieve,
 		MHD_OPTION_END);
@@ -294,6 +462,11 @@ struct http_server *http_start(const struct config_listen *l, const char *tls_ce
 			 l->host, l->port);
 		goto fail;
 	}
+	if (pthread_create(&s->watchdog, NULL, watchdog, s) != 0) {
+		snprintf(errbuf, errsz, "cannot start a thread");
+		goto fail;
+	}
+	s->watchdog_running = true;
 	return s;
 fail:
 	http_stop(s);
@@ -343,10 +516,19 @@ void http_stop(struct http_server *s)
 {
 	if (!s)
 		return;
+	if (s->watchdog_running) {
+		pthread_mutex_lock(&s->conns_lock);
+		s->stopping = true;
+		pthread_cond_signal(&s->wake);
+		pthread_mutex_unlock(&s->conns_lock);
+		pthread_join(s->watchdog, NULL);
+	}
 	if (s->daemon)
 		MHD_stop_daemon(s->daemon);
 	if (s->quiesced_fd != MHD_INVALID_SOCKET)
 		close(s->quiesced_fd);
+	pthread_cond_destroy(&s->wake);
+	pthread_mutex_destroy(&s->conns_lock);
 	if (s->tls)
 		tls_free_all();
 	free(s);

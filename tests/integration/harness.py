@@ -919,9 +919,10 @@ class MailtrailTestCase(unittest.TestCase):
 
 
 def run_suite(module, argv):
-    """The main() of a suite run as `test_x.py <mailtrail-binary> <tests/data>`:
-    sets module.BINARY and module.DATA, runs every test of the module,
-    returns the exit status (1 when nothing ran)."""
+    """The main() of a suite run as `test_x.py <mailtrail-binary> <tests/data>
+    [Class.test ...]`: sets module.BINARY and module.DATA, runs the tests
+    named (default: all of the module), returns the exit status (1 when
+    nothing ran)."""
     if len(argv) < 3:
         print(module.__doc__, file=sys.stderr)
         return 2
@@ -930,7 +931,9 @@ def run_suite(module, argv):
     install_signal_handlers()
     try:
         runner = unittest.TextTestRunner(verbosity=2, stream=sys.stdout)
-        suite = unittest.defaultTestLoader.loadTestsFromModule(module)
+        loader = unittest.defaultTestLoader
+        suite = (loader.loadTestsFromNames(argv[3:], module) if argv[3:]
+                 else loader.loadTestsFromModule(module))
         result = runner.run(suite)
         if not result.testsRun:
             return 1

@@ -130,9 +130,12 @@ def exchange(port, head, body=b"", chunk=65536, source=LOOPBACK, timeout=None):
         sent = 0
         data = b""
         deadline = time.monotonic() + timeout
+        poller = select.poll()
         while time.monotonic() < deadline:
-            want_w = [s] if sent < len(out) else []
-            r, w, _ = select.select([s], want_w, [], 0.5)
+            poller.register(s, select.POLLIN | (select.POLLOUT if sent < len(out) else 0))
+            events = dict(poller.poll(500))
+            r = events.get(s.fileno(), 0) & (select.POLLIN | select.POLLHUP | select.POLLERR)
+            w = events.get(s.fileno(), 0) & select.POLLOUT
             if r:
                 try:
                     got = s.recv(65536)
@@ -257,15 +260,143 @@ class AbuseCase(harness.MailtrailTestCase):
 
     def metric(self, m, prefix):
         """Sum of the /metrics lines that start with mailtrail_<prefix>
-        (case-insensitive: label values may be upper or lower case)."""
-        r = m.request("GET", "/metrics")
-        self.assertEqual(r.status, 200, r)
+        (case-insensitive: label values may be upper or lower case).  Asked
+        from the genuine sender's address, which no attacker crowds out."""
+        conn = http.client.HTTPConnection(LOOPBACK, m.port, timeout=30 * TIME_FACTOR,
+                                          source_address=(GENUINE_SOURCE, 0))
+        try:
+            conn.request("GET", "/metrics")
+            r = conn.getresponse()
+            self.assertEqual(r.status, 200)
+            text = r.read().decode()
+        finally:
+            conn.close()
         prefix = ("mailtrail_" + prefix).lower()
-        return sum(float(line.rsplit(" ", 1)[1]) for line in r.body.decode().splitlines()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                    if line.lower().startswith(prefix))
 
 
 # ===================================================================================
+def wait_closed(socks, timeout):
+    """Waits until the server has closed every socket (EOF or reset), or
+    timeout; returns {socket: seconds until closed} for those closed."""
+    t0 = time.monotonic()
+    closed = {}
+    poller = select.poll()
+    by_fd = {s.fileno(): s for s in socks}
+    for fd in by_fd:
+        poller.register(fd, select.POLLIN)
+    while len(closed) < len(socks) and time.monotonic() - t0 < timeout:
+        for fd, _ in poller.poll(200):
+            s = by_fd[fd]
+            try:
+                data = s.recv(4096)
+            except OSError:
+                data = b""
+            if not data:
+                closed[s] = time.monotonic() - t0
+                poller.unregister(fd)
+    return closed
+
+
+class TestSlowClients(AbuseCase):
+
+    def test_1000_slowloris_connections_do_not_block_a_genuine_delivery(self):
+        m = self.start()
+        self.assertStored(self.genuine(m))  # the certificate is fetched now
+        socks = []
+        try:
+            for i in range(1000):
+                s = connect(m.port)
+                socks.append(s)
+                try:
+                    if i % 2:  # half send a partial request, half nothing
+                        s.sendall(b"POST /sns HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le")
+                except OSError:
+                    pass  # already closed: over the per-address limit
+            t0 = time.monotonic()
+            self.assertStored(self.genuine(m))
+            took = time.monotonic() - t0
+            refused = self.metric(m, "http_connections_refused_total")
+            print(f"\n    (genuine delivery answered in {took * 1000:.0f} ms beside 1,000 slow "
+                  f"connections; {refused:.0f} refused at once)", end=" ", flush=True)
+            self.assertGreaterEqual(refused, 1000 - LIMITS["HTTP_CONNECTIONS_PER_ADDRESS_MAX"])
+        finally:
+            for s in socks:
+                s.close()
+        warnings = [o for o in self.log_lines(m, "libmicrohttpd")
+                    if "connection limit" in o.get("detail", "")]
+        self.assertGreaterEqual(len(warnings), 1)
+        self.assertLessEqual(len(warnings), 2, "the refusals must not flood the log")
+
+    def test_trickling_request_is_cut_at_the_read_deadline(self):
+        # A byte a second never looks idle; the read deadline still ends it.
+        m = self.start()
+        limit = LIMITS["HTTP_REQUEST_READ_TIMEOUT_S"]
+        head = connect(m.port)
+        body = connect(m.port)
+        trickles = {head: b"POST /sns HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 100,
+                    body: post_head(200) + b"{" + b" " * 199}
+        body.sendall(post_head(200))
+        stop = threading.Event()
+
+        def trickle(s, data):
+            for i in range(len(data)):
+                if stop.wait(1.0):
+                    return
+                try:
+                    s.sendall(data[i:i + 1])
+                except OSError:
+                    return
+
+        ts = [threading.Thread(target=trickle, args=(head, trickles[head])),
+              threading.Thread(target=trickle, args=(body, trickles[body][len(post_head(200)):]))]
+        for t in ts:
+            t.start()
+        try:
+            closed = wait_closed([head, body], limit + 10 * TIME_FACTOR)
+        finally:
+            stop.set()
+            for t in ts:
+                t.join()
+            head.close()
+            body.close()
+        print(f"\n    (trickling connections closed after "
+              f"{', '.join(f'{t:.1f}s' for t in closed.values())}; deadline {limit}s)",
+              end=" ", flush=True)
+        self.assertEqual(len(closed), 2, "a trickling connection was never closed")
+        for t in closed.values():
+            self.assertGreaterEqual(t, limit - 1, "closed before the deadline")
+            self.assertLess(t, limit + 5 * TIME_FACTOR)
+        self.assertGreaterEqual(self.metric(m, "http_request_read_timeouts_total"), 2)
+        self.assertTrue(self.log_lines(m, "request not read in time: connections closed"))
+
+    def test_busy_listener_cuts_slow_connections_sooner(self):
+        # Slow connections from many addresses (each under the per-address
+        # limit) holding 3/4 of the listener get the short deadline, until
+        # enough are closed for the listener not to be busy any more.
+        m = self.start()
+        busy_at = LIMITS["HTTP_CONNECTIONS_MAX"] * 3 // 4
+        n = busy_at + 8
+        per = LIMITS["HTTP_CONNECTIONS_PER_ADDRESS_MAX"] // 2
+        normal = LIMITS["HTTP_REQUEST_READ_TIMEOUT_S"]
+        busy = LIMITS["HTTP_REQUEST_READ_TIMEOUT_BUSY_S"]
+        socks = [connect(m.port, source=f"127.0.1.{i // per + 1}") for i in range(n)]
+        try:
+            closed = wait_closed(socks, normal + 5 * TIME_FACTOR)
+            self.assertStored(self.genuine(m))
+        finally:
+            for s in socks:
+                s.close()
+        early = [t for t in closed.values() if t < busy + 3 * TIME_FACTOR]
+        print(f"\n    ({len(early)} of {n} slow connections closed within {busy}s + 3s, "
+              f"{len(closed)} in all; deadlines {busy}s busy, {normal}s otherwise)",
+              end=" ", flush=True)
+        self.assertGreaterEqual(len(early), n - busy_at + 1,
+                                "the busy deadline did not apply")
+        self.assertEqual(len(closed), n, "a slow connection outlived the normal deadline")
+
+
 class TestCertificateFlood(AbuseCase):
 
     def flood(self, m, urls, threads=8):
