@@ -34,8 +34,6 @@ It prints one line per figure; the exit status is 1 when a check failed.
 import argparse
 import atexit
 import base64
-import ctypes
-import ctypes.util
 import json
 import os
 import platform
@@ -76,46 +74,19 @@ class CheckFailed(Exception):
 
 class Signer:
     """SHA1withRSA / SHA256withRSA (PKCS#1 v1.5) through libcrypto's
-    EVP_DigestSign, by ctypes: about 4,000 signatures a second a core,
-    where an openssl process per body would take hours."""
+    EVP_DigestSign, by ctypes (harness.LibcryptoRsa): about 4,000
+    signatures a second a core, where an openssl process per body would
+    take hours."""
 
     def __init__(self, key_path):
-        lc = ctypes.CDLL(ctypes.util.find_library("crypto") or "libcrypto.so.3")
-        vp = ctypes.c_void_p
-        lc.BIO_new_mem_buf.restype = vp
-        lc.BIO_new_mem_buf.argtypes = [ctypes.c_char_p, ctypes.c_int]
-        lc.BIO_free.argtypes = [vp]
-        lc.PEM_read_bio_PrivateKey.restype = vp
-        lc.PEM_read_bio_PrivateKey.argtypes = [vp, vp, vp, vp]
-        lc.EVP_MD_CTX_new.restype = vp
-        lc.EVP_MD_CTX_free.argtypes = [vp]
-        lc.EVP_sha1.restype = vp
-        lc.EVP_sha256.restype = vp
-        lc.EVP_DigestSignInit.argtypes = [vp, vp, vp, vp, vp]
-        lc.EVP_DigestSign.argtypes = [vp, ctypes.c_char_p, ctypes.POINTER(ctypes.c_size_t),
-                                      ctypes.c_char_p, ctypes.c_size_t]
-        with open(key_path, "rb") as f:
-            pem = f.read()
-        bio = lc.BIO_new_mem_buf(pem, len(pem))
-        self.pkey = lc.PEM_read_bio_PrivateKey(bio, None, None, None)
-        lc.BIO_free(bio)
-        if not self.pkey:
-            raise harness.HarnessError("libcrypto could not read the signing key")
-        self.lc = lc
-        self.md = {"1": lc.EVP_sha1(), "2": lc.EVP_sha256()}
-        self.buf = ctypes.create_string_buffer(1024)
+        try:
+            self.rsa = {"1": harness.LibcryptoRsa(key_path, "sha1"),
+                        "2": harness.LibcryptoRsa(key_path, "sha256")}
+        except OSError as e:
+            raise harness.HarnessError(f"libcrypto signing unavailable: {e}") from e
 
     def sign(self, data, version):
-        lc = self.lc
-        ctx = lc.EVP_MD_CTX_new()
-        n = ctypes.c_size_t(len(self.buf))
-        try:
-            if (lc.EVP_DigestSignInit(ctx, None, self.md[version], None, self.pkey) != 1 or
-                    lc.EVP_DigestSign(ctx, self.buf, ctypes.byref(n), data, len(data)) != 1):
-                raise harness.HarnessError("EVP_DigestSign failed")
-        finally:
-            lc.EVP_MD_CTX_free(ctx)
-        return base64.b64encode(self.buf.raw[:n.value]).decode("ascii")
+        return base64.b64encode(self.rsa[version].sign(data)).decode("ascii")
 
 
 def openssl_verifies(pki, tbs, sig_b64, version, directory):

@@ -1022,26 +1022,5 @@ class TestRedisOutage(ApiCase):
         self.assertEqual(self.get(m, f"/v1/recipients/{a}")["reason"], "Complaint")
 
 
-def main(argv):
-    global BINARY, DATA
-    if len(argv) < 3:
-        print(__doc__, file=sys.stderr)
-        return 2
-    BINARY = os.path.abspath(argv[1])
-    DATA = os.path.abspath(argv[2])
-    harness.install_signal_handlers()
-    started = time.monotonic()
-    try:
-        runner = unittest.TextTestRunner(verbosity=2, stream=sys.stdout)
-        suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__])
-        result = runner.run(suite)
-        print(f"total {time.monotonic() - started:.1f} s", file=sys.stderr)
-        if not result.testsRun:
-            return 1
-        return 0 if result.wasSuccessful() else 1
-    finally:
-        harness.kill_all_children()
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(harness.suite_main(sys.modules[__name__], sys.argv))

@@ -30,7 +30,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
-from harness import (TIME_FACTOR, HarnessError, Mailtrail,  # noqa: E402
+from harness import (TIME_FACTOR, HarnessError,  # noqa: E402
                      RedisServer, SnsSigner, WebHost, iso_to_ms, now_iso,
                      pem_body, string_to_sign)
 
@@ -87,6 +87,7 @@ def setUpModule():
         raise HarnessError(f"not the tests/data directory: {DATA}")
     ENV = Environment()
     MailtrailCase.env = ENV
+    MailtrailCase.binary = BINARY
 
 
 def tearDownModule():
@@ -128,16 +129,7 @@ class MailtrailCase(harness.MailtrailTestCase):
         if pattern is not None:
             args += ["--cert-host-pattern", pattern]
         args += list(extra)
-        m = Mailtrail(BINARY, args, env=ENV.child_env(env),
-                      name=name or f"mailtrail#{len(self.procs) + 1}")
-        self.procs.append(m)
-        try:
-            m.start()
-        except Exception:
-            m.kill()
-            raise
-        self.addCleanup(self.stop, m)
-        return m
+        return self.launch(args, env=env, name=name)
 
     # --- assertions --------------------------------------------------------------------
 
@@ -1117,24 +1109,5 @@ class TestConfiguration(unittest.TestCase):
         self.assertEqual(missing, [], "options of SPEC.md missing from --help")
 
 
-def main(argv):
-    global BINARY, DATA
-    if len(argv) < 3:
-        print(__doc__, file=sys.stderr)
-        return 2
-    BINARY = os.path.abspath(argv[1])
-    DATA = os.path.abspath(argv[2])
-    harness.install_signal_handlers()
-    try:
-        runner = unittest.TextTestRunner(verbosity=2, stream=sys.stdout)
-        suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__])
-        result = runner.run(suite)
-        if not result.testsRun:
-            return 1
-        return 0 if result.wasSuccessful() else 1
-    finally:
-        harness.kill_all_children()
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(harness.suite_main(sys.modules[__name__], sys.argv))
