@@ -13,6 +13,9 @@
 #include <stdint.h>
 
 #define CONFIG_TOPICS_MAX 64
+/* --spool-max-bytes bounds: 64 KiB .. 1 PiB. */
+#define CONFIG_SPOOL_MAX_BYTES_MIN (64ull << 10)
+#define CONFIG_SPOOL_MAX_BYTES_MAX (1ull << 50)
 
 enum log_format { LOG_FORMAT_JSON, LOG_FORMAT_TEXT };
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
@@ -46,6 +49,8 @@ struct config {
 	bool cert_host_re_set;
 	const char *ca_file;
 	const char *cert_cache_dir;
+	const char *spool_dir; /* NULL: no spool */
+	uint64_t spool_max_bytes;
 	const char *topics[CONFIG_TOPICS_MAX];
 	size_t ntopics;
 	char *topics_env; /* owned copy of MAILTRAIL_TOPIC, split in place */

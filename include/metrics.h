@@ -31,7 +31,9 @@
 	X(http_connections_refused_total, "connections closed at once: over the per-address limit") \
 	X(http_headers_too_large_total, "requests answered 431: headers over the connection memory") \
 	X(http_request_read_timeouts_total, "connections closed for not delivering a whole request in time") \
-	X(redis_errors_total, "Redis operations that failed (connect, I/O or error reply)")
+	X(redis_errors_total, "Redis operations that failed (connect, I/O or error reply)") \
+	X(spool_spooled_total, "verified messages synced to the spool (Redis unavailable)") \
+	X(spool_drained_total, "spooled messages stored in Redis by the drainer")
 
 enum metric {
 #define METRIC_ENUM(name, help) METRIC_##name,
@@ -42,7 +44,9 @@ enum metric {
 
 /* X(name, help): gauges, set to the current value. */
 #define METRIC_GAUGE_MAP(X)                                                    \
-	X(http_requests_in_flight, "HTTP requests being handled now")
+	X(http_requests_in_flight, "HTTP requests being handled now")           \
+	X(spool_bytes, "bytes in the spool's journal files")                   \
+	X(spool_records, "spooled messages not yet stored in Redis")
 
 enum metric_gauge {
 #define METRIC_GAUGE_ENUM(name, help) METRIC_GAUGE_##name,

@@ -1,7 +1,8 @@
 /* webhook.h - one SNS delivery, from body to answer:
  *   envelope (sns) -> topic allowed -> URLs allowed (url) -> age ->
  *   certificate (certcache) -> signature (verify) ->
- *   Notification: events (ses) -> store;  SubscriptionConfirmation:
+ *   Notification: events (ses) -> store (or, while Redis is unavailable,
+ *   the spool);  SubscriptionConfirmation:
  *   confirm;  UnsubscribeConfirmation: note.
  * No HTTP here: the caller maps the result to a status and a body.
  */
@@ -15,6 +16,7 @@
 #include "config.h"
 #include "fetch.h"
 #include "mt_error.h"
+#include "spool.h"
 #include "store.h"
 
 struct webhook {
@@ -23,6 +25,7 @@ struct webhook {
 	struct store *store;
 	struct fetch_opts fetch; /* for SubscribeURL */
 	bool want_recipients;    /* fill webhook_result.recipients (debug logs) */
+	struct spool *spool;     /* NULL: no --spool-dir */
 };
 
 /* What happened, for the answer and the log line. */
@@ -35,6 +38,7 @@ struct webhook_result {
 	size_t events;       /* events parsed from the message */
 	size_t added;        /* of which new */
 	bool raw;            /* kept under its topic */
+	bool spooled;        /* Redis failed; synced to the spool instead */
 	bool cert_fetched;
 	char detail[512];    /* why it failed, or the SubscribeURL to visit */
 	char recipients[512]; /* with want_recipients: "a@x,b@y" (cut short) */
@@ -43,5 +47,10 @@ struct webhook_result {
 /* Handles one delivery.  type_header is x-amz-sns-message-type (or NULL). */
 void webhook_handle(struct webhook *w, const char *body, size_t len,
 		    const char *type_header, struct webhook_result *res);
+
+/* Stores a notification body taken from the spool: verified before it was
+ * spooled, so it is only parsed and stored (never spooled again). */
+void webhook_store_spooled(struct webhook *w, const char *body, size_t len,
+			   struct webhook_result *res);
 
 #endif

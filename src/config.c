@@ -28,6 +28,8 @@ enum opt_id {
 	OPT_CERT_HOST_PATTERN,
 	OPT_CA_FILE,
 	OPT_CERT_CACHE_DIR,
+	OPT_SPOOL_DIR,
+	OPT_SPOOL_MAX_BYTES,
 	OPT_TOPIC,
 	OPT_MAX_AGE,
 	OPT_AUTO_CONFIRM,
@@ -60,6 +62,8 @@ static const struct opt opts[OPT__COUNT] = {
 	[OPT_CERT_HOST_PATTERN] = {"cert-host-pattern", "ERE", DEFAULT_CERT_HOST_PATTERN, "authority of SigningCertURL/SubscribeURL must match"},
 	[OPT_CA_FILE] = {"ca-file", "FILE", NULL, "CA bundle for outbound HTTPS (default: system store)"},
 	[OPT_CERT_CACHE_DIR] = {"cert-cache-dir", "DIR", NULL, "keep signing certs here; a cert found here is used without fetching"},
+	[OPT_SPOOL_DIR] = {"spool-dir", "DIR", NULL, "durable spool: while Redis is unavailable, verified messages are synced here and drained later"},
+	[OPT_SPOOL_MAX_BYTES] = {"spool-max-bytes", "N", "1073741824", "a full spool answers 503 (SNS retries)"},
 	[OPT_TOPIC] = {"topic", "ARN", NULL, "accept only this TopicArn (repeatable; env: comma-separated)"},
 	[OPT_MAX_AGE] = {"max-age", "SECONDS", "0", "reject messages older than this (0: off)"},
 	[OPT_AUTO_CONFIRM] = {"auto-confirm", "yes|no", "yes", "confirm SubscriptionConfirmation messages"},
@@ -297,6 +301,17 @@ static bool apply(struct config *c, enum opt_id id, const char *v, char *err,
 		return true;
 	case OPT_CERT_CACHE_DIR:
 		c->cert_cache_dir = v;
+		return true;
+	case OPT_SPOOL_DIR:
+		if (!*v)
+			goto bad;
+		c->spool_dir = v;
+		return true;
+	case OPT_SPOOL_MAX_BYTES:
+		if (!parse_u64(v, CONFIG_SPOOL_MAX_BYTES_MAX, &n) ||
+		    n < CONFIG_SPOOL_MAX_BYTES_MIN)
+			goto bad;
+		c->spool_max_bytes = n;
 		return true;
 	case OPT_TOPIC:
 		if (!*v || c->ntopics == CONFIG_TOPICS_MAX)

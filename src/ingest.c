@@ -1,5 +1,7 @@
 #include "ingest.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,14 +17,19 @@ struct upload {
 };
 
 /* One line per delivery.  outcome says what becomes of the message:
- * stored / duplicate / confirmed / noted (200), rejected (4xx: SNS drops
- * it) or failed (5xx: SNS delivers it again later). */
+ * stored / duplicate / confirmed / noted (200), spooled (200: Redis was
+ * unavailable, the spool has it), rejected (4xx: SNS drops it) or failed
+ * (5xx: SNS delivers it again later). */
 static void log_result(struct MHD_Connection *conn, const struct webhook_result *res,
 		       unsigned code)
 {
 	enum log_level lv = code >= 500 ? LOG_ERROR : code >= 400 ? LOG_WARN : LOG_INFO;
 	const char *rid = http_request_id(conn);
-	if (res->err == MT_E_OK)
+	if (res->err == MT_E_OK && res->spooled)
+		LOG(LOG_WARN, "sns", "request_id=%s message_id=%s outcome=spooled status=%u type=%s topic=%s cert_fetched=%s redis_error=\"%s\"",
+		    rid, res->message_id, code, res->type ? res->type : "-", res->topic,
+		    res->cert_fetched ? "yes" : "no", res->detail);
+	else if (res->err == MT_E_OK)
 		LOG(lv, "sns", "request_id=%s message_id=%s outcome=%s status=%u type=%s topic=%s events=%zu added=%zu raw=%s cert_fetched=%s",
 		    rid, res->message_id, res->status, code, res->type ? res->type : "-",
 		    res->topic, res->events, res->added, res->raw ? "yes" : "no",
@@ -43,15 +50,26 @@ static void log_result(struct MHD_Connection *conn, const struct webhook_result 
 		    "request_id=%s topic=%s subscribe_url=%s", rid, res->topic, res->detail);
 }
 
+/* A message stored in Redis, live or drained from the spool (its events
+ * are counted by the store). */
+static void count_stored(const struct webhook_result *res)
+{
+	if (res->raw)
+		metrics_add(METRIC_raw_stored_total, res->added ? 1 : 0);
+	if (strcmp(res->status, "duplicate") == 0)
+		metrics_add(METRIC_events_duplicate_total, 1);
+}
+
 static void count_result(const struct webhook_result *res)
 {
 	metrics_count_result(res->err);
 	if (res->err != MT_E_OK)
 		return;
-	if (res->raw)
-		metrics_add(METRIC_raw_stored_total, res->added ? 1 : 0);
-	if (strcmp(res->status, "duplicate") == 0)
-		metrics_add(METRIC_events_duplicate_total, 1);
+	if (res->spooled) {
+		metrics_add(METRIC_spool_spooled_total, 1);
+		return;
+	}
+	count_stored(res);
 	if (strcmp(res->status, "confirmed") == 0)
 		metrics_add(METRIC_subscriptions_confirmed_total, 1);
 }
@@ -97,6 +115,54 @@ static bool take_chunk(struct upload *up, const char *data, size_t n, size_t max
 	return false;
 }
 
+/* {"records":..,"bytes":..,"max_bytes":..,"stalled":..}, or NULL without a
+ * spool.  Caller puts it. */
+static struct json_object *spool_state(struct webhook *w)
+{
+	struct spool_stats st;
+	if (!w->spool)
+		return NULL;
+	spool_stats(w->spool, &st);
+	struct json_object *o = json_object_new_object();
+	if (!o)
+		return NULL;
+	json_object_object_add(o, "records", json_object_new_uint64(st.records));
+	json_object_object_add(o, "bytes", json_object_new_uint64(st.bytes));
+	json_object_object_add(o, "max_bytes", json_object_new_uint64(st.max_bytes));
+	json_object_object_add(o, "stalled", json_object_new_boolean(st.stalled));
+	return o;
+}
+
+/* 200 only while Redis answers (a load balancer then sends traffic); the
+ * spool's state is in the body either way. */
+static enum MHD_Result on_readyz(struct webhook *w, struct MHD_Connection *conn)
+{
+	char err[256];
+	bool ready = store_ping(w->store, err, sizeof(err)) == MT_E_OK;
+	struct json_object *o = json_object_new_object();
+	if (!o)
+		return MHD_NO;
+	json_object_object_add(o, "status", json_object_new_string(ready ? "ready" : "error"));
+	if (!ready) {
+		LOG(LOG_WARN, "not ready", "error=\"%s\"", err);
+		json_object_object_add(o, "error", json_object_new_string(mt_err_str(MT_E_REDIS)));
+	}
+	struct json_object *sp = spool_state(w);
+	if (sp)
+		json_object_object_add(o, "spool", sp);
+	return http_send_json(conn, ready ? 200 : 503, o);
+}
+
+static void update_spool_gauges(struct webhook *w)
+{
+	struct spool_stats st;
+	if (!w->spool)
+		return;
+	spool_stats(w->spool, &st);
+	metrics_gauge_set(METRIC_GAUGE_spool_bytes, (long)st.bytes);
+	metrics_gauge_set(METRIC_GAUGE_spool_records, (long)st.records);
+}
+
 static enum MHD_Result on_probe(struct webhook *w, struct MHD_Connection *conn,
 				const char *url, bool is_get)
 {
@@ -108,13 +174,9 @@ static enum MHD_Result on_probe(struct webhook *w, struct MHD_Connection *conn,
 		return http_send_status(conn, 405, NULL, "method not allowed");
 	if (strcmp(url, "/healthz") == 0)
 		return http_send_status(conn, 200, "ok", NULL);
-	if (strcmp(url, "/readyz") == 0) {
-		char err[256];
-		if (store_ping(w->store, err, sizeof(err)) == MT_E_OK)
-			return http_send_status(conn, 200, "ready", NULL);
-		LOG(LOG_WARN, "not ready", "error=\"%s\"", err);
-		return http_send_status(conn, 503, NULL, mt_err_str(MT_E_REDIS));
-	}
+	if (strcmp(url, "/readyz") == 0)
+		return on_readyz(w, conn);
+	update_spool_gauges(w);
 	size_t len;
 	char *text = metrics_render(&len);
 	if (!text)
@@ -193,4 +255,53 @@ static enum metric_route route_of(const char *url)
 struct http_routes ingest_routes(struct webhook *w)
 {
 	return (struct http_routes){on_request, on_completed, w, route_of};
+}
+
+/* The drainer's storing step: the record was verified before it was
+ * spooled. */
+static enum mt_err drain_record(void *ctx, const char *body, size_t len,
+				char *detail, size_t detsz)
+{
+	struct webhook *w = ctx;
+	struct webhook_result res;
+	webhook_store_spooled(w, body, len, &res);
+	snprintf(detail, detsz, "%s", res.detail[0] ? res.detail : mt_err_str(res.err));
+	if (res.err == MT_E_OK) {
+		count_stored(&res);
+		metrics_add(METRIC_spool_drained_total, 1);
+		LOG(LOG_INFO, "spool drained", "message_id=%s outcome=%s topic=%s events=%zu added=%zu raw=%s",
+		    res.message_id, res.status, res.topic, res.events, res.added,
+		    res.raw ? "yes" : "no");
+	} else if (mt_err_http_status(res.err) < 500) {
+		LOG(LOG_ERROR, "spool record cannot be stored: dropped",
+		    "message_id=%s error=\"%s\" topic=%s", res.message_id, mt_err_str(res.err),
+		    res.topic);
+	}
+	return res.err;
+}
+
+static void drain_report(void *ctx, enum spool_event ev, const char *file,
+			 uint64_t n, const char *detail)
+{
+	switch (ev) {
+	case SPOOL_STALLED:
+		LOG(LOG_WARN, "spool drain waiting for redis", "file=%s records=%" PRIu64 " error=\"%s\"",
+		    file, n, detail);
+		break;
+	case SPOOL_RESUMED:
+		LOG(LOG_INFO, "spool drain resumed", "file=%s records=%" PRIu64, file, n);
+		break;
+	case SPOOL_SKIPPED:
+		LOG(LOG_WARN, "spool skipped a torn or corrupt record", "file=%s bytes=%" PRIu64 " detail=\"%s\"",
+		    file, n, detail);
+		break;
+	case SPOOL_EMPTY:
+		LOG(LOG_INFO, "spool empty", "drained=%" PRIu64, n);
+		break;
+	}
+}
+
+struct spool_hooks ingest_spool_hooks(struct webhook *w)
+{
+	return (struct spool_hooks){drain_record, drain_report, w};
 }

@@ -2,6 +2,7 @@
  *   http.c -> webhook.c -> sns.c -> url.c -> certcache.c/fetch.c ->
  *   verify.c -> ses.c -> store.c  (and confirm.c for subscriptions)
  */
+#include <inttypes.h>
 #include <openssl/crypto.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include "log.h"
 #include "mt_time.h"
 #include "mt_version.h"
+#include "spool.h"
 #include "store.h"
 #include "tls.h"
 #include "verify.h"
@@ -77,6 +79,7 @@ int main(int argc, char **argv)
 	struct certcache *certs = NULL;
 	struct store *store = NULL;
 	struct http_server *http = NULL, *api_http = NULL;
+	struct spool *spool = NULL;
 
 	switch (config_parse(&cfg, argc, argv, env_lookup, stdout, err, sizeof(err))) {
 	case CONFIG_EXIT:
@@ -105,6 +108,18 @@ int main(int argc, char **argv)
 			LOG(LOG_WARN, "cert cache dir is not writable: fetched certificates are kept in memory only",
 			    "dir=%s", cfg.cert_cache_dir);
 	}
+	if (cfg.spool_dir) {
+		spool = spool_open(cfg.spool_dir, cfg.spool_max_bytes, err, sizeof(err));
+		if (!spool) {
+			fprintf(stderr, "%s\n", err);
+			config_free(&cfg);
+			return 2;
+		}
+		struct spool_stats ss;
+		spool_stats(spool, &ss);
+		LOG(LOG_INFO, "spool open", "dir=%s records=%" PRIu64 " bytes=%" PRIu64 " max_bytes=%" PRIu64,
+		    cfg.spool_dir, ss.records, ss.bytes, ss.max_bytes);
+	}
 	if (cfg.ntopics == 0)
 		LOG(LOG_WARN, "no --topic allow-list: accepting every topic whose messages SNS signs", "%s", "");
 
@@ -131,7 +146,12 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	struct webhook wh = {.cfg = &cfg, .certs = certs, .store = store, .fetch = fo,
-			     .want_recipients = log_enabled(LOG_DEBUG)};
+			     .want_recipients = log_enabled(LOG_DEBUG), .spool = spool};
+	struct spool_hooks drain = ingest_spool_hooks(&wh);
+	if (spool && !spool_start(spool, &drain)) {
+		fprintf(stderr, "mailtrail: cannot start the spool drainer\n");
+		goto out;
+	}
 	struct http_routes ingest = ingest_routes(&wh);
 	char where[128];
 	http = http_start(&cfg.listen, cfg.tls_cert, cfg.tls_key, &ingest, err, sizeof(err));
@@ -165,6 +185,7 @@ int main(int argc, char **argv)
 out:
 	http_stop(api_http);
 	http_stop(http);
+	spool_free(spool); /* after the listener: no more appends */
 	store_free(store);
 	certcache_free(certs);
 	fetch_global_cleanup();

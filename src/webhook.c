@@ -113,6 +113,34 @@ out:
 	return err;
 }
 
+/* Redis cannot take the message now: with a spool, it is kept there
+ * (durably) and is as good as stored; without, SNS must try again. */
+static enum mt_err spool_notification(struct webhook *w, const char *body,
+				      size_t len, struct webhook_result *res)
+{
+	char why[sizeof(res->detail)];
+	enum mt_err err = spool_append(w->spool, body, len, why, sizeof(why));
+	if (err) {
+		snprintf(res->detail, sizeof(res->detail), "%s", why);
+		return err;
+	}
+	/* detail keeps the Redis error: why it was spooled. */
+	res->spooled = true;
+	res->status = "stored";
+	return MT_E_OK;
+}
+
+static enum mt_err parse(const char *body, size_t len, struct sns_message *m,
+			 struct webhook_result *res)
+{
+	enum mt_err err = sns_envelope_parse(body, len, m);
+	if (m->f[SNS_F_TYPE].p)
+		res->type = sns_type_name(m->type);
+	copy_field(res->message_id, sizeof(res->message_id), &m->f[SNS_F_MESSAGE_ID]);
+	copy_field(res->topic, sizeof(res->topic), &m->f[SNS_F_TOPIC_ARN]);
+	return err;
+}
+
 static enum mt_err handle(struct webhook *w, const char *body, size_t len,
 			  const char *type_header, struct sns_message *m,
 			  struct webhook_result *res)
@@ -121,11 +149,7 @@ static enum mt_err handle(struct webhook *w, const char *body, size_t len,
 	enum mt_err err;
 	X509 *cert = NULL;
 
-	err = sns_envelope_parse(body, len, m);
-	if (m->f[SNS_F_TYPE].p)
-		res->type = sns_type_name(m->type);
-	copy_field(res->message_id, sizeof(res->message_id), &m->f[SNS_F_MESSAGE_ID]);
-	copy_field(res->topic, sizeof(res->topic), &m->f[SNS_F_TOPIC_ARN]);
+	err = parse(body, len, m, res);
 	if (err)
 		return err;
 	/* A parsed envelope always has its Type. */
@@ -165,7 +189,10 @@ static enum mt_err handle(struct webhook *w, const char *body, size_t len,
 
 	switch (m->type) {
 	case SNS_NOTIFICATION:
-		return store_notification(w, m, res);
+		err = store_notification(w, m, res);
+		if (err == MT_E_REDIS && w->spool)
+			err = spool_notification(w, body, len, res);
+		return err;
 	case SNS_SUBSCRIPTION_CONFIRMATION:
 		if (!cfg->auto_confirm) {
 			snprintf(res->detail, sizeof(res->detail), "%s", su->p);
@@ -192,5 +219,17 @@ void webhook_handle(struct webhook *w, const char *body, size_t len,
 	struct sns_message m;
 	memset(res, 0, sizeof(*res));
 	res->err = handle(w, body, len, type_header, &m, res);
+	sns_message_free(&m);
+}
+
+void webhook_store_spooled(struct webhook *w, const char *body, size_t len,
+			   struct webhook_result *res)
+{
+	struct sns_message m;
+	memset(res, 0, sizeof(*res));
+	res->err = parse(body, len, &m, res);
+	if (res->err == MT_E_OK)
+		res->err = m.type == SNS_NOTIFICATION ? store_notification(w, &m, res)
+						      : MT_E_UNKNOWN_TYPE;
 	sns_message_free(&m);
 }

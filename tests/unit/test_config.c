@@ -58,6 +58,18 @@ int main(void)
 		      regexec(&c.cert_host_re, "sns.us-east-1.amazonaws.com.evil.example", 0, NULL, 0) != 0,
 	      "default host pattern");
 	CHECK(config_topic_allowed(&c, "anything"), "any topic");
+	CHECK(c.spool_dir == NULL && c.spool_max_bytes == 1073741824ull, "no spool");
+	config_free(&c);
+
+	const char *const env_spool[] = {"MAILTRAIL_SPOOL_DIR", "/var/spool/mt",
+					 "MAILTRAIL_SPOOL_MAX_BYTES", "65536", NULL};
+	CHECK(run(&c, env_spool, err, sizeof(err), NULL) == CONFIG_OK, "%s", err);
+	CHECK(strcmp(c.spool_dir, "/var/spool/mt") == 0 && c.spool_max_bytes == 65536,
+	      "spool from the environment");
+	config_free(&c);
+	CHECK(run(&c, env_spool, err, sizeof(err), "--spool-max-bytes", "2000000", NULL) == CONFIG_OK,
+	      "%s", err);
+	CHECK(c.spool_max_bytes == 2000000, "spool flag wins");
 	config_free(&c);
 
 	/* Flags, both spellings; the flag wins over the variable. */
@@ -117,6 +129,11 @@ int main(void)
 	EXPECT_ERROR("--log-level", NULL, "--log-level", "loud");
 	EXPECT_ERROR("--tls-key", NULL, "--tls-cert", "x.pem");
 	EXPECT_ERROR("--listen", NULL, "--listen");
+	EXPECT_ERROR("--spool-dir", NULL, "--spool-dir", "");
+	EXPECT_ERROR("--spool-max-bytes", NULL, "--spool-max-bytes", "65535");
+	EXPECT_ERROR("--spool-max-bytes", NULL, "--spool-max-bytes", "1G");
+	const char *const env_spool_bad[] = {"MAILTRAIL_SPOOL_MAX_BYTES", "-5", NULL};
+	EXPECT_ERROR("--spool-max-bytes", env_spool_bad, "--log-level", "info");
 	EXPECT_ERROR("--bogus", NULL, "--bogus");
 	const char *const env_bad[] = {"MAILTRAIL_RETENTION_DAYS", "abc", NULL};
 	EXPECT_ERROR("--retention-days", env_bad, "--log-level", "info");

@@ -1,0 +1,464 @@
+#!/usr/bin/env python3
+"""Fault tests of mailtrail: the durable spool, Redis failures, the signing
+certificate host failing, and mailtrail itself killed with kill -9.
+
+    python3 tests/integration/test_faults.py <mailtrail-binary> <tests/data>
+
+Every scenario has its own redis-server and mailtrail and is driven by a
+client that behaves like SNS (SnsLikeClient: a 2xx or 4xx answer ends a
+delivery, a 5xx, a refused connection or no answer within 5 s is retried).
+Each prints `sent, acknowledged, stored, duplicates`: acknowledged = the
+MessageIds answered 2xx, stored = the MessageIds found in Redis itself (the
+recipients' sorted sets), duplicates = MessageIds stored more than once.
+Every scenario asserts acknowledged = stored (as sets) and duplicates = 0.
+The long scenarios (30 s Redis outages) run concurrently.
+
+MAILTRAIL_TEST_WRAPPER is honoured as in the other suites.  Nothing is ever
+skipped.
+"""
+
+import collections
+import copy
+import heapq
+import http.client
+import json
+import os
+import shutil
+import socket
+import ssl
+import struct
+import sys
+import threading
+import time
+import unittest
+
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
+from harness import (TIME_FACTOR, HarnessError, RedisServer,  # noqa: E402
+                     http_request, iso_ms)
+
+BINARY = None
+DATA = None
+ENV = None
+
+PREFIX = "mailtrail:"
+PATTERN = r"^127\.0\.0\.1:[0-9]+$"
+DELIVERY_TEMPLATE = "awsdoc-identity-delivery.json"
+
+
+def setUpModule():
+    global ENV
+    if BINARY is None:
+        raise HarnessError("usage: test_faults.py <mailtrail-binary> <tests/data>")
+    if not os.access(BINARY, os.X_OK):
+        raise HarnessError(f"mailtrail binary not found or not executable: {BINARY}")
+    ENV = harness.Environment("mailtrail-faults-")
+    with open(os.path.join(DATA, "ses", DELIVERY_TEMPLATE), "rb") as f:
+        ENV.template = json.loads(f.read())
+    FaultCase.env = ENV
+    FaultCase.binary = BINARY
+
+
+def tearDownModule():
+    if ENV is not None:
+        ENV.close()
+    harness.kill_all_children()
+
+
+# --- deliveries ------------------------------------------------------------------
+
+class Deliveries:
+    """Distinct signed Notifications, each one SES Delivery event for one
+    recipient (recipients repeat, so sorted sets hold many events)."""
+
+    _serial = 0
+    _lock = threading.Lock()
+
+    def __init__(self, tag, cert_url=None):
+        self.tag = tag
+        self.cert_url = cert_url
+
+    def make(self, n):
+        """[(MessageId, body bytes)]"""
+        out = []
+        base_ms = int(time.time() * 1000) - 3_600_000
+        for _ in range(n):
+            with Deliveries._lock:
+                Deliveries._serial += 1
+                k = Deliveries._serial
+            rcpt = f"r{k % 23}@{self.tag}.faults.example"
+            ses = copy.deepcopy(ENV.template)
+            ses["mail"]["messageId"] = f"0100018f{k:08x}-faults-000000"
+            ses["mail"]["destination"] = [rcpt]
+            ses["mail"]["timestamp"] = iso_ms_of(base_ms + k - 5000)
+            ses["delivery"]["recipients"] = [rcpt]
+            ses["delivery"]["timestamp"] = iso_ms_of(base_ms + k)
+            msg = ENV.signer.notification(json.dumps(ses, separators=(",", ":")),
+                                          cert_url=self.cert_url)
+            out.append((msg["MessageId"], json.dumps(msg).encode()))
+        return out
+
+
+def iso_ms_of(ms):
+    import datetime as dt
+    return iso_ms(dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc))
+
+
+def stored_ids(redis):
+    """Counter of MessageIds over every recipient's sorted set, read from
+    Redis itself."""
+    ids = collections.Counter()
+    for key in redis("KEYS", PREFIX + "rcpt:*"):
+        for member in redis("ZRANGE", key, 0, -1):
+            ids[json.loads(member)["id"]] += 1
+    return ids
+
+
+# --- an SNS-like client ------------------------------------------------------------
+
+class Target:
+    """Where the client delivers: the port changes when mailtrail restarts."""
+
+    def __init__(self, port=None):
+        self.port = port
+
+
+class SnsLikeClient:
+    """Delivers the way SNS does.  Every message is its own delivery: a 2xx
+    answer acknowledges it, a 4xx ends it too (SNS drops the message), a
+    5xx, a refused or broken connection, or no answer within TIMEOUT s is
+    retried after a backoff (0.5 s doubling to 4 s) until GIVE_UP s after
+    the first attempt (SNS gives up after an hour).  WORKERS deliveries run
+    at once."""
+
+    TIMEOUT = 5.0
+    GIVE_UP = 150.0
+    WORKERS = 6
+
+    def __init__(self, target):
+        self.target = target
+        self.cond = threading.Condition()
+        self.heap = []  # (due, seq, message id, body, first attempt, tries)
+        self.seq = 0
+        self.busy = 0
+        self.feeding = True
+        self.sent = 0
+        self.acked, self.rejected, self.given_up = set(), set(), set()
+        self.answers = collections.Counter()  # status code, or "timeout"/"error"
+        self.threads = [threading.Thread(target=self._work, daemon=True)
+                        for _ in range(self.WORKERS)]
+        for t in self.threads:
+            t.start()
+
+    def feed(self, deliveries, rate):
+        """Hands deliveries over at `rate` per second (in this thread)."""
+        start = time.monotonic()
+        for i, (mid, body) in enumerate(deliveries):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self.add(mid, body)
+
+    def add(self, mid, body):
+        with self.cond:
+            now = time.monotonic()
+            self.sent += 1
+            self.seq += 1
+            heapq.heappush(self.heap, (now, self.seq, mid, body, now, 0))
+            self.cond.notify()
+
+    def finish(self, timeout):
+        """No more messages; waits until every delivery has ended."""
+        with self.cond:
+            self.feeding = False
+            self.cond.notify_all()
+        for t in self.threads:
+            t.join(timeout)
+            if t.is_alive():
+                raise AssertionError("the SNS-like client did not finish in time")
+
+    def _attempt(self, body):
+        conn = http.client.HTTPConnection(harness.LOOPBACK, self.target.port,
+                                          timeout=self.TIMEOUT)
+        try:
+            conn.request("POST", "/sns", body=body, headers={
+                "Content-Type": "text/plain; charset=UTF-8",
+                "x-amz-sns-message-type": "Notification"})
+            r = conn.getresponse()
+            r.read()
+            return r.status
+        except (socket.timeout, TimeoutError):
+            return "timeout"
+        except (OSError, http.client.HTTPException):
+            return "error"
+        finally:
+            conn.close()
+
+    def _work(self):
+        while True:
+            with self.cond:
+                while True:
+                    now = time.monotonic()
+                    if self.heap and self.heap[0][0] <= now:
+                        due, seq, mid, body, first, tries = heapq.heappop(self.heap)
+                        self.busy += 1
+                        break
+                    if not self.feeding and not self.heap and self.busy == 0:
+                        self.cond.notify_all()
+                        return
+                    self.cond.wait(min(self.heap[0][0] - now, 0.5) if self.heap else 0.5)
+            answer = self._attempt(body)
+            with self.cond:
+                self.busy -= 1
+                self.answers[answer] += 1
+                now = time.monotonic()
+                if isinstance(answer, int) and answer < 300:
+                    self.acked.add(mid)
+                elif isinstance(answer, int) and answer < 500:
+                    self.rejected.add(mid)
+                elif now - first >= self.GIVE_UP:
+                    self.given_up.add(mid)
+                else:
+                    backoff = min(0.5 * 2 ** tries, 4.0)
+                    heapq.heappush(self.heap, (now + backoff, seq, mid, body, first, tries + 1))
+                self.cond.notify_all()
+
+
+# --- journal files, written here the way src/spool.c writes them -----------------
+
+def crc32c(data, crc=0):
+    crc ^= 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+    return crc ^ 0xFFFFFFFF
+
+
+def journal_record(body, spooled_ms=0):
+    head = struct.pack("<Iq", len(body), spooled_ms)
+    return b"\xffMTJ" + head + struct.pack("<I", crc32c(head + body)) + body
+
+
+def journal_files(directory):
+    return sorted(n for n in os.listdir(directory) if n.endswith(".journal"))
+
+
+# --- the cases ----------------------------------------------------------------------
+
+class FaultCase(harness.MailtrailTestCase):
+    """Own redis-servers and mailtrails per test (the shared one of the
+    Environment stays untouched)."""
+
+    log_tail = 80
+
+    def setUp(self):
+        super().setUp()
+        self.servers = []
+
+    def tearDown(self):
+        for r in self.servers:
+            r.stop()
+        super().tearDown()
+
+    def redis_server(self, name, durable=False):
+        r = RedisServer(os.path.join(ENV.tmp, f"{self.id()}-{name}-redis"), durable=durable)
+        self.servers.append(r)
+        return r
+
+    def spool_dir(self, name=""):
+        d = os.path.join(ENV.tmp, f"{self.id()}-{name}-spool")
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+        return d
+
+    def args(self, redis, *extra, listen="127.0.0.1:0"):
+        return ["--listen", listen, "--api-listen", "off",
+                "--redis", f"redis://127.0.0.1:{redis.port}/0",
+                "--ca-file", ENV.pki.ca_cert, "--cert-host-pattern", PATTERN,
+                "--log-format", "json"] + list(extra)
+
+    def mailtrail(self, redis, *extra, listen="127.0.0.1:0", name=None):
+        return self.launch(self.args(redis, *extra, listen=listen), name=name)
+
+    def kill9(self, m):
+        """kill -9: nothing is flushed or closed."""
+        m.kill()
+        m._stopped = True  # no SIGTERM check for this one
+
+    def run_fails(self, *args):
+        """Runs mailtrail expecting exit 2; returns stderr."""
+        import subprocess
+        r = subprocess.run(harness.WRAPPER + [BINARY] + list(args), capture_output=True,
+                           env=ENV.child_env(), timeout=30 * TIME_FACTOR)
+        self.assertEqual(r.returncode, 2, f"expected exit 2: {r!r}")
+        err = r.stderr.decode()
+        self.assertEqual(err.count("\n"), 1, f"expected one line on stderr: {err!r}")
+        self.assertEqual(r.stdout, b"", "nothing on stdout")
+        return err
+
+    def readyz(self, m):
+        r = http_request(m.port, "GET", "/readyz")
+        return r.status, r.json()
+
+    def metrics(self, m):
+        r = http_request(m.port, "GET", "/metrics")
+        self.assertEqual(r.status, 200)
+        out = {}
+        for line in r.body.decode().splitlines():
+            if line and not line.startswith("#") and "{" not in line:
+                name, value = line.split()
+                out[name] = int(value)
+        return out
+
+    def wait_drained(self, m, timeout=60.0):
+        deadline = time.monotonic() + timeout * TIME_FACTOR
+        while time.monotonic() < deadline:
+            status, body = self.readyz(m)
+            if status == 200 and body["spool"]["records"] == 0:
+                return body
+            time.sleep(0.1)
+        self.fail(f"the spool did not drain within {timeout} s: {self.readyz(m)}")
+
+    def log_lines(self, m, msg):
+        out = []
+        for line in list(m.out_lines):
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if obj.get("msg") == msg:
+                out.append(obj)
+        return out
+
+    def post(self, m, body):
+        return http_request(m.port, "POST", "/sns", body,
+                            {"Content-Type": "text/plain; charset=UTF-8",
+                             "x-amz-sns-message-type": "Notification"})
+
+    def assertStoredExactly(self, redis, ids):  # noqa: N802
+        stored = stored_ids(redis.client)
+        dups = sorted(i for i, c in stored.items() if c > 1)
+        self.assertEqual(dups, [], "MessageIds stored twice")
+        self.assertEqual(set(stored), set(ids), "stored MessageIds differ from the acknowledged")
+
+
+class SpoolTest(FaultCase):
+    """What the spool does, step by step."""
+
+    def test_spooled_while_redis_is_down_then_drained(self):
+        redis = self.redis_server("redis")  # not started: Redis is down
+        spool = self.spool_dir()
+        m = self.mailtrail(redis, "--spool-dir", spool)
+        batch = Deliveries("down").make(20)
+        for mid, body in batch:
+            r = self.post(m, body)
+            self.assertEqual((r.status, r.json()), (200, {"status": "stored"}), r)
+        spooled = [x for x in self.log_lines(m, "sns") if x.get("outcome") == "spooled"]
+        self.assertEqual(len(spooled), 20, "one 'spooled' log line per message")
+        self.assertEqual(len(journal_files(spool)), 1)
+        status, body = self.readyz(m)
+        self.assertEqual(status, 503, "not ready while Redis is down, spool or not")
+        self.assertEqual(body["spool"]["records"], 20, body)
+        self.assertGreater(body["spool"]["bytes"], sum(len(b) for _, b in batch))
+        met = self.metrics(m)
+        self.assertEqual((met["mailtrail_spool_records"], met["mailtrail_spool_spooled_total"],
+                          met["mailtrail_spool_drained_total"]), (20, 20, 0), met)
+        self.assertEqual(met["mailtrail_spool_bytes"], body["spool"]["bytes"])
+
+        redis.start()
+        body = self.wait_drained(m)
+        self.assertEqual(body["spool"], {"records": 0, "bytes": 0, "max_bytes": 1 << 30,
+                                          "stalled": False})
+        self.assertStoredExactly(redis, [mid for mid, _ in batch])
+        self.assertEqual(journal_files(spool), [], "a drained journal file is deleted")
+        met = self.metrics(m)
+        self.assertEqual((met["mailtrail_spool_records"], met["mailtrail_spool_drained_total"],
+                          met["mailtrail_spool_bytes"]), (0, 20, 0), met)
+        self.assertEqual(len(self.log_lines(m, "spool drained")), 20)
+        self.assertTrue(self.log_lines(m, "spool drain waiting for redis"))
+        self.assertTrue(self.log_lines(m, "spool empty"))
+        # Redis is back: a new message goes straight to it.
+        mid, body = Deliveries("down").make(1)[0]
+        self.assertEqual(self.post(m, body).json(), {"status": "stored"})
+        self.assertEqual(len(journal_files(spool)), 0)
+        self.assertEqual(stored_ids(redis.client)[mid], 1)
+        # A redelivery of a drained message is a duplicate.
+        self.assertEqual(self.post(m, batch[0][1]).json(), {"status": "duplicate"})
+
+    def test_full_spool_answers_503(self):
+        redis = self.redis_server("redis")
+        spool = self.spool_dir()
+        m = self.mailtrail(redis, "--spool-dir", spool, "--spool-max-bytes", "65536")
+        acked, refused = [], 0
+        for mid, body in Deliveries("full").make(60):
+            r = self.post(m, body)
+            if r.status == 200:
+                self.assertEqual(refused, 0, "a full spool stays full until drained")
+                acked.append(mid)
+            else:
+                self.assertEqual((r.status, r.json()["error"]),
+                                 (503, "redis unavailable and the spool is full"))
+                refused += 1
+        self.assertTrue(acked and refused, f"acked {len(acked)}, refused {refused}")
+        self.assertLessEqual(self.readyz(m)[1]["spool"]["bytes"], 65536)
+        redis.start()
+        self.wait_drained(m)
+        self.assertStoredExactly(redis, acked)
+
+    def test_restart_drains_what_a_killed_process_left_torn_tail_skipped(self):
+        redis = self.redis_server("redis")
+        spool = self.spool_dir()
+        m = self.mailtrail(redis, "--spool-dir", spool)
+        batch = Deliveries("restart").make(10)
+        for _, body in batch:
+            self.assertEqual(self.post(m, body).status, 200)
+        self.kill9(m)
+        [name] = journal_files(spool)
+        # A torn tail: an append cut short by the crash (never answered).
+        torn = journal_record(Deliveries("restart").make(1)[0][1])
+        with open(os.path.join(spool, name), "ab") as f:
+            f.write(torn[:len(torn) // 2])
+        # A file written by hand in the documented format, with a record
+        # damaged in the middle: the damaged one is skipped, the next one
+        # is found again.
+        hand = Deliveries("restart").make(3)
+        damaged = bytearray(journal_record(hand[1][1]))
+        damaged[40] ^= 0x20
+        with open(os.path.join(spool, "00000000099999999999.journal"), "wb") as f:
+            f.write(journal_record(hand[0][1]) + bytes(damaged) + journal_record(hand[2][1]))
+        redis.start()
+        m2 = self.mailtrail(redis, "--spool-dir", spool, name="restarted")
+        opened = self.log_lines(m2, "spool open")
+        self.assertEqual(opened[0]["records"], "12", opened)
+        self.wait_drained(m2)
+        self.assertStoredExactly(redis, [mid for mid, _ in batch] + [hand[0][0], hand[2][0]])
+        skipped = self.log_lines(m2, "spool skipped a torn or corrupt record")
+        self.assertEqual(len(skipped), 2, skipped)
+        self.assertEqual(journal_files(spool), [])
+
+    def test_spool_directory_errors_exit_2(self):
+        redis = self.redis_server("redis")
+        spool = self.spool_dir()
+        m = self.mailtrail(redis, "--spool-dir", spool)
+        err = self.run_fails(*self.args(redis, "--spool-dir", spool))
+        self.assertIn("--spool-dir", err)
+        self.assertIn("locked by another mailtrail process", err)
+        self.stop(m)
+        missing = os.path.join(spool, "missing")
+        self.assertIn("not a directory", self.run_fails(*self.args(redis, "--spool-dir", missing)))
+        self.assertIn("--spool-max-bytes", self.run_fails(
+            *self.args(redis, "--spool-dir", spool, "--spool-max-bytes", "1k")))
+        if os.geteuid() == 0:
+            unwritable = "/sys/kernel"  # refuses new files even to root
+        else:
+            unwritable = self.spool_dir("readonly")
+            os.chmod(unwritable, 0o500)
+        self.assertIn("not writable", self.run_fails(
+            *self.args(redis, "--spool-dir", unwritable)))
+
+
+if __name__ == "__main__":
+    sys.exit(harness.suite_main(sys.modules[__name__], sys.argv))
