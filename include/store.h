@@ -37,7 +37,7 @@
 /* Idle connections kept for reuse (per node in a Redis Cluster). */
 #define STORE_POOL_MAX 128
 #define STORE_CONNECT_TIMEOUT_MS 1000
-#define STORE_COMMAND_TIMEOUT_MS 3000
+#define STORE_COMMAND_TIMEOUT_MS 2000
 
 struct store;
 

@@ -460,5 +460,295 @@ class SpoolTest(FaultCase):
             *self.args(redis, "--spool-dir", unwritable)))
 
 
+# --- fault scenarios ------------------------------------------------------------------
+
+class FlakyCertHost:
+    """The signing-certificate host, switchable between "down" (nothing
+    listens on its port), "slow" (accepts connections and never answers),
+    "garbage" (answers 200 with bytes that are no certificate) and "ok"."""
+
+    PATH = "/SimpleNotificationService-flaky.pem"
+
+    def __init__(self, mode):
+        self.port = harness.free_port()
+        self.tls = ENV.pki.server_context()
+        self.pem = ENV.pki.read(ENV.pki.signing_cert)
+        self.lock = threading.Lock()
+        self.mode = None
+        self.listener = None
+        self.held = []
+        self.set_mode(mode)
+
+    def url(self):
+        return f"https://{harness.LOOPBACK}:{self.port}{self.PATH}"
+
+    def set_mode(self, mode):
+        with self.lock:
+            self.mode = mode
+            if mode != "down" and self.listener is None:
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind((harness.LOOPBACK, self.port))
+                s.listen(64)
+                s.settimeout(0.2)
+                self.listener = s
+                threading.Thread(target=self._accept, args=(s,), daemon=True).start()
+
+    def _accept(self, s):
+        while True:
+            with self.lock:
+                if self.listener is not s or self.mode == "down":
+                    self.listener = None if self.listener is s else self.listener
+                    s.close()
+                    return
+            try:
+                conn, _ = s.accept()
+            except (socket.timeout, TimeoutError):
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        with self.lock:
+            mode = self.mode
+            if mode == "slow":
+                self.held.append(conn)
+                return
+        conn.setblocking(True)
+        try:
+            tls = self.tls.wrap_socket(conn, server_side=True)
+            tls.settimeout(10)
+            req = b""
+            while b"\r\n\r\n" not in req:
+                chunk = tls.recv(4096)
+                if not chunk:
+                    return
+                req += chunk
+            body = self.pem if mode == "ok" else os.urandom(3000)
+            tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-pem-file\r\n"
+                        b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+            tls.close()
+        except (OSError, ssl.SSLError):
+            conn.close()
+
+    def close(self):
+        self.set_mode("down")
+        with self.lock:
+            for c in self.held:
+                c.close()
+            self.held.clear()
+
+
+class Scenario:
+    """One fault with its own redis-server (durable: an append-only file
+    synced on every write), mailtrail, spool directory and SNS-like
+    client."""
+
+    def __init__(self, case, name, spool):
+        self.case = case
+        self.name = name
+        self.redis = case.redis_server(name, durable=True)
+        self.spool = case.spool_dir(name) if spool else None
+        self.target = Target()
+        self.client = SnsLikeClient(self.target)
+        self.m = None
+        self.notes = []
+        self.expect = []  # (what, bool)
+
+    def start_mailtrail(self, *extra, same_port=False):
+        args = (["--spool-dir", self.spool] if self.spool else []) + list(extra)
+        listen = f"127.0.0.1:{self.target.port}" if same_port else "127.0.0.1:0"
+        self.m = self.case.mailtrail(self.redis, *args, listen=listen,
+                                     name=f"{self.name}#{len(self.case.procs) + 1}")
+        self.target.port = self.m.port
+        return self.m
+
+    def load(self, n, rate, cert_url=None):
+        """Feeds n new deliveries at rate per second, in the background."""
+        batch = Deliveries(self.name, cert_url).make(n)
+        t = threading.Thread(target=self.client.feed, args=(batch, rate), daemon=True)
+        t.start()
+        return t
+
+    def counts(self):
+        stored = stored_ids(self.redis.client)
+        c = self.client
+        return {"sent": c.sent, "acknowledged": len(c.acked), "stored": len(stored),
+                "duplicates": sum(1 for v in stored.values() if v > 1),
+                "rejected": len(c.rejected), "given_up": len(c.given_up),
+                "answers": dict(sorted(c.answers.items(), key=str)),
+                "acked_ids": set(c.acked), "stored_ids": set(stored)}
+
+
+class FaultScenariosTest(FaultCase):
+    """Every fault at once (each with its own servers), then one table."""
+
+    def sc_redis_killed(self, sc):
+        """Redis killed (kill -9) mid-load and started again 30 s later."""
+        sc.redis.start()
+        sc.start_mailtrail()
+        feeder = sc.load(240, rate=8)
+        time.sleep(5)
+        sc.redis.proc.kill()
+        sc.redis.proc.wait()
+        time.sleep(30)
+        sc.redis.start()
+        feeder.join()
+        sc.client.finish(SnsLikeClient.GIVE_UP + 30)
+        if sc.spool:
+            self.wait_drained(sc.m)
+            met = self.metrics(sc.m)
+            sc.notes.append(f"spooled {met['mailtrail_spool_spooled_total']}, "
+                            f"drained {met['mailtrail_spool_drained_total']}")
+            sc.expect.append(("messages were acknowledged while Redis was down",
+                              met["mailtrail_spool_spooled_total"] > 0))
+            sc.expect.append(("no 503 with a spool", 503 not in sc.client.answers))
+        else:
+            sc.expect.append(("503s while Redis was down", sc.client.answers[503] > 0))
+
+    def sc_redis_paused(self, sc):
+        """CLIENT PAUSE longer than the command timeout (2 s per command)."""
+        sc.redis.start()
+        sc.start_mailtrail()
+        feeder = sc.load(100, rate=10)
+        time.sleep(3)
+        sc.redis.client("CLIENT", "PAUSE", 9000)
+        time.sleep(0.5)
+        # A delivery during the pause, waited for as long as SNS waits.
+        t0 = time.monotonic()
+        mid, body = Deliveries(sc.name).make(1)[0]
+        r = http_request(sc.m.port, "POST", "/sns", body,
+                         {"Content-Type": "text/plain; charset=UTF-8"}, timeout=15)
+        took = time.monotonic() - t0
+        sc.notes.append(f"a delivery during the pause: {r.status} after {took:.1f} s")
+        sc.expect.append(("answered 503 inside SNS's 15 s during the pause",
+                          r.status == 503 and took < 15))
+        sc.client.add(mid, body)  # SNS would retry it
+        feeder.join()
+        sc.client.finish(SnsLikeClient.GIVE_UP + 30)
+
+    def sc_cert_host(self, sc, mode):
+        """The signing-cert host down, slow or answering garbage for 10 s."""
+        host = FlakyCertHost(mode)
+        self.addCleanup(host.close)
+        sc.redis.start()
+        sc.start_mailtrail()
+        feeder = sc.load(50, rate=5, cert_url=host.url())
+        time.sleep(10)
+        host.set_mode("ok")
+        feeder.join()
+        sc.client.finish(SnsLikeClient.GIVE_UP + 30)
+        failed = sc.client.answers[503] + sc.client.answers["timeout"]
+        sc.expect.append(("503s or timeouts while the cert host failed", failed > 0))
+
+    def sc_kill9(self, sc):
+        """mailtrail killed with kill -9 mid-load (no spool: a 200 is only
+        sent once Redis has the message) and started again."""
+        sc.redis.start()
+        sc.start_mailtrail()
+        feeder = sc.load(150, rate=15)
+        time.sleep(4)
+        self.kill9(sc.m)
+        time.sleep(1)
+        sc.start_mailtrail(same_port=True)
+        feeder.join()
+        sc.client.finish(SnsLikeClient.GIVE_UP + 30)
+        sc.expect.append(("refused connections while it was down",
+                          sc.client.answers["error"] > 0))
+
+    def sc_kill9_spooling(self, sc):
+        """mailtrail killed with kill -9 mid-load while it spools (Redis
+        down), started again on the same spool."""
+        sc.start_mailtrail()  # Redis not started: everything is spooled
+        feeder = sc.load(200, rate=20)
+        time.sleep(4)
+        self.kill9(sc.m)
+        time.sleep(1)
+        m = sc.start_mailtrail(same_port=True)
+        feeder.join()
+        sc.client.finish(SnsLikeClient.GIVE_UP + 30)
+        left = int(self.log_lines(m, "spool open")[0]["records"])
+        sc.notes.append(f"restart found {left} records")
+        sc.expect.append(("the restart found the killed process's records", left > 0))
+        sc.redis.start()
+        self.wait_drained(m)
+
+    def sc_kill9_draining(self, sc):
+        """mailtrail killed with kill -9 while it drains, started again on
+        the same spool."""
+        sc.start_mailtrail()
+        sc.load(1000, rate=1000).join()
+        sc.client.finish(SnsLikeClient.GIVE_UP + 30)
+        sc.redis.start()
+        deadline = time.monotonic() + 60 * TIME_FACTOR
+        while self.metrics(sc.m)["mailtrail_spool_drained_total"] == 0:
+            self.assertLess(time.monotonic(), deadline, "the drainer never started")
+            time.sleep(0.005)
+        self.kill9(sc.m)
+        before = len(stored_ids(sc.redis.client))
+        sc.notes.append(f"killed after {before} of 1000 were stored")
+        sc.expect.append(("killed mid-drain", 0 < before < 1000))
+        m = sc.start_mailtrail(same_port=True)
+        self.wait_drained(m)
+        redrained = sum(1 for x in self.log_lines(m, "spool drained")
+                        if x["result"] == "duplicate")
+        sc.notes.append(f"re-drained {redrained} as duplicates")
+
+    def test_faults(self):
+        plan = [
+            ("redis killed 30 s, no spool", False, self.sc_redis_killed),
+            ("redis killed 30 s, spool", True, self.sc_redis_killed),
+            ("redis CLIENT PAUSE 9 s", False, self.sc_redis_paused),
+            ("cert host down", False, lambda sc: self.sc_cert_host(sc, "down")),
+            ("cert host slow", False, lambda sc: self.sc_cert_host(sc, "slow")),
+            ("cert host garbage", False, lambda sc: self.sc_cert_host(sc, "garbage")),
+            ("kill -9 mid-load, no spool", False, self.sc_kill9),
+            ("kill -9 while spooling", True, self.sc_kill9_spooling),
+            ("kill -9 while draining", True, self.sc_kill9_draining),
+        ]
+        results, errors = {}, {}
+
+        def run(name, spool, fn):
+            sc = Scenario(self, name.split(",")[0].replace(" ", "-") + ("-spool" if spool else ""),
+                          spool)
+            try:
+                fn(sc)
+                results[name] = (sc, sc.counts())
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors[name] = e
+
+        threads = [threading.Thread(target=run, args=p, daemon=True) for p in plan]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(240 * TIME_FACTOR)
+
+        print(f"\n    {'scenario':30} {'sent':>5} {'acknowledged':>12} {'stored':>6} "
+              f"{'duplicates':>10}  answers")
+        for name, _, _ in plan:
+            if name in results:
+                sc, c = results[name]
+                print(f"    {name:30} {c['sent']:5} {c['acknowledged']:12} {c['stored']:6} "
+                      f"{c['duplicates']:10}  {c['answers']}")
+                for note in sc.notes:
+                    print(f"    {'':30} {note}")
+            else:
+                print(f"    {name:30} did not finish: {errors.get(name)!r}")
+        for name, _, _ in plan:
+            with self.subTest(scenario=name):
+                if name not in results:
+                    raise errors.get(name) or AssertionError("scenario did not finish")
+                sc, c = results[name]
+                self.assertEqual(c["duplicates"], 0, "a MessageId stored twice")
+                self.assertEqual((c["rejected"], c["given_up"]), (0, 0),
+                                 "every delivery must end acknowledged")
+                self.assertEqual(c["acknowledged"], c["sent"])
+                self.assertEqual(c["acked_ids"], c["stored_ids"],
+                                 "acknowledged and stored MessageIds differ")
+                for what, ok in sc.expect:
+                    self.assertTrue(ok, what)
+
+
 if __name__ == "__main__":
     sys.exit(harness.suite_main(sys.modules[__name__], sys.argv))
