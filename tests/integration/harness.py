@@ -109,13 +109,19 @@ def install_signal_handlers():
         signal.signal(s, _on_signal)
 
 
-def run_module_tests(module):
-    """Runs a test module's cases (verbose, children killed at the end);
-    the exit status: 0 only when some ran and all passed."""
+def run_module_tests(module, names=()):
+    """Runs a test module's cases, or only those named (e.g. a class),
+    verbose, children killed at the end; the exit status: 0 only when some
+    ran and all passed."""
     install_signal_handlers()
+    started = time.monotonic()
     try:
         runner = unittest.TextTestRunner(verbosity=2, stream=sys.stdout)
-        result = runner.run(unittest.defaultTestLoader.loadTestsFromModule(module))
+        loader = unittest.defaultTestLoader
+        tests = (loader.loadTestsFromNames(names, module) if names
+                 else loader.loadTestsFromModule(module))
+        result = runner.run(tests)
+        print(f"total {time.monotonic() - started:.1f} s", file=sys.stderr)
         return 0 if result.testsRun and result.wasSuccessful() else 1
     finally:
         kill_all_children()
@@ -937,23 +943,15 @@ class Environment:
 
 
 def suite_main(module, argv):
-    """main() of a suite run as `suite.py <mailtrail-binary> <tests/data>`:
-    sets module.BINARY and module.DATA, runs the module's tests, kills every
-    child.  0 only when tests ran and all passed."""
+    """main() of a suite run as `suite.py <mailtrail-binary> <tests/data>
+    [TestClass ...]`: sets module.BINARY and module.DATA, then
+    run_module_tests."""
     if len(argv) < 3:
         print(module.__doc__, file=sys.stderr)
         return 2
     module.BINARY = os.path.abspath(argv[1])
     module.DATA = os.path.abspath(argv[2])
-    install_signal_handlers()
-    started = time.monotonic()
-    try:
-        runner = unittest.TextTestRunner(verbosity=2, stream=sys.stdout)
-        result = runner.run(unittest.defaultTestLoader.loadTestsFromModule(module))
-        print(f"total {time.monotonic() - started:.1f} s", file=sys.stderr)
-        return 0 if result.testsRun and result.wasSuccessful() else 1
-    finally:
-        kill_all_children()
+    return run_module_tests(module, argv[3:])
 
 
 class MailtrailTestCase(unittest.TestCase):

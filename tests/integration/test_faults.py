@@ -692,7 +692,7 @@ class FaultScenariosTest(FaultCase):
         m = sc.start_mailtrail(same_port=True)
         self.wait_drained(m)
         redrained = sum(1 for x in self.log_lines(m, "spool drained")
-                        if x["result"] == "duplicate")
+                        if x["outcome"] == "duplicate")
         sc.notes.append(f"re-drained {redrained} as duplicates")
 
     def test_faults(self):
