@@ -25,7 +25,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
-from harness import (LOOPBACK, TIME_FACTOR, HarnessError, Mailtrail,  # noqa: E402
+from harness import (LOOPBACK, TIME_FACTOR, HarnessError,  # noqa: E402
                      RedisServer, SnsSigner, now_iso)
 
 BINARY = None
@@ -45,6 +45,7 @@ def setUpModule():
     ENV = harness.Environment("mailtrail-life-")
     ENV.pattern = r"^127\.0\.0\.1:%d$" % ENV.sns.port
     Case.env = ENV
+    Case.binary = BINARY
 
 
 def tearDownModule():
@@ -74,15 +75,7 @@ class Case(harness.MailtrailTestCase):
                 "--redis", redis_url or ENV.redis_url,
                 "--ca-file", ENV.pki.ca_cert, "--log-format", "json",
                 "--cert-host-pattern", ENV.pattern] + list(extra)
-        m = Mailtrail(BINARY, args, env=ENV.child_env(), name=f"mailtrail#{len(self.procs) + 1}")
-        self.procs.append(m)
-        try:
-            m.start()
-        except Exception:
-            m.kill()
-            raise
-        self.addCleanup(self.stop, m)
-        return m
+        return self.launch(args)
 
     def post(self, port, msg, timeout=30.0, tls_context=None):
         return harness.http_request(
