@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of the harnesses whose input is not a file of
-tests/data as it is: fuzz_sign (structured messages) and fuzz_api (request
-targets), both made from tests/data.  Run from the repository root:
+tests/data as it is: fuzz_sign (structured messages), fuzz_url (the
+SigningCertURL, SubscribeURL and UnsubscribeURL of the real envelopes) and
+fuzz_api (request targets), all made from tests/data.  Run from the
+repository root:
     python3 tests/fuzz/seeds.py
-The output is committed under tests/fuzz/corpus/{sign,api}/seed-*."""
+The output is committed under tests/fuzz/corpus/{sign,url,api}/seed-*."""
 import glob
 import hashlib
 import json
@@ -24,14 +26,25 @@ def write(kind, data):
         f.write(data)
 
 
-def sign_seeds():
+def envelopes():
     for path in sorted(glob.glob("tests/data/real-sns/*/*.json")):
         try:
             env = json.load(open(path, encoding="utf-8"))
         except ValueError:
             continue
-        if not isinstance(env, dict) or env.get("Type") not in TYPES:
-            continue
+        if isinstance(env, dict) and env.get("Type") in TYPES:
+            yield env
+
+
+def url_seeds():
+    for env in envelopes():
+        for k in ("SigningCertURL", "SubscribeURL", "UnsubscribeURL"):
+            if isinstance(env.get(k), str):
+                write("url", env[k].encode())
+
+
+def sign_seeds():
+    for env in envelopes():
         parts = []
         for k in FIELDS:
             v = env.get(k)
@@ -71,4 +84,5 @@ def api_seeds():
 
 
 sign_seeds()
+url_seeds()
 api_seeds()
