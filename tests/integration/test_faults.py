@@ -24,6 +24,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import struct
@@ -597,36 +598,53 @@ class FaultScenariosTest(FaultCase):
         feeder.join()
         sc.client.finish(SnsLikeClient.GIVE_UP + 30)
         if sc.spool:
-            self.wait_drained(sc.m)
-            met = self.metrics(sc.m)
-            sc.notes.append(f"spooled {met['mailtrail_spool_spooled_total']}, "
-                            f"drained {met['mailtrail_spool_drained_total']}")
-            sc.expect.append(("messages were acknowledged while Redis was down",
-                              met["mailtrail_spool_spooled_total"] > 0))
+            self.note_spool(sc, "messages were acknowledged while Redis was down")
             sc.expect.append(("no 503 with a spool", 503 not in sc.client.answers))
         else:
             sc.expect.append(("503s while Redis was down", sc.client.answers[503] > 0))
 
-    def sc_redis_paused(self, sc):
-        """CLIENT PAUSE longer than the command timeout (2 s per command)."""
+    def note_spool(self, sc, what):
+        """Once drained: the spool's counts, and that it took messages."""
+        self.wait_drained(sc.m)
+        met = self.metrics(sc.m)
+        sc.notes.append(f"spooled {met['mailtrail_spool_spooled_total']}, "
+                        f"drained {met['mailtrail_spool_drained_total']}")
+        sc.expect.append((what, met["mailtrail_spool_spooled_total"] > 0))
+
+    def sc_redis_stuck(self, sc, how):
+        """Redis stuck for 9 s, longer than the command timeout (2 s per
+        command): "pause" is CLIENT PAUSE (no spool: 503), "stop" is SIGSTOP
+        (connections still accepted, nothing answered; with a spool: 200)."""
         sc.redis.start()
         sc.start_mailtrail()
         feeder = sc.load(100, rate=10)
         time.sleep(3)
-        sc.redis.client("CLIENT", "PAUSE", 9000)
-        time.sleep(0.5)
-        # A delivery during the pause, waited for as long as SNS waits.
-        t0 = time.monotonic()
-        mid, body = Deliveries(sc.name).make(1)[0]
-        r = http_request(sc.m.port, "POST", "/sns", body,
-                         {"Content-Type": "text/plain; charset=UTF-8"}, timeout=15)
-        took = time.monotonic() - t0
-        sc.notes.append(f"a delivery during the pause: {r.status} after {took:.1f} s")
-        sc.expect.append(("answered 503 inside SNS's 15 s during the pause",
-                          r.status == 503 and took < 15))
-        sc.client.add(mid, body)  # SNS would retry it
+        frozen = time.monotonic()
+        if how == "pause":
+            sc.redis.client("CLIENT", "PAUSE", 9000)
+        else:
+            os.kill(sc.redis.proc.pid, signal.SIGSTOP)
+        try:
+            time.sleep(0.5)
+            # A delivery while Redis is stuck, waited for as long as SNS waits.
+            t0 = time.monotonic()
+            mid, body = Deliveries(sc.name).make(1)[0]
+            r = http_request(sc.m.port, "POST", "/sns", body,
+                             {"Content-Type": "text/plain; charset=UTF-8"}, timeout=15)
+            took = time.monotonic() - t0
+            want = 200 if sc.spool else 503
+            sc.notes.append(f"a delivery while Redis was stuck: {r.status} after {took:.1f} s")
+            sc.expect.append((f"answered {want} inside SNS's 15 s while Redis was stuck",
+                              r.status == want and took < 15))
+            sc.client.add(mid, body)  # SNS retries a 503; after a 200, harmless
+            time.sleep(max(0.0, 9 - (time.monotonic() - frozen)))
+        finally:
+            if how == "stop":
+                os.kill(sc.redis.proc.pid, signal.SIGCONT)
         feeder.join()
         sc.client.finish(SnsLikeClient.GIVE_UP + 30)
+        if sc.spool:
+            self.note_spool(sc, "messages were spooled while Redis was stuck")
 
     def sc_cert_host(self, sc, mode):
         """The signing-cert host down, slow or answering garbage for 10 s."""
@@ -699,7 +717,8 @@ class FaultScenariosTest(FaultCase):
         plan = [
             ("redis killed 30 s, no spool", False, self.sc_redis_killed),
             ("redis killed 30 s, spool", True, self.sc_redis_killed),
-            ("redis CLIENT PAUSE 9 s", False, self.sc_redis_paused),
+            ("redis CLIENT PAUSE 9 s", False, lambda sc: self.sc_redis_stuck(sc, "pause")),
+            ("redis SIGSTOP 9 s, spool", True, lambda sc: self.sc_redis_stuck(sc, "stop")),
             ("cert host down", False, lambda sc: self.sc_cert_host(sc, "down")),
             ("cert host slow", False, lambda sc: self.sc_cert_host(sc, "slow")),
             ("cert host garbage", False, lambda sc: self.sc_cert_host(sc, "garbage")),
