@@ -357,7 +357,14 @@ class SpoolTest(FaultCase):
         for mid, body in batch:
             r = self.post(m, body)
             self.assertEqual((r.status, r.json()), (200, {"status": "stored"}), r)
-        spooled = [x for x in self.log_lines(m, "sns") if x.get("outcome") == "spooled"]
+        # A line is written before its answer, but read from the pipe by
+        # the harness's thread a moment later: wait for the last ones.
+        deadline = time.monotonic() + 10 * TIME_FACTOR
+        while True:
+            spooled = [x for x in self.log_lines(m, "sns") if x.get("outcome") == "spooled"]
+            if len(spooled) >= 20 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         self.assertEqual(len(spooled), 20, "one 'spooled' log line per message")
         self.assertEqual(len(journal_files(spool)), 1)
         status, body = self.readyz(m)
