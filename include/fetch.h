@@ -13,6 +13,12 @@
 
 #include "mt_error.h"
 
+/* Outbound HTTPS limits (certificate downloads, subscription
+ * confirmations): SNS waits about 15 s for our answer, and a handler
+ * thread waits for the fetch. */
+#define FETCH_CONNECT_TIMEOUT_MS 2000
+#define FETCH_TIMEOUT_MS 5000 /* the whole transfer, TLS and DNS included */
+
 struct fetch_opts {
 	const char *ca_file;     /* NULL: system store */
 	size_t max_bytes;        /* larger bodies fail */

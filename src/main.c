@@ -27,10 +27,6 @@
 #include "verify.h"
 #include "webhook.h"
 
-/* Outbound HTTPS limits: SNS waits about 15 s for our answer. */
-#define FETCH_CONNECT_TIMEOUT_MS 2000
-#define FETCH_TIMEOUT_MS 5000
-
 static const char *env_lookup(const char *name)
 {
 	return getenv(name);

@@ -131,8 +131,14 @@ static enum mt_err read_string(struct reader *r, struct sns_str *out)
 	unsigned char *buf = NULL, *o = NULL;
 
 	if (out) {
-		/* Decoding never makes a string longer than its JSON text. */
-		buf = malloc((size_t)(r->end - p) + 1);
+		/* Decoding never makes a string longer than its JSON text, and
+		 * that text ends at the first quote not escaped: sized by it, not
+		 * by the rest of the body (64 keys in each of 16 levels must not
+		 * each ask for the body's length). */
+		const unsigned char *q = p;
+		while (q < r->end && *q != '"')
+			q += *q == '\\' && r->end - q >= 2 ? 2 : 1;
+		buf = malloc((size_t)(q - p) + 1);
 		if (!buf)
 			return MT_E_NOMEM;
 		o = buf;
