@@ -1016,26 +1016,3 @@ class MailtrailTestCase(unittest.TestCase):
         self.assertEqual(rc, 0, f"{m.name} must exit 0 within 10 s of SIGTERM "
                                 f"(None = had to be killed)")
 
-
-def run_suite(module, argv):
-    """The main() of a suite run as `test_x.py <mailtrail-binary> <tests/data>
-    [Class.test ...]`: sets module.BINARY and module.DATA, runs the tests
-    named (default: all of the module), returns the exit status (1 when
-    nothing ran)."""
-    if len(argv) < 3:
-        print(module.__doc__, file=sys.stderr)
-        return 2
-    module.BINARY = os.path.abspath(argv[1])
-    module.DATA = os.path.abspath(argv[2])
-    install_signal_handlers()
-    try:
-        runner = unittest.TextTestRunner(verbosity=2, stream=sys.stdout)
-        loader = unittest.defaultTestLoader
-        suite = (loader.loadTestsFromNames(argv[3:], module) if argv[3:]
-                 else loader.loadTestsFromModule(module))
-        result = runner.run(suite)
-        if not result.testsRun:
-            return 1
-        return 0 if result.wasSuccessful() else 1
-    finally:
-        kill_all_children()

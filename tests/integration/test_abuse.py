@@ -571,4 +571,4 @@ class TestOversizedAndDeep(AbuseCase):
 
 
 if __name__ == "__main__":
-    sys.exit(harness.run_suite(sys.modules[__name__], sys.argv))
+    sys.exit(harness.suite_main(sys.modules[__name__], sys.argv))

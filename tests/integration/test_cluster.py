@@ -543,4 +543,4 @@ def _info_int(text, field):
 
 
 if __name__ == "__main__":
-    sys.exit(harness.run_suite(sys.modules[__name__], sys.argv))
+    sys.exit(harness.suite_main(sys.modules[__name__], sys.argv))
