@@ -447,6 +447,25 @@ class SpoolTest(FaultCase):
         self.assertEqual(len(skipped), 2, skipped)
         self.assertEqual(journal_files(spool), [])
 
+    def test_sigterm_while_redis_is_down_keeps_the_spool(self):
+        redis = self.redis_server("redis")
+        spool = self.spool_dir()
+        m = self.mailtrail(redis, "--spool-dir", spool)
+        batch = Deliveries("sigterm").make(5)
+        for _, body in batch:
+            self.assertEqual(self.post(m, body).status, 200)
+        deadline = time.monotonic() + 10 * TIME_FACTOR
+        while not self.log_lines(m, "spool drain waiting for redis"):
+            self.assertLess(time.monotonic(), deadline, "the drainer never tried Redis")
+            time.sleep(0.05)
+        self.stop(m)  # exit 0 within 10 s: the backing-off drainer stops
+        self.assertEqual(len(journal_files(spool)), 1, "the records stay for the next start")
+        redis.start()
+        m2 = self.mailtrail(redis, "--spool-dir", spool, name="restarted")
+        self.assertEqual(self.log_lines(m2, "spool open")[0]["records"], "5")
+        self.wait_drained(m2)
+        self.assertStoredExactly(redis, [mid for mid, _ in batch])
+
     def test_spool_directory_errors_exit_2(self):
         redis = self.redis_server("redis")
         spool = self.spool_dir()
