@@ -8,12 +8,12 @@
  *   {prefix}topic:{<arn>}     sorted set per topic, score = SNS Timestamp
  *                             ms, member = a non-SES (or not indexable)
  *                             notification as JSON
- *   {prefix}msg:{<MessageId>} string, set once a message's writes are all
- *                             done; expires with the retention period
  * Connections, and in a Redis Cluster the routing of each key to its
  * node, are rcluster.h's.
- * Every write is idempotent (a member written twice is stored once), which
- * is what makes SNS redelivery harmless and a half-done write safe to retry.
+ * Every write is idempotent, which is what makes SNS redelivery harmless
+ * and a half-done write safe to retry: a member begins with its SNS
+ * MessageId, and a member of the same message at the same score is stored
+ * once, whatever bytes a copy of mailtrail with other flags would build.
  * Each set is trimmed to the retention window measured back from its newest
  * score, capped in size, and expires after the retention period without
  * writes.
@@ -47,8 +47,8 @@ struct store *store_new(const struct config_redis *redis, const char *prefix,
 			unsigned retention_days);
 void store_free(struct store *st);
 
-/* Stores every event.  *added gets how many were new (0 for a
- * redelivery).  MT_E_REDIS when Redis is unreachable or errs; errbuf then
+/* Stores every event (and its place in the recent feed).  *added gets
+ * how many were new (0 for a redelivery).  MT_E_REDIS when Redis is unreachable or errs; errbuf then
  * says why. */
 enum mt_err store_put_events(struct store *st, const struct ses_events *evs,
 			     size_t *added, char *errbuf, size_t errsz);
@@ -101,15 +101,6 @@ enum mt_err store_recipient_summary(struct store *st, const char *address,
 				    struct store_summary *out, char *errbuf,
 				    size_t errsz);
 void store_summary_free(struct store_summary *sum);
-
-/* Has the SNS message message_id been stored completely before? */
-enum mt_err store_message_seen(struct store *st, const char *message_id,
-			       bool *seen, char *errbuf, size_t errsz);
-
-/* Records that every write of message_id is done.  Call only after the
- * writes succeeded: a message is never marked without its events. */
-enum mt_err store_message_mark(struct store *st, const char *message_id,
-			       char *errbuf, size_t errsz);
 
 /* PING.  MT_E_OK while Redis answers. */
 enum mt_err store_ping(struct store *st, char *errbuf, size_t errsz);

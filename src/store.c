@@ -14,13 +14,24 @@
  * the newest score and to a size cap, refresh the idle expiry.  With a
  * counts hash (KEYS[2], same hash tag, so same Cluster slot) it also keeps
  * per-type counts and what suppresses the recipient, for the summary,
- * following both adds and trims.  Everything touches only the keys given,
- * so it runs atomically.  Loaded once per connection, run with EVALSHA.
+ * following both adds and trims.  With the recent feed (KEYS[3]; only
+ * outside a Cluster, where it may live in another slot) it adds the event
+ * there too.  Everything touches only the keys given, so it runs
+ * atomically.  Loaded once per connection, run with EVALSHA.
  * ARGV: score, member, retention ms, max members, type, suppression
- * ("Bounce/Permanent", "Complaint" or "").  A trimmed member's type and
- * suppression are read back from its EVENT JSON (as ses.c sets them). */
+ * ("Bounce/Permanent", "Complaint" or ""), the member's message prefix,
+ * recent feed size.  A trimmed member's type and suppression are read
+ * back from its EVENT JSON (as ses.c sets them).
+ *
+ * Redelivery: every member begins with its SNS MessageId ({"id":"..."),
+ * and a redelivered message has the same event time, so a member at the
+ * same score with the same prefix is that message's, even when this copy
+ * of mailtrail (other flags, another version) builds other bytes.  Then
+ * nothing is written except the recent feed, with the member as stored
+ * (a write cut short before may have missed it), and the stored member is
+ * returned; a new member returns 1. */
 static const char put_script[] =
-	"local zkey, ckey = KEYS[1], KEYS[2]\n"
+	"local zkey, ckey, rkey = KEYS[1], KEYS[2], KEYS[3]\n"
 	"local function bump(kind, why, score, d)\n"
 	"  redis.call('HINCRBY', ckey, 'type:' .. kind, d)\n"
 	"  if why == '' then return end\n"
@@ -45,9 +56,20 @@ static const char put_script[] =
 	"    end\n"
 	"  end\n"
 	"end\n"
-	"local score = tonumber(ARGV[1])\n"
+	"local function recent(member)\n"
+	"  if not rkey then return end\n"
+	"  redis.call('ZADD', rkey, ARGV[1], member)\n"
+	"  redis.call('ZREMRANGEBYRANK', rkey, 0, -tonumber(ARGV[8]) - 1)\n"
+	"end\n"
+	"local score, idp = tonumber(ARGV[1]), ARGV[7]\n"
+	"if idp ~= '' then\n"
+	"  for _, m in ipairs(redis.call('ZRANGEBYSCORE', zkey, ARGV[1], ARGV[1])) do\n"
+	"    if string.sub(m, 1, #idp) == idp then recent(m) return m end\n"
+	"  end\n"
+	"end\n"
 	"local added = redis.call('ZADD', zkey, ARGV[1], ARGV[2])\n"
 	"if added == 1 and ckey then bump(ARGV[5], ARGV[6], score, 1) end\n"
+	"recent(ARGV[2])\n"
 	"local top = redis.call('ZRANGE', zkey, -1, -1, 'WITHSCORES')\n"
 	"local cutoff = string.format('(%.0f', tonumber(top[2]) - tonumber(ARGV[3]))\n"
 	"local old = redis.call('ZRANGEBYSCORE', zkey, '-inf', cutoff, 'WITHSCORES', 'LIMIT', 0, 1000)\n"
@@ -66,6 +88,7 @@ static const char put_script[] =
 
 struct store {
 	struct rcluster *rc;
+	bool cluster;
 	char *prefix;
 	char recent_key[160]; /* {prefix}recent */
 	int64_t retention_ms;
@@ -99,6 +122,7 @@ struct store *store_new(const struct config_redis *redis, const char *prefix,
 	struct store *st = calloc(1, sizeof(*st));
 	if (!st)
 		return NULL;
+	st->cluster = redis->cluster;
 	st->prefix = strdup(prefix);
 	if (!st->prefix)
 		goto fail;
@@ -272,60 +296,115 @@ struct put {
 	long max_members;
 };
 
-/* Runs the script for each put, plus the recent feed when recent is true,
- * in one batch.  Sums the adds of the puts. */
+/* The bytes that begin every member stored for one SNS message
+ * ('{"id":"<MessageId>"' and the character after it); 0 when the member
+ * does not begin with an id (then only identical bytes are a duplicate). */
+static size_t message_prefix_len(const char *m, size_t len)
+{
+	static const char head[] = "{\"id\":\"";
+	size_t i = sizeof(head) - 1;
+	if (len < i || memcmp(m, head, i) != 0)
+		return 0;
+	for (; i < len; i++) {
+		if (m[i] == '\\')
+			i++;
+		else if (m[i] == '"')
+			return i + 2 <= len ? i + 2 : 0;
+	}
+	return 0;
+}
+
+/* In a Cluster the recent feed may live on another node than the puts'
+ * keys, so it is written after them: for each put the member as stored
+ * (the script's answer for a redelivery, else the put's own). */
+static enum mt_err put_recent(struct store *st, const struct put *puts,
+			      const struct rcluster_cmd *done, size_t n,
+			      char *errbuf, size_t errsz)
+{
+	const char *rk = st->recent_key;
+	struct batch b = {0};
+
+	for (size_t i = 0; i < n; i++) {
+		const redisReply *r = done[i].reply;
+		bool stored = r->type == REDIS_REPLY_STRING;
+		char score[32];
+		snprintf(score, sizeof(score), "%lld", (long long)puts[i].score);
+		const char *argv[] = {"ZADD", rk, score, stored ? r->str : puts[i].member};
+		const size_t argl[] = {4, strlen(rk), strlen(score),
+				       stored ? r->len : puts[i].member_len};
+		batch_add(&b, rk, 4, argv, argl);
+	}
+	batch_addf(&b, rk, "ZREMRANGEBYRANK %s 0 %d", rk, -STORE_RECENT_MAX - 1);
+	enum mt_err err = batch_run(st, &b, errbuf, errsz);
+	for (size_t i = 0; err == MT_E_OK && i < b.n; i++) {
+		if (!reply_ok(b.cmd[i].reply, -1, errbuf, errsz)) {
+			count_fault(NULL);
+			err = MT_E_REDIS;
+		}
+	}
+	batch_free(&b);
+	return err;
+}
+
+/* Runs the script for each put, with the recent feed when recent is true:
+ * one round trip with one server, one per node (and one more for the
+ * recent feed) in a Cluster.  Sums the puts that were new. */
 static enum mt_err run_puts(struct store *st, const struct put *puts, size_t n,
 			    bool recent, size_t *added, char *errbuf,
 			    size_t errsz)
 {
-	const char *rk = st->recent_key;
+	bool recent_in_script = recent && !st->cluster;
 	struct batch b = {0};
-	char ret[32];
+	char ret[32], rmax[32];
 
 	*added = 0;
 	snprintf(ret, sizeof(ret), "%lld", (long long)st->retention_ms);
+	snprintf(rmax, sizeof(rmax), "%d", STORE_RECENT_MAX);
 	for (size_t i = 0; i < n; i++) {
 		char score[32], max[32];
 		snprintf(score, sizeof(score), "%lld", (long long)puts[i].score);
 		snprintf(max, sizeof(max), "%ld", puts[i].max_members);
-		const char *argv[11] = {"EVALSHA", st->script_sha, "1", puts[i].key};
-		size_t argl[11] = {7, 40, 1, strlen(puts[i].key)};
+		const char *argv[14] = {"EVALSHA", st->script_sha, "1", puts[i].key};
+		size_t argl[14] = {7, 40, 1, strlen(puts[i].key)};
 		int argc = 4;
 		if (puts[i].counts_key) {
 			argv[2] = "2";
 			argv[argc] = puts[i].counts_key;
 			argl[argc++] = strlen(puts[i].counts_key);
+			if (recent_in_script) {
+				argv[2] = "3";
+				argv[argc] = st->recent_key;
+				argl[argc++] = strlen(st->recent_key);
+			}
 		}
 		const char *type = puts[i].type ? puts[i].type : "";
 		const char *why = puts[i].suppress ? puts[i].suppress : "";
-		const char *args[] = {score, puts[i].member, ret, max, type, why};
+		const char *args[] = {score, puts[i].member, ret, max, type, why,
+				      puts[i].member, rmax};
 		const size_t lens[] = {strlen(score), puts[i].member_len, strlen(ret),
-				       strlen(max), strlen(type), strlen(why)};
-		for (int a = 0; a < 6; a++) {
+				       strlen(max), strlen(type), strlen(why),
+				       message_prefix_len(puts[i].member, puts[i].member_len),
+				       strlen(rmax)};
+		for (int a = 0; a < 8; a++) {
 			argv[argc] = args[a];
 			argl[argc++] = lens[a];
 		}
 		batch_add(&b, puts[i].key, argc, argv, argl);
-		if (recent) {
-			const char *zargv[] = {"ZADD", rk, score, puts[i].member};
-			size_t zargl[] = {4, strlen(rk), strlen(score), puts[i].member_len};
-			batch_add(&b, rk, 4, zargv, zargl);
-			batch_addf(&b, rk, "ZREMRANGEBYRANK %s 0 %d", rk, -STORE_RECENT_MAX - 1);
-		}
 	}
 	enum mt_err err = batch_run(st, &b, errbuf, errsz);
-	size_t per = recent ? 3 : 1;
 	for (size_t i = 0; err == MT_E_OK && i < b.n; i++) {
 		const redisReply *r = b.cmd[i].reply;
 		if (!reply_ok(r, -1, errbuf, errsz)) {
 			count_fault(NULL);
 			err = MT_E_REDIS;
-		} else if (i % per == 0 && r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
+		} else if (r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
 			*added += 1;
-			if (puts[i / per].counts_key) /* an event, not a raw message */
-				metrics_count_event(puts[i / per].type);
+			if (puts[i].counts_key) /* an event, not a raw message */
+				metrics_count_event(puts[i].type);
 		}
 	}
+	if (err == MT_E_OK && recent && !recent_in_script)
+		err = put_recent(st, puts, b.cmd, n, errbuf, errsz);
 	batch_free(&b);
 	return err;
 }
@@ -373,38 +452,6 @@ enum mt_err store_put_raw(struct store *st, const char *topic_arn,
 	enum mt_err err = run_puts(st, &p, 1, false, added, errbuf, errsz);
 	free(key);
 	return err;
-}
-
-static enum mt_err marker(struct store *st, const char *message_id, bool *seen,
-			  char *errbuf, size_t errsz)
-{
-	char *key = make_key(st, "msg", message_id);
-	if (!key)
-		return MT_E_NOMEM;
-	redisReply *r = seen
-		? command(st, key, errbuf, errsz, "EXISTS %s", key)
-		: command(st, key, errbuf, errsz, "SET %s 1 PX %lld", key,
-			  (long long)st->retention_ms);
-	free(key);
-	if (!r)
-		return MT_E_REDIS;
-	if (seen)
-		*seen = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
-	freeReplyObject(r);
-	return MT_E_OK;
-}
-
-enum mt_err store_message_seen(struct store *st, const char *message_id,
-			       bool *seen, char *errbuf, size_t errsz)
-{
-	*seen = false;
-	return marker(st, message_id, seen, errbuf, errsz);
-}
-
-enum mt_err store_message_mark(struct store *st, const char *message_id,
-			       char *errbuf, size_t errsz)
-{
-	return marker(st, message_id, NULL, errbuf, errsz);
 }
 
 enum mt_err store_ping(struct store *st, char *errbuf, size_t errsz)

@@ -59,19 +59,10 @@ static enum mt_err store_notification(struct webhook *w,
 	};
 	struct ses_events evs = {0};
 	size_t added = 0;
-	bool seen;
 
-	/* A message stored completely before is a duplicate whatever its
-	 * events would look like now (another version, other flags). */
-	enum mt_err err = store_message_seen(w->store, ctx.sns_message_id, &seen,
-					     res->detail, sizeof(res->detail));
-	if (err)
-		return err;
-	if (seen) {
-		res->status = "duplicate";
-		return MT_E_OK;
-	}
-	err = ses_events_parse(msg->p, msg->len, &ctx, &evs);
+	/* A redelivery (also to a copy with other flags or version) adds
+	 * nothing: the store recognises a message's events by id and time. */
+	enum mt_err err = ses_events_parse(msg->p, msg->len, &ctx, &evs);
 	if (err)
 		goto out;
 	res->events = evs.n;
@@ -102,11 +93,6 @@ static enum mt_err store_notification(struct webhook *w,
 			goto out;
 		res->added += added;
 	}
-	/* Every write went through: only now is the message marked. */
-	err = store_message_mark(w->store, ctx.sns_message_id, res->detail,
-				 sizeof(res->detail));
-	if (err)
-		goto out;
 	res->status = res->added ? "stored" : "duplicate";
 out:
 	ses_events_free(&evs);
