@@ -38,6 +38,10 @@
 #define RCLUSTER_TRIES_MAX 12
 #define RCLUSTER_BACKOFF_MIN_MS 25
 #define RCLUSTER_BACKOFF_MAX_MS 400
+/* No new round starts this long after a batch began: a node that hangs
+ * (each try then waits for the command timeout) must not keep the
+ * webhook's answer past SNS's 15 s either. */
+#define RCLUSTER_DEADLINE_MS 5000
 /* The slot map is reloaded at most this often (MOVED replies update the
  * slots they name at once). */
 #define RCLUSTER_REFRESH_MIN_MS 100

@@ -619,8 +619,11 @@ enum mt_err rcluster_exec(struct rcluster *rc, struct rcluster_cmd *cmds,
 		if (cmds[k].key)
 			items[k].slot = rcluster_key_slot(cmds[k].key, cmds[k].key_len);
 	}
+	int64_t start = mono_ms();
 	for (unsigned t = 0; left && t < tries; t++) {
 		bool pause = false;
+		if (t > 0 && mono_ms() - start >= RCLUSTER_DEADLINE_MS)
+			break;
 		if (rc->redis.cluster)
 			map_refresh(rc);
 		left = exec_round(rc, cmds, items, left, &pause, errbuf, errsz);

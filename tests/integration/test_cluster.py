@@ -526,6 +526,13 @@ class ClusterTest(harness.MailtrailTestCase):
         # Every recipient of every phase still reads back whole.
         for a in recipients:
             self.assertEqual(sorted(self.api_ids(m, a)), sorted(cl.events(a)), a)
+        # The recent feed (its own slot, written after the recipients'
+        # scripts) has each message's event for a recipient once.
+        r = harness.http_request(m.api_port, "GET", "/v1/events?limit=1000")
+        self.assertEqual(r.status, 200, r)
+        pairs = [(e["id"], e["recipient"]) for e in r.json()["events"]]
+        self.assertGreater(len(pairs), 900)  # a page never splits a millisecond
+        self.assertEqual(len(set(pairs)), len(pairs), "an event twice in the recent feed")
 
     def test_wrong_password(self):
         m = self.start(password="not-the-password")

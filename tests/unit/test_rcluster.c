@@ -110,32 +110,67 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Nobody answers: the batch fails with MT_E_REDIS (the webhook's 503),
- * at once for one server, after bounded retries for a cluster. */
-static void test_unreachable(bool cluster)
+/* What one GET of a key did against 127.0.0.1:port. */
+struct outcome {
+	enum mt_err err;
+	bool reply;      /* a reply was set */
+	double took;     /* seconds */
+	unsigned faults; /* on_fault calls */
+	char why[256];
+};
+
+static struct outcome get_once(unsigned port, bool cluster, unsigned timeout_ms)
 {
-	struct config_redis r = {.port = closed_port(), .cluster = cluster};
+	struct outcome out = {0};
+	struct config_redis r = {.port = port, .cluster = cluster};
 	snprintf(r.host, sizeof(r.host), "127.0.0.1");
-	unsigned faults = 0;
-	struct rcluster_opts o = {.redis = &r, .pool_max = 4, .connect_timeout_ms = 200,
-				  .command_timeout_ms = 200, .on_fault = count, .arg = &faults};
+	struct rcluster_opts o = {.redis = &r, .pool_max = 4, .connect_timeout_ms = timeout_ms,
+				  .command_timeout_ms = timeout_ms, .on_fault = count,
+				  .arg = &out.faults};
 	struct rcluster *rc = rcluster_new(&o);
 	CHECK(rc != NULL, "new");
 	char *raw = NULL;
 	int len = redisFormatCommand(&raw, "GET %s", "k{x}");
 	struct rcluster_cmd cmd = {"k{x}", 4, raw, (size_t)len, NULL};
-	char err[256] = "";
 	double t0 = now_s();
-	enum mt_err e = rcluster_exec(rc, &cmd, 1, err, sizeof(err));
-	double took = now_s() - t0;
-	CHECK(e == MT_E_REDIS && cmd.reply == NULL, "cluster=%d: %d", cluster, e);
-	CHECK(strstr(err, "connect") != NULL, "cluster=%d: says why: '%s'", cluster, err);
-	CHECK(took < (cluster ? 6.0 : 1.0), "cluster=%d: gave up after %.2f s", cluster, took);
-	CHECK(!cluster || took > 0.5, "a cluster gets time to fail over: %.2f s", took);
-	CHECK(faults == (cluster ? RCLUSTER_TRIES_MAX : 2), "cluster=%d: every failed try told: %u",
-	      cluster, faults);
+	out.err = rcluster_exec(rc, &cmd, 1, out.why, sizeof(out.why));
+	out.took = now_s() - t0;
+	out.reply = cmd.reply != NULL;
+	freeReplyObject(cmd.reply);
 	redisFreeCommand(raw);
 	rcluster_free(rc);
+	return out;
+}
+
+/* Nobody answers: the batch fails with MT_E_REDIS (the webhook's 503),
+ * at once for one server, after bounded retries for a cluster. */
+static void test_unreachable(bool cluster)
+{
+	struct outcome o = get_once(closed_port(), cluster, 200);
+	CHECK(o.err == MT_E_REDIS && !o.reply, "cluster=%d: %d", cluster, o.err);
+	CHECK(strstr(o.why, "connect") != NULL, "cluster=%d: says why: '%s'", cluster, o.why);
+	CHECK(o.took < (cluster ? 6.0 : 1.0), "cluster=%d: gave up after %.2f s", cluster, o.took);
+	CHECK(!cluster || o.took > 0.5, "a cluster gets time to fail over: %.2f s", o.took);
+	CHECK(o.faults == (cluster ? RCLUSTER_TRIES_MAX : 2),
+	      "cluster=%d: every failed try told: %u", cluster, o.faults);
+}
+
+/* A cluster node that accepts connections and never answers: each try
+ * waits for the command timeout, and the batch still gives up in bounded
+ * time (RCLUSTER_DEADLINE_MS). */
+static void test_hung_node(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof(a);
+	CHECK(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(fd, 64) == 0 &&
+		      getsockname(fd, (struct sockaddr *)&a, &al) == 0, "listen");
+	struct outcome o = get_once(ntohs(a.sin_port), true, 300);
+	CHECK(o.err == MT_E_REDIS && !o.reply, "hung node: %d", o.err);
+	CHECK(o.took >= RCLUSTER_DEADLINE_MS / 1000.0 &&
+		      o.took < RCLUSTER_DEADLINE_MS / 1000.0 + 2.0,
+	      "hung node: gave up after %.2f s (%u tries, '%s')", o.took, o.faults, o.why);
+	close(fd);
 }
 
 int main(void)
@@ -144,5 +179,6 @@ int main(void)
 	test_redirects();
 	test_unreachable(false);
 	test_unreachable(true);
+	test_hung_node();
 	return test_report("rcluster");
 }
