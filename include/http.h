@@ -34,9 +34,6 @@
 #define HTTP_REQUEST_READ_TIMEOUT_BUSY_S 2
 /* Connections idle (no byte either way) this long are closed. */
 #define HTTP_IDLE_TIMEOUT_S 30
-/* A warning about a limit being hit is logged at most once per this long
- * per kind, with the count of the ones left out. */
-#define HTTP_WARN_INTERVAL_S 10
 /* How long a stopping mailtrail waits for requests in flight (SIGTERM). */
 #define HTTP_DRAIN_TIMEOUT_MS 10000
 

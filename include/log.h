@@ -28,6 +28,15 @@ void log_request_id(char id[LOG_REQUEST_ID_LEN]);
 void log_write(enum log_level level, const char *msg, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* Lines that come in floods (a limit hit each time an attacker tries): at
+ * most one of a kind per LOG_THROTTLE_INTERVAL_S.  True when one of this
+ * kind is due now; *left_out gets how many were held back since the last
+ * one (write it in the line).  kind is any address that names the kind:
+ * a string literal, a format string.  Up to 32 kinds are throttled; more
+ * are always due. */
+#define LOG_THROTTLE_INTERVAL_S 10
+bool log_throttle(const void *kind, unsigned long *left_out);
+
 #define LOG(level, msg, ...)                                                   \
 	do {                                                                   \
 		if (log_enabled(level))                                        \

@@ -75,42 +75,6 @@ static int64_t now_ms(void)
 	return now_ns() / 1000000;
 }
 
-/* Warnings about limits being hit come in floods, so each kind (a key:
- * a format string or a fixed message) is logged at most once per
- * HTTP_WARN_INTERVAL_S; the next line says how many were left out. */
-struct warn_kind {
-	const void *key;
-	int64_t last_ms;
-	unsigned long left_out;
-};
-static struct warn_kind warn_kinds[16];
-static pthread_mutex_t warn_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/* True when a warning of this kind is due now; *left_out gets how many
- * were held back since the last one. */
-static bool warn_due(const void *key, unsigned long *left_out)
-{
-	int64_t now = now_ms();
-	bool due = true;
-	*left_out = 0;
-	pthread_mutex_lock(&warn_lock);
-	for (size_t i = 0; i < sizeof(warn_kinds) / sizeof(warn_kinds[0]); i++) {
-		struct warn_kind *k = &warn_kinds[i];
-		if (k->key && k->key != key)
-			continue;
-		if (k->key && now - k->last_ms < HTTP_WARN_INTERVAL_S * 1000) {
-			k->left_out++;
-			due = false;
-		} else {
-			*left_out = k->left_out;
-			*k = (struct warn_kind){key, now, 0};
-		}
-		break;
-	} /* a seventeenth kind is simply always logged */
-	pthread_mutex_unlock(&warn_lock);
-	return due;
-}
-
 static struct conn_state *conn_state(struct MHD_Connection *conn)
 {
 	const union MHD_ConnectionInfo *ci =
@@ -194,7 +158,7 @@ static void *watchdog(void *arg)
 		unsigned long left_out;
 		if (cut) {
 			metrics_add(METRIC_http_request_read_timeouts_total, cut);
-			if (warn_due("read timeout", &left_out))
+			if (log_throttle("read timeout", &left_out))
 				LOG(LOG_WARN, "request not read in time: connections closed",
 				    "closed=%lu open=%zu deadline_s=%lld left_out=%lu", cut, open,
 				    (long long)(limit_ms / 1000), left_out);
@@ -374,7 +338,7 @@ static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
 
-/* The library's messages, one line per kind per HTTP_WARN_INTERVAL_S
+/* The library's messages, one line per kind per LOG_THROTTLE_INTERVAL_S
  * (an attack makes thousands).  Two of them report limits of http.h
  * being hit, and are counted: the library has no other way to tell. */
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -392,7 +356,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	if (strstr(msg, "response code is 431"))
 		metrics_add(METRIC_http_headers_too_large_total, 1);
 	unsigned long left_out;
-	if (warn_due(fmt, &left_out))
+	if (log_throttle(fmt, &left_out))
 		LOG(LOG_WARN, "libmicrohttpd", "detail=\"%s\" left_out=%lu", msg, left_out);
 }
 

@@ -16,6 +16,21 @@ struct upload {
 	bool answered;
 };
 
+/* Whether to log a refusal.  Those by a limit of README "Limits" come by
+ * the thousand under attack: one line per kind per LOG_THROTTLE_INTERVAL_S
+ * (the metrics count every one), ending in " left_out=N" (into extra). */
+static bool should_log_refusal(enum mt_err err, char *extra, size_t extrasz)
+{
+	unsigned long n;
+	extra[0] = '\0';
+	if (err != MT_E_TOO_LARGE && err != MT_E_TOO_DEEP && err != MT_E_CERT_RATE)
+		return true;
+	if (!log_throttle(mt_err_str(err), &n))
+		return false;
+	snprintf(extra, extrasz, " left_out=%lu", n);
+	return true;
+}
+
 /* One line per delivery.  outcome says what becomes of the message:
  * stored / duplicate / confirmed / noted (200), spooled (200: Redis was
  * unavailable, the spool has it), rejected (4xx: SNS drops it) or failed
@@ -25,6 +40,7 @@ static void log_result(struct MHD_Connection *conn, const struct webhook_result 
 {
 	enum log_level lv = code >= 500 ? LOG_ERROR : code >= 400 ? LOG_WARN : LOG_INFO;
 	const char *rid = http_request_id(conn);
+	char left_out[40];
 	if (res->err == MT_E_OK && res->spooled)
 		LOG(LOG_WARN, "sns", "request_id=%s message_id=%s outcome=spooled status=%u type=%s topic=%s cert_fetched=%s redis_error=\"%s\"",
 		    rid, res->message_id, code, res->type ? res->type : "-", res->topic,
@@ -34,11 +50,11 @@ static void log_result(struct MHD_Connection *conn, const struct webhook_result 
 		    rid, res->message_id, res->status, code, res->type ? res->type : "-",
 		    res->topic, res->events, res->added, res->raw ? "yes" : "no",
 		    res->cert_fetched ? "yes" : "no");
-	else
-		LOG(lv, "sns", "request_id=%s message_id=%s outcome=%s status=%u error=\"%s\" type=%s topic=%s detail=\"%s\"",
+	else if (should_log_refusal(res->err, left_out, sizeof(left_out)))
+		LOG(lv, "sns", "request_id=%s message_id=%s outcome=%s status=%u error=\"%s\" type=%s topic=%s detail=\"%s\"%s",
 		    rid, res->message_id, code >= 500 ? "failed" : "rejected", code,
 		    mt_err_str(res->err), res->type ? res->type : "-", res->topic,
-		    res->detail);
+		    res->detail, left_out);
 	/* Recipient addresses are personal data: debug level only. */
 	if (res->recipients[0])
 		LOG(LOG_DEBUG, "sns recipients", "request_id=%s message_id=%s recipients=\"%s\"",

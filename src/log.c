@@ -1,10 +1,12 @@
 #include "log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/random.h>
 
@@ -183,4 +185,37 @@ void log_write(enum log_level level, const char *msg, const char *fmt, ...)
 	}
 	l.buf[l.n++] = '\n';
 	write_line(l.buf, l.n);
+}
+
+struct throttle {
+	const void *kind;
+	int64_t last_ms;
+	unsigned long left_out;
+};
+static struct throttle g_throttles[32];
+static pthread_mutex_t g_throttle_lock = PTHREAD_MUTEX_INITIALIZER;
+
+bool log_throttle(const void *kind, unsigned long *left_out)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	bool due = true;
+	*left_out = 0;
+	pthread_mutex_lock(&g_throttle_lock);
+	for (size_t i = 0; i < sizeof(g_throttles) / sizeof(g_throttles[0]); i++) {
+		struct throttle *t = &g_throttles[i];
+		if (t->kind && t->kind != kind)
+			continue;
+		if (t->kind && now - t->last_ms < LOG_THROTTLE_INTERVAL_S * 1000) {
+			t->left_out++;
+			due = false;
+		} else {
+			*left_out = t->left_out;
+			*t = (struct throttle){kind, now, 0};
+		}
+		break;
+	}
+	pthread_mutex_unlock(&g_throttle_lock);
+	return due;
 }

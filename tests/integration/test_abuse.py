@@ -66,7 +66,7 @@ DELIVERY = json.dumps({
 def read_limits(root):
     """#define NAME <integer expression> from the headers that hold limits."""
     out = {}
-    for name in ("http.h", "certcache.h", "sns.h", "verify.h"):
+    for name in ("http.h", "certcache.h", "sns.h", "verify.h", "log.h"):
         with open(os.path.join(root, "include", name)) as f:
             for m in re.finditer(r"^#define\s+([A-Z0-9_]+)\s+\(?([0-9][0-9 *]*)\)?\s*$",
                                  f.read(), re.M):
@@ -460,6 +460,11 @@ class TestCertificateFlood(AbuseCase):
         self.assertEqual(len(self.real_cert_gets()), 1,
                          "the flood evicted the certificate in use")
         self.assertLess(len(self.log_lines(m, "libmicrohttpd")), 10)
+        limited = [o for o in self.log_lines(m, "sns")
+                   if o.get("error") == "signing certificate download rate limit reached"]
+        self.assertGreaterEqual(len(limited), 1, "the rate limit must show in the log")
+        self.assertLessEqual(len(limited), 2 + elapsed / LIMITS["LOG_THROTTLE_INTERVAL_S"],
+                             "10,000 refusals must not flood the log")
 
     def test_loadable_made_up_urls_do_not_evict_a_verified_cert(self):
         # Made-up URLs whose certificate does load (here from
