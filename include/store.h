@@ -38,6 +38,12 @@
 #define STORE_POOL_MAX 128
 #define STORE_CONNECT_TIMEOUT_MS 1000
 #define STORE_COMMAND_TIMEOUT_MS 2000
+/* Most commands that batches of concurrent requests send together in one
+ * round trip (a larger batch goes alone); a batch queued longer than
+ * STORE_COMMAND_TIMEOUT_MS behind a stuck group answers 503. */
+#define STORE_GROUP_COMMANDS_MAX 512
+/* Groups in flight at once. */
+#define STORE_GROUP_RUNNING_MAX 2
 
 struct store;
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "groupcommit.h"
 #include "metrics.h"
 #include "rcluster.h"
 
@@ -89,6 +90,7 @@ static const char put_script[] =
 struct store {
 	struct rcluster *rc;
 	bool cluster;
+	struct groupcommit *group; /* every batch goes through it */
 	char *prefix;
 	char recent_key[160]; /* {prefix}recent */
 	int64_t retention_ms;
@@ -114,6 +116,14 @@ static void count_fault(void *arg)
 {
 	(void)arg;
 	metrics_add(METRIC_redis_errors_total, 1);
+}
+
+/* groupcommit's exec: a group of batches is one batch to rcluster, which
+ * routes each command by its own key (one round trip per node). */
+static enum mt_err exec_commands(void *rc, void *cmds, size_t n, char *errbuf,
+				 size_t errsz)
+{
+	return rcluster_exec(rc, cmds, n, errbuf, errsz);
 }
 
 struct store *store_new(const struct config_redis *redis, const char *prefix,
@@ -144,6 +154,11 @@ struct store *store_new(const struct config_redis *redis, const char *prefix,
 	st->rc = rcluster_new(&o);
 	if (!st->rc)
 		goto fail;
+	st->group = groupcommit_new(sizeof(struct rcluster_cmd), STORE_GROUP_COMMANDS_MAX,
+				    STORE_GROUP_RUNNING_MAX, STORE_COMMAND_TIMEOUT_MS,
+				    exec_commands, st->rc);
+	if (!st->group)
+		goto fail;
 	return st;
 fail:
 	store_free(st);
@@ -154,6 +169,7 @@ void store_free(struct store *st)
 {
 	if (!st)
 		return;
+	groupcommit_free(st->group);
 	rcluster_free(st->rc);
 	free(st->prefix);
 	free(st);
@@ -246,7 +262,8 @@ static enum mt_err batch_run(struct store *st, struct batch *b, char *errbuf,
 		snprintf(errbuf, errsz, "cannot queue a command (out of memory)");
 		return MT_E_NOMEM;
 	}
-	return rcluster_exec(st->rc, b->cmd, b->n, errbuf, errsz);
+	/* Batches of concurrent requests share a round trip (groupcommit.h). */
+	return groupcommit_run(st->group, b->cmd, b->n, errbuf, errsz);
 }
 
 static void batch_free(struct batch *b)
