@@ -490,6 +490,28 @@ class TestCertificateFlood(AbuseCase):
                          "a certificate that verified a message was evicted")
 
 
+    def test_more_verified_certificates_than_slots(self):
+        # Every memory slot holding a certificate that verified a message:
+        # a new one is still used (fetched without a slot, then kept in
+        # place of the least recently used verified one), nothing waits.
+        cache = os.path.join(ENV.tmp, "many-cache")
+        os.makedirs(cache, exist_ok=True)
+        pem = ENV.pki.read(ENV.pki.signing_cert)
+        n = LIMITS["CERTCACHE_ENTRIES_MAX"] + 6
+        for i in range(n):
+            with open(os.path.join(cache, f"SimpleNotificationService-v{i:03d}.pem"), "wb") as f:
+                f.write(pem)
+        m = self.start("--cert-cache-dir", cache)
+        for rnd in range(2):
+            for i in range(n):
+                url = ENV.sns.url(f"/v/SimpleNotificationService-v{i:03d}.pem")
+                msg = self.signer.notification(DELIVERY, cert_url=url)
+                r = m.post_sns(msg)
+                self.assertEqual((r.status, r.json()), (200, {"status": "stored"}),
+                                 f"round {rnd}, certificate {i}")
+        self.assertEqual([r for r in ENV.sns.requests() if r.path.startswith("/v/")], [])
+
+
 # ===================================================================================
 class TestOversizedAndDeep(AbuseCase):
 
