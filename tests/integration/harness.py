@@ -25,6 +25,7 @@ import datetime as dt
 import http.client
 import json
 import os
+import random
 import shlex
 import shutil
 import signal
@@ -58,12 +59,26 @@ def require_command(name):
     return path
 
 
+# free_port() picks below the kernel's ephemeral range (32768-60999 on
+# Debian): a port taken from that range can be handed out again to a
+# port-0 listener or an outgoing connection before the server we meant it
+# for binds it (or rebinds it after a restart), which failed test runs.
+_PORT_LOW, _PORT_HIGH = 20000, 32767
+_port_random = random.Random(os.getpid() ^ time.monotonic_ns())
+
+
 def free_port():
     """A port that was free a moment ago (only for servers we cannot ask,
     like redis-server; our own servers bind port 0 directly)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+    for _ in range(200):
+        port = _port_random.randint(_PORT_LOW, _PORT_HIGH)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((LOOPBACK, port))
+            except OSError:
+                continue
+            return port
+    raise HarnessError(f"no free port in {_PORT_LOW}-{_PORT_HIGH}")
 
 
 # --- children: all of them are killed at exit --------------------------------
