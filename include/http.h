@@ -95,11 +95,6 @@ enum MHD_Result http_send_json(struct MHD_Connection *conn, unsigned status,
 enum MHD_Result http_send_status(struct MHD_Connection *conn, unsigned code,
 				 const char *status, const char *error);
 
-/* Answers with static bytes (not copied) of the given type. */
-enum MHD_Result http_send_static(struct MHD_Connection *conn, unsigned code,
-				 const char *content_type, const void *data,
-				 size_t len);
-
 /* Answers with malloc'd bytes (freed by the library). */
 enum MHD_Result http_send_owned(struct MHD_Connection *conn, unsigned code,
 				const char *content_type, char *data, size_t len);

@@ -284,15 +284,6 @@ enum MHD_Result http_send_status(struct MHD_Connection *conn, unsigned code,
 	return http_send_json(conn, code, o);
 }
 
-enum MHD_Result http_send_static(struct MHD_Connection *conn, unsigned code,
-				 const char *content_type, const void *data,
-				 size_t len)
-{
-	return queue(conn, code,
-		     MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_PERSISTENT),
-		     content_type);
-}
-
 enum MHD_Result http_send_owned(struct MHD_Connection *conn, unsigned code,
 				const char *content_type, char *data, size_t len)
 {
