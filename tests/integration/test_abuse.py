@@ -41,7 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
 from harness import (LOOPBACK, TIME_FACTOR, WRAPPER, HarnessError,  # noqa: E402
-                     Mailtrail, SnsSigner)
+                     SnsSigner)
 
 BINARY = None
 DATA = None
@@ -97,6 +97,7 @@ def setUpModule():
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     ENV = Environment()
     AbuseCase.env = ENV
+    AbuseCase.binary = BINARY
 
 
 def tearDownModule():
@@ -202,16 +203,7 @@ class AbuseCase(harness.MailtrailTestCase):
         args = ["--listen", "127.0.0.1:0", "--api-listen", "off",
                 "--redis", ENV.redis_url, "--ca-file", ENV.pki.ca_cert,
                 "--cert-host-pattern", ENV.pattern, "--log-format", "json"] + list(extra)
-        m = Mailtrail(BINARY, args, env=ENV.child_env(env),
-                      name=f"mailtrail#{len(self.procs) + 1}")
-        self.procs.append(m)
-        try:
-            m.start()
-        except Exception:
-            m.kill()
-            raise
-        self.addCleanup(self.stop, m)
-        return m
+        return self.launch(args, env=env)
 
     def genuine(self, m, source=GENUINE_SOURCE, message=DELIVERY, timeout=5.0):
         """A signed delivery, using the real certificate URL, from source;
