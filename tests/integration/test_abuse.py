@@ -40,8 +40,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
-from harness import (LOOPBACK, TIME_FACTOR, WRAPPER, HarnessError,  # noqa: E402
-                     SnsSigner)
+from harness import LOOPBACK, TIME_FACTOR, WRAPPER, HarnessError  # noqa: E402
 
 BINARY = None
 DATA = None
