@@ -701,27 +701,8 @@ class Mailtrail:
             t = threading.Thread(target=self._drain, args=(stream, sink), daemon=True)
             t.start()
             self._threads.append(t)
-        deadline = time.monotonic() + timeout * TIME_FACTOR
-        seen = 0
-        with self._cond:
-            while True:
-                for line in self.out_lines[seen:]:
-                    port = _listening_port(line)
-                    if port is not None:
-                        self.port = port
-                        return self
-                seen = len(self.out_lines)
-                if self.proc.poll() is not None:
-                    raise HarnessError(
-                        f"{self.name} exited with {self.proc.returncode} before "
-                        f"logging \"listening\"\ncommand: {shlex.join(self.cmd)}\n{self.log()}")
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise HarnessError(
-                        f"{self.name} did not log a \"listening\" line with "
-                        f"\"listen\":\"127.0.0.1:PORT\" within {timeout * TIME_FACTOR}s\n"
-                        f"command: {shlex.join(self.cmd)}\n{self.log()}")
-                self._cond.wait(min(left, 0.2))
+        self.port = self.wait_listen_port("listening", timeout)
+        return self
 
     def request(self, method, path, body=None, headers=None, tls_context=None):
         return http_request(self.port, method, path, body, headers, tls_context)
@@ -738,14 +719,16 @@ class Mailtrail:
                     if port is not None:
                         return port
                 if self.proc is None or self.proc.poll() is not None:
-                    raise HarnessError(f"{self.name} exited before logging \"{msg}\"\n"
-                                       f"{self.log()}")
+                    rc = None if self.proc is None else self.proc.returncode
+                    raise HarnessError(
+                        f"{self.name} exited with {rc} before logging \"{msg}\"\n"
+                        f"command: {shlex.join(self.cmd)}\n{self.log()}")
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise HarnessError(
                         f"{self.name} did not log a \"{msg}\" line with "
                         f"\"listen\":\"127.0.0.1:PORT\" within {timeout * TIME_FACTOR}s\n"
-                        f"{self.log()}")
+                        f"command: {shlex.join(self.cmd)}\n{self.log()}")
                 self._cond.wait(min(left, 0.2))
 
     def post_sns(self, body, msg_type="Notification", extra_headers=None,
