@@ -53,17 +53,26 @@ struct store *store_new(const struct config_redis *redis, const char *prefix,
 			unsigned retention_days);
 void store_free(struct store *st);
 
-/* Stores every event (and its place in the recent feed).  *added gets
- * how many were new (0 for a redelivery).  MT_E_REDIS when Redis is unreachable or errs; errbuf then
- * says why. */
-enum mt_err store_put_events(struct store *st, const struct ses_events *evs,
-			     size_t *added, char *errbuf, size_t errsz);
+/* One notification's writes: its events (each also in the recent feed)
+ * and/or, for a notification that is not an indexable SES event, a record
+ * kept under its topic (raw_json is the member to store). */
+struct store_item {
+	const struct ses_events *evs; /* NULL: none */
+	const char *raw_topic;        /* NULL: no raw record */
+	int64_t raw_time_ms;
+	const char *raw_json;
+	size_t raw_len;
+	/* out */
+	enum mt_err err; /* MT_E_REDIS when Redis is unreachable or errs */
+	size_t added;    /* writes that were new (0 for a redelivery) */
+	char *errbuf;    /* says why, when err is set */
+	size_t errsz;
+};
 
-/* Keeps a notification that is not an indexable SES event under its topic.
- * json is the member to store; *added as above. */
-enum mt_err store_put_raw(struct store *st, const char *topic_arn,
-			  int64_t time_ms, const char *json, size_t len,
-			  size_t *added, char *errbuf, size_t errsz);
+/* Stores n items together: one round trip (per node in a Cluster), shared
+ * with concurrent callers' (groupcommit.h).  Each item gets its own
+ * answer. */
+void store_put_many(struct store *st, struct store_item *const *items, size_t n);
 
 /* Most events in one page of a query. */
 #define STORE_PAGE_MAX 1000

@@ -17,6 +17,7 @@
 #include "fetch.h"
 #include "mt_error.h"
 #include "spool.h"
+#include "sns.h"
 #include "store.h"
 
 struct webhook {
@@ -44,7 +45,34 @@ struct webhook_result {
 	char recipients[512]; /* with want_recipients: "a@x,b@y" (cut short) */
 };
 
-/* Handles one delivery.  type_header is x-amz-sns-message-type (or NULL). */
+/* A notification verified and parsed, waiting for its writes (the body
+ * stays the caller's and must outlive webhook_commit: a delivery Redis
+ * cannot take goes to the spool from it). */
+struct webhook_pending {
+	const char *body;
+	size_t len;
+	struct sns_message m;
+	struct ses_events evs;
+	char *raw; /* the raw record's JSON, when kept under its topic */
+	struct store_item item;
+	struct webhook_result *res; /* NULL: nothing waits */
+};
+
+/* Most pending deliveries written in one store_put_many. */
+#define WEBHOOK_COMMIT_MAX 64
+
+/* Handles one delivery up to its writes.  false: res is final.  true: a
+ * notification waits in p for webhook_commit, which makes res final. */
+bool webhook_begin(struct webhook *w, const char *body, size_t len,
+		   const char *type_header, struct webhook_result *res,
+		   struct webhook_pending *p);
+
+/* Writes n pending notifications together and finishes their results
+ * (spooling a delivery that Redis could not take, with a spool). */
+void webhook_commit(struct webhook *w, struct webhook_pending *const *ps, size_t n);
+
+/* Handles one delivery whole: webhook_begin, then webhook_commit alone.
+ * type_header is x-amz-sns-message-type (or NULL). */
 void webhook_handle(struct webhook *w, const char *body, size_t len,
 		    const char *type_header, struct webhook_result *res);
 

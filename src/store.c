@@ -311,6 +311,7 @@ struct put {
 	const char *member;
 	size_t member_len;
 	long max_members;
+	struct store_item *item; /* whose write it is */
 };
 
 /* The bytes that begin every member stored for one SNS message
@@ -331,18 +332,30 @@ static size_t message_prefix_len(const char *m, size_t len)
 	return 0;
 }
 
+/* An item fails with the first error among its writes. */
+static void item_fail(struct store_item *it, enum mt_err err, const char *why)
+{
+	if (it->err != MT_E_OK)
+		return;
+	it->err = err;
+	snprintf(it->errbuf, it->errsz, "%s", why);
+}
+
 /* In a Cluster the recent feed may live on another node than the puts'
- * keys, so it is written after them: for each put the member as stored
- * (the script's answer for a redelivery, else the put's own). */
-static enum mt_err put_recent(struct store *st, const struct put *puts,
-			      const struct rcluster_cmd *done, size_t n,
-			      char *errbuf, size_t errsz)
+ * keys, so it is written after them: for each event put that went in, the
+ * member as stored (the script's answer for a redelivery, else the put's
+ * own). */
+static void put_recent(struct store *st, const struct put *puts,
+		       const struct rcluster_cmd *done, size_t n)
 {
 	const char *rk = st->recent_key;
 	struct batch b = {0};
+	char err[256] = "";
 
 	for (size_t i = 0; i < n; i++) {
 		const redisReply *r = done[i].reply;
+		if (!puts[i].counts_key || puts[i].item->err != MT_E_OK)
+			continue;
 		bool stored = r->type == REDIS_REPLY_STRING;
 		char score[32];
 		snprintf(score, sizeof(score), "%lld", (long long)puts[i].score);
@@ -351,30 +364,32 @@ static enum mt_err put_recent(struct store *st, const struct put *puts,
 				       stored ? r->len : puts[i].member_len};
 		batch_add(&b, rk, 4, argv, argl);
 	}
+	if (b.n == 0)
+		return;
 	batch_addf(&b, rk, "ZREMRANGEBYRANK %s 0 %d", rk, -STORE_RECENT_MAX - 1);
-	enum mt_err err = batch_run(st, &b, errbuf, errsz);
-	for (size_t i = 0; err == MT_E_OK && i < b.n; i++) {
-		if (!reply_ok(b.cmd[i].reply, -1, errbuf, errsz)) {
+	enum mt_err e = batch_run(st, &b, err, sizeof(err));
+	for (size_t i = 0; e == MT_E_OK && i < b.n; i++) {
+		if (!reply_ok(b.cmd[i].reply, -1, err, sizeof(err))) {
 			count_fault(NULL);
-			err = MT_E_REDIS;
+			e = MT_E_REDIS;
 		}
 	}
+	/* The feed is one key: when it fails, every item that wrote to it
+	 * fails (and is delivered again: the events are not doubled). */
+	for (size_t i = 0; e != MT_E_OK && i < n; i++)
+		if (puts[i].counts_key)
+			item_fail(puts[i].item, e, err);
 	batch_free(&b);
-	return err;
 }
 
-/* Runs the script for each put, with the recent feed when recent is true:
- * one round trip with one server, one per node (and one more for the
- * recent feed) in a Cluster.  Sums the puts that were new. */
-static enum mt_err run_puts(struct store *st, const struct put *puts, size_t n,
-			    bool recent, size_t *added, char *errbuf,
-			    size_t errsz)
+/* Runs the script for each put, events with the recent feed: one round
+ * trip with one server, one per node (and one more for the recent feed)
+ * in a Cluster.  Each put's answer goes to its item. */
+static void run_puts(struct store *st, struct put *puts, size_t n)
 {
-	bool recent_in_script = recent && !st->cluster;
 	struct batch b = {0};
-	char ret[32], rmax[32];
+	char ret[32], rmax[32], err[256] = "";
 
-	*added = 0;
 	snprintf(ret, sizeof(ret), "%lld", (long long)st->retention_ms);
 	snprintf(rmax, sizeof(rmax), "%d", STORE_RECENT_MAX);
 	for (size_t i = 0; i < n; i++) {
@@ -388,7 +403,7 @@ static enum mt_err run_puts(struct store *st, const struct put *puts, size_t n,
 			argv[2] = "2";
 			argv[argc] = puts[i].counts_key;
 			argl[argc++] = strlen(puts[i].counts_key);
-			if (recent_in_script) {
+			if (!st->cluster) {
 				argv[2] = "3";
 				argv[argc] = st->recent_key;
 				argl[argc++] = strlen(st->recent_key);
@@ -408,67 +423,78 @@ static enum mt_err run_puts(struct store *st, const struct put *puts, size_t n,
 		}
 		batch_add(&b, puts[i].key, argc, argv, argl);
 	}
-	enum mt_err err = batch_run(st, &b, errbuf, errsz);
-	for (size_t i = 0; err == MT_E_OK && i < b.n; i++) {
+	enum mt_err e = batch_run(st, &b, err, sizeof(err));
+	if (e != MT_E_OK) {
+		for (size_t i = 0; i < n; i++)
+			item_fail(puts[i].item, e, err);
+		batch_free(&b);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
 		const redisReply *r = b.cmd[i].reply;
-		if (!reply_ok(r, -1, errbuf, errsz)) {
+		if (!reply_ok(r, -1, err, sizeof(err))) {
 			count_fault(NULL);
-			err = MT_E_REDIS;
+			item_fail(puts[i].item, MT_E_REDIS, err);
 		} else if (r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
-			*added += 1;
+			puts[i].item->added++;
 			if (puts[i].counts_key) /* an event, not a raw message */
 				metrics_count_event(puts[i].type);
 		}
 	}
-	if (err == MT_E_OK && recent && !recent_in_script)
-		err = put_recent(st, puts, b.cmd, n, errbuf, errsz);
+	if (st->cluster)
+		put_recent(st, puts, b.cmd, n);
 	batch_free(&b);
-	return err;
 }
 
-enum mt_err store_put_events(struct store *st, const struct ses_events *evs,
-			     size_t *added, char *errbuf, size_t errsz)
+void store_put_many(struct store *st, struct store_item *const *items, size_t n)
 {
-	enum mt_err err = MT_E_NOMEM;
-	struct put *puts = calloc(evs->n ? evs->n : 1, sizeof(*puts));
-	size_t n = 0;
-
-	*added = 0;
-	if (!puts)
-		return MT_E_NOMEM;
-	for (; n < evs->n; n++) {
-		const struct ses_event *e = &evs->v[n];
-		char *key = make_key(st, "rcpt", e->recipient);
-		char *counts = make_key(st, "counts", e->recipient);
-		if (!key || !counts) {
-			free(key);
-			free(counts);
-			goto out;
-		}
-		puts[n] = (struct put){key, counts, e->type, e->suppress, e->time_ms,
-				       e->json, e->json_len, STORE_RCPT_EVENTS_MAX};
-	}
-	err = run_puts(st, puts, n, true, added, errbuf, errsz);
-out:
+	size_t nputs = 0, k = 0;
 	for (size_t i = 0; i < n; i++) {
-		free((char *)puts[i].key);
-		free((char *)puts[i].counts_key);
+		items[i]->err = MT_E_OK;
+		items[i]->added = 0;
+		nputs += (items[i]->evs ? items[i]->evs->n : 0) + (items[i]->raw_topic != NULL);
 	}
+	if (nputs == 0)
+		return;
+	struct put *puts = calloc(nputs, sizeof(*puts));
+	char **keys = calloc(2 * nputs, sizeof(*keys));
+	if (!puts || !keys) {
+		for (size_t i = 0; i < n; i++)
+			item_fail(items[i], MT_E_NOMEM, "out of memory");
+		goto out;
+	}
+	bool nomem = false;
+	for (size_t i = 0; i < n; i++) {
+		struct store_item *it = items[i];
+		for (size_t j = 0; it->evs && j < it->evs->n; j++, k++) {
+			const struct ses_event *e = &it->evs->v[j];
+			keys[2 * k] = make_key(st, "rcpt", e->recipient);
+			keys[2 * k + 1] = make_key(st, "counts", e->recipient);
+			nomem |= !keys[2 * k] || !keys[2 * k + 1];
+			puts[k] = (struct put){keys[2 * k], keys[2 * k + 1], e->type,
+					       e->suppress, e->time_ms, e->json, e->json_len,
+					       STORE_RCPT_EVENTS_MAX, it};
+		}
+		if (it->raw_topic) {
+			keys[2 * k] = make_key(st, "topic", it->raw_topic);
+			nomem |= !keys[2 * k];
+			puts[k] = (struct put){keys[2 * k], NULL, NULL, NULL, it->raw_time_ms,
+					       it->raw_json, it->raw_len,
+					       STORE_TOPIC_MESSAGES_MAX, it};
+			k++;
+		}
+	}
+	if (nomem) {
+		for (size_t i = 0; i < n; i++)
+			item_fail(items[i], MT_E_NOMEM, "out of memory");
+		goto out;
+	}
+	run_puts(st, puts, k);
+out:
+	for (size_t i = 0; keys && i < 2 * k; i++)
+		free(keys[i]);
+	free(keys);
 	free(puts);
-	return err;
-}
-
-enum mt_err store_put_raw(struct store *st, const char *topic_arn,
-			  int64_t time_ms, const char *json, size_t len,
-			  size_t *added, char *errbuf, size_t errsz)
-{
-	char *key = make_key(st, "topic", topic_arn);
-	if (!key)
-		return MT_E_NOMEM;
-	struct put p = {key, NULL, NULL, NULL, time_ms, json, len, STORE_TOPIC_MESSAGES_MAX};
-	enum mt_err err = run_puts(st, &p, 1, false, added, errbuf, errsz);
-	free(key);
-	return err;
 }
 
 enum mt_err store_ping(struct store *st, char *errbuf, size_t errsz)

@@ -47,56 +47,45 @@ static struct json_object *raw_record(const struct sns_message *m)
 	return o;
 }
 
-static enum mt_err store_notification(struct webhook *w,
-				      const struct sns_message *m,
-				      struct webhook_result *res)
+/* Parses a notification's message into what it writes: its events, and
+ * the raw record when it is not (fully) an indexable SES event. */
+static enum mt_err prepare_notification(struct webhook *w, struct webhook_pending *p,
+					struct webhook_result *res)
 {
+	const struct sns_message *m = &p->m;
 	const struct sns_str *msg = &m->f[SNS_F_MESSAGE];
 	struct ses_context ctx = {
 		.sns_message_id = m->f[SNS_F_MESSAGE_ID].p,
 		.topic_arn = m->f[SNS_F_TOPIC_ARN].p,
 		.keep_headers = w->cfg->keep_headers,
 	};
-	struct ses_events evs = {0};
-	size_t added = 0;
 
 	/* A redelivery (also to a copy with other flags or version) adds
 	 * nothing: the store recognises a message's events by id and time. */
-	enum mt_err err = ses_events_parse(msg->p, msg->len, &ctx, &evs);
+	enum mt_err err = ses_events_parse(msg->p, msg->len, &ctx, &p->evs);
 	if (err)
-		goto out;
-	res->events = evs.n;
-	for (size_t i = 0; w->want_recipients && i < evs.n; i++)
-		append_recipient(res->recipients, sizeof(res->recipients), evs.v[i].recipient);
-	if (evs.n) {
-		err = store_put_events(w->store, &evs, &added, res->detail,
-				       sizeof(res->detail));
-		if (err)
-			goto out;
-		res->added += added;
-	}
-	if (evs.keep_raw) {
+		return err;
+	res->events = p->evs.n;
+	for (size_t i = 0; w->want_recipients && i < p->evs.n; i++)
+		append_recipient(res->recipients, sizeof(res->recipients), p->evs.v[i].recipient);
+	p->item = (struct store_item){.evs = &p->evs, .errbuf = res->detail,
+				      .errsz = sizeof(res->detail)};
+	if (p->evs.keep_raw) {
 		res->raw = true;
 		struct json_object *rec = raw_record(m);
-		if (!rec) {
-			err = MT_E_NOMEM;
-			goto out;
-		}
-		size_t jl;
-		const char *js = json_object_to_json_string_length(
-			rec, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &jl);
-		err = store_put_raw(w->store, m->f[SNS_F_TOPIC_ARN].p,
-				    m->timestamp_ms, js, jl, &added, res->detail,
-				    sizeof(res->detail));
+		const char *js = rec ? json_object_to_json_string_ext(
+			rec, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE) : NULL;
+		p->raw = js ? strdup(js) : NULL;
 		json_object_put(rec);
-		if (err)
-			goto out;
-		res->added += added;
+		if (!p->raw)
+			return MT_E_NOMEM;
+		p->item.raw_topic = m->f[SNS_F_TOPIC_ARN].p;
+		p->item.raw_time_ms = m->timestamp_ms;
+		p->item.raw_json = p->raw;
+		p->item.raw_len = strlen(p->raw);
 	}
-	res->status = res->added ? "stored" : "duplicate";
-out:
-	ses_events_free(&evs);
-	return err;
+	p->res = res;
+	return MT_E_OK;
 }
 
 /* Redis cannot take the message now: with a spool, it is kept there
@@ -128,14 +117,15 @@ static enum mt_err parse(const char *body, size_t len, struct sns_message *m,
 }
 
 static enum mt_err handle(struct webhook *w, const char *body, size_t len,
-			  const char *type_header, struct sns_message *m,
+			  const char *type_header, struct webhook_pending *p,
 			  struct webhook_result *res)
 {
 	const struct config *cfg = w->cfg;
+	const struct sns_message *m = &p->m;
 	enum mt_err err;
 	X509 *cert = NULL;
 
-	err = parse(body, len, m, res);
+	err = parse(body, len, &p->m, res);
 	if (err)
 		return err;
 	/* A parsed envelope always has its Type. */
@@ -175,10 +165,7 @@ static enum mt_err handle(struct webhook *w, const char *body, size_t len,
 
 	switch (m->type) {
 	case SNS_NOTIFICATION:
-		err = store_notification(w, m, res);
-		if (err == MT_E_REDIS && w->spool)
-			err = spool_notification(w, body, len, res);
-		return err;
+		return prepare_notification(w, p, res);
 	case SNS_SUBSCRIPTION_CONFIRMATION:
 		if (!cfg->auto_confirm) {
 			snprintf(res->detail, sizeof(res->detail), "%s", su->p);
@@ -199,23 +186,73 @@ static enum mt_err handle(struct webhook *w, const char *body, size_t len,
 	return MT_E_INTERNAL;
 }
 
+static void pending_free(struct webhook_pending *p)
+{
+	ses_events_free(&p->evs);
+	free(p->raw);
+	sns_message_free(&p->m);
+	memset(p, 0, sizeof(*p));
+}
+
+bool webhook_begin(struct webhook *w, const char *body, size_t len,
+		   const char *type_header, struct webhook_result *res,
+		   struct webhook_pending *p)
+{
+	memset(res, 0, sizeof(*res));
+	memset(p, 0, sizeof(*p));
+	p->body = body;
+	p->len = len;
+	res->err = handle(w, body, len, type_header, p, res);
+	if (res->err == MT_E_OK && p->res)
+		return true;
+	pending_free(p);
+	return false;
+}
+
+void webhook_commit(struct webhook *w, struct webhook_pending *const *ps, size_t n)
+{
+	struct store_item *items[WEBHOOK_COMMIT_MAX];
+	for (size_t done = 0; done < n;) {
+		size_t k = n - done < WEBHOOK_COMMIT_MAX ? n - done : WEBHOOK_COMMIT_MAX;
+		for (size_t i = 0; i < k; i++)
+			items[i] = &ps[done + i]->item;
+		store_put_many(w->store, items, k);
+		for (size_t i = 0; i < k; i++) {
+			struct webhook_pending *p = ps[done + i];
+			struct webhook_result *res = p->res;
+			res->added = p->item.added;
+			res->err = p->item.err;
+			if (res->err == MT_E_REDIS && w->spool && p->body)
+				res->err = spool_notification(w, p->body, p->len, res);
+			else if (res->err == MT_E_OK)
+				res->status = res->added ? "stored" : "duplicate";
+			pending_free(p);
+		}
+		done += k;
+	}
+}
+
 void webhook_handle(struct webhook *w, const char *body, size_t len,
 		    const char *type_header, struct webhook_result *res)
 {
-	struct sns_message m;
-	memset(res, 0, sizeof(*res));
-	res->err = handle(w, body, len, type_header, &m, res);
-	sns_message_free(&m);
+	struct webhook_pending p, *pp = &p;
+	if (webhook_begin(w, body, len, type_header, res, &p))
+		webhook_commit(w, &pp, 1);
 }
 
 void webhook_store_spooled(struct webhook *w, const char *body, size_t len,
 			   struct webhook_result *res)
 {
-	struct sns_message m;
+	struct webhook_pending p, *pp = &p;
 	memset(res, 0, sizeof(*res));
-	res->err = parse(body, len, &m, res);
+	memset(&p, 0, sizeof(p));
+	res->err = parse(body, len, &p.m, res);
+	if (res->err == MT_E_OK && p.m.type != SNS_NOTIFICATION)
+		res->err = MT_E_UNKNOWN_TYPE;
 	if (res->err == MT_E_OK)
-		res->err = m.type == SNS_NOTIFICATION ? store_notification(w, &m, res)
-						      : MT_E_UNKNOWN_TYPE;
-	sns_message_free(&m);
+		res->err = prepare_notification(w, &p, res);
+	if (res->err == MT_E_OK) /* no body: never spooled again */
+		webhook_commit(w, &pp, 1);
+	else
+		pending_free(&p);
 }
