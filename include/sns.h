@@ -48,7 +48,8 @@ enum sns_field {
 };
 
 /* A decoded JSON string value; p == NULL when the key is absent or null.
- * p is NUL-terminated but may hold NUL bytes (\u0000): use len. */
+ * p is NUL-terminated but may hold NUL bytes (\u0000): use len.  The
+ * parser's values all live in sns_message.strings. */
 struct sns_str {
 	char *p;
 	size_t len;
@@ -59,6 +60,7 @@ struct sns_message {
 	struct sns_str f[SNS_F__COUNT];
 	int64_t timestamp_ms; /* Timestamp, parsed */
 	int signature_version; /* 1 or 2 */
+	char *strings; /* owns every f[].p the parser set (one allocation) */
 };
 
 /* The JSON key of a field, e.g. "SigningCertURL". */
@@ -75,7 +77,7 @@ const char *sns_field_name(enum sns_field field);
 enum mt_err sns_envelope_parse(const char *body, size_t len,
 			       struct sns_message *out);
 
-/* Frees the strings of m; accepts NULL and zeroed structs. */
+/* Frees the strings of m (m->strings); accepts NULL and zeroed structs. */
 void sns_message_free(struct sns_message *m);
 
 /* The canonical string SNS signed for m ("Key\nValue\n" per signed field).

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonscan.h"
 #include "mt_time.h"
 
 static const char *const field_names[SNS_F__COUNT] = {
@@ -38,225 +39,92 @@ const char *sns_type_name(enum sns_type type)
 }
 
 struct reader {
-	const unsigned char *p, *end;
+	const char *p, *end;
 	int depth;
+	/* The decoded field values, one after the other, each NUL-terminated:
+	 * room for the body's length and a NUL per field is always enough
+	 * (decoding never lengthens, and the fields are disjoint). */
+	char *strings;
+	size_t used, room;
 };
 
 static void skip_ws(struct reader *r)
 {
-	while (r->p < r->end &&
-	       (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r'))
-		r->p++;
+	r->p = jsonscan_ws(r->p, r->end);
 }
 
-static int hex4(const unsigned char *p)
+/* A decoded string: into the body when it has no escape (no allocation),
+ * else a NUL-terminated copy in owned (caller frees). */
+struct text {
+	const char *p;
+	size_t len;
+	char *owned;
+};
+
+/* Reads the string at r->p (which is at the opening quote) into *t. */
+static enum mt_err read_text(struct reader *r, struct text *t)
 {
-	int v = 0;
-	for (int i = 0; i < 4; i++) {
-		int c = p[i], d;
-		if (c >= '0' && c <= '9')
-			d = c - '0';
-		else if (c >= 'a' && c <= 'f')
-			d = c - 'a' + 10;
-		else if (c >= 'A' && c <= 'F')
-			d = c - 'A' + 10;
-		else
-			return -1;
-		v = v * 16 + d;
-	}
-	return v;
+	const char *raw = r->p + 1;
+	bool escaped;
+	const char *q = jsonscan_string(raw, r->end, &escaped);
+
+	t->owned = NULL;
+	if (!q)
+		return MT_E_BAD_JSON;
+	r->p = q + 1;
+	t->p = raw;
+	t->len = (size_t)(q - raw);
+	if (!escaped)
+		return MT_E_OK;
+	/* Decoding never lengthens: sized by this string's JSON text, not by
+	 * the rest of the body. */
+	if (!(t->owned = malloc(t->len + 1)))
+		return MT_E_NOMEM;
+	t->len = jsonscan_unescape(raw, t->len, t->owned);
+	t->owned[t->len] = '\0';
+	t->p = t->owned;
+	return MT_E_OK;
 }
 
-static size_t put_utf8(unsigned char *o, unsigned long cp)
+static enum mt_err skip_string(struct reader *r)
 {
-	if (cp < 0x80) {
-		o[0] = (unsigned char)cp;
-		return 1;
-	}
-	if (cp < 0x800) {
-		o[0] = (unsigned char)(0xC0 | (cp >> 6));
-		o[1] = (unsigned char)(0x80 | (cp & 0x3F));
-		return 2;
-	}
-	if (cp < 0x10000) {
-		o[0] = (unsigned char)(0xE0 | (cp >> 12));
-		o[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-		o[2] = (unsigned char)(0x80 | (cp & 0x3F));
-		return 3;
-	}
-	o[0] = (unsigned char)(0xF0 | (cp >> 18));
-	o[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
-	o[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-	o[3] = (unsigned char)(0x80 | (cp & 0x3F));
-	return 4;
+	bool escaped;
+	const char *q = jsonscan_string(r->p + 1, r->end, &escaped);
+
+	if (!q)
+		return MT_E_BAD_JSON;
+	r->p = q + 1;
+	return MT_E_OK;
 }
 
-/* Length of the valid UTF-8 sequence at p (lead byte >= 0x80), 0 if invalid
- * (overlong forms, surrogates and code points above U+10FFFF included). */
-static size_t utf8_seq_len(const unsigned char *p, const unsigned char *end)
-{
-	unsigned char c = p[0];
-	size_t n;
-	unsigned long cp;
-	if (c >= 0xC2 && c <= 0xDF) {
-		n = 2;
-		cp = c & 0x1F;
-	} else if (c >= 0xE0 && c <= 0xEF) {
-		n = 3;
-		cp = c & 0x0F;
-	} else if (c >= 0xF0 && c <= 0xF4) {
-		n = 4;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	if ((size_t)(end - p) < n)
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((p[i] & 0xC0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (p[i] & 0x3F);
-	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-	    cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-		return 0;
-	return n;
-}
-
-/* Reads a string at r->p (which is at the opening quote).  On success and
- * when out is not NULL, *out gets a malloc'd decoded copy (caller frees). */
+/* Reads a string at r->p (which is at the opening quote) into r->strings,
+ * decoding it on the way. */
 static enum mt_err read_string(struct reader *r, struct sns_str *out)
 {
-	const unsigned char *p = r->p + 1;
-	unsigned char *buf = NULL, *o = NULL;
+	char *o = r->strings + r->used;
+	size_t n;
 
-	if (out) {
-		/* Decoding never makes a string longer than its JSON text, and
-		 * that text ends at the first quote not escaped: sized by it, not
-		 * by the rest of the body (64 keys in each of 16 levels must not
-		 * each ask for the body's length). */
-		const unsigned char *q = p;
-		while (q < r->end && *q != '"')
-			q += *q == '\\' && r->end - q >= 2 ? 2 : 1;
-		buf = malloc((size_t)(q - p) + 1);
-		if (!buf)
-			return MT_E_NOMEM;
-		o = buf;
-	}
-	for (;;) {
-		if (p >= r->end)
-			goto bad;
-		unsigned char c = *p;
-		if (c == '"') {
-			p++;
-			break;
-		}
-		if (c < 0x20)
-			goto bad;
-		if (c >= 0x80) {
-			size_t n = utf8_seq_len(p, r->end);
-			if (n == 0)
-				goto bad;
-			if (o) {
-				memcpy(o, p, n);
-				o += n;
-			}
-			p += n;
-			continue;
-		}
-		if (c != '\\') {
-			if (o)
-				*o++ = c;
-			p++;
-			continue;
-		}
-		if (r->end - p < 2)
-			goto bad;
-		unsigned char e = p[1], lit;
-		p += 2;
-		switch (e) {
-		case '"': lit = '"'; break;
-		case '\\': lit = '\\'; break;
-		case '/': lit = '/'; break;
-		case 'b': lit = '\b'; break;
-		case 'f': lit = '\f'; break;
-		case 'n': lit = '\n'; break;
-		case 'r': lit = '\r'; break;
-		case 't': lit = '\t'; break;
-		case 'u': {
-			if (r->end - p < 4)
-				goto bad;
-			int hi = hex4(p);
-			if (hi < 0)
-				goto bad;
-			p += 4;
-			unsigned long cp = (unsigned long)hi;
-			if (hi >= 0xDC00 && hi <= 0xDFFF)
-				goto bad; /* lone low surrogate */
-			if (hi >= 0xD800 && hi <= 0xDBFF) {
-				if (r->end - p < 6 || p[0] != '\\' || p[1] != 'u')
-					goto bad;
-				int lo = hex4(p + 2);
-				if (lo < 0xDC00 || lo > 0xDFFF)
-					goto bad;
-				p += 6;
-				cp = 0x10000 + (((unsigned long)hi - 0xD800) << 10) +
-				     ((unsigned long)lo - 0xDC00);
-			}
-			if (o)
-				o += put_utf8(o, cp);
-			continue;
-		}
-		default:
-			goto bad;
-		}
-		if (o)
-			*o++ = lit;
-	}
-	r->p = p;
-	if (out) {
-		*o = '\0';
-		out->p = (char *)buf;
-		out->len = (size_t)(o - buf);
-	}
+	if (r->room - r->used < (size_t)(r->end - r->p))
+		return MT_E_INTERNAL; /* cannot happen: see struct reader */
+	const char *q = jsonscan_string_decode(r->p + 1, r->end, o, &n);
+	if (!q)
+		return MT_E_BAD_JSON;
+	o[n] = '\0';
+	r->used += n + 1;
+	r->p = q + 1;
+	out->p = o;
+	out->len = n;
 	return MT_E_OK;
-bad:
-	free(buf);
-	return MT_E_BAD_JSON;
 }
 
 static enum mt_err read_number(struct reader *r)
 {
-	const unsigned char *p = r->p;
-#define DIGIT(q) ((q) < r->end && *(q) >= '0' && *(q) <= '9')
-	if (p < r->end && *p == '-')
-		p++;
-	if (p < r->end && *p == '0') {
-		p++;
-	} else if (DIGIT(p)) {
-		while (DIGIT(p))
-			p++;
-	} else {
+	bool is_int;
+	const char *q = jsonscan_number(r->p, r->end, &is_int);
+
+	if (!q)
 		return MT_E_BAD_JSON;
-	}
-	if (p < r->end && *p == '.') {
-		p++;
-		if (!DIGIT(p))
-			return MT_E_BAD_JSON;
-		while (DIGIT(p))
-			p++;
-	}
-	if (p < r->end && (*p == 'e' || *p == 'E')) {
-		p++;
-		if (p < r->end && (*p == '+' || *p == '-'))
-			p++;
-		if (!DIGIT(p))
-			return MT_E_BAD_JSON;
-		while (DIGIT(p))
-			p++;
-	}
-#undef DIGIT
-	r->p = p;
+	r->p = q;
 	return MT_E_OK;
 }
 
@@ -272,20 +140,20 @@ static enum mt_err read_literal(struct reader *r, const char *word)
 /* Called for each member of the top-level object; value_at points at the
  * value's first byte.  Returns MT_E_OK to let the reader skip the value,
  * or consumes it itself and sets *consumed. */
-typedef enum mt_err (*member_fn)(struct reader *r, const struct sns_str *key,
+typedef enum mt_err (*member_fn)(struct reader *r, const struct text *key,
 				 void *ctx, bool *consumed);
 
 static enum mt_err read_value(struct reader *r);
 
-static void free_keys(struct sns_str *keys, size_t n)
+static void free_keys(struct text *keys, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		free(keys[i].p);
+		free(keys[i].owned);
 }
 
 static enum mt_err read_object(struct reader *r, member_fn fn, void *ctx)
 {
-	struct sns_str keys[SNS_JSON_MEMBERS_MAX];
+	struct text keys[SNS_JSON_MEMBERS_MAX];
 	size_t nkeys = 0;
 	enum mt_err err;
 
@@ -308,10 +176,10 @@ static enum mt_err read_object(struct reader *r, member_fn fn, void *ctx)
 			err = MT_E_BAD_JSON;
 			goto out;
 		}
-		err = read_string(r, &keys[nkeys]);
+		err = read_text(r, &keys[nkeys++]);
 		if (err)
 			goto out;
-		struct sns_str *key = &keys[nkeys++];
+		const struct text *key = &keys[nkeys - 1];
 		for (size_t i = 0; i + 1 < nkeys; i++) {
 			if (keys[i].len == key->len &&
 			    memcmp(keys[i].p, key->p, key->len) == 0) {
@@ -397,7 +265,7 @@ static enum mt_err read_value(struct reader *r)
 	case '[':
 		return read_array(r);
 	case '"':
-		return read_string(r, NULL);
+		return skip_string(r);
 	case 't':
 		return read_literal(r, "true");
 	case 'f':
@@ -410,7 +278,7 @@ static enum mt_err read_value(struct reader *r)
 }
 
 /* Envelope members: known fields must be strings (Subject may be null). */
-static enum mt_err envelope_member(struct reader *r, const struct sns_str *key,
+static enum mt_err envelope_member(struct reader *r, const struct text *key,
 				   void *ctx, bool *consumed)
 {
 	struct sns_message *m = ctx;
@@ -444,11 +312,12 @@ static bool str_is(const struct sns_str *s, const char *lit)
 enum mt_err sns_envelope_parse(const char *body, size_t len,
 			       struct sns_message *out)
 {
-	struct reader r = {(const unsigned char *)body,
-			   (const unsigned char *)body + len, 0};
+	struct reader r = {body, body + len, 0, NULL, 0, len + SNS_F__COUNT + 1};
 	enum mt_err err;
 
 	memset(out, 0, sizeof(*out));
+	if (!(r.strings = out->strings = malloc(r.room)))
+		return MT_E_NOMEM;
 	skip_ws(&r);
 	if (r.p >= r.end || *r.p != '{')
 		return MT_E_BAD_JSON;
@@ -509,8 +378,7 @@ void sns_message_free(struct sns_message *m)
 {
 	if (!m)
 		return;
-	for (int i = 0; i < SNS_F__COUNT; i++)
-		free(m->f[i].p);
+	free(m->strings);
 	memset(m, 0, sizeof(*m));
 }
 
