@@ -60,6 +60,13 @@ enum mt_err ses_events_parse(const char *message, size_t len,
 			     const struct ses_context *ctx,
 			     struct ses_events *out);
 
+/* ses_events_parse() read with json-c alone (the reading the fast reader
+ * must agree with byte for byte; it also takes the messages the fast
+ * reader leaves to json-c).  For the tests and the fuzzer. */
+enum mt_err ses_events_parse_reference(const char *message, size_t len,
+				       const struct ses_context *ctx,
+				       struct ses_events *out);
+
 /* Frees what ses_events_parse allocated; accepts NULL and zeroed structs. */
 void ses_events_free(struct ses_events *evs);
 

@@ -22,6 +22,7 @@
 
 #include <json-c/json.h>
 
+#include "jsonscan.h"
 #include "mt_time.h"
 
 #define SES_JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
@@ -228,15 +229,12 @@ static bool string_is(struct json_object *s, const char *want)
 	       memcmp(json_object_get_string(s), want, n) == 0;
 }
 
-/* The row (static, never freed) for the message's notificationType or
- * eventType, or NULL when neither names a known type, or both are present
- * and disagree. */
-static const struct ses_type *find_type(struct json_object *root)
+/* The row (static, never freed) for the message's notificationType and
+ * eventType (names[i]: the string, NULL when absent or not a string), or
+ * NULL when neither names a known type, or both are present and disagree. */
+static const struct ses_type *type_named(const char *const names[2],
+					 const size_t lens[2])
 {
-	struct json_object *names[2] = {
-		member(root, "notificationType", json_type_string),
-		member(root, "eventType", json_type_string),
-	};
 	const struct ses_type *found = NULL;
 
 	for (size_t i = 0; i < 2; i++) {
@@ -245,7 +243,8 @@ static const struct ses_type *find_type(struct json_object *root)
 		if (!names[i])
 			continue;
 		for (size_t k = 0; k < sizeof(ses_types) / sizeof(ses_types[0]); k++) {
-			if (string_is(names[i], ses_types[k].name)) {
+			if (strlen(ses_types[k].name) == lens[i] &&
+			    memcmp(ses_types[k].name, names[i], lens[i]) == 0) {
 				t = &ses_types[k];
 				break;
 			}
@@ -255,6 +254,24 @@ static const struct ses_type *find_type(struct json_object *root)
 		found = t;
 	}
 	return found;
+}
+
+static const struct ses_type *find_type(struct json_object *root)
+{
+	const char *names[2] = {NULL, NULL};
+	size_t lens[2] = {0, 0};
+	struct json_object *s[2] = {
+		member(root, "notificationType", json_type_string),
+		member(root, "eventType", json_type_string),
+	};
+
+	for (size_t i = 0; i < 2; i++) {
+		if (s[i]) {
+			names[i] = json_object_get_string(s[i]);
+			lens[i] = (size_t)json_object_get_string_len(s[i]);
+		}
+	}
+	return type_named(names, lens);
 }
 
 static bool parse_time_value(struct json_object *s, int64_t *ms)
@@ -410,26 +427,21 @@ struct shared_parts {
 	size_t mail_len;
 };
 
-/* Fills ev->json with the serialised EVENT, written directly: only the
- * per-recipient "detail" goes through json-c.  The bytes are those json-c
- * gave for the same object (keys in the same order, same flags), so
- * EVENTs stored by earlier versions compare equal.  detail is borrowed.
+/* Fills ev->json with the serialised EVENT, written directly from the
+ * shared "mail" and this recipient's "detail" JSON (detail_text, borrowed).
+ * The bytes are those json-c gave for the same object (keys in the same
+ * order, same flags), so EVENTs stored by earlier versions compare equal.
  * Returns MT_E_OK or MT_E_NOMEM. */
 static enum mt_err event_serialise(struct ses_event *ev,
 				   const struct ses_context *ctx,
 				   const struct shared_parts *sh,
-				   struct json_object *detail)
+				   const char *detail_text, size_t detail_len)
 {
 	char when[MT_TIME_BUF];
-	size_t detail_len = 0;
-	const char *detail_text =
-		json_object_to_json_string_length(detail, SES_JSON_FLAGS, &detail_len);
 	size_t id_len = ctx->sns_message_id ? strlen(ctx->sns_message_id) : 0;
 	size_t topic_len = ctx->topic_arn ? strlen(ctx->topic_arn) : 0;
 	size_t rcpt_len = strlen(ev->recipient);
 
-	if (!detail_text)
-		return MT_E_NOMEM;
 	mt_time_format(ev->time_ms, when);
 	size_t room = 96 + json_len(id_len) + json_len(strlen(ev->type)) +
 		      json_len(strlen(when)) + json_len(rcpt_len) +
@@ -482,20 +494,664 @@ static bool already_seen(const struct ses_events *out, const char *addr)
 	return false;
 }
 
-/* A permanent bounce or a complaint suppresses the recipient. */
-static const char *suppression(const char *type, struct json_object *typeobj)
+/* A permanent bounce (bounceType "Permanent") or a complaint suppresses
+ * the recipient. */
+static const char *suppression(const char *type, bool permanent)
 {
 	if (strcmp(type, "Complaint") == 0)
 		return "Complaint";
-	if (strcmp(type, "Bounce") == 0 &&
-	    string_is(member(typeobj, "bounceType", json_type_string), "Permanent"))
+	if (strcmp(type, "Bounce") == 0 && permanent)
 		return "Bounce/Permanent";
 	return NULL;
 }
 
-enum mt_err ses_events_parse(const char *message, size_t len,
-			     const struct ses_context *ctx,
-			     struct ses_events *out)
+/* Fills in the event of the recipient just normalised into ev->recipient;
+ * false when an earlier entry had the same recipient (then ev is reused).
+ * permanent: the type object's bounceType is "Permanent". */
+static bool event_start(const struct ses_events *out, struct ses_event *ev,
+			const struct ses_type *type, int64_t when, bool permanent)
+{
+	if (already_seen(out, ev->recipient))
+		return false;
+	ev->time_ms = when;
+	ev->type = type->name;
+	ev->suppress = suppression(type->name, permanent);
+	return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* The fast reader: the same events without a json-c tree.
+ *
+ * json-c builds every member of the message, mail.headers and
+ * commonHeaders included, though a handful of values is all we take: that
+ * cost 5% of the machine's CPU in the benchmark.  This reader goes over
+ * the message once, validating as it skips, and keeps only where the
+ * values we need are (pointers into the message: nothing is allocated
+ * until the EVENTs are written).
+ *
+ * It must give exactly what the json-c reading gives, so it takes only
+ * what it is sure json-c reads the same way and gives up ("defers") on
+ * everything else, which then goes through json-c as before: strict JSON
+ * only (json-c also takes raw control bytes, some invalid UTF-8, lone
+ * surrogates, numbers out of range, leading zeros after '-'), no
+ * duplicate or escaped names where we look names up (json-c keeps the
+ * last duplicate), no integer json-c would print differently ("-0", more
+ * than 18 digits), no nesting deeper than FAST_DEPTH_MAX, nothing but
+ * whitespace around the message, and no value we would have to copy that
+ * is not a plain string or number (commonHeaders, newTopicPreferences
+ * objects, destination entries that are not strings).  Real SES messages never
+ * need json-c; the fuzzer compares both readings (tests/fuzz/fuzz_ses.c). */
+
+/* Well below SES_JSON_DEPTH_MAX, so json-c's limit never decides here. */
+#define FAST_DEPTH_MAX 32
+/* Longest integer whose digits json-c prints back as written (it reads
+ * integers as int64). */
+#define FAST_INT_DIGITS_MAX 18
+
+enum jkind { J_NONE, J_STRING, J_NUMBER, J_TRUE, J_FALSE, J_NULL, J_OBJECT, J_ARRAY };
+
+/* A value in the message: its JSON text [p, p + len), for a string the
+ * contents between the quotes. */
+struct jval {
+	enum jkind kind;
+	const char *p;
+	size_t len;
+	bool escaped; /* a string holding a backslash */
+};
+
+struct scan {
+	const char *p, *end;
+	int depth;
+};
+
+/* The members of one object that a read keeps: vals[i] gets the value of
+ * keys[i] (J_NONE when absent).  The value of keys[nest], when it is an
+ * object, is read with *sub (so mail's members are found in the same
+ * pass over the message). */
+struct lookup {
+	const char *const *keys;
+	size_t n;
+	struct jval *vals;
+	size_t nest;
+	const struct lookup *sub;
+};
+
+static bool scan_value(struct scan *s, const struct lookup *lk, struct jval *v);
+
+static bool scan_lit(struct scan *s, const char *word, size_t n)
+{
+	if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0)
+		return false;
+	s->p += n;
+	return true;
+}
+
+static int lookup_index(const struct lookup *lk, const char *key, size_t len)
+{
+	for (size_t i = 0; i < lk->n; i++)
+		if (strlen(lk->keys[i]) == len && memcmp(lk->keys[i], key, len) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* s->p at '{' or '['.  True when the container may be read on; *empty
+ * when it is closed at once (and skipped). */
+static bool scan_open(struct scan *s, char close, bool *empty)
+{
+	if (++s->depth > FAST_DEPTH_MAX)
+		return false;
+	s->p = jsonscan_ws(s->p + 1, s->end);
+	*empty = s->p < s->end && *s->p == close;
+	if (*empty) {
+		s->p++;
+		s->depth--;
+	}
+	return true;
+}
+
+/* After a member or an element: true with *more when a ',' follows, true
+ * without at the closing byte (both skipped), false otherwise. */
+static bool scan_next(struct scan *s, char close, bool *more)
+{
+	s->p = jsonscan_ws(s->p, s->end);
+	*more = s->p < s->end && *s->p == ',';
+	if (*more) {
+		s->p = jsonscan_ws(s->p + 1, s->end);
+		return true;
+	}
+	if (s->p < s->end && *s->p == close) {
+		s->p++;
+		s->depth--;
+		return true;
+	}
+	return false;
+}
+
+/* s->p at '{'.  With lk, records the values of its keys. */
+static bool scan_object(struct scan *s, const struct lookup *lk)
+{
+	bool empty, more = true;
+
+	if (!scan_open(s, '}', &empty))
+		return false;
+	while (!empty && more) {
+		bool escaped;
+		struct jval skipped;
+		if (s->p >= s->end || *s->p != '"')
+			return false;
+		const char *key = s->p + 1;
+		const char *q = jsonscan_string(key, s->end, &escaped);
+		if (!q || (escaped && lk))
+			return false;
+		int i = lk ? lookup_index(lk, key, (size_t)(q - key)) : -1;
+		s->p = jsonscan_ws(q + 1, s->end);
+		if (s->p >= s->end || *s->p != ':')
+			return false;
+		s->p = jsonscan_ws(s->p + 1, s->end);
+		if (i >= 0 && lk->vals[i].kind != J_NONE)
+			return false; /* a duplicate: json-c keeps the last */
+		if (!scan_value(s, i >= 0 && (size_t)i == lk->nest ? lk->sub : NULL,
+				i >= 0 ? &lk->vals[i] : &skipped) ||
+		    !scan_next(s, '}', &more))
+			return false;
+	}
+	return true;
+}
+
+/* s->p at '['. */
+static bool scan_array(struct scan *s)
+{
+	bool empty, more = true;
+
+	if (!scan_open(s, ']', &empty))
+		return false;
+	while (!empty && more) {
+		struct jval skipped;
+		if (!scan_value(s, NULL, &skipped) || !scan_next(s, ']', &more))
+			return false;
+	}
+	return true;
+}
+
+/* The elements of an array already read (arr): start with array_begin(),
+ * then each array_next() gives the next element, false after the last. */
+static void array_begin(struct scan *s, const struct jval *arr)
+{
+	*s = (struct scan){arr->p + 1, arr->p + arr->len, 1};
+}
+
+static bool array_next(struct scan *s, struct jval *e)
+{
+	s->p = jsonscan_ws(s->p, s->end);
+	if (s->p < s->end && *s->p == ',')
+		s->p = jsonscan_ws(s->p + 1, s->end);
+	return s->p < s->end && *s->p != ']' && scan_value(s, NULL, e);
+}
+
+/* Reads the value at s->p into *v (an object's members with lk). */
+static bool scan_value(struct scan *s, const struct lookup *lk, struct jval *v)
+{
+	const char *start = s->p;
+	bool ok;
+
+	if (s->p >= s->end)
+		return false;
+	v->escaped = false;
+	switch (*s->p) {
+	case '{':
+		v->kind = J_OBJECT;
+		ok = scan_object(s, lk);
+		break;
+	case '[':
+		v->kind = J_ARRAY;
+		ok = scan_array(s);
+		break;
+	case '"': {
+		const char *q = jsonscan_string(s->p + 1, s->end, &v->escaped);
+		if (!q)
+			return false;
+		v->kind = J_STRING;
+		v->p = s->p + 1;
+		v->len = (size_t)(q - v->p);
+		s->p = q + 1;
+		return true;
+	}
+	case 't':
+		v->kind = J_TRUE;
+		ok = scan_lit(s, "true", 4);
+		break;
+	case 'f':
+		v->kind = J_FALSE;
+		ok = scan_lit(s, "false", 5);
+		break;
+	case 'n':
+		v->kind = J_NULL;
+		ok = scan_lit(s, "null", 4);
+		break;
+	default: {
+		bool is_int;
+		const char *q = jsonscan_number(s->p, s->end, &is_int);
+		size_t digits = q ? (size_t)(q - s->p) - (*s->p == '-') : 0;
+		if (!q || (is_int && (digits > FAST_INT_DIGITS_MAX ||
+				      (*s->p == '-' && s->p[1] == '0'))))
+			return false;
+		v->kind = J_NUMBER;
+		s->p = q;
+		ok = true;
+		break;
+	}
+	}
+	v->p = start;
+	v->len = (size_t)(s->p - start);
+	return ok;
+}
+
+/* Reads the object whose JSON text is v (already read once as part of the
+ * message, at depth 1) with lk. */
+static bool scan_again(const struct jval *v, const struct lookup *lk)
+{
+	struct scan s = {v->p, v->p + v->len, 1};
+	return scan_object(&s, lk);
+}
+
+/* A string value decoded into buf (room for FAST_SHORT_MAX bytes), for the
+ * short strings that are compared or parsed: type names, bounceType,
+ * timestamps.  A string whose JSON text is longer than that is returned
+ * as not_short: it decodes to more than FAST_SHORT_MAX / 6 bytes (an
+ * escape is at most 6 bytes for 1, or 12 for 4), longer than anything it
+ * is compared with or any time mt_time_parse() takes. */
+#define FAST_SHORT_MAX 256
+static const char *short_string(const struct jval *v, char buf[FAST_SHORT_MAX],
+				size_t *len, bool *not_short)
+{
+	*not_short = v->len > FAST_SHORT_MAX;
+	if (v->kind != J_STRING || *not_short)
+		return NULL;
+	if (!v->escaped) {
+		*len = v->len;
+		return v->p;
+	}
+	*len = jsonscan_unescape(v->p, v->len, buf);
+	return buf;
+}
+
+static bool jval_is(const struct jval *v, const char *want)
+{
+	char buf[FAST_SHORT_MAX];
+	size_t len, n = strlen(want);
+	bool not_short;
+	const char *s = short_string(v, buf, &len, &not_short);
+	return s && len == n && memcmp(s, want, n) == 0;
+}
+
+static bool jval_time(const struct jval *v, int64_t *ms)
+{
+	char buf[FAST_SHORT_MAX];
+	size_t len;
+	bool not_short;
+	const char *s = short_string(v, buf, &len, &not_short);
+	return s && mt_time_parse(s, len, ms);
+}
+
+/* find_type() of the fast reader. */
+static const struct ses_type *fast_find_type(const struct jval v[2])
+{
+	char bufs[2][FAST_SHORT_MAX];
+	const char *names[2] = {NULL, NULL};
+	size_t lens[2] = {0, 0};
+
+	for (size_t i = 0; i < 2; i++) {
+		bool not_short;
+		if (v[i].kind != J_STRING)
+			continue;
+		names[i] = short_string(&v[i], bufs[i], &lens[i], &not_short);
+		if (not_short) { /* too long to be any type's name */
+			names[i] = v[i].p;
+			lens[i] = v[i].len;
+		}
+	}
+	return type_named(names, lens);
+}
+
+/* The event's time, as event_time(). */
+static bool fast_event_time(const struct ses_type *type, const struct jval *own,
+			    const struct jval *mail_ts, int64_t *ms)
+{
+	if (type->time_from != TIME_MAIL) {
+		if (own->kind != J_NONE && own->kind != J_NULL)
+			return jval_time(own, ms);
+		if (type->time_from == TIME_OWN)
+			return false;
+	}
+	return jval_time(mail_ts, ms);
+}
+
+/* Room put_jval() needs for v. */
+static size_t jval_room(const struct jval *v)
+{
+	return json_len(v->len);
+}
+
+/* Writes v as json-c prints it: a string decoded and escaped again, any
+ * other scalar as written (numbers: see FAST_INT_DIGITS_MAX; json-c keeps
+ * the text of the others).  Returns the new end, or NULL on allocation
+ * failure. */
+static char *put_jval(char *o, const struct jval *v)
+{
+	if (v->kind != J_STRING) {
+		memcpy(o, v->p, v->len);
+		return o + v->len;
+	}
+	if (!v->escaped)
+		return put_json_string(o, v->p, v->len);
+	char *tmp = malloc(v->len ? v->len : 1);
+	if (!tmp)
+		return NULL;
+	o = put_json_string(o, tmp, jsonscan_unescape(v->p, v->len, tmp));
+	free(tmp);
+	return o;
+}
+
+/* Writes "key":value for each i with vals[i] set, between braces, as
+ * json-c prints such an object.  Returns the new end or NULL (no memory). */
+static char *put_members(char *o, const char *const *keys,
+			 const struct jval *const *vals, size_t n)
+{
+	bool first = true;
+
+	*o++ = '{';
+	for (size_t i = 0; i < n && o; i++) {
+		if (!vals[i])
+			continue;
+		if (!first)
+			*o++ = ',';
+		first = false;
+		o = put_json_string(o, keys[i], strlen(keys[i]));
+		*o++ = ':';
+		o = put_jval(o, vals[i]);
+	}
+	if (o)
+		*o++ = '}';
+	return o;
+}
+
+/* Room put_members() needs. */
+static size_t members_room(const char *const *keys,
+			   const struct jval *const *vals, size_t n)
+{
+	size_t room = 2;
+	for (size_t i = 0; i < n; i++)
+		if (vals[i])
+			room += json_len(strlen(keys[i])) + 2 + jval_room(vals[i]);
+	return room;
+}
+
+enum fast_result { FAST_DONE, FAST_DEFER };
+
+/* Root and mail keys the fast reader looks up. */
+enum { R_NOTIFICATION_TYPE, R_EVENT_TYPE, R_MAIL, R_TYPE_OBJECTS };
+enum { M_MESSAGE_ID, M_SOURCE, M_TIMESTAMP, M_DESTINATION, M_COMMON_HEADERS, M__COUNT };
+#define N_TYPES (sizeof(ses_types) / sizeof(ses_types[0]))
+/* The type object's keys: timestamp, the recipient array, the fields. */
+#define TYPE_KEYS_MAX 8
+
+/* The "mail" object of EVENT as mail_build() makes it, into *text
+ * (malloc'd, caller frees).  FAST_DEFER when it holds what only json-c
+ * copies faithfully. */
+static enum fast_result fast_mail(const struct jval *m, bool keep_headers,
+				  char **text, size_t *len, enum mt_err *err)
+{
+	static const char *const keys[] = {"messageId", "source", "timestamp"};
+	const struct jval *vals[3];
+	size_t room = 0;
+
+	*text = NULL;
+	if (keep_headers && m[M_COMMON_HEADERS].kind == J_OBJECT)
+		return FAST_DEFER;
+	for (size_t i = 0; i < 3; i++)
+		vals[i] = m[i].kind == J_STRING ? &m[i] : NULL;
+	room = members_room(keys, vals, 3) + sizeof(",\"destination\":[]");
+	const struct jval *dest = &m[M_DESTINATION];
+	struct scan s;
+	struct jval e;
+	if (dest->kind == J_ARRAY) {
+		/* Strings only (as SES writes it). */
+		array_begin(&s, dest);
+		while (array_next(&s, &e)) {
+			if (e.kind != J_STRING)
+				return FAST_DEFER;
+			room += jval_room(&e) + 1;
+		}
+	}
+	char *o = *text = malloc(room);
+	if (!o || !(o = put_members(o, keys, vals, 3))) {
+		*err = MT_E_NOMEM;
+		return FAST_DONE;
+	}
+	if (dest->kind == J_ARRAY) {
+		/* Reopen the object: its '}' becomes the comma. */
+		static const char lit[] = ",\"destination\":[";
+		memcpy(o - 1, lit, sizeof(lit) - 1);
+		o += sizeof(lit) - 2;
+		bool first = true;
+		array_begin(&s, dest);
+		while (array_next(&s, &e)) {
+			if (!first)
+				*o++ = ',';
+			first = false;
+			if (!(o = put_jval(o, &e))) {
+				*err = MT_E_NOMEM;
+				return FAST_DONE;
+			}
+		}
+		*o++ = ']';
+		*o++ = '}';
+	}
+	*len = (size_t)(o - *text);
+	return FAST_DONE;
+}
+
+/* Index of the field named name in type->fields, or -1. */
+static int field_index(const struct ses_type *type, const char *name)
+{
+	for (size_t i = 0; i < type->n_fields; i++)
+		if (strcmp(type->fields[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* The detail of one event as detail_build() makes it, into *text
+ * (malloc'd, caller frees).  tvals/evals: the type object's and this
+ * entry's values of type->fields, in that order (evals NULL when the entry
+ * is no object). */
+static enum fast_result fast_detail(const struct ses_type *type,
+				    const struct jval *tvals,
+				    const struct jval *evals, char **text,
+				    size_t *len, enum mt_err *err)
+{
+	const char *keys[TYPE_KEYS_MAX];
+	const struct jval *vals[TYPE_KEYS_MAX];
+
+	*text = NULL;
+	for (size_t i = 0; i < type->n_fields; i++) {
+		const struct ses_field *f = &type->fields[i];
+		const struct jval *v =
+			f->from == FROM_RECIPIENT ? (evals ? &evals[i] : NULL) : &tvals[i];
+		keys[i] = f->name;
+		vals[i] = NULL;
+		if (!v || v->kind == J_NONE || v->kind == J_NULL || v->kind == J_ARRAY)
+			continue;
+		if (v->kind == J_OBJECT) {
+			if (f->allow_object)
+				return FAST_DEFER;
+			continue;
+		}
+		vals[i] = v;
+	}
+	char *o = *text = malloc(members_room(keys, vals, type->n_fields));
+	if (!o || !(o = put_members(o, keys, vals, type->n_fields))) {
+		*err = MT_E_NOMEM;
+		return FAST_DONE;
+	}
+	*len = (size_t)(o - *text);
+	return FAST_DONE;
+}
+
+/* The address of a recipient entry, normalised into out, as
+ * ses_address_normalize(recipient_address()).  False when there is none. */
+static bool fast_address(const struct jval *a, char out[SES_ADDRESS_MAX + 1],
+			 enum mt_err *err)
+{
+	if (!a || a->kind != J_STRING)
+		return false;
+	if (!a->escaped)
+		return ses_address_normalize(a->p, a->len, out);
+	char *tmp = malloc(a->len ? a->len : 1);
+	if (!tmp) {
+		*err = MT_E_NOMEM;
+		return false;
+	}
+	bool ok = ses_address_normalize(tmp, jsonscan_unescape(a->p, a->len, tmp), out);
+	free(tmp);
+	return ok;
+}
+
+/* ses_events_parse() without json-c, or FAST_DEFER when json-c must read
+ * this message (nothing in out is kept then). */
+static enum fast_result fast_parse(const char *message, size_t len,
+				   const struct ses_context *ctx,
+				   struct ses_events *out, enum mt_err *err)
+{
+	const char *root_keys[R_TYPE_OBJECTS + N_TYPES] = {
+		"notificationType", "eventType", "mail",
+	};
+	static const char *const mail_keys[M__COUNT] = {
+		"messageId", "source", "timestamp", "destination", "commonHeaders",
+	};
+	struct jval rv[R_TYPE_OBJECTS + N_TYPES] = {{0}}, mv[M__COUNT] = {{0}};
+	const struct lookup mail_lk = {mail_keys, M__COUNT, mv, M__COUNT, NULL};
+	const struct lookup root_lk = {root_keys, R_TYPE_OBJECTS + N_TYPES, rv,
+				       R_MAIL, &mail_lk};
+	struct shared_parts sh = {0};
+	char *mail_text = NULL;
+
+	*err = MT_E_OK;
+	if (!message)
+		return FAST_DEFER;
+	struct scan s = {jsonscan_ws(message, message + len), message + len, 0};
+	for (size_t k = 0; k < N_TYPES; k++)
+		root_keys[R_TYPE_OBJECTS + k] = ses_types[k].object;
+	if (s.p == s.end || *s.p != '{' || !scan_object(&s, &root_lk) ||
+	    jsonscan_ws(s.p, s.end) != s.end)
+		return FAST_DEFER;
+
+	const struct ses_type *type = fast_find_type(rv);
+	if (!type)
+		return FAST_DONE; /* keep_raw */
+	const struct jval *typeobj = &rv[R_TYPE_OBJECTS + (size_t)(type - ses_types)];
+	if (typeobj->kind != J_OBJECT || rv[R_MAIL].kind != J_OBJECT ||
+	    mv[M_MESSAGE_ID].kind != J_STRING)
+		return FAST_DONE;
+
+	/* The type object: timestamp, recipients, then the fields. */
+	const char *tkeys[TYPE_KEYS_MAX + 2] = {"timestamp", type->rcpt_array};
+	struct jval tv[TYPE_KEYS_MAX + 2] = {{0}};
+	size_t nt = type->rcpt_array ? 2 : 1;
+	for (size_t i = 0; i < type->n_fields; i++)
+		tkeys[nt + i] = type->fields[i].name;
+	const struct lookup type_lk = {tkeys, nt + type->n_fields, tv, SIZE_MAX, NULL};
+	if (!scan_again(typeobj, &type_lk))
+		return FAST_DEFER;
+
+	int64_t when = 0;
+	if (!fast_event_time(type, &tv[0], &mv[M_TIMESTAMP], &when))
+		return FAST_DONE;
+	const struct jval *rcpts =
+		type->rcpt_from == RCPT_DESTINATION ? &mv[M_DESTINATION] : &tv[1];
+	if (rcpts->kind != J_ARRAY)
+		return FAST_DONE;
+
+	/* Count the entries. */
+	size_t n_entries = 0;
+	struct scan a;
+	struct jval e;
+	array_begin(&a, rcpts);
+	while (array_next(&a, &e))
+		n_entries++;
+	if (n_entries == 0)
+		return FAST_DONE;
+	out->keep_raw = false;
+	if (n_entries > SES_RECIPIENTS_MAX) {
+		n_entries = SES_RECIPIENTS_MAX;
+		out->keep_raw = true;
+	}
+	if (fast_mail(mv, ctx->keep_headers, &mail_text, &sh.mail_len, err) == FAST_DEFER)
+		return FAST_DEFER;
+	sh.mail = mail_text;
+	out->v = calloc(n_entries, sizeof(*out->v));
+	if (*err || !out->v) {
+		*err = MT_E_NOMEM;
+		goto out;
+	}
+
+	int bt = field_index(type, "bounceType");
+	bool permanent = bt >= 0 && jval_is(&tv[nt + (size_t)bt], "Permanent");
+	array_begin(&a, rcpts);
+	for (size_t i = 0; i < n_entries && array_next(&a, &e); i++) {
+		struct jval ekeys_v[TYPE_KEYS_MAX + 1] = {{0}};
+		const char *ekeys[TYPE_KEYS_MAX + 1] = {"emailAddress"};
+		struct ses_event *ev = &out->v[out->n];
+		const struct jval *addr = NULL, *evals = NULL;
+		char *detail = NULL;
+		size_t detail_len = 0;
+
+		if (type->rcpt_from == RCPT_ENTRIES) {
+			if (e.kind == J_OBJECT) {
+				for (size_t k = 0; k < type->n_fields; k++)
+					ekeys[1 + k] = type->fields[k].name;
+				const struct lookup entry_lk = {ekeys, 1 + type->n_fields,
+								ekeys_v, SIZE_MAX, NULL};
+				if (!scan_again(&e, &entry_lk))
+					goto defer;
+				addr = &ekeys_v[0];
+				evals = &ekeys_v[1];
+			}
+		} else {
+			addr = &e;
+		}
+		if (!fast_address(addr, ev->recipient, err)) {
+			if (*err)
+				goto out;
+			out->keep_raw = true;
+			continue;
+		}
+		if (!event_start(out, ev, type, when, permanent))
+			continue;
+		if (fast_detail(type, &tv[nt], evals, &detail, &detail_len, err) ==
+		    FAST_DEFER) {
+			free(detail);
+			goto defer;
+		}
+		if (!*err)
+			*err = event_serialise(ev, ctx, &sh, detail, detail_len);
+		free(detail);
+		if (*err)
+			goto out;
+		out->n++;
+	}
+	if (out->n == 0)
+		out->keep_raw = true;
+out:
+	free(mail_text);
+	return FAST_DONE;
+defer:
+	free(mail_text);
+	return FAST_DEFER;
+}
+
+enum mt_err ses_events_parse_reference(const char *message, size_t len,
+				       const struct ses_context *ctx,
+				       struct ses_events *out)
 {
 	static const struct ses_context no_context = {NULL, NULL, false};
 	enum mt_err err = MT_E_OK;
@@ -553,6 +1209,8 @@ enum mt_err ses_events_parse(const char *message, size_t len,
 		goto out_mail;
 	}
 
+	bool permanent = string_is(member(typeobj, "bounceType", json_type_string),
+				   "Permanent");
 	for (size_t i = 0; i < n_entries; i++) {
 		struct json_object *entry = json_object_array_get_idx(rcpts, i);
 		struct json_object *addr = recipient_address(type, entry);
@@ -566,15 +1224,18 @@ enum mt_err ses_events_parse(const char *message, size_t len,
 			out->keep_raw = true;
 			continue;
 		}
-		if (already_seen(out, ev->recipient))
+		if (!event_start(out, ev, type, when, permanent))
 			continue;
-		ev->time_ms = when;
-		ev->type = type->name;
-		ev->suppress = suppression(type->name, typeobj);
 		detail = detail_build(type, typeobj,
 				      type->rcpt_from == RCPT_ENTRIES ? entry : NULL);
-		err = detail ? event_serialise(ev, ctx, &sh, detail)
-			     : MT_E_NOMEM;
+		size_t detail_len = 0;
+		const char *detail_text =
+			detail ? json_object_to_json_string_length(
+					 detail, SES_JSON_FLAGS, &detail_len)
+			       : NULL;
+		err = detail_text ? event_serialise(ev, ctx, &sh, detail_text,
+						    detail_len)
+				  : MT_E_NOMEM;
 		json_object_put(detail);
 		if (err != MT_E_OK)
 			goto out_mail;
@@ -587,6 +1248,29 @@ out_mail:
 out_root:
 	json_object_put(root);
 out:
+	if (err != MT_E_OK) {
+		ses_events_free(out);
+		out->keep_raw = true;
+	}
+	return err;
+}
+
+enum mt_err ses_events_parse(const char *message, size_t len,
+			     const struct ses_context *ctx,
+			     struct ses_events *out)
+{
+	static const struct ses_context no_context = {NULL, NULL, false};
+	enum mt_err err = MT_E_OK;
+
+	if (!out)
+		return MT_E_INTERNAL;
+	memset(out, 0, sizeof(*out));
+	out->keep_raw = true; /* until the message proves indexable */
+	if (fast_parse(message, len, ctx ? ctx : &no_context, out, &err) ==
+	    FAST_DEFER) {
+		ses_events_free(out);
+		return ses_events_parse_reference(message, len, ctx, out);
+	}
 	if (err != MT_E_OK) {
 		ses_events_free(out);
 		out->keep_raw = true;
