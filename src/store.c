@@ -21,8 +21,9 @@
  * atomically.  Loaded once per connection, run with EVALSHA.
  * ARGV: score, member, retention ms, max members, type, suppression
  * ("Bounce/Permanent", "Complaint" or ""), the member's message prefix,
- * recent feed size.  A trimmed member's type and suppression are read
- * back from its EVENT JSON (as ses.c sets them).
+ * the recent feed's trim rank (-size - 1), the retention cutoff when this
+ * member is the newest ("(" score - retention).  A trimmed member's type
+ * and suppression are read back from its EVENT JSON (as ses.c sets them).
  *
  * Redelivery: every member begins with its SNS MessageId ({"id":"..."),
  * and a redelivered message has the same event time, so a member at the
@@ -30,61 +31,78 @@
  * of mailtrail (other flags, another version) builds other bytes.  Then
  * nothing is written except the recent feed, with the member as stored
  * (a write cut short before may have missed it), and the stored member is
- * returned; a new member returns 1. */
+ * returned; a new member returns 1.
+ *
+ * Cost: every redis.call() is several microseconds of Redis CPU, a long
+ * string into or out of Lua is hashed byte by byte, and a Lua number
+ * passed to Redis is printed with printf.  So the common case (events
+ * arriving in time order) makes one ZCOUNT of the members at or after
+ * this score, which says both that no redelivery can be there and that
+ * this member is the newest: then the cutoff comes ready-made from the
+ * caller and the suppression time is set without reading the old one
+ * (it is never newer than the newest member).  Only members out of order
+ * look at the stored ones.  Numbers go to Redis as strings. */
 static const char put_script[] =
 	"local zkey, ckey, rkey = KEYS[1], KEYS[2], KEYS[3]\n"
-	"local function bump(kind, why, score, d)\n"
-	"  redis.call('HINCRBY', ckey, 'type:' .. kind, d)\n"
-	"  if why == '' then return end\n"
-	"  local n = redis.call('HINCRBY', ckey, 'suppress:' .. why, d)\n"
-	"  if d > 0 then\n"
-	"    local last = tonumber(redis.call('HGET', ckey, 'last:' .. why) or '-1')\n"
-	"    if score > last then redis.call('HSET', ckey, 'last:' .. why, string.format('%.0f', score)) end\n"
-	"  elseif n <= 0 then\n"
-	"    redis.call('HDEL', ckey, 'suppress:' .. why, 'last:' .. why)\n"
-	"  end\n"
-	"end\n"
+	"local sc, member, ret = ARGV[1], ARGV[2], ARGV[3]\n"
 	"local function drop(list)\n"
 	"  if not ckey then return end\n"
 	"  for i = 1, #list, 2 do\n"
 	"    local ok, e = pcall(cjson.decode, list[i])\n"
 	"    if ok and type(e) == 'table' and type(e.type) == 'string' then\n"
+	"      redis.call('HINCRBY', ckey, 'type:' .. e.type, '-1')\n"
 	"      local why = ''\n"
 	"      if e.type == 'Complaint' then why = 'Complaint'\n"
 	"      elseif e.type == 'Bounce' and type(e.detail) == 'table' and\n"
 	"             e.detail.bounceType == 'Permanent' then why = 'Bounce/Permanent' end\n"
-	"      bump(e.type, why, tonumber(list[i + 1]), -1)\n"
+	"      if why ~= '' and redis.call('HINCRBY', ckey, 'suppress:' .. why, '-1') <= 0 then\n"
+	"        redis.call('HDEL', ckey, 'suppress:' .. why, 'last:' .. why)\n"
+	"      end\n"
 	"    end\n"
 	"  end\n"
 	"end\n"
-	"local function recent(member)\n"
+	"local function recent(m)\n"
 	"  if not rkey then return end\n"
-	"  redis.call('ZADD', rkey, ARGV[1], member)\n"
-	"  redis.call('ZREMRANGEBYRANK', rkey, 0, -tonumber(ARGV[8]) - 1)\n"
+	"  redis.call('ZADD', rkey, sc, m)\n"
+	"  redis.call('ZREMRANGEBYRANK', rkey, '0', ARGV[8])\n"
 	"end\n"
-	"local score, idp = tonumber(ARGV[1]), ARGV[7]\n"
-	"if idp ~= '' then\n"
-	"  for _, m in ipairs(redis.call('ZRANGEBYSCORE', zkey, ARGV[1], ARGV[1])) do\n"
-	"    if string.sub(m, 1, #idp) == idp then recent(m) return m end\n"
+	"local later = redis.call('ZCOUNT', zkey, sc, '+inf')\n"
+	"local cutoff = ARGV[9]\n"
+	"if later > 0 then\n"
+	"  local idp = ARGV[7]\n"
+	"  if idp ~= '' then\n"
+	"    for _, m in ipairs(redis.call('ZRANGEBYSCORE', zkey, sc, sc)) do\n"
+	"      if string.sub(m, 1, #idp) == idp then recent(m) return m end\n"
+	"    end\n"
+	"  end\n"
+	"  local top = redis.call('ZRANGE', zkey, '-1', '-1', 'WITHSCORES')\n"
+	"  cutoff = string.format('(%.0f', tonumber(top[2]) - tonumber(ret))\n"
+	"end\n"
+	"local added = redis.call('ZADD', zkey, sc, member)\n"
+	"if added == 1 and ckey then\n"
+	"  redis.call('HINCRBY', ckey, 'type:' .. ARGV[5], '1')\n"
+	"  local why = ARGV[6]\n"
+	"  if why ~= '' then\n"
+	"    redis.call('HINCRBY', ckey, 'suppress:' .. why, '1')\n"
+	"    local f = 'last:' .. why\n"
+	"    if later == 0 or tonumber(sc) > tonumber(redis.call('HGET', ckey, f) or '-1') then\n"
+	"      redis.call('HSET', ckey, f, sc)\n"
+	"    end\n"
 	"  end\n"
 	"end\n"
-	"local added = redis.call('ZADD', zkey, ARGV[1], ARGV[2])\n"
-	"if added == 1 and ckey then bump(ARGV[5], ARGV[6], score, 1) end\n"
-	"recent(ARGV[2])\n"
-	"local top = redis.call('ZRANGE', zkey, -1, -1, 'WITHSCORES')\n"
-	"local cutoff = string.format('(%.0f', tonumber(top[2]) - tonumber(ARGV[3]))\n"
-	"local old = redis.call('ZRANGEBYSCORE', zkey, '-inf', cutoff, 'WITHSCORES', 'LIMIT', 0, 1000)\n"
-	"if #old > 0 then\n"
+	"recent(member)\n"
+	"if redis.call('ZCOUNT', zkey, '-inf', cutoff) > 0 then\n"
+	"  local old = redis.call('ZRANGEBYSCORE', zkey, '-inf', cutoff, 'WITHSCORES', 'LIMIT', '0', '1000')\n"
 	"  drop(old)\n"
-	"  redis.call('ZREMRANGEBYRANK', zkey, 0, #old / 2 - 1)\n"
+	"  redis.call('ZREMRANGEBYRANK', zkey, '0', tostring(#old / 2 - 1))\n"
 	"end\n"
 	"local over = redis.call('ZCARD', zkey) - tonumber(ARGV[4])\n"
 	"if over > 0 then\n"
-	"  drop(redis.call('ZRANGE', zkey, 0, over - 1, 'WITHSCORES'))\n"
-	"  redis.call('ZREMRANGEBYRANK', zkey, 0, over - 1)\n"
+	"  drop(redis.call('ZRANGE', zkey, '0', tostring(over - 1), 'WITHSCORES'))\n"
+	"  redis.call('ZREMRANGEBYRANK', zkey, '0', tostring(over - 1))\n"
 	"end\n"
-	"redis.call('PEXPIRE', zkey, ARGV[3])\n"
-	"if ckey then redis.call('PEXPIRE', ckey, ARGV[3]) end\n"
+	"redis.call('PEXPIRE', zkey, ret)\n"
+	"if ckey then redis.call('PEXPIRE', ckey, ret) end\n"
 	"return added\n";
 
 struct store {
@@ -388,16 +406,18 @@ static void put_recent(struct store *st, const struct put *puts,
 static void run_puts(struct store *st, struct put *puts, size_t n)
 {
 	struct batch b = {0};
-	char ret[32], rmax[32], err[256] = "";
+	char ret[32], rtrim[32], err[256] = "";
 
 	snprintf(ret, sizeof(ret), "%lld", (long long)st->retention_ms);
-	snprintf(rmax, sizeof(rmax), "%d", STORE_RECENT_MAX);
+	snprintf(rtrim, sizeof(rtrim), "%d", -STORE_RECENT_MAX - 1);
 	for (size_t i = 0; i < n; i++) {
-		char score[32], max[32];
+		char score[32], max[32], cutoff[32];
 		snprintf(score, sizeof(score), "%lld", (long long)puts[i].score);
 		snprintf(max, sizeof(max), "%ld", puts[i].max_members);
-		const char *argv[14] = {"EVALSHA", st->script_sha, "1", puts[i].key};
-		size_t argl[14] = {7, 40, 1, strlen(puts[i].key)};
+		snprintf(cutoff, sizeof(cutoff), "(%lld",
+			 (long long)puts[i].score - (long long)st->retention_ms);
+		const char *argv[15] = {"EVALSHA", st->script_sha, "1", puts[i].key};
+		size_t argl[15] = {7, 40, 1, strlen(puts[i].key)};
 		int argc = 4;
 		if (puts[i].counts_key) {
 			argv[2] = "2";
@@ -412,12 +432,12 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 		const char *type = puts[i].type ? puts[i].type : "";
 		const char *why = puts[i].suppress ? puts[i].suppress : "";
 		const char *args[] = {score, puts[i].member, ret, max, type, why,
-				      puts[i].member, rmax};
+				      puts[i].member, rtrim, cutoff};
 		const size_t lens[] = {strlen(score), puts[i].member_len, strlen(ret),
 				       strlen(max), strlen(type), strlen(why),
 				       message_prefix_len(puts[i].member, puts[i].member_len),
-				       strlen(rmax)};
-		for (int a = 0; a < 8; a++) {
+				       strlen(rtrim), strlen(cutoff)};
+		for (int a = 0; a < 9; a++) {
 			argv[argc] = args[a];
 			argl[argc++] = lens[a];
 		}

@@ -759,6 +759,43 @@ class TestSummary(ApiCase):
         self.assertEqual(self.summary(m, "dave@example.com")["last_event"]["id"], dave[0].id)
         self.assertEqual(self.summary(m, "erin@example.com")["last_event"]["id"], erin[0].id)
 
+    def test_retention_trims_events_and_counts(self):
+        # A set is trimmed to --retention-days below its own newest event
+        # (not the wall clock): what is trimmed leaves the counts and the
+        # suppression, also when it arrives out of order.
+        m = self.start("--retention-days", "1")
+        day = 86400 * 1000
+        a = "ivan@example.com"
+        key = f"mailtrail:rcpt:{{{a}}}"
+        old = [Item("complaint", a, T0, 1), Item("delivery", a, T0 + 1000, 2)]
+        self.deliver(m, old, threads=1)
+        s = self.summary(m, a)
+        self.assertEqual(s["counts"], {"Complaint": 1, "Delivery": 1})
+        self.assertEqual((s["suppressed"], s["reason"]), (True, "Complaint"))
+
+        newest = Item("bounce-transient", a, T0 + day + 1500, 3)
+        self.deliver(m, [newest], threads=1)
+        s = self.summary(m, a)
+        self.assertEqual(s["counts"], {"Bounce": 1})
+        self.assertEqual((s["suppressed"], s["reason"]), (False, None))
+        self.assertEqual(s["last_event"]["id"], newest.id)
+
+        # Out of order: one older than the window is stored and trimmed at
+        # once; one inside it stays.
+        late = [Item("bounce-permanent", a, T0 + 500, 4), Item("delivery", a, T0 + 2000, 5)]
+        self.deliver(m, late, threads=1)
+        s = self.summary(m, a)
+        self.assertEqual(s["counts"], {"Bounce": 1, "Delivery": 1})
+        self.assertEqual((s["suppressed"], s["reason"]), (False, None))
+        self.assertEqual(s["last_event"]["id"], newest.id)
+        self.assertEqual(sorted(int(x) for x in ENV.redis("ZRANGE", key, 0, -1, "WITHSCORES")[1::2]),
+                         [T0 + 2000, T0 + day + 1500])
+        # Both keys expire after a day without writes.
+        for k in (key, f"mailtrail:counts:{{{a}}}"):
+            with self.subTest(key=k):
+                self.assertGreater(ENV.redis("PTTL", k), day - 60_000)
+                self.assertLessEqual(ENV.redis("PTTL", k), day)
+
     def test_event_content(self):
         m = self.start()
         it = Item("bounce-permanent", "Jane Doe <Jane@Example.com>", T0 + 1234, 1)
