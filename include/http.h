@@ -12,8 +12,8 @@
 #include "config.h"
 #include "metrics.h"
 
-/* Limits on what a client controls (README "Limits").  Each connection is
- * served by its own thread, which these bound too. */
+/* Limits on what a client controls (README "Limits"), for all of a
+ * listener's threads together. */
 
 /* Most connections served at once per listener; more wait in the kernel's
  * listen backlog. */
@@ -45,7 +45,27 @@ struct http_routes {
 	void *cls;
 	/* The route label of a path, for the request metrics; NULL: "other". */
 	enum metric_route (*route_of)(const char *url);
+	/* NULL: a thread per connection, handlers may block.  Else an event
+	 * loop per core (HTTP_LOOP_THREADS_MAX at most): each runs every
+	 * request that one wake-up brought, then calls flush(cls) on the same
+	 * thread.  A handler may suspend its connection
+	 * (MHD_suspend_connection) to answer once flush has run; flush then
+	 * resumes it and returns true.  Handlers and flush should not block
+	 * long: the loop's other connections wait meanwhile. */
+	bool (*flush)(void *cls);
 };
+
+/* The event loop running on this thread; NULL on any other thread. */
+struct http_loop *http_this_loop(void);
+
+/* Wakes lp: after resuming one of its connections from another thread
+ * (a loop polls its daemon itself, which a resume alone does not wake). */
+void http_loop_wake(struct http_loop *lp);
+
+/* Most event loops of one listener. */
+#define HTTP_LOOP_THREADS_MAX 16
+/* A loop wakes at least this often (to notice http_quiesce and stop). */
+#define HTTP_LOOP_WAIT_MS 50
 
 /* Listens on l (TLS when tls_cert and tls_key are set).  Returns NULL with
  * a reason in errbuf on failure; stop with http_stop(). */

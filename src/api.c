@@ -222,5 +222,5 @@ static enum metric_route route_of(const char *url)
 
 struct http_routes api_routes(struct api *a)
 {
-	return (struct http_routes){on_request, NULL, a, route_of};
+	return (struct http_routes){on_request, NULL, a, route_of, NULL};
 }

@@ -4,11 +4,14 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,8 +24,26 @@
 
 struct conn_state;
 
-struct http_server {
+/* An event loop (routes.flush set): its own daemon on the shared listen
+ * socket, run by its own thread. */
+struct http_loop {
+	struct http_server *s;
 	struct MHD_Daemon *daemon;
+	int epfd;   /* waits on the daemon's epoll descriptor and on wakefd */
+	int wakefd; /* eventfd: http_loop_wake */
+	pthread_t thread;
+	bool running;
+	bool quiesced; /* by its thread, after http_quiesce asked */
+};
+
+struct http_server {
+	struct MHD_Daemon *daemon; /* a thread per connection; else loops */
+	struct http_loop loops[HTTP_LOOP_THREADS_MAX];
+	unsigned nloops;
+	int listen_fd; /* the loops' shared listen socket */
+	atomic_bool quiesce;       /* asked of the loops */
+	atomic_uint loops_quiesced;
+	atomic_bool stop_loops;
 	struct http_routes routes; /* what http.c wraps: see on_request */
 	MHD_socket quiesced_fd;    /* the listen socket after http_quiesce */
 	bool tls;                  /* serves tls.c's certificate */
@@ -54,6 +75,7 @@ struct conn_state {
 	/* The server's list, under conns_lock. */
 	struct conn_state *prev, *next;
 	MHD_socket fd;
+	struct sockaddr_storage addr;
 	bool listed;
 	bool cut; /* shut down by the watchdog */
 };
@@ -84,6 +106,38 @@ static struct conn_state *conn_state(struct MHD_Connection *conn)
 
 /* libmicrohttpd reports a connection closed before it closes its socket,
  * so a socket in the list is always open (see watchdog()). */
+static bool same_address(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+	if (a->ss_family == AF_INET6)
+		return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+			      &((const struct sockaddr_in6 *)b)->sin6_addr,
+			      sizeof(struct in6_addr)) == 0;
+	return false;
+}
+
+/* Whether cs is over a connection limit of http.h, counted over all of
+ * the listener's threads.  Called with conns_lock held. */
+static const char *over_limit(const struct http_server *s, const struct conn_state *cs)
+{
+	if (s->nconns > HTTP_CONNECTIONS_MAX)
+		return "listener";
+	size_t same = 0;
+	for (const struct conn_state *o = s->conns; o; o = o->next)
+		same += !o->cut && same_address(&o->addr, &cs->addr);
+	return same > HTTP_CONNECTIONS_PER_ADDRESS_MAX ? "address" : NULL;
+}
+
+/* libmicrohttpd reports a connection closed before it closes its socket,
+ * so a socket in the list is always open (see watchdog()).  With several
+ * loops each daemon only knows its own connections, so the limits of
+ * http.h are enforced here, over all of them: a connection over a limit is
+ * shut down at once (its thread sees the end of the stream and closes
+ * it). */
 static void on_connection(void *cls, struct MHD_Connection *conn,
 			  void **socket_context,
 			  enum MHD_ConnectionNotificationCode toe)
@@ -93,10 +147,16 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
 		const union MHD_ConnectionInfo *ci =
 			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		const union MHD_ConnectionInfo *ai =
+			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 		*socket_context = cs = calloc(1, sizeof(*cs));
 		if (!cs || !ci)
 			return; /* not watched: the idle timeout still applies */
 		cs->fd = ci->connect_fd;
+		if (ai && ai->client_addr)
+			memcpy(&cs->addr, ai->client_addr,
+			       ai->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+								      : sizeof(struct sockaddr_in));
 		atomic_store(&cs->reading, true);
 		atomic_store(&cs->since_ms, now_ms());
 		pthread_mutex_lock(&s->conns_lock);
@@ -106,7 +166,22 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
 		s->conns = cs;
 		s->nconns++;
 		cs->listed = true;
+		const char *over = over_limit(s, cs);
+		if (over) {
+			shutdown(cs->fd, SHUT_RDWR);
+			cs->cut = true;
+		}
+		size_t open = s->nconns;
 		pthread_mutex_unlock(&s->conns_lock);
+		unsigned long left_out;
+		if (over) {
+			metrics_add(METRIC_http_connections_refused_total, 1);
+			if (log_throttle("connection limit", &left_out))
+				LOG(LOG_WARN, "connection refused: connection limit reached",
+				    "limit=%s open=%zu per_address_max=%d max=%d left_out=%lu",
+				    over, open - 1, HTTP_CONNECTIONS_PER_ADDRESS_MAX,
+				    HTTP_CONNECTIONS_MAX, left_out);
+		}
 		return;
 	}
 	if (cs && cs->listed) {
@@ -351,18 +426,114 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 		LOG(LOG_WARN, "libmicrohttpd", "detail=\"%s\" left_out=%lu", msg, left_out);
 }
 
+static _Thread_local struct http_loop *this_loop;
+
+struct http_loop *http_this_loop(void)
+{
+	return this_loop;
+}
+
+void http_loop_wake(struct http_loop *lp)
+{
+	uint64_t one = 1;
+	/* Fails only when the counter is full: then it is readable anyway. */
+	if (write(lp->wakefd, &one, sizeof(one)) < 0)
+		return;
+}
+
+/* Until the daemon has work, another thread wakes the loop, or the
+ * daemon's own timeout (idle connections) or HTTP_LOOP_WAIT_MS pass.  A
+ * resumed connection does not wake a daemon polled from outside: whoever
+ * resumes one calls http_loop_wake. */
+static void loop_wait(struct http_loop *lp)
+{
+	MHD_UNSIGNED_LONG_LONG to;
+	int wait = HTTP_LOOP_WAIT_MS;
+	if (MHD_get_timeout(lp->daemon, &to) == MHD_YES && to < (MHD_UNSIGNED_LONG_LONG)wait)
+		wait = (int)to;
+	struct epoll_event ev[2];
+	int n = epoll_wait(lp->epfd, ev, 2, wait);
+	for (int i = 0; i < n; i++) {
+		uint64_t v;
+		if (ev[i].data.fd == lp->wakefd && read(lp->wakefd, &v, sizeof(v)) < 0)
+			continue; /* nothing to read: another wake-up took it */
+	}
+}
+
+/* One event loop: every request a wake-up brought, then the routes'
+ * flush (see http.h). */
+static void *loop_main(void *arg)
+{
+	struct http_loop *lp = arg;
+	struct http_server *s = lp->s;
+	this_loop = lp;
+	while (!atomic_load(&s->stop_loops)) {
+		if (atomic_load(&s->quiesce) && !lp->quiesced) {
+			MHD_quiesce_daemon(lp->daemon);
+			lp->quiesced = true;
+			atomic_fetch_add(&s->loops_quiesced, 1);
+		}
+		loop_wait(lp);
+		/* Resumed connections are served too: taken back at the start
+		 * of a run. */
+		MHD_run(lp->daemon);
+		if (s->routes.flush(s->routes.cls))
+			http_loop_wake(lp); /* its next run takes them back */
+	}
+	return NULL;
+}
+
+/* The loop's own epoll set: the daemon's epoll descriptor and wakefd. */
+static bool loop_setup(struct http_loop *lp)
+{
+	const union MHD_DaemonInfo *di =
+		MHD_get_daemon_info(lp->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+	lp->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	lp->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (!di || lp->wakefd < 0 || lp->epfd < 0)
+		return false;
+	struct epoll_event d = {.events = EPOLLIN, .data.fd = di->epoll_fd};
+	struct epoll_event w = {.events = EPOLLIN, .data.fd = lp->wakefd};
+	return epoll_ctl(lp->epfd, EPOLL_CTL_ADD, di->epoll_fd, &d) == 0 &&
+	       epoll_ctl(lp->epfd, EPOLL_CTL_ADD, lp->wakefd, &w) == 0;
+}
+
+/* The loops' shared listen socket.  -1 with errbuf set on failure. */
+static int listen_on(const struct sockaddr_storage *ss, char *errbuf, size_t errsz)
+{
+	socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+						  : sizeof(struct sockaddr_in);
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int on = 1;
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+	    (ss->ss_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) != 0) ||
+	    bind(fd, (const struct sockaddr *)ss, len) != 0 || listen(fd, SOMAXCONN) != 0) {
+		snprintf(errbuf, errsz, "%s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* How many loops: one per core the process may run on. */
+static unsigned loop_count(void)
+{
+	cpu_set_t set;
+	int n = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
+	return n < 1 ? 1 : n > HTTP_LOOP_THREADS_MAX ? HTTP_LOOP_THREADS_MAX : (unsigned)n;
+}
+
 struct http_server *http_start(const struct config_listen *l, const char *tls_cert,
 			       const char *tls_key, const struct http_routes *routes,
 			       char *errbuf, size_t errsz)
 {
 	struct http_server *s = calloc(1, sizeof(*s));
 	struct sockaddr_storage ss;
-	/* A thread per connection (handlers block on Redis and on certificate
-	 * fetches), poll() rather than select() so descriptors above 1024
-	 * work. */
-	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD |
-			     MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
-			     MHD_USE_ERROR_LOG | MHD_USE_ITC; /* ITC: quiesce */
+	/* Thread per connection: poll() rather than select() so descriptors
+	 * above 1024 work.  Loops: epoll, run by http.c's threads. */
+	unsigned int flags = MHD_USE_ERROR_LOG | MHD_USE_ITC; /* ITC: quiesce */
 
 	if (!s) {
 		snprintf(errbuf, errsz, "out of memory");
@@ -370,6 +541,10 @@ struct http_server *http_start(const struct config_listen *l, const char *tls_ce
 	}
 	s->routes = *routes;
 	s->quiesced_fd = MHD_INVALID_SOCKET;
+	s->listen_fd = -1;
+	flags |= routes->flush ? MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME
+			       : MHD_USE_INTERNAL_POLLING_THREAD |
+					 MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL;
 	pthread_mutex_init(&s->conns_lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -398,24 +573,55 @@ struct http_server *http_start(const struct config_listen *l, const char *tls_ce
 		s->tls = true;
 		flags |= MHD_USE_TLS;
 	}
-	s->daemon = MHD_start_daemon(
-		flags, 0, NULL, NULL, on_request, s,
-		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-		MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
-		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_CONNECTIONS_MAX,
-		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)HTTP_CONNECTIONS_PER_ADDRESS_MAX,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_IDLE_TIMEOUT_S,
-		MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-		MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-		/* Asked at each handshake, so SIGHUP can swap it (tls.h). */
-		s->tls ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, tls_retrieve,
-		MHD_OPTION_END);
-	if (!s->daemon) {
-		snprintf(errbuf, errsz, "cannot listen on %s:%u (address in use, or bad TLS files?)",
-			 l->host, l->port);
-		goto fail;
+	unsigned ndaemons = 1;
+	if (routes->flush) {
+		char why[128];
+		s->listen_fd = listen_on(&ss, why, sizeof(why));
+		if (s->listen_fd < 0) {
+			snprintf(errbuf, errsz, "cannot listen on %s:%u: %s", l->host, l->port, why);
+			goto fail;
+		}
+		ndaemons = loop_count();
+	}
+	for (unsigned i = 0; i < ndaemons; i++) {
+		struct MHD_Daemon *d = MHD_start_daemon(
+			flags, 0, NULL, NULL, on_request, s,
+			MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+			MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+			/* Per daemon; on_connection applies them to all. */
+			MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_CONNECTIONS_MAX,
+			MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)HTTP_CONNECTIONS_PER_ADDRESS_MAX,
+			MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
+			MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_IDLE_TIMEOUT_S,
+			MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+			MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+			s->listen_fd >= 0 ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_SOCK_ADDR,
+			s->listen_fd >= 0 ? (intptr_t)s->listen_fd : (intptr_t)&ss,
+			/* Asked at each handshake, so SIGHUP can swap it (tls.h). */
+			s->tls ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, tls_retrieve,
+			MHD_OPTION_END);
+		if (!d) {
+			snprintf(errbuf, errsz, "cannot listen on %s:%u (address in use, or bad TLS files?)",
+				 l->host, l->port);
+			goto fail;
+		}
+		if (!routes->flush) {
+			s->daemon = d;
+			break;
+		}
+		struct http_loop *lp = &s->loops[s->nloops++];
+		lp->s = s;
+		lp->daemon = d;
+		if (!loop_setup(lp)) {
+			snprintf(errbuf, errsz, "cannot set up an event loop: %s", strerror(errno));
+			goto fail;
+		}
+		if (pthread_create(&lp->thread, NULL, loop_main, lp) != 0) {
+			snprintf(errbuf, errsz, "cannot start a thread");
+			goto fail;
+		}
+		pthread_setname_np(lp->thread, "http-loop");
+		lp->running = true;
 	}
 	if (pthread_create(&s->watchdog, NULL, watchdog, s) != 0) {
 		snprintf(errbuf, errsz, "cannot start a thread");
@@ -430,6 +636,14 @@ fail:
 
 unsigned http_port(const struct http_server *s)
 {
+	if (s->listen_fd >= 0) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		if (getsockname(s->listen_fd, (struct sockaddr *)&ss, &len) != 0)
+			return 0;
+		return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						      : ((struct sockaddr_in *)&ss)->sin_port);
+	}
 	const union MHD_DaemonInfo *info =
 		MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
 	return info ? info->port : 0;
@@ -446,7 +660,22 @@ void http_address(const struct http_server *s, const struct config_listen *l,
 void http_quiesce(struct http_server *s)
 {
 	atomic_store(&closing, true);
-	if (!s || !s->daemon || s->quiesced_fd != MHD_INVALID_SOCKET)
+	if (!s)
+		return;
+	if (s->nloops) {
+		/* Each loop quiesces its own daemon (not thread-safe to do from
+		 * here), then the shared socket stops listening. */
+		if (atomic_exchange(&s->quiesce, true))
+			return;
+		int64_t until = now_ms() + 1000;
+		while (atomic_load(&s->loops_quiesced) < s->nloops && now_ms() < until) {
+			struct timespec pause = {0, 1000000};
+			nanosleep(&pause, NULL);
+		}
+		shutdown(s->listen_fd, SHUT_RDWR);
+		return;
+	}
+	if (!s->daemon || s->quiesced_fd != MHD_INVALID_SOCKET)
 		return;
 	s->quiesced_fd = MHD_quiesce_daemon(s->daemon);
 	/* The socket may not be closed before MHD_stop_daemon, but shutting
@@ -471,6 +700,22 @@ void http_stop(struct http_server *s)
 {
 	if (!s)
 		return;
+	atomic_store(&s->stop_loops, true);
+	for (unsigned i = 0; i < s->nloops; i++) {
+		struct http_loop *lp = &s->loops[i];
+		if (lp->running)
+			pthread_join(lp->thread, NULL);
+		/* Quiesced first, a daemon leaves the shared socket alone. */
+		if (!lp->quiesced)
+			MHD_quiesce_daemon(lp->daemon);
+		MHD_stop_daemon(lp->daemon);
+		if (lp->epfd >= 0)
+			close(lp->epfd);
+		if (lp->wakefd >= 0)
+			close(lp->wakefd);
+	}
+	if (s->listen_fd >= 0)
+		close(s->listen_fd);
 	if (s->watchdog_running) {
 		pthread_mutex_lock(&s->conns_lock);
 		s->stopping = true;

@@ -1,6 +1,7 @@
 #include "ingest.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,11 +10,35 @@
 #include "log.h"
 #include "metrics.h"
 
-/* Per-request state of a POST /sns while its body arrives. */
+/* Per-request state of a POST /sns: its body arrives, then (verified) it
+ * may wait with its connection suspended for its loop's flush to write it
+ * with the others that arrived together, then it is answered. */
 struct upload {
 	struct buf body;
 	bool too_large;
 	bool answered;
+	enum { UP_READING, UP_WAITING, UP_DONE } state;
+	struct MHD_Connection *conn;
+	struct http_loop *loop; /* that suspended conn */
+	struct upload *next_waiting;
+	struct webhook_result res;
+	struct webhook_pending pending;
+};
+
+/* The uploads waiting for this loop thread's next flush, newest first. */
+static _Thread_local struct upload *waiting;
+
+/* The writers: threads that write the notifications the loops verified,
+ * several loops' at a time, and resume their connections, while the loops
+ * go on serving others (a slow Redis never holds up /healthz). */
+struct ingest {
+	struct webhook *w;
+	pthread_mutex_t lock;
+	pthread_cond_t work;
+	struct upload *queue; /* flushed, not yet taken by a writer */
+	bool stopping;        /* set by ingest_stop: flushes write inline */
+	pthread_t threads[INGEST_WRITERS];
+	unsigned nthreads;
 };
 
 /* Whether to log a refusal.  Those by a limit of README "Limits" come by
@@ -90,23 +115,114 @@ static void count_result(const struct webhook_result *res)
 		metrics_add(METRIC_subscriptions_confirmed_total, 1);
 }
 
+static enum MHD_Result answer_sns(struct MHD_Connection *conn,
+				  const struct webhook_result *res)
+{
+	unsigned code = mt_err_http_status(res->err);
+	count_result(res);
+	log_result(conn, res, code);
+	return http_send_status(conn, code, res->status,
+				res->err == MT_E_OK ? NULL : mt_err_str(res->err));
+}
+
+/* The whole body is in: answers now, or (a notification to write) waits
+ * for the loop's flush with the connection suspended. */
 static enum MHD_Result finish_sns(struct webhook *w, struct MHD_Connection *conn,
 				  struct upload *up)
 {
-	struct webhook_result res;
 	if (up->too_large) {
-		memset(&res, 0, sizeof(res));
-		res.err = MT_E_TOO_LARGE;
-	} else {
-		const char *th = MHD_lookup_connection_value(
-			conn, MHD_HEADER_KIND, "x-amz-sns-message-type");
-		webhook_handle(w, up->body.p ? up->body.p : "", up->body.len, th, &res);
+		memset(&up->res, 0, sizeof(up->res));
+		up->res.err = MT_E_TOO_LARGE;
+		return answer_sns(conn, &up->res);
 	}
-	unsigned code = mt_err_http_status(res.err);
-	count_result(&res);
-	log_result(conn, &res, code);
-	return http_send_status(conn, code, res.status,
-				res.err == MT_E_OK ? NULL : mt_err_str(res.err));
+	const char *th = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+						     "x-amz-sns-message-type");
+	if (!webhook_begin(w, up->body.p ? up->body.p : "", up->body.len, th, &up->res,
+			   &up->pending))
+		return answer_sns(conn, &up->res);
+	up->state = UP_WAITING;
+	up->conn = conn;
+	up->loop = http_this_loop();
+	up->next_waiting = waiting;
+	waiting = up;
+	MHD_suspend_connection(conn);
+	return MHD_YES;
+}
+
+/* Writes a list of waiting uploads (newest first), WEBHOOK_COMMIT_MAX at
+ * a time, and resumes their connections to be answered (see on_request).
+ * An upload is the loop's again once resumed: not touched after. */
+static void write_uploads(struct webhook *w, struct upload *list)
+{
+	while (list) {
+		struct webhook_pending *batch[WEBHOOK_COMMIT_MAX];
+		struct MHD_Connection *conns[WEBHOOK_COMMIT_MAX];
+		struct http_loop *loops[WEBHOOK_COMMIT_MAX];
+		struct upload *ups[WEBHOOK_COMMIT_MAX];
+		size_t n = 0, nloops = 0;
+		for (; list && n < WEBHOOK_COMMIT_MAX; list = list->next_waiting, n++) {
+			ups[n] = list;
+			conns[n] = list->conn;
+			batch[n] = &list->pending;
+			size_t k = 0;
+			while (k < nloops && loops[k] != list->loop)
+				k++;
+			if (k == nloops)
+				loops[nloops++] = list->loop;
+		}
+		webhook_commit(w, batch, n);
+		for (size_t i = 0; i < n; i++)
+			ups[i]->state = UP_DONE;
+		for (size_t i = 0; i < n; i++)
+			MHD_resume_connection(conns[i]);
+		for (size_t k = 0; k < nloops; k++)
+			if (loops[k])
+				http_loop_wake(loops[k]);
+	}
+}
+
+static void *writer_main(void *arg)
+{
+	struct ingest *ing = arg;
+	pthread_mutex_lock(&ing->lock);
+	for (;;) {
+		while (!ing->queue && !ing->stopping)
+			pthread_cond_wait(&ing->work, &ing->lock);
+		if (!ing->queue)
+			break;
+		struct upload *list = ing->queue;
+		ing->queue = NULL;
+		pthread_mutex_unlock(&ing->lock);
+		write_uploads(ing->w, list);
+		pthread_mutex_lock(&ing->lock);
+	}
+	pthread_mutex_unlock(&ing->lock);
+	return NULL;
+}
+
+/* After a loop's requests: hands the notifications waiting on this thread
+ * to the writers (or, stopping, writes them here). */
+static bool flush(void *cls)
+{
+	struct ingest *ing = cls;
+	struct upload *list = waiting;
+	if (!list)
+		return false;
+	waiting = NULL;
+	pthread_mutex_lock(&ing->lock);
+	if (ing->stopping) {
+		pthread_mutex_unlock(&ing->lock);
+		write_uploads(ing->w, list);
+		return true;
+	}
+	struct upload *last = list;
+	while (last->next_waiting)
+		last = last->next_waiting;
+	last->next_waiting = ing->queue;
+	ing->queue = list;
+	pthread_cond_signal(&ing->work);
+	pthread_mutex_unlock(&ing->lock);
+	return false;
 }
 
 /* Appends a chunk of the body, or notes that it is too large: what was
@@ -205,7 +321,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 				  const char *version, const char *upload_data,
 				  size_t *upload_data_size, void **req_cls)
 {
-	struct webhook *w = cls;
+	struct webhook *w = ((struct ingest *)cls)->w;
 	bool is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
 
 	if (strcmp(url, "/sns") != 0 || strcmp(method, "POST") != 0) {
@@ -234,6 +350,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		*upload_data_size = 0;
 		return take_chunk(up, upload_data, n, w->cfg->max_body) ? MHD_YES : MHD_NO;
 	}
+	if (up->state == UP_DONE) /* resumed after the flush */
+		return answer_sns(conn, &up->res);
 	if (up->answered)
 		return MHD_YES;
 	up->answered = true;
@@ -268,9 +386,53 @@ static enum metric_route route_of(const char *url)
 	return METRIC_ROUTE_OTHER;
 }
 
-struct http_routes ingest_routes(struct webhook *w)
+struct ingest *ingest_new(struct webhook *w)
 {
-	return (struct http_routes){on_request, on_completed, w, route_of};
+	struct ingest *ing = calloc(1, sizeof(*ing));
+	if (!ing)
+		return NULL;
+	ing->w = w;
+	pthread_mutex_init(&ing->lock, NULL);
+	pthread_cond_init(&ing->work, NULL);
+	for (; ing->nthreads < INGEST_WRITERS; ing->nthreads++) {
+		pthread_t *t = &ing->threads[ing->nthreads];
+		if (pthread_create(t, NULL, writer_main, ing) != 0)
+			break;
+		pthread_setname_np(*t, "writer");
+	}
+	if (ing->nthreads == 0) {
+		ingest_free(ing);
+		return NULL;
+	}
+	return ing;
+}
+
+struct http_routes ingest_routes(struct ingest *ing)
+{
+	return (struct http_routes){on_request, on_completed, ing, route_of, flush};
+}
+
+void ingest_stop(struct ingest *ing)
+{
+	if (!ing)
+		return;
+	pthread_mutex_lock(&ing->lock);
+	ing->stopping = true;
+	pthread_cond_broadcast(&ing->work);
+	pthread_mutex_unlock(&ing->lock);
+	for (unsigned i = 0; i < ing->nthreads; i++)
+		pthread_join(ing->threads[i], NULL);
+	ing->nthreads = 0;
+}
+
+void ingest_free(struct ingest *ing)
+{
+	if (!ing)
+		return;
+	ingest_stop(ing);
+	pthread_cond_destroy(&ing->work);
+	pthread_mutex_destroy(&ing->lock);
+	free(ing);
 }
 
 /* The drainer's storing step: the record was verified before it was

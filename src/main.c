@@ -75,6 +75,7 @@ int main(int argc, char **argv)
 	struct certcache *certs = NULL;
 	struct store *store = NULL;
 	struct http_server *http = NULL, *api_http = NULL;
+	struct ingest *ing = NULL;
 	struct spool *spool = NULL;
 
 	switch (config_parse(&cfg, argc, argv, env_lookup, stdout, err, sizeof(err))) {
@@ -148,7 +149,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mailtrail: cannot start the spool drainer\n");
 		goto out;
 	}
-	struct http_routes ingest = ingest_routes(&wh);
+	ing = ingest_new(&wh);
+	if (!ing) {
+		fprintf(stderr, "mailtrail: cannot start the writer threads\n");
+		goto out;
+	}
+	struct http_routes ingest = ingest_routes(ing);
 	char where[128];
 	http = http_start(&cfg.listen, cfg.tls_cert, cfg.tls_key, &ingest, err, sizeof(err));
 	if (!http) {
@@ -180,7 +186,9 @@ int main(int argc, char **argv)
 	status = 0;
 out:
 	http_stop(api_http);
+	ingest_stop(ing);
 	http_stop(http);
+	ingest_free(ing);
 	spool_free(spool); /* after the listener: no more appends */
 	store_free(store);
 	certcache_free(certs);
