@@ -960,19 +960,25 @@ static int field_index(const struct ses_type *type, const char *name)
 	return -1;
 }
 
-/* The detail of one event as detail_build() makes it, into *text
- * (malloc'd, caller frees).  tvals/evals: the type object's and this
+/* Room for a usual detail on the stack (SES's are under 300 bytes), so
+ * that writing one costs no malloc/free. */
+#define FAST_DETAIL_STACK 1024
+
+/* The detail of one event as detail_build() makes it, into *text: in
+ * scratch (FAST_DETAIL_STACK bytes) when it fits, else in *owned (malloc'd,
+ * caller frees; NULL otherwise).  tvals/evals: the type object's and this
  * entry's values of type->fields, in that order (evals NULL when the entry
  * is no object). */
 static enum fast_result fast_detail(const struct ses_type *type,
 				    const struct jval *tvals,
-				    const struct jval *evals, char **text,
-				    size_t *len, enum mt_err *err)
+				    const struct jval *evals, char *scratch,
+				    char **owned, const char **text, size_t *len,
+				    enum mt_err *err)
 {
 	const char *keys[TYPE_KEYS_MAX];
 	const struct jval *vals[TYPE_KEYS_MAX];
 
-	*text = NULL;
+	*owned = NULL;
 	for (size_t i = 0; i < type->n_fields; i++) {
 		const struct ses_field *f = &type->fields[i];
 		const struct jval *v =
@@ -988,12 +994,15 @@ static enum fast_result fast_detail(const struct ses_type *type,
 		}
 		vals[i] = v;
 	}
-	char *o = *text = malloc(members_room(keys, vals, type->n_fields));
+	size_t room = members_room(keys, vals, type->n_fields);
+	char *start = room <= FAST_DETAIL_STACK ? scratch : (*owned = malloc(room));
+	char *o = start;
 	if (!o || !(o = put_members(o, keys, vals, type->n_fields))) {
 		*err = MT_E_NOMEM;
 		return FAST_DONE;
 	}
-	*len = (size_t)(o - *text);
+	*text = start;
+	*len = (size_t)(o - start);
 	return FAST_DONE;
 }
 
@@ -1102,7 +1111,8 @@ static enum fast_result fast_parse(const char *message, size_t len,
 		const char *ekeys[TYPE_KEYS_MAX + 1] = {"emailAddress"};
 		struct ses_event *ev = &out->v[out->n];
 		const struct jval *addr = NULL, *evals = NULL;
-		char *detail = NULL;
+		char scratch[FAST_DETAIL_STACK], *detail_owned = NULL;
+		const char *detail = NULL;
 		size_t detail_len = 0;
 
 		if (type->rcpt_from == RCPT_ENTRIES) {
@@ -1127,14 +1137,14 @@ static enum fast_result fast_parse(const char *message, size_t len,
 		}
 		if (!event_start(out, ev, type, when, permanent))
 			continue;
-		if (fast_detail(type, &tv[nt], evals, &detail, &detail_len, err) ==
-		    FAST_DEFER) {
-			free(detail);
+		if (fast_detail(type, &tv[nt], evals, scratch, &detail_owned, &detail,
+				&detail_len, err) == FAST_DEFER) {
+			free(detail_owned);
 			goto defer;
 		}
 		if (!*err)
 			*err = event_serialise(ev, ctx, &sh, detail, detail_len);
-		free(detail);
+		free(detail_owned);
 		if (*err)
 			goto out;
 		out->n++;

@@ -19,6 +19,12 @@ static const char *const field_names[SNS_F__COUNT] = {
 	SNS_FIELD_MAP(SNS_FIELD_NAME)
 #undef SNS_FIELD_NAME
 };
+/* Their lengths, looked up for every member of every envelope. */
+static const size_t field_lens[SNS_F__COUNT] = {
+#define SNS_FIELD_LEN(name, key) [SNS_F_##name] = sizeof(key) - 1,
+	SNS_FIELD_MAP(SNS_FIELD_LEN)
+#undef SNS_FIELD_LEN
+};
 
 const char *sns_field_name(enum sns_field field)
 {
@@ -283,7 +289,7 @@ static enum mt_err envelope_member(struct reader *r, const struct text *key,
 {
 	struct sns_message *m = ctx;
 	for (int i = 0; i < SNS_F__COUNT; i++) {
-		if (key->len != strlen(field_names[i]) ||
+		if (key->len != field_lens[i] ||
 		    memcmp(key->p, field_names[i], key->len) != 0)
 			continue;
 		if (r->p >= r->end)
@@ -402,7 +408,7 @@ char *sns_string_to_sign(const struct sns_message *m, size_t *len_out)
 	size_t total = 1;
 	for (size_t i = 0; i < n; i++)
 		if (m->f[fields[i]].p)
-			total += strlen(field_names[fields[i]]) + m->f[fields[i]].len + 2;
+			total += field_lens[fields[i]] + m->f[fields[i]].len + 2;
 	char *buf = malloc(total);
 	if (!buf)
 		return NULL;
@@ -411,7 +417,7 @@ char *sns_string_to_sign(const struct sns_message *m, size_t *len_out)
 		const struct sns_str *v = &m->f[fields[i]];
 		if (!v->p)
 			continue; /* only Subject may be absent here */
-		size_t kl = strlen(field_names[fields[i]]);
+		size_t kl = field_lens[fields[i]];
 		memcpy(o, field_names[fields[i]], kl);
 		o += kl;
 		*o++ = '\n';
