@@ -33,6 +33,23 @@ int main(void)
 	CHECK(strcmp(buf, "2022-07-28T21:23:58.317Z") == 0, "%s", buf);
 	mt_time_format(0, buf);
 	CHECK(strcmp(buf, "1970-01-01T00:00:00.000Z") == 0, "%s", buf);
+	/* Digit by digit from year 1000 to 9999, gmtime/strftime outside
+	 * (which pad the year to no width). */
+	static const struct {
+		long long ms;
+		const char *want;
+	} formats[] = {
+		{-1, "1969-12-31T23:59:59.999Z"},
+		{951782400000LL, "2000-02-29T00:00:00.000Z"},
+		{-30610224000000LL, "1000-01-01T00:00:00.000Z"},
+		{-30610224000001LL, "999-12-31T23:59:59.999Z"},
+		{253402300799999LL, "9999-12-31T23:59:59.999Z"},
+		{253402300800000LL, "10000-01-01T00:00:00.000Z"},
+	};
+	for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
+		mt_time_format(formats[i].ms, buf);
+		CHECK(strcmp(buf, formats[i].want) == 0, "%lld: %s", formats[i].ms, buf);
+	}
 	CHECK(mt_time_now_ms() > 1700000000000LL, "clock");
 	return test_report("time");
 }
