@@ -28,6 +28,17 @@ void log_request_id(char id[LOG_REQUEST_ID_LEN]);
 void log_write(enum log_level level, const char *msg, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* Lines this thread logs between log_hold() and log_release() are written
+ * together at log_release(), in one write(2) per PIPE_BUF bytes (earlier
+ * when they fill that), instead of one write(2) each: for a loop that
+ * handles the several requests one wake-up brought, hold before and
+ * release after.  The write is most of a log line's cost (~2.5 us of the
+ * ~3.4 us per delivery at full speed).  Lines of other threads may come
+ * in between, never inside a line.  Release before anything that may
+ * block for long, so that lines are not late. */
+void log_hold(void);
+void log_release(void);
+
 /* Lines that come in floods (a limit hit each time an attacker tries): at
  * most one of a kind per LOG_THROTTLE_INTERVAL_S.  True when one of this
  * kind is due now; *left_out gets how many were held back since the last

@@ -1,6 +1,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -265,6 +266,50 @@ static void write_line(const char *p, size_t n)
 	}
 }
 
+/* The lines this thread holds (log_hold): at most PIPE_BUF bytes, so that
+ * writing them is still one atomic write(2) to a pipe and they never
+ * interleave with other threads' lines. */
+struct held {
+	bool on;
+	size_t n;
+	char buf[PIPE_BUF];
+};
+static __thread struct held t_held;
+
+static void write_held(void)
+{
+	write_line(t_held.buf, t_held.n);
+	t_held.n = 0;
+}
+
+static void emit_line(const char *p, size_t n)
+{
+	if (!t_held.on) {
+		write_line(p, n);
+		return;
+	}
+	if (t_held.n + n > sizeof(t_held.buf))
+		write_held();
+	if (n > sizeof(t_held.buf)) {
+		write_line(p, n);
+		return;
+	}
+	memcpy(t_held.buf + t_held.n, p, n);
+	t_held.n += n;
+}
+
+void log_hold(void)
+{
+	t_held.on = true;
+}
+
+void log_release(void)
+{
+	if (t_held.n)
+		write_held();
+	t_held.on = false;
+}
+
 void log_write(enum log_level level, const char *msg, const char *fmt, ...)
 {
 	char details[LOG_LINE_MAX];
@@ -301,7 +346,7 @@ void log_write(enum log_level level, const char *msg, const char *fmt, ...)
 		}
 	}
 	l.buf[l.n++] = '\n';
-	write_line(l.buf, l.n);
+	emit_line(l.buf, l.n);
 }
 
 struct throttle {
