@@ -474,11 +474,13 @@ static void *loop_main(void *arg)
 			atomic_fetch_add(&s->loops_quiesced, 1);
 		}
 		loop_wait(lp);
+		log_hold();
 		/* Resumed connections are served too: taken back at the start
 		 * of a run. */
 		MHD_run(lp->daemon);
 		if (s->routes.flush(s->routes.cls))
 			http_loop_wake(lp); /* its next run takes them back */
+		log_release();
 	}
 	return NULL;
 }
