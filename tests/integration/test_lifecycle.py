@@ -708,6 +708,47 @@ class TestGracefulStop(Case):
         self.assertEqual(m.request("GET", "/healthz").status, 200)
 
 
+class TestSlowRedis(Case):
+
+    def test_probes_answer_while_deliveries_wait_for_redis(self):
+        # Deliveries waiting for a paused Redis wait in the writer threads,
+        # not in the event loops: the loops still answer /healthz and
+        # /metrics at once, and the waiting deliveries are then stored.
+        m = self.start()
+        self.assertEqual(m.post_sns(ENV.signer.notification(
+            delivery("warm@example.com", "ses-warm"))).status, 200)
+        pause_ms = 2000
+        msgs = [ENV.signer.notification(delivery(f"slow-{i}@example.com", f"ses-slow-{i}"))
+                for i in range(8)]
+        statuses = []
+
+        def post(msg):
+            statuses.append(m.post_sns(msg).status)
+
+        ENV.redis("CLIENT", "PAUSE", pause_ms, "WRITE")
+        t_pause = time.monotonic()
+        senders = [threading.Thread(target=post, args=(msg,)) for msg in msgs]
+        for t in senders:
+            t.start()
+        time.sleep(0.3)
+        waits = []
+        for path in ("/healthz", "/metrics", "/healthz"):
+            t0 = time.monotonic()
+            r = m.request("GET", path)
+            waits.append(time.monotonic() - t0)
+            self.assertEqual(r.status, 200)
+        answered_at = time.monotonic() - t_pause
+        for t in senders:
+            t.join(timeout=30 * TIME_FACTOR)
+        print(f"\n    (probes answered in {max(waits) * 1000:.0f} ms at most while Redis was "
+              f"paused {pause_ms} ms; the 8 deliveries then got {sorted(set(statuses))})",
+              end=" ", flush=True)
+        self.assertLess(answered_at, pause_ms / 1000, "the probes waited for Redis")
+        self.assertEqual(statuses, [200] * len(msgs))
+        for i in range(len(msgs)):
+            self.assertEqual(len(self.stored_ids(f"slow-{i}@example.com")), 1)
+
+
 class TestTlsReload(Case):
     """SIGHUP swaps the webhook's certificate for new connections without
     dropping the open ones; unusable files change nothing."""
