@@ -137,10 +137,12 @@ static size_t put_escaped(unsigned char *o, unsigned char e, unsigned long cp)
 	}
 }
 
-/* Whether any of the 8 bytes at p ends a run of plain string bytes: a
- * quote, a backslash, a control byte or a byte >= 0x80 (each test below is
- * exact about whether such a byte exists, which is all the caller asks). */
-static bool block_has_stop(const unsigned char *p)
+/* The bytes of the 8 at p that end a run of plain string bytes - a quote,
+ * a backslash, a control byte or a byte >= 0x80 - as the high bit of each
+ * such byte; 0 when there is none.  Each test below may also flag bytes
+ * above one it rightly flags (a borrow runs on), never below it, so the
+ * lowest flag is always the first such byte. */
+static uint64_t stop_mask(const unsigned char *p)
 {
 	const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
 	uint64_t v;
@@ -148,7 +150,20 @@ static bool block_has_stop(const unsigned char *p)
 	uint64_t q = v ^ (ones * '"'), b = v ^ (ones * '\\');
 	uint64_t below_space = (v - ones * 0x20) & ~v;
 	uint64_t is_quote = (q - ones) & ~q, is_bslash = (b - ones) & ~b;
-	return ((v | below_space | is_quote | is_bslash) & highs) != 0;
+	return (v | below_space | is_quote | is_bslash) & highs;
+}
+
+/* How many plain bytes surely start the 8 at p whose stop_mask() is m
+ * (not 0): on a little-endian machine the first byte is the lowest, so
+ * the lowest flag says; elsewhere 0, and the byte loop finds it. */
+static size_t plain_prefix(uint64_t m)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	return (size_t)__builtin_ctzll(m) / 8;
+#else
+	(void)m;
+	return 0;
+#endif
 }
 
 static bool is_plain(unsigned char c)
@@ -168,12 +183,19 @@ static const unsigned char *scan_string(const unsigned char *p,
 
 	*escaped = false;
 	for (;;) {
-		while (e - p >= 8 && !block_has_stop(p)) {
+		/* Eight bytes at a time up to the next byte that is not plain.
+		 * out has room for e - p more bytes (decoding never lengthens),
+		 * so copying all eight is safe. */
+		while (e - p >= 8) {
+			uint64_t m = stop_mask(p);
+			size_t k = m ? plain_prefix(m) : 8;
 			if (o) {
 				memcpy(o, p, 8);
-				o += 8;
+				o += k;
 			}
-			p += 8;
+			p += k;
+			if (k < 8)
+				break;
 		}
 		while (p < e && is_plain(*p)) {
 			if (o)
@@ -188,6 +210,15 @@ static const unsigned char *scan_string(const unsigned char *p,
 			if (o)
 				*out_len = (size_t)(o - out);
 			return p;
+		}
+		if (*p == '\\' && e - p >= 2 && p[1] == '"') {
+			/* The common escape: every quote of a JSON text in a
+			 * string (the SNS Message) comes as \" */
+			*escaped = true;
+			if (o)
+				*o++ = '"';
+			p += 2;
+			continue;
 		}
 		if (*p == '\\') {
 			*escaped = true;
