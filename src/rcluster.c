@@ -616,7 +616,7 @@ enum mt_err rcluster_exec(struct rcluster *rc, struct rcluster_cmd *cmds,
 	for (size_t k = 0; k < n; k++) {
 		cmds[k].reply = NULL;
 		items[k] = (struct item){.cmd = k, .target = -1};
-		if (cmds[k].key)
+		if (cmds[k].key && rc->redis.cluster) /* one server: no slots */
 			items[k].slot = rcluster_key_slot(cmds[k].key, cmds[k].key_len);
 	}
 	int64_t start = mono_ms();

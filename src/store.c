@@ -196,11 +196,41 @@ void store_free(struct store *st)
 /* Key "{prefix}kind:{name}" into a malloc'd string (caller frees). */
 static char *make_key(const struct store *st, const char *kind, const char *name)
 {
-	size_t n = strlen(st->prefix) + strlen(kind) + strlen(name) + 4;
-	char *k = malloc(n);
-	if (k)
-		snprintf(k, n, "%s%s:{%s}", st->prefix, kind, name);
+	size_t lp = strlen(st->prefix), lk = strlen(kind), ln = strlen(name);
+	char *k = malloc(lp + lk + ln + 4);
+	if (!k)
+		return NULL;
+	char *o = k;
+	memcpy(o, st->prefix, lp);
+	o += lp;
+	memcpy(o, kind, lk);
+	o += lk;
+	*o++ = ':';
+	*o++ = '{';
+	memcpy(o, name, ln);
+	o += ln;
+	*o++ = '}';
+	*o = '\0';
 	return k;
+}
+
+/* Decimal digits of v into buf (at least 21 bytes), NUL-terminated;
+ * returns the length. */
+static size_t format_i64(char *buf, int64_t v)
+{
+	char tmp[20];
+	size_t n = 0, len = 0;
+	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+	do {
+		tmp[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		buf[len++] = '-';
+	while (n)
+		buf[len++] = tmp[--n];
+	buf[len] = '\0';
+	return len;
 }
 
 static bool reply_ok(const redisReply *r, int type, char *errbuf, size_t errsz)
@@ -412,10 +442,10 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 	snprintf(rtrim, sizeof(rtrim), "%d", -STORE_RECENT_MAX - 1);
 	for (size_t i = 0; i < n; i++) {
 		char score[32], max[32], cutoff[32];
-		snprintf(score, sizeof(score), "%lld", (long long)puts[i].score);
-		snprintf(max, sizeof(max), "%ld", puts[i].max_members);
-		snprintf(cutoff, sizeof(cutoff), "(%lld",
-			 (long long)puts[i].score - (long long)st->retention_ms);
+		format_i64(score, puts[i].score);
+		format_i64(max, puts[i].max_members);
+		cutoff[0] = '(';
+		format_i64(cutoff + 1, puts[i].score - st->retention_ms);
 		const char *argv[15] = {"EVALSHA", st->script_sha, "1", puts[i].key};
 		size_t argl[15] = {7, 40, 1, strlen(puts[i].key)};
 		int argc = 4;
