@@ -347,9 +347,38 @@ enum MHD_Result http_send_json(struct MHD_Connection *conn, unsigned status,
 	return queue(conn, status, r, "application/json");
 }
 
+/* The answers of nearly every delivery, made once with their headers and
+ * queued for any number of connections (libmicrohttpd counts their
+ * users): saves building a JSON object and a response per request. */
+static const char *const common_status[] = {"stored", "duplicate"};
+static struct MHD_Response *common_answer[2];
+static pthread_once_t common_once = PTHREAD_ONCE_INIT;
+
+static void make_common_answers(void)
+{
+	for (size_t i = 0; i < 2; i++) {
+		char body[64];
+		int n = snprintf(body, sizeof(body), "{\"status\":\"%s\"}", common_status[i]);
+		struct MHD_Response *r = MHD_create_response_from_buffer(
+			(size_t)n, body, MHD_RESPMEM_MUST_COPY);
+		if (!r)
+			continue;
+		MHD_add_response_header(r, "Content-Type", "application/json");
+		MHD_add_response_header(r, "Cache-Control", "no-store");
+		MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+		common_answer[i] = r;
+	}
+}
+
 enum MHD_Result http_send_status(struct MHD_Connection *conn, unsigned code,
 				 const char *status, const char *error)
 {
+	if (code == 200 && !error && !atomic_load(&closing)) {
+		pthread_once(&common_once, make_common_answers);
+		for (size_t i = 0; i < 2; i++)
+			if (common_answer[i] && strcmp(status, common_status[i]) == 0)
+				return MHD_queue_response(conn, code, common_answer[i]);
+	}
 	struct json_object *o = json_object_new_object();
 	if (!o)
 		return MHD_NO;
