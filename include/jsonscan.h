@@ -14,8 +14,13 @@
 #include <stddef.h>
 
 /* The first byte at or after p that is not JSON whitespace (space, tab,
- * LF, CR), or end. */
-const char *jsonscan_ws(const char *p, const char *end);
+ * LF, CR), or end.  Inline: the readers call it around every token. */
+static inline const char *jsonscan_ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
 
 /* p is just after a string's opening quote.  Returns the address of its
  * closing quote, or NULL when the string is not strict JSON or not closed
@@ -32,6 +37,10 @@ const char *jsonscan_string_decode(const char *p, const char *end, char *out,
  * accepted, into out (room for len bytes: decoding never lengthens).
  * Returns the decoded length.  \u0000 decodes to a NUL byte. */
 size_t jsonscan_unescape(const char *raw, size_t len, char *out);
+
+/* How many bytes at the start of s[0..len) JSON output writes as they are:
+ * up to the first quote, backslash or control byte (< 0x20). */
+size_t jsonscan_verbatim(const char *s, size_t len);
 
 /* p is at a number's first byte.  Returns the end of the RFC 8259 number
  * there, or NULL.  *is_int: it has neither a fraction nor an exponent. */

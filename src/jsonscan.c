@@ -11,13 +11,6 @@
 #include <stdint.h>
 #include <string.h>
 
-const char *jsonscan_ws(const char *p, const char *end)
-{
-	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-		p++;
-	return p;
-}
-
 static int hex4(const unsigned char *p)
 {
 	int v = 0;
@@ -137,12 +130,12 @@ static size_t put_escaped(unsigned char *o, unsigned char e, unsigned long cp)
 	}
 }
 
-/* The bytes of the 8 at p that end a run of plain string bytes - a quote,
- * a backslash, a control byte or a byte >= 0x80 - as the high bit of each
- * such byte; 0 when there is none.  Each test below may also flag bytes
- * above one it rightly flags (a borrow runs on), never below it, so the
- * lowest flag is always the first such byte. */
-static uint64_t stop_mask(const unsigned char *p)
+/* The bytes of the 8 at p that JSON output must escape - a quote, a
+ * backslash or a control byte - as the high bit of each such byte; 0 when
+ * there is none.  Each test below may also flag bytes above one it rightly
+ * flags (a borrow runs on), never below it, so the lowest flag is always
+ * the first such byte. */
+static uint64_t escape_mask(const unsigned char *p)
 {
 	const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
 	uint64_t v;
@@ -150,7 +143,16 @@ static uint64_t stop_mask(const unsigned char *p)
 	uint64_t q = v ^ (ones * '"'), b = v ^ (ones * '\\');
 	uint64_t below_space = (v - ones * 0x20) & ~v;
 	uint64_t is_quote = (q - ones) & ~q, is_bslash = (b - ones) & ~b;
-	return (v | below_space | is_quote | is_bslash) & highs;
+	return (below_space | is_quote | is_bslash) & highs;
+}
+
+/* The bytes of the 8 at p that end a run of plain string bytes when
+ * reading: escape_mask()'s and those >= 0x80 (UTF-8 to check). */
+static uint64_t stop_mask(const unsigned char *p)
+{
+	uint64_t v;
+	memcpy(&v, p, sizeof(v));
+	return escape_mask(p) | (v & 0x8080808080808080u);
 }
 
 /* How many plain bytes surely start the 8 at p whose stop_mask() is m
@@ -310,4 +312,21 @@ const char *jsonscan_number(const char *p, const char *end, bool *is_int)
 	}
 #undef DIGIT
 	return p;
+}
+
+size_t jsonscan_verbatim(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s, *e = p + len;
+
+	while (e - p >= 8) {
+		uint64_t m = escape_mask(p);
+		if (m) {
+			p += plain_prefix(m);
+			break;
+		}
+		p += 8;
+	}
+	while (p < e && *p >= 0x20 && *p != '"' && *p != '\\')
+		p++;
+	return (size_t)(p - (const unsigned char *)s);
 }

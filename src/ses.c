@@ -384,6 +384,13 @@ static char *put_json_string(char *o, const char *s, size_t len)
 	}
 	*o++ = '"';
 	for (size_t i = 0; i < len; i++) {
+		/* Runs that need no escape, copied whole. */
+		size_t run = jsonscan_verbatim(s + i, len - i);
+		memcpy(o, s + i, run);
+		o += run;
+		i += run;
+		if (i == len)
+			break;
 		unsigned char c = (unsigned char)s[i];
 		const char *esc = NULL;
 
@@ -395,17 +402,13 @@ static char *put_json_string(char *o, const char *s, size_t len)
 		case '\f': esc = "\\f"; break;
 		case '"': esc = "\\\""; break;
 		case '\\': esc = "\\\\"; break;
-		default:
-			if (c < 0x20) {
-				*o++ = '\\';
-				*o++ = 'u';
-				*o++ = '0';
-				*o++ = '0';
-				*o++ = hex[c >> 4];
-				*o++ = hex[c & 0xf];
-				continue;
-			}
-			*o++ = (char)c;
+		default: /* a control byte: jsonscan_verbatim() stops at no other */
+			*o++ = '\\';
+			*o++ = 'u';
+			*o++ = '0';
+			*o++ = '0';
+			*o++ = hex[c >> 4];
+			*o++ = hex[c & 0xf];
 			continue;
 		}
 		*o++ = esc[0];
