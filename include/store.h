@@ -4,7 +4,10 @@
  *   {prefix}rcpt:{<address>}  sorted set per recipient, score = event ms,
  *                             member = EVENT JSON
  *   {prefix}recent            sorted set, the newest STORE_RECENT_MAX
- *                             events across recipients
+ *                             events across recipients: score = event
+ *                             ms, member = "<address> <member prefix>",
+ *                             a reference into the address's set (older
+ *                             entries: the EVENT JSON itself)
  *   {prefix}topic:{<arn>}     sorted set per topic, score = SNS Timestamp
  *                             ms, member = a non-SES (or not indexable)
  *                             notification as JSON

@@ -15,23 +15,20 @@
  * the newest score and to a size cap, refresh the idle expiry.  With a
  * counts hash (KEYS[2], same hash tag, so same Cluster slot) it also keeps
  * per-type counts and what suppresses the recipient, for the summary,
- * following both adds and trims.  With the recent feed (KEYS[3]; only
- * outside a Cluster, where it may live in another slot) it adds the event
- * there too.  Everything touches only the keys given, so it runs
- * atomically.  Loaded once per connection, run with EVALSHA.
+ * following both adds and trims.  Everything touches only the keys given,
+ * so it runs atomically.  Loaded once per connection, run with EVALSHA.
  * ARGV: score, member, retention ms, max members, type, suppression
  * ("Bounce/Permanent", "Complaint" or ""), the member's message prefix,
- * the recent feed's trim rank (-size - 1), the retention cutoff when this
- * member is the newest ("(" score - retention).  A trimmed member's type
- * and suppression are read back from its EVENT JSON (as ses.c sets them).
+ * the retention cutoff when this member is the newest ("(" score -
+ * retention).  A trimmed member's type and suppression are read back from
+ * its EVENT JSON (as ses.c sets them).
  *
  * Redelivery: every member begins with its SNS MessageId ({"id":"..."),
  * and a redelivered message has the same event time, so a member at the
  * same score with the same prefix is that message's, even when this copy
  * of mailtrail (other flags, another version) builds other bytes.  Then
- * nothing is written except the recent feed, with the member as stored
- * (a write cut short before may have missed it), and the stored member is
- * returned; a new member returns 1.
+ * nothing is written and the stored member is returned; a new member
+ * returns 1.
  *
  * Cost: every redis.call() is several microseconds of Redis CPU, a long
  * string into or out of Lua is hashed byte by byte, and a Lua number
@@ -43,7 +40,7 @@
  * (it is never newer than the newest member).  Only members out of order
  * look at the stored ones.  Numbers go to Redis as strings. */
 static const char put_script[] =
-	"local zkey, ckey, rkey = KEYS[1], KEYS[2], KEYS[3]\n"
+	"local zkey, ckey = KEYS[1], KEYS[2]\n"
 	"local sc, member, ret = ARGV[1], ARGV[2], ARGV[3]\n"
 	"local function drop(list)\n"
 	"  if not ckey then return end\n"
@@ -61,18 +58,13 @@ static const char put_script[] =
 	"    end\n"
 	"  end\n"
 	"end\n"
-	"local function recent(m)\n"
-	"  if not rkey then return end\n"
-	"  redis.call('ZADD', rkey, sc, m)\n"
-	"  redis.call('ZREMRANGEBYRANK', rkey, '0', ARGV[8])\n"
-	"end\n"
 	"local later = redis.call('ZCOUNT', zkey, sc, '+inf')\n"
-	"local cutoff = ARGV[9]\n"
+	"local cutoff = ARGV[8]\n"
 	"if later > 0 then\n"
 	"  local idp = ARGV[7]\n"
 	"  if idp ~= '' then\n"
 	"    for _, m in ipairs(redis.call('ZRANGEBYSCORE', zkey, sc, sc)) do\n"
-	"      if string.sub(m, 1, #idp) == idp then recent(m) return m end\n"
+	"      if string.sub(m, 1, #idp) == idp then return m end\n"
 	"    end\n"
 	"  end\n"
 	"  local top = redis.call('ZRANGE', zkey, '-1', '-1', 'WITHSCORES')\n"
@@ -90,7 +82,6 @@ static const char put_script[] =
 	"    end\n"
 	"  end\n"
 	"end\n"
-	"recent(member)\n"
 	"if redis.call('ZCOUNT', zkey, '-inf', cutoff) > 0 then\n"
 	"  local old = redis.call('ZRANGEBYSCORE', zkey, '-inf', cutoff, 'WITHSCORES', 'LIMIT', '0', '1000')\n"
 	"  drop(old)\n"
@@ -360,6 +351,7 @@ struct put {
 	size_t member_len;
 	long max_members;
 	struct store_item *item; /* whose write it is */
+	const char *recipient; /* an event's (normalised) address; NULL: no event */
 };
 
 /* The bytes that begin every member stored for one SNS message
@@ -389,90 +381,106 @@ static void item_fail(struct store_item *it, enum mt_err err, const char *why)
 	snprintf(it->errbuf, it->errsz, "%s", why);
 }
 
-/* In a Cluster the recent feed may live on another node than the puts'
- * keys, so it is written after them: for each event put that went in, the
- * member as stored (the script's answer for a redelivery, else the put's
- * own). */
-static void put_recent(struct store *st, const struct put *puts,
-		       const struct rcluster_cmd *done, size_t n)
+/* The recent feed holds no copy of an event but a reference to it,
+ * "<address> <message prefix>" at the event's score: the event is the
+ * member of that address's set at that score which begins with that
+ * prefix (the redelivery rule of put_script).  A reference is a tenth of
+ * the EVENT's bytes, it does not depend on the script's answer (a
+ * redelivery's is the same bytes whatever EVENT bytes this copy builds),
+ * so the feed is written in the same round trip as the events, with one
+ * ZADD and one trim for all of them.  Entries written before references
+ * are EVENT JSON (they begin with {"; an address never holds a '"'). */
+static void add_recent(struct store *st, const struct put *puts, size_t n,
+		       struct batch *b)
 {
 	const char *rk = st->recent_key;
-	struct batch b = {0};
-	char err[256] = "";
-
-	for (size_t i = 0; i < n; i++) {
-		const redisReply *r = done[i].reply;
-		if (!puts[i].counts_key || puts[i].item->err != MT_E_OK)
-			continue;
-		bool stored = r->type == REDIS_REPLY_STRING;
-		char score[32];
-		snprintf(score, sizeof(score), "%lld", (long long)puts[i].score);
-		const char *argv[] = {"ZADD", rk, score, stored ? r->str : puts[i].member};
-		const size_t argl[] = {4, strlen(rk), strlen(score),
-				       stored ? r->len : puts[i].member_len};
-		batch_add(&b, rk, 4, argv, argl);
-	}
-	if (b.n == 0)
+	size_t ne = 0, argc = 2;
+	for (size_t i = 0; i < n; i++)
+		ne += puts[i].recipient != NULL;
+	if (ne == 0)
 		return;
-	batch_addf(&b, rk, "ZREMRANGEBYRANK %s 0 %d", rk, -STORE_RECENT_MAX - 1);
-	enum mt_err e = batch_run(st, &b, err, sizeof(err));
-	for (size_t i = 0; e == MT_E_OK && i < b.n; i++) {
-		if (!reply_ok(b.cmd[i].reply, -1, err, sizeof(err))) {
-			count_fault(NULL);
-			e = MT_E_REDIS;
-		}
+	const char **argv = calloc(2 + 2 * ne, sizeof(*argv));
+	size_t *argl = calloc(2 + 2 * ne, sizeof(*argl));
+	char *scores = calloc(ne, 24);
+	char **refs = calloc(ne, sizeof(*refs));
+	if (!argv || !argl || !scores || !refs)
+		goto nomem;
+	argv[0] = "ZADD";
+	argl[0] = 4;
+	argv[1] = rk;
+	argl[1] = strlen(rk);
+	for (size_t i = 0, k = 0; i < n; i++) {
+		const struct put *p = &puts[i];
+		if (!p->recipient)
+			continue;
+		size_t alen = strlen(p->recipient);
+		size_t plen = message_prefix_len(p->member, p->member_len);
+		if (plen == 0) /* no id: the whole member is its prefix */
+			plen = p->member_len;
+		refs[k] = malloc(alen + 1 + plen);
+		if (!refs[k])
+			goto nomem;
+		memcpy(refs[k], p->recipient, alen);
+		refs[k][alen] = ' ';
+		memcpy(refs[k] + alen + 1, p->member, plen);
+		argv[argc] = scores + 24 * k;
+		argl[argc++] = format_i64(scores + 24 * k, p->score);
+		argv[argc] = refs[k];
+		argl[argc++] = alen + 1 + plen;
+		k++;
 	}
-	/* The feed is one key: when it fails, every item that wrote to it
-	 * fails (and is delivered again: the events are not doubled). */
-	for (size_t i = 0; e != MT_E_OK && i < n; i++)
-		if (puts[i].counts_key)
-			item_fail(puts[i].item, e, err);
-	batch_free(&b);
+	batch_add(b, rk, (int)argc, argv, argl);
+	batch_addf(b, rk, "ZREMRANGEBYRANK %s 0 %d", rk, -STORE_RECENT_MAX - 1);
+	goto out;
+nomem:
+	b->nomem = true;
+out:
+	for (size_t k = 0; refs && k < ne; k++)
+		free(refs[k]);
+	free(refs);
+	free(scores);
+	free(argl);
+	free(argv);
 }
 
-/* Runs the script for each put, events with the recent feed: one round
- * trip with one server, one per node (and one more for the recent feed)
- * in a Cluster.  Each put's answer goes to its item. */
+/* Runs the script for each put and writes the events' recent feed: one
+ * round trip with one server, one per node in a Cluster.  Each put's
+ * answer goes to its item. */
 static void run_puts(struct store *st, struct put *puts, size_t n)
 {
 	struct batch b = {0};
-	char ret[32], rtrim[32], err[256] = "";
+	char ret[32], err[256] = "";
 
 	snprintf(ret, sizeof(ret), "%lld", (long long)st->retention_ms);
-	snprintf(rtrim, sizeof(rtrim), "%d", -STORE_RECENT_MAX - 1);
 	for (size_t i = 0; i < n; i++) {
 		char score[32], max[32], cutoff[32];
 		format_i64(score, puts[i].score);
 		format_i64(max, puts[i].max_members);
 		cutoff[0] = '(';
 		format_i64(cutoff + 1, puts[i].score - st->retention_ms);
-		const char *argv[15] = {"EVALSHA", st->script_sha, "1", puts[i].key};
-		size_t argl[15] = {7, 40, 1, strlen(puts[i].key)};
+		const char *argv[13] = {"EVALSHA", st->script_sha, "1", puts[i].key};
+		size_t argl[13] = {7, 40, 1, strlen(puts[i].key)};
 		int argc = 4;
 		if (puts[i].counts_key) {
 			argv[2] = "2";
 			argv[argc] = puts[i].counts_key;
 			argl[argc++] = strlen(puts[i].counts_key);
-			if (!st->cluster) {
-				argv[2] = "3";
-				argv[argc] = st->recent_key;
-				argl[argc++] = strlen(st->recent_key);
-			}
 		}
 		const char *type = puts[i].type ? puts[i].type : "";
 		const char *why = puts[i].suppress ? puts[i].suppress : "";
 		const char *args[] = {score, puts[i].member, ret, max, type, why,
-				      puts[i].member, rtrim, cutoff};
+				      puts[i].member, cutoff};
 		const size_t lens[] = {strlen(score), puts[i].member_len, strlen(ret),
 				       strlen(max), strlen(type), strlen(why),
 				       message_prefix_len(puts[i].member, puts[i].member_len),
-				       strlen(rtrim), strlen(cutoff)};
-		for (int a = 0; a < 9; a++) {
+				       strlen(cutoff)};
+		for (int a = 0; a < 8; a++) {
 			argv[argc] = args[a];
 			argl[argc++] = lens[a];
 		}
 		batch_add(&b, puts[i].key, argc, argv, argl);
 	}
+	add_recent(st, puts, n, &b);
 	enum mt_err e = batch_run(st, &b, err, sizeof(err));
 	if (e != MT_E_OK) {
 		for (size_t i = 0; i < n; i++)
@@ -491,8 +499,17 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 				metrics_count_event(puts[i].type);
 		}
 	}
-	if (st->cluster)
-		put_recent(st, puts, b.cmd, n);
+	/* The feed is one key: when it fails, every item that wrote to it
+	 * fails (and is delivered again: the events are not doubled). */
+	for (size_t c = n; c < b.n; c++) {
+		if (reply_ok(b.cmd[c].reply, -1, err, sizeof(err)))
+			continue;
+		count_fault(NULL);
+		for (size_t i = 0; i < n; i++)
+			if (puts[i].recipient)
+				item_fail(puts[i].item, MT_E_REDIS, err);
+		break;
+	}
 	batch_free(&b);
 }
 
@@ -523,14 +540,14 @@ void store_put_many(struct store *st, struct store_item *const *items, size_t n)
 			nomem |= !keys[2 * k] || !keys[2 * k + 1];
 			puts[k] = (struct put){keys[2 * k], keys[2 * k + 1], e->type,
 					       e->suppress, e->time_ms, e->json, e->json_len,
-					       STORE_RCPT_EVENTS_MAX, it};
+					       STORE_RCPT_EVENTS_MAX, it, e->recipient};
 		}
 		if (it->raw_topic) {
 			keys[2 * k] = make_key(st, "topic", it->raw_topic);
 			nomem |= !keys[2 * k];
 			puts[k] = (struct put){keys[2 * k], NULL, NULL, NULL, it->raw_time_ms,
 					       it->raw_json, it->raw_len,
-					       STORE_TOPIC_MESSAGES_MAX, it};
+					       STORE_TOPIC_MESSAGES_MAX, it, NULL};
 			k++;
 		}
 	}
@@ -594,8 +611,117 @@ static struct json_object *event_if_matches(const redisReply *member, const char
 	return ev;
 }
 
+/* The recent feed's entries as EVENT members (add_recent): an old entry
+ * is its own EVENT, a reference is looked up in its recipient's set (one
+ * round trip for all, one lookup for the references of one recipient and
+ * millisecond).  ev[i] is entry i's EVENT member, borrowed from the entry
+ * or from look's answers, or NULL when that event is no longer stored
+ * (trimmed or expired with its recipient's set). */
+struct feed_events {
+	const redisReply **ev;
+	struct batch look;
+	char **keys; /* the lookups' keys (batch commands borrow them) */
+	size_t nkeys;
+};
+
+static void feed_events_free(struct feed_events *fe)
+{
+	for (size_t i = 0; i < fe->nkeys; i++)
+		free(fe->keys[i]);
+	free(fe->keys);
+	free(fe->ev);
+	batch_free(&fe->look);
+	memset(fe, 0, sizeof(*fe));
+}
+
+/* The address part of a reference (its length), 0 for an EVENT entry or
+ * a malformed one. */
+static size_t reference_address_len(const redisReply *m)
+{
+	if (!m || m->type != REDIS_REPLY_STRING || (m->len >= 2 && memcmp(m->str, "{\"", 2) == 0))
+		return 0;
+	const char *sp = memchr(m->str, ' ', m->len);
+	size_t n = sp ? (size_t)(sp - m->str) : 0;
+	return n <= SES_ADDRESS_MAX ? n : 0;
+}
+
+/* Entries are r's elements (with their scores after each when
+ * withscores, else all at score); refs: they are the feed's (else every
+ * entry is its own EVENT). */
+static enum mt_err feed_resolve(struct store *st, const redisReply *r, bool withscores,
+				int64_t score, bool refs, struct feed_events *fe,
+				char *errbuf, size_t errsz)
+{
+	size_t step = withscores ? 2 : 1;
+	size_t n = r->type == REDIS_REPLY_ARRAY ? r->elements / step : 0;
+	size_t *lookup = calloc(n + 1, sizeof(*lookup)); /* entry -> command */
+	int64_t prev_score = 0;
+	const redisReply *prev = NULL;
+	enum mt_err err = MT_E_NOMEM;
+
+	memset(fe, 0, sizeof(*fe));
+	fe->ev = calloc(n + 1, sizeof(const redisReply *));
+	fe->keys = calloc(n + 1, sizeof(*fe->keys));
+	if (!lookup || !fe->ev || !fe->keys)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		const redisReply *m = r->element[step * i];
+		size_t alen = refs ? reference_address_len(m) : 0;
+		lookup[i] = SIZE_MAX;
+		if (withscores && !parse_score(r->element[step * i + 1], &score))
+			continue;
+		if (alen == 0) {
+			fe->ev[i] = m;
+			continue;
+		}
+		if (prev && prev_score == score && reference_address_len(prev) == alen &&
+		    memcmp(prev->str, m->str, alen) == 0) {
+			lookup[i] = fe->look.n - 1;
+			continue;
+		}
+		char addr[SES_ADDRESS_MAX + 1];
+		memcpy(addr, m->str, alen);
+		addr[alen] = '\0';
+		char *key = make_key(st, "rcpt", addr);
+		if (!key)
+			goto out;
+		fe->keys[fe->nkeys++] = key;
+		lookup[i] = fe->look.n;
+		batch_addf(&fe->look, key, "ZRANGEBYSCORE %s %lld %lld", key, (long long)score,
+			   (long long)score);
+		prev = m;
+		prev_score = score;
+	}
+	err = fe->look.n ? batch_run(st, &fe->look, errbuf, errsz) : MT_E_OK;
+	for (size_t c = 0; err == MT_E_OK && c < fe->look.n; c++) {
+		if (!reply_ok(fe->look.cmd[c].reply, REDIS_REPLY_ARRAY, errbuf, errsz)) {
+			count_fault(NULL);
+			err = MT_E_REDIS;
+		}
+	}
+	for (size_t i = 0; err == MT_E_OK && i < n; i++) {
+		if (lookup[i] == SIZE_MAX)
+			continue;
+		const redisReply *m = r->element[step * i];
+		size_t skip = reference_address_len(m) + 1, plen = m->len - skip;
+		const redisReply *a = fe->look.cmd[lookup[i]].reply;
+		for (size_t j = 0; j < a->elements; j++) {
+			const redisReply *e = a->element[j];
+			if (e->type == REDIS_REPLY_STRING && e->len >= plen &&
+			    memcmp(e->str, m->str + skip, plen) == 0) {
+				fe->ev[i] = e;
+				break;
+			}
+		}
+	}
+out:
+	free(lookup);
+	return err;
+}
+
 struct query_ctx {
 	const char *key;
+	bool feed; /* the recent feed: entries are references */
 	const struct store_query *q;
 	struct store_page *page;
 };
@@ -651,7 +777,9 @@ static enum mt_err query_page(struct store *st, struct query_ctx *qc,
 			goto out;
 		}
 		size_t n = r->type == REDIS_REPLY_ARRAY ? r->elements / 2 : 0;
-		for (size_t i = 0; i < n; i++) {
+		struct feed_events fe;
+		err = feed_resolve(st, r, true, 0, qc->feed, &fe, errbuf, errsz);
+		for (size_t i = 0; err == MT_E_OK && i < n; i++) {
 			int64_t score;
 			if (!parse_score(r->element[2 * i + 1], &score))
 				continue;
@@ -665,12 +793,15 @@ static enum mt_err query_page(struct store *st, struct query_ctx *qc,
 				first = false;
 			}
 			scanned++;
-			struct json_object *ev = event_if_matches(r->element[2 * i], q->type);
+			struct json_object *ev = event_if_matches(fe.ev[i], q->type);
 			if (ev)
 				m[nm++] = (struct match){ev, score};
 		}
+		feed_events_free(&fe);
 		freeReplyObject(r);
 		r = NULL;
+		if (err != MT_E_OK)
+			goto out;
 		if (n < batch)
 			break;
 		offset += n;
@@ -692,12 +823,17 @@ static enum mt_err query_page(struct store *st, struct query_ctx *qc,
 				err = MT_E_REDIS;
 				goto out;
 			}
-			for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-				struct json_object *ev = event_if_matches(r->element[i], q->type);
+			struct feed_events fe;
+			err = feed_resolve(st, r, false, boundary, qc->feed, &fe, errbuf, errsz);
+			for (size_t i = 0; err == MT_E_OK && i < r->elements; i++) {
+				struct json_object *ev = event_if_matches(fe.ev[i], q->type);
 				if (ev)
 					json_object_array_add(page->events, ev);
 			}
+			feed_events_free(&fe);
 			freeReplyObject(r);
+			if (err != MT_E_OK)
+				goto out;
 			r = command(st, qc->key, errbuf, errsz,
 				    "ZREVRANGEBYSCORE %s (%lld %s LIMIT 0 1", qc->key,
 				    (long long)boundary, min);
@@ -740,7 +876,7 @@ enum mt_err store_query_events(struct store *st, const char *address,
 	} else {
 		snprintf(recent, sizeof(recent), "%srecent", st->prefix);
 	}
-	struct query_ctx qc = {key ? key : recent, q, out};
+	struct query_ctx qc = {key ? key : recent, !key, q, out};
 	enum mt_err err = query_page(st, &qc, errbuf, errsz);
 	free(key);
 	return err;

@@ -860,6 +860,37 @@ class TestRecentFeed(ApiCase):
                 self.assertEventsExactly(body["events"],
                                          [it for it in items if it.type == etype], etype)
 
+    def test_feed_references(self):
+        # The feed holds references "<address> <member prefix>"; GET
+        # /v1/events reads each event as its recipient's set holds it.
+        m = self.start("--retention-days", "1")
+        a = "kim@example.com"
+        key = f"mailtrail:rcpt:{{{a}}}"
+        first = Item("delivery", a, T0, 1)
+        self.deliver(m, [first], threads=1)
+        prefix = f'{{"id":"{first.id}",'
+        self.assertEqual(ENV.redis("ZRANGE", "mailtrail:recent", 0, -1),
+                         [f"{a} {prefix}".encode()])
+        # Another copy stored other bytes for this message: the feed shows
+        # them, and a redelivery adds nothing to it.
+        stored = self.get_page(m, "/v1/events")["events"][0]
+        other = dict(stored, detail={"written": "by another version"})
+        ENV.redis("DEL", key)
+        ENV.redis("ZADD", key, T0, json.dumps(other, separators=(",", ":")))
+        self.deliver(m, [first], threads=1, expect="duplicate")
+        self.assertEqual(self.get_page(m, "/v1/events")["events"], [other])
+        # Entries written before references (the EVENT itself) still read;
+        # an event trimmed from its recipient's set leaves the feed.
+        old = dict(stored, id="written-before-references", recipient="lee@example.com")
+        ENV.redis("ZADD", "mailtrail:recent", T0 + 5, json.dumps(old, separators=(",", ":")))
+        newer = Item("complaint", "lee@example.com", T0 + 10, 2)
+        gone = Item("bounce-permanent", a, T0 + 20, 3)
+        self.deliver(m, [newer, gone, Item("delivery", a, T0 + 86400 * 1000 + 30, 4)],
+                     threads=1)
+        ids = [e["id"] for e in self.get_page(m, "/v1/events")["events"]]
+        self.assertEqual(ids[1:], [newer.id, old["id"]])
+        self.assertEqual(ENV.redis("ZCARD", "mailtrail:recent"), 5)
+
     def test_feed_empty(self):
         m = self.start()
         self.assertEqual(self.get_page(m, "/v1/events"), {"events": [], "next_before": None})
