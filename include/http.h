@@ -64,8 +64,9 @@ void http_loop_wake(struct http_loop *lp);
 
 /* Most event loops of one listener. */
 #define HTTP_LOOP_THREADS_MAX 16
-/* A loop wakes at least this often (to notice http_quiesce and stop). */
-#define HTTP_LOOP_WAIT_MS 50
+/* An idle loop wakes at least this often (http_quiesce and http_stop wake
+ * it at once). */
+#define HTTP_LOOP_WAIT_MS 1000
 
 /* Listens on l (TLS when tls_cert and tls_key are set).  Returns NULL with
  * a reason in errbuf on failure; stop with http_stop(). */

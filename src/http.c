@@ -698,6 +698,8 @@ void http_quiesce(struct http_server *s)
 		 * here), then the shared socket stops listening. */
 		if (atomic_exchange(&s->quiesce, true))
 			return;
+		for (unsigned i = 0; i < s->nloops; i++)
+			http_loop_wake(&s->loops[i]);
 		int64_t until = now_ms() + 1000;
 		while (atomic_load(&s->loops_quiesced) < s->nloops && now_ms() < until) {
 			struct timespec pause = {0, 1000000};
@@ -732,6 +734,8 @@ void http_stop(struct http_server *s)
 	if (!s)
 		return;
 	atomic_store(&s->stop_loops, true);
+	for (unsigned i = 0; i < s->nloops; i++)
+		http_loop_wake(&s->loops[i]);
 	for (unsigned i = 0; i < s->nloops; i++) {
 		struct http_loop *lp = &s->loops[i];
 		if (lp->running)
