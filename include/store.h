@@ -19,7 +19,7 @@
  * once, whatever bytes a copy of mailtrail with other flags would build.
  * Each set is trimmed to the retention window measured back from its newest
  * score, capped in size, and expires after the retention period without
- * writes.
+ * writes (at most STORE_EXPIRY_SLACK_MS later).
  */
 #ifndef STORE_H
 #define STORE_H
@@ -35,6 +35,10 @@
 #include "ses.h"
 
 #define STORE_RECENT_MAX 10000
+/* A key expires between the retention period and this much more after
+ * its last write: its expiry is renewed only when it has fallen below the
+ * retention period (the store script costs less that way). */
+#define STORE_EXPIRY_SLACK_MS (3600 * 1000)
 #define STORE_RCPT_EVENTS_MAX 100000
 #define STORE_TOPIC_MESSAGES_MAX 10000
 /* Idle connections kept for reuse (per node in a Redis Cluster). */

@@ -20,8 +20,9 @@
  * ARGV: score, member, retention ms, max members, type, suppression
  * ("Bounce/Permanent", "Complaint" or ""), the member's message prefix,
  * the retention cutoff when this member is the newest ("(" score -
- * retention).  A trimmed member's type and suppression are read back from
- * its EVENT JSON (as ses.c sets them).
+ * retention), the expiry to set (retention + STORE_EXPIRY_SLACK_MS).  A
+ * trimmed member's type and suppression are read back from its EVENT JSON
+ * (as ses.c sets them).
  *
  * Redelivery: every member begins with its SNS MessageId ({"id":"..."),
  * and a redelivered message has the same event time, so a member at the
@@ -38,7 +39,11 @@
  * this member is the newest: then the cutoff comes ready-made from the
  * caller and the suppression time is set without reading the old one
  * (it is never newer than the newest member).  Only members out of order
- * look at the stored ones.  Numbers go to Redis as strings. */
+ * look at the stored ones.  The keys' expiry is renewed only when it has
+ * fallen below the retention period (a PTTL instead of two PEXPIREs), to
+ * the retention period and STORE_EXPIRY_SLACK_MS more; the counts hash is
+ * renewed with the set, so the two expire together.  Numbers go to Redis
+ * as strings. */
 static const char put_script[] =
 	"local zkey, ckey = KEYS[1], KEYS[2]\n"
 	"local sc, member, ret = ARGV[1], ARGV[2], ARGV[3]\n"
@@ -92,8 +97,10 @@ static const char put_script[] =
 	"  drop(redis.call('ZRANGE', zkey, '0', tostring(over - 1), 'WITHSCORES'))\n"
 	"  redis.call('ZREMRANGEBYRANK', zkey, '0', tostring(over - 1))\n"
 	"end\n"
-	"redis.call('PEXPIRE', zkey, ret)\n"
-	"if ckey then redis.call('PEXPIRE', ckey, ret) end\n"
+	"if redis.call('PTTL', zkey) < tonumber(ret) then\n"
+	"  redis.call('PEXPIRE', zkey, ARGV[9])\n"
+	"  if ckey then redis.call('PEXPIRE', ckey, ARGV[9]) end\n"
+	"end\n"
 	"return added\n";
 
 struct store {
@@ -449,17 +456,18 @@ out:
 static void run_puts(struct store *st, struct put *puts, size_t n)
 {
 	struct batch b = {0};
-	char ret[32], err[256] = "";
+	char ret[32], expiry[32], err[256] = "";
 
-	snprintf(ret, sizeof(ret), "%lld", (long long)st->retention_ms);
+	format_i64(ret, st->retention_ms);
+	format_i64(expiry, st->retention_ms + STORE_EXPIRY_SLACK_MS);
 	for (size_t i = 0; i < n; i++) {
 		char score[32], max[32], cutoff[32];
 		format_i64(score, puts[i].score);
 		format_i64(max, puts[i].max_members);
 		cutoff[0] = '(';
 		format_i64(cutoff + 1, puts[i].score - st->retention_ms);
-		const char *argv[13] = {"EVALSHA", st->script_sha, "1", puts[i].key};
-		size_t argl[13] = {7, 40, 1, strlen(puts[i].key)};
+		const char *argv[14] = {"EVALSHA", st->script_sha, "1", puts[i].key};
+		size_t argl[14] = {7, 40, 1, strlen(puts[i].key)};
 		int argc = 4;
 		if (puts[i].counts_key) {
 			argv[2] = "2";
@@ -469,12 +477,12 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 		const char *type = puts[i].type ? puts[i].type : "";
 		const char *why = puts[i].suppress ? puts[i].suppress : "";
 		const char *args[] = {score, puts[i].member, ret, max, type, why,
-				      puts[i].member, cutoff};
+				      puts[i].member, cutoff, expiry};
 		const size_t lens[] = {strlen(score), puts[i].member_len, strlen(ret),
 				       strlen(max), strlen(type), strlen(why),
 				       message_prefix_len(puts[i].member, puts[i].member_len),
-				       strlen(cutoff)};
-		for (int a = 0; a < 8; a++) {
+				       strlen(cutoff), strlen(expiry)};
+		for (int a = 0; a < 9; a++) {
 			argv[argc] = args[a];
 			argl[argc++] = lens[a];
 		}

@@ -790,11 +790,23 @@ class TestSummary(ApiCase):
         self.assertEqual(s["last_event"]["id"], newest.id)
         self.assertEqual(sorted(int(x) for x in ENV.redis("ZRANGE", key, 0, -1, "WITHSCORES")[1::2]),
                          [T0 + 2000, T0 + day + 1500])
-        # Both keys expire after a day without writes.
-        for k in (key, f"mailtrail:counts:{{{a}}}"):
+        # Both keys expire a day (and at most an hour more) after the last
+        # write: the expiry is renewed only once it is below a day.
+        hour = 3600 * 1000
+        keys = (key, f"mailtrail:counts:{{{a}}}")
+        for k in keys:
             with self.subTest(key=k):
-                self.assertGreater(ENV.redis("PTTL", k), day - 60_000)
-                self.assertLessEqual(ENV.redis("PTTL", k), day)
+                self.assertGreater(ENV.redis("PTTL", k), day + hour - 60_000)
+                self.assertLessEqual(ENV.redis("PTTL", k), day + hour)
+                ENV.redis("PEXPIRE", k, day + 1000)
+        self.deliver(m, [Item("delivery", a, T0 + day + 1600, 6)], threads=1)
+        for k in keys:
+            self.assertGreater(ENV.redis("PTTL", k), day, "renewed too early")
+            self.assertLessEqual(ENV.redis("PTTL", k), day + 1000, "renewed too early")
+            ENV.redis("PEXPIRE", k, day - 1000)
+        self.deliver(m, [Item("delivery", a, T0 + day + 1700, 7)], threads=1)
+        for k in keys:
+            self.assertGreater(ENV.redis("PTTL", k), day + hour - 60_000, "not renewed")
 
     def test_event_content(self):
         m = self.start()
