@@ -20,6 +20,8 @@ struct upload {
 	enum { UP_READING, UP_WAITING, UP_DONE } state;
 	struct MHD_Connection *conn;
 	struct http_loop *loop; /* that suspended conn */
+	bool readyz;            /* a GET /readyz: the writer pings Redis */
+	bool ready;             /* its answer */
 	struct upload *next_waiting;
 	struct webhook_result res;
 	struct webhook_pending pending;
@@ -115,6 +117,19 @@ static void count_result(const struct webhook_result *res)
 		metrics_add(METRIC_subscriptions_confirmed_total, 1);
 }
 
+/* Suspends conn until a writer has done up's part, at the loop's next
+ * flush (see on_request). */
+static enum MHD_Result wait_for_writer(struct upload *up, struct MHD_Connection *conn)
+{
+	up->state = UP_WAITING;
+	up->conn = conn;
+	up->loop = http_this_loop();
+	up->next_waiting = waiting;
+	waiting = up;
+	MHD_suspend_connection(conn);
+	return MHD_YES;
+}
+
 static enum MHD_Result answer_sns(struct MHD_Connection *conn,
 				  const struct webhook_result *res)
 {
@@ -140,13 +155,7 @@ static enum MHD_Result finish_sns(struct webhook *w, struct MHD_Connection *conn
 	if (!webhook_begin(w, up->body.p ? up->body.p : "", up->body.len, th, &up->res,
 			   &up->pending))
 		return answer_sns(conn, &up->res);
-	up->state = UP_WAITING;
-	up->conn = conn;
-	up->loop = http_this_loop();
-	up->next_waiting = waiting;
-	waiting = up;
-	MHD_suspend_connection(conn);
-	return MHD_YES;
+	return wait_for_writer(up, conn);
 }
 
 /* Writes a list of waiting uploads (newest first), WEBHOOK_COMMIT_MAX at
@@ -159,18 +168,23 @@ static void write_uploads(struct webhook *w, struct upload *list)
 		struct MHD_Connection *conns[WEBHOOK_COMMIT_MAX];
 		struct http_loop *loops[WEBHOOK_COMMIT_MAX];
 		struct upload *ups[WEBHOOK_COMMIT_MAX];
-		size_t n = 0, nloops = 0;
+		size_t n = 0, nbatch = 0, nloops = 0;
 		for (; list && n < WEBHOOK_COMMIT_MAX; list = list->next_waiting, n++) {
 			ups[n] = list;
 			conns[n] = list->conn;
-			batch[n] = &list->pending;
+			if (list->readyz)
+				list->ready = store_ping(w->store, list->res.detail,
+							 sizeof(list->res.detail)) == MT_E_OK;
+			else
+				batch[nbatch++] = &list->pending;
 			size_t k = 0;
 			while (k < nloops && loops[k] != list->loop)
 				k++;
 			if (k == nloops)
 				loops[nloops++] = list->loop;
 		}
-		webhook_commit(w, batch, n);
+		if (nbatch)
+			webhook_commit(w, batch, nbatch);
 		for (size_t i = 0; i < n; i++)
 			ups[i]->state = UP_DONE;
 		for (size_t i = 0; i < n; i++)
@@ -266,11 +280,11 @@ static struct json_object *spool_state(struct webhook *w)
 }
 
 /* 200 only while Redis answers (a load balancer then sends traffic); the
- * spool's state is in the body either way. */
-static enum MHD_Result on_readyz(struct webhook *w, struct MHD_Connection *conn)
+ * spool's state is in the body either way.  A writer has pinged Redis
+ * (ready, err), so that a stuck Redis never holds up a loop. */
+static enum MHD_Result answer_readyz(struct webhook *w, struct MHD_Connection *conn,
+				     bool ready, const char *err)
 {
-	char err[256];
-	bool ready = store_ping(w->store, err, sizeof(err)) == MT_E_OK;
 	struct json_object *o = json_object_new_object();
 	if (!o)
 		return MHD_NO;
@@ -295,6 +309,31 @@ static void update_spool_gauges(struct webhook *w)
 	metrics_gauge_set(METRIC_GAUGE_spool_records, (long)st.records);
 }
 
+/* GET /readyz: once read, waits with its connection suspended for a
+ * writer to ping Redis (see write_uploads), then is answered. */
+static enum MHD_Result on_readyz(struct webhook *w, struct MHD_Connection *conn,
+				 size_t *upload_data_size, void **req_cls)
+{
+	struct upload *up = *req_cls;
+	if (!up) { /* first call: answering now would not read a body */
+		up = calloc(1, sizeof(*up));
+		if (!up)
+			return MHD_NO;
+		up->readyz = true;
+		*req_cls = up;
+		return MHD_YES;
+	}
+	if (*upload_data_size) { /* a body is discarded */
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (up->state == UP_DONE)
+		return answer_readyz(w, conn, up->ready, up->res.detail);
+	if (up->state == UP_WAITING)
+		return MHD_YES;
+	return wait_for_writer(up, conn);
+}
+
 static enum MHD_Result on_probe(struct webhook *w, struct MHD_Connection *conn,
 				const char *url, bool is_get)
 {
@@ -306,8 +345,6 @@ static enum MHD_Result on_probe(struct webhook *w, struct MHD_Connection *conn,
 		return http_send_status(conn, 405, NULL, "method not allowed");
 	if (strcmp(url, "/healthz") == 0)
 		return http_send_status(conn, 200, "ok", NULL);
-	if (strcmp(url, "/readyz") == 0)
-		return on_readyz(w, conn);
 	update_spool_gauges(w);
 	size_t len;
 	char *text = metrics_render(&len);
@@ -324,6 +361,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	struct webhook *w = ((struct ingest *)cls)->w;
 	bool is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
 
+	if (strcmp(url, "/readyz") == 0 && is_get)
+		return on_readyz(w, conn, upload_data_size, req_cls);
 	if (strcmp(url, "/sns") != 0 || strcmp(method, "POST") != 0) {
 		if (http_defer_first_call(req_cls, upload_data_size))
 			return MHD_YES;

@@ -711,23 +711,27 @@ class TestGracefulStop(Case):
 class TestSlowRedis(Case):
 
     def test_probes_answer_while_deliveries_wait_for_redis(self):
-        # Deliveries waiting for a paused Redis wait in the writer threads,
-        # not in the event loops: the loops still answer /healthz and
-        # /metrics at once, and the waiting deliveries are then stored.
+        # Deliveries and /readyz waiting for a stuck Redis wait in the
+        # writer threads, not in the event loops: the loops still answer
+        # /healthz and /metrics at once; the deliveries are then stored.
         m = self.start()
         self.assertEqual(m.post_sns(ENV.signer.notification(
             delivery("warm@example.com", "ses-warm"))).status, 200)
-        pause_ms = 2000
+        pause_ms = 2500
         msgs = [ENV.signer.notification(delivery(f"slow-{i}@example.com", f"ses-slow-{i}"))
                 for i in range(8)]
-        statuses = []
+        statuses, readyz = [], []
 
         def post(msg):
             statuses.append(m.post_sns(msg).status)
 
-        ENV.redis("CLIENT", "PAUSE", pause_ms, "WRITE")
+        def ready():
+            readyz.append(m.request("GET", "/readyz").status)
+
+        ENV.redis("CLIENT", "PAUSE", pause_ms, "ALL")
         t_pause = time.monotonic()
         senders = [threading.Thread(target=post, args=(msg,)) for msg in msgs]
+        senders += [threading.Thread(target=ready) for _ in range(2)]
         for t in senders:
             t.start()
         time.sleep(0.3)
@@ -741,12 +745,16 @@ class TestSlowRedis(Case):
         for t in senders:
             t.join(timeout=30 * TIME_FACTOR)
         print(f"\n    (probes answered in {max(waits) * 1000:.0f} ms at most while Redis was "
-              f"paused {pause_ms} ms; the 8 deliveries then got {sorted(set(statuses))})",
-              end=" ", flush=True)
+              f"paused {pause_ms} ms; the 8 deliveries then got {sorted(set(statuses))}, "
+              f"/readyz {readyz})", end=" ", flush=True)
         self.assertLess(answered_at, pause_ms / 1000, "the probes waited for Redis")
-        self.assertEqual(statuses, [200] * len(msgs))
-        for i in range(len(msgs)):
+        self.assertEqual(len(readyz), 2)
+        self.assertEqual(len(statuses), len(msgs))
+        self.assertTrue(all(s in (200, 503) for s in statuses + readyz), (statuses, readyz))
+        for i, msg in enumerate(msgs):  # SNS sends a 503 again; a redelivery adds nothing
+            self.assertEqual(m.post_sns(msg).status, 200)
             self.assertEqual(len(self.stored_ids(f"slow-{i}@example.com")), 1)
+        self.assertEqual(m.request("GET", "/readyz").status, 200)
 
 
 class TestTlsReload(Case):
