@@ -668,12 +668,16 @@ fail:
 unsigned http_port(const struct http_server *s)
 {
 	if (s->listen_fd >= 0) {
-		struct sockaddr_storage ss;
-		socklen_t len = sizeof(ss);
-		if (getsockname(s->listen_fd, (struct sockaddr *)&ss, &len) != 0)
+		union {
+			struct sockaddr sa;
+			struct sockaddr_in in;
+			struct sockaddr_in6 in6;
+		} a;
+		memset(&a, 0, sizeof(a));
+		socklen_t len = sizeof(a);
+		if (getsockname(s->listen_fd, &a.sa, &len) != 0)
 			return 0;
-		return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-						      : ((struct sockaddr_in *)&ss)->sin_port);
+		return ntohs(a.sa.sa_family == AF_INET6 ? a.in6.sin6_port : a.in.sin_port);
 	}
 	const union MHD_DaemonInfo *info =
 		MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);

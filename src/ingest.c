@@ -166,7 +166,7 @@ static void write_uploads(struct webhook *w, struct upload *list)
 	while (list) {
 		struct webhook_pending *batch[WEBHOOK_COMMIT_MAX];
 		struct MHD_Connection *conns[WEBHOOK_COMMIT_MAX];
-		struct http_loop *loops[WEBHOOK_COMMIT_MAX];
+		struct http_loop *loops[WEBHOOK_COMMIT_MAX] = {0};
 		struct upload *ups[WEBHOOK_COMMIT_MAX];
 		size_t n = 0, nbatch = 0, nloops = 0;
 		for (; list && n < WEBHOOK_COMMIT_MAX; list = list->next_waiting, n++) {

@@ -11,9 +11,15 @@
 #include "url.h"
 #include "verify.h"
 
+/* s into dst, cut short to fit (dstsz > 0). */
 static void copy_field(char *dst, size_t dstsz, const struct sns_str *s)
 {
-	snprintf(dst, dstsz, "%.*s", s->p ? (int)s->len : 0, s->p ? s->p : "");
+	size_t n = s->p ? s->len : 0;
+	if (n >= dstsz)
+		n = dstsz - 1;
+	if (n)
+		memcpy(dst, s->p, n);
+	dst[n] = '\0';
 }
 
 /* Appends ",address" (no comma first) to list while it fits. */
@@ -211,24 +217,25 @@ bool webhook_begin(struct webhook *w, const char *body, size_t len,
 
 void webhook_commit(struct webhook *w, struct webhook_pending *const *ps, size_t n)
 {
-	struct store_item *items[WEBHOOK_COMMIT_MAX];
-	for (size_t done = 0; done < n;) {
-		size_t k = n - done < WEBHOOK_COMMIT_MAX ? n - done : WEBHOOK_COMMIT_MAX;
-		for (size_t i = 0; i < k; i++)
-			items[i] = &ps[done + i]->item;
-		store_put_many(w->store, items, k);
-		for (size_t i = 0; i < k; i++) {
-			struct webhook_pending *p = ps[done + i];
-			struct webhook_result *res = p->res;
-			res->added = p->item.added;
-			res->err = p->item.err;
-			if (res->err == MT_E_REDIS && w->spool && p->body)
-				res->err = spool_notification(w, p->body, p->len, res);
-			else if (res->err == MT_E_OK)
-				res->status = res->added ? "stored" : "duplicate";
-			pending_free(p);
-		}
-		done += k;
+	struct store_item *items[WEBHOOK_COMMIT_MAX] = {0};
+	if (n > WEBHOOK_COMMIT_MAX) { /* callers take at most this many */
+		webhook_commit(w, ps, WEBHOOK_COMMIT_MAX);
+		webhook_commit(w, ps + WEBHOOK_COMMIT_MAX, n - WEBHOOK_COMMIT_MAX);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		items[i] = &ps[i]->item;
+	store_put_many(w->store, items, n);
+	for (size_t i = 0; i < n; i++) {
+		struct webhook_pending *p = ps[i];
+		struct webhook_result *res = p->res;
+		res->added = p->item.added;
+		res->err = p->item.err;
+		if (res->err == MT_E_REDIS && w->spool && p->body)
+			res->err = spool_notification(w, p->body, p->len, res);
+		else if (res->err == MT_E_OK)
+			res->status = res->added ? "stored" : "duplicate";
+		pending_free(p);
 	}
 }
 
