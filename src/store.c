@@ -17,12 +17,12 @@
  * per-type counts and what suppresses the recipient, for the summary,
  * following both adds and trims.  Everything touches only the keys given,
  * so it runs atomically.  Loaded once per connection, run with EVALSHA.
- * ARGV: score, member, retention ms, max members, type, suppression
- * ("Bounce/Permanent", "Complaint" or ""), the member's message prefix,
- * the retention cutoff when this member is the newest ("(" score -
- * retention), the expiry to set (retention + STORE_EXPIRY_SLACK_MS).  A
- * trimmed member's type and suppression are read back from its EVENT JSON
- * (as ses.c sets them).
+ * ARGV: score, member, retention ms, type, suppression ("Bounce/Permanent",
+ * "Complaint" or ""), the member's message prefix, the retention cutoff
+ * when this member is the newest ("(" score - retention).  The size cap
+ * is STORE_RCPT_EVENTS_MAX with a counts hash (a recipient's events), else
+ * STORE_TOPIC_MESSAGES_MAX.  A trimmed member's type and suppression are
+ * read back from its EVENT JSON (as ses.c sets them).
  *
  * Redelivery: every member begins with its SNS MessageId ({"id":"..."),
  * and a redelivered message has the same event time, so a member at the
@@ -43,7 +43,10 @@
  * fallen below the retention period (a PTTL instead of two PEXPIREs), to
  * the retention period and STORE_EXPIRY_SLACK_MS more; the counts hash is
  * renewed with the set, so the two expire together.  Numbers go to Redis
- * as strings. */
+ * as strings, and constants are in the script's text rather than in ARGV
+ * (each argument costs Redis about as much as a short redis.call()). */
+#define STR_(x) #x
+#define STR(x) STR_(x)
 static const char put_script[] =
 	"local zkey, ckey = KEYS[1], KEYS[2]\n"
 	"local sc, member, ret = ARGV[1], ARGV[2], ARGV[3]\n"
@@ -64,9 +67,9 @@ static const char put_script[] =
 	"  end\n"
 	"end\n"
 	"local later = redis.call('ZCOUNT', zkey, sc, '+inf')\n"
-	"local cutoff = ARGV[8]\n"
+	"local cutoff = ARGV[7]\n"
 	"if later > 0 then\n"
-	"  local idp = ARGV[7]\n"
+	"  local idp = ARGV[6]\n"
 	"  if idp ~= '' then\n"
 	"    for _, m in ipairs(redis.call('ZRANGEBYSCORE', zkey, sc, sc)) do\n"
 	"      if string.sub(m, 1, #idp) == idp then return m end\n"
@@ -77,8 +80,8 @@ static const char put_script[] =
 	"end\n"
 	"local added = redis.call('ZADD', zkey, sc, member)\n"
 	"if added == 1 and ckey then\n"
-	"  redis.call('HINCRBY', ckey, 'type:' .. ARGV[5], '1')\n"
-	"  local why = ARGV[6]\n"
+	"  redis.call('HINCRBY', ckey, 'type:' .. ARGV[4], '1')\n"
+	"  local why = ARGV[5]\n"
 	"  if why ~= '' then\n"
 	"    redis.call('HINCRBY', ckey, 'suppress:' .. why, '1')\n"
 	"    local f = 'last:' .. why\n"
@@ -92,14 +95,16 @@ static const char put_script[] =
 	"  drop(old)\n"
 	"  redis.call('ZREMRANGEBYRANK', zkey, '0', tostring(#old / 2 - 1))\n"
 	"end\n"
-	"local over = redis.call('ZCARD', zkey) - tonumber(ARGV[4])\n"
+	"local over = redis.call('ZCARD', zkey) -\n"
+	"  (ckey and " STR(STORE_RCPT_EVENTS_MAX) " or " STR(STORE_TOPIC_MESSAGES_MAX) ")\n"
 	"if over > 0 then\n"
 	"  drop(redis.call('ZRANGE', zkey, '0', tostring(over - 1), 'WITHSCORES'))\n"
 	"  redis.call('ZREMRANGEBYRANK', zkey, '0', tostring(over - 1))\n"
 	"end\n"
 	"if redis.call('PTTL', zkey) < tonumber(ret) then\n"
-	"  redis.call('PEXPIRE', zkey, ARGV[9])\n"
-	"  if ckey then redis.call('PEXPIRE', ckey, ARGV[9]) end\n"
+	"  local ms = tostring(tonumber(ret) + " STR(STORE_EXPIRY_SLACK_MS) ")\n"
+	"  redis.call('PEXPIRE', zkey, ms)\n"
+	"  if ckey then redis.call('PEXPIRE', ckey, ms) end\n"
 	"end\n"
 	"return added\n";
 
@@ -356,7 +361,6 @@ struct put {
 	int64_t score;
 	const char *member;
 	size_t member_len;
-	long max_members;
 	struct store_item *item; /* whose write it is */
 	const char *recipient; /* an event's (normalised) address; NULL: no event */
 };
@@ -456,18 +460,16 @@ out:
 static void run_puts(struct store *st, struct put *puts, size_t n)
 {
 	struct batch b = {0};
-	char ret[32], expiry[32], err[256] = "";
+	char ret[32], err[256] = "";
 
 	format_i64(ret, st->retention_ms);
-	format_i64(expiry, st->retention_ms + STORE_EXPIRY_SLACK_MS);
 	for (size_t i = 0; i < n; i++) {
-		char score[32], max[32], cutoff[32];
+		char score[32], cutoff[32];
 		format_i64(score, puts[i].score);
-		format_i64(max, puts[i].max_members);
 		cutoff[0] = '(';
 		format_i64(cutoff + 1, puts[i].score - st->retention_ms);
-		const char *argv[14] = {"EVALSHA", st->script_sha, "1", puts[i].key};
-		size_t argl[14] = {7, 40, 1, strlen(puts[i].key)};
+		const char *argv[12] = {"EVALSHA", st->script_sha, "1", puts[i].key};
+		size_t argl[12] = {7, 40, 1, strlen(puts[i].key)};
 		int argc = 4;
 		if (puts[i].counts_key) {
 			argv[2] = "2";
@@ -476,13 +478,13 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 		}
 		const char *type = puts[i].type ? puts[i].type : "";
 		const char *why = puts[i].suppress ? puts[i].suppress : "";
-		const char *args[] = {score, puts[i].member, ret, max, type, why,
-				      puts[i].member, cutoff, expiry};
+		const char *args[] = {score, puts[i].member, ret, type, why,
+				      puts[i].member, cutoff};
 		const size_t lens[] = {strlen(score), puts[i].member_len, strlen(ret),
-				       strlen(max), strlen(type), strlen(why),
+				       strlen(type), strlen(why),
 				       message_prefix_len(puts[i].member, puts[i].member_len),
-				       strlen(cutoff), strlen(expiry)};
-		for (int a = 0; a < 9; a++) {
+				       strlen(cutoff)};
+		for (int a = 0; a < 7; a++) {
 			argv[argc] = args[a];
 			argl[argc++] = lens[a];
 		}
@@ -547,15 +549,14 @@ void store_put_many(struct store *st, struct store_item *const *items, size_t n)
 			keys[2 * k + 1] = make_key(st, "counts", e->recipient);
 			nomem |= !keys[2 * k] || !keys[2 * k + 1];
 			puts[k] = (struct put){keys[2 * k], keys[2 * k + 1], e->type,
-					       e->suppress, e->time_ms, e->json, e->json_len,
-					       STORE_RCPT_EVENTS_MAX, it, e->recipient};
+					       e->suppress, e->time_ms, e->json, e->json_len, it,
+					       e->recipient};
 		}
 		if (it->raw_topic) {
 			keys[2 * k] = make_key(st, "topic", it->raw_topic);
 			nomem |= !keys[2 * k];
 			puts[k] = (struct put){keys[2 * k], NULL, NULL, NULL, it->raw_time_ms,
-					       it->raw_json, it->raw_len,
-					       STORE_TOPIC_MESSAGES_MAX, it, NULL};
+					       it->raw_json, it->raw_len, it, NULL};
 			k++;
 		}
 	}
