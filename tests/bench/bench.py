@@ -456,7 +456,7 @@ def main():
                     help="distinct notifications per full-speed run (default 100000)")
     ap.add_argument("--recipients", type=int, default=5000,
                     help="distinct recipient addresses (default 5000)")
-    ap.add_argument("--conns", type=int, default=8, help="keep-alive connections (default 8)")
+    ap.add_argument("--conns", type=int, default=32, help="keep-alive connections (default 32)")
     ap.add_argument("--runs", type=int, default=3,
                     help="consecutive full-speed HTTP runs, to see RSS growth (default 3)")
     ap.add_argument("--rate", type=int, default=2000,
