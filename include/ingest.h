@@ -1,5 +1,6 @@
 /* ingest.h - the routes of the public listener: POST /sns (one SNS
- * delivery through webhook_handle), GET /healthz, /readyz and /metrics.
+ * delivery through webhook_begin, then webhook_commit in a writer
+ * thread), GET /healthz, /readyz and /metrics.
  * Maps results to status codes and logs one line per delivery; also the
  * spool drainer's storing step and its log lines. */
 #ifndef INGEST_H

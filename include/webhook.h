@@ -61,7 +61,8 @@ struct webhook_pending {
 /* Most pending deliveries written in one store_put_many. */
 #define WEBHOOK_COMMIT_MAX 64
 
-/* Handles one delivery up to its writes.  false: res is final.  true: a
+/* Handles one delivery up to its writes.  type_header is
+ * x-amz-sns-message-type (or NULL).  false: res is final.  true: a
  * notification waits in p for webhook_commit, which makes res final. */
 bool webhook_begin(struct webhook *w, const char *body, size_t len,
 		   const char *type_header, struct webhook_result *res,
@@ -70,11 +71,6 @@ bool webhook_begin(struct webhook *w, const char *body, size_t len,
 /* Writes n pending notifications together and finishes their results
  * (spooling a delivery that Redis could not take, with a spool). */
 void webhook_commit(struct webhook *w, struct webhook_pending *const *ps, size_t n);
-
-/* Handles one delivery whole: webhook_begin, then webhook_commit alone.
- * type_header is x-amz-sns-message-type (or NULL). */
-void webhook_handle(struct webhook *w, const char *body, size_t len,
-		    const char *type_header, struct webhook_result *res);
 
 /* Stores a notification body taken from the spool: verified before it was
  * spooled, so it is only parsed and stored (never spooled again). */

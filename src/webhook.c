@@ -239,14 +239,6 @@ void webhook_commit(struct webhook *w, struct webhook_pending *const *ps, size_t
 	}
 }
 
-void webhook_handle(struct webhook *w, const char *body, size_t len,
-		    const char *type_header, struct webhook_result *res)
-{
-	struct webhook_pending p, *pp = &p;
-	if (webhook_begin(w, body, len, type_header, res, &p))
-		webhook_commit(w, &pp, 1);
-}
-
 void webhook_store_spooled(struct webhook *w, const char *body, size_t len,
 			   struct webhook_result *res)
 {
