@@ -217,6 +217,53 @@ static char *make_key(const struct store *st, const char *kind, const char *name
 	return k;
 }
 
+/* The hash tag that stands for an address whose own tag Redis would read
+ * as empty, "sha256:" and 64 hex digits. */
+#define DIGEST_TAG_LEN (7 + 2 * SHA256_DIGEST_LENGTH)
+
+/* Whether Redis Cluster would put "{prefix}kind:{<address>}" keys of one
+ * address in different slots.  Redis hashes what lies between a key's
+ * first '{' and the first '}' after it, or the whole key when that is
+ * empty.  The first '{' is the one before the address (a prefix with a
+ * brace is the operator's own tag), so the tag is the address up to its
+ * first '}': the same for every kind unless the address begins with '}'
+ * (valid in a local part, "}x@example.com"), when the tag is empty and
+ * each key hashes whole. */
+static bool address_tag_empty(const char *address)
+{
+	return address[0] == '}';
+}
+
+/* The key of one recipient's data of this kind, into a malloc'd string
+ * (caller frees).  "{prefix}kind:{<address>}", the layout of SPEC.md,
+ * for every address whose tag holds (address_tag_empty); otherwise
+ * "{prefix}kind:{sha256:<hex of the address>}<address>": the digest is
+ * the tag (same for every kind, no brace in it), and the address after
+ * it keeps the key findable with SCAN.  No key of one form is a key of
+ * the other: the first form ends with '}', the second with the address's
+ * last character, which is in its domain (never a brace). */
+static char *recipient_key(const struct store *st, const char *kind, const char *address)
+{
+	if (!address_tag_empty(address))
+		return make_key(st, kind, address);
+	unsigned char md[SHA256_DIGEST_LENGTH];
+	char tag[DIGEST_TAG_LEN + 1] = "sha256:";
+	SHA256((const unsigned char *)address, strlen(address), md);
+	for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
+		snprintf(tag + 7 + 2 * i, 3, "%02x", md[i]);
+	size_t lp = strlen(st->prefix), lk = strlen(kind), la = strlen(address);
+	char *k = malloc(lp + lk + DIGEST_TAG_LEN + la + 4);
+	if (!k)
+		return NULL;
+	memcpy(k, st->prefix, lp);
+	memcpy(k + lp, kind, lk);
+	memcpy(k + lp + lk, ":{", 2);
+	memcpy(k + lp + lk + 2, tag, DIGEST_TAG_LEN);
+	k[lp + lk + 2 + DIGEST_TAG_LEN] = '}';
+	memcpy(k + lp + lk + 3 + DIGEST_TAG_LEN, address, la + 1);
+	return k;
+}
+
 /* Decimal digits of v into buf (at least 21 bytes), NUL-terminated;
  * returns the length. */
 static size_t format_i64(char *buf, int64_t v)
@@ -545,8 +592,8 @@ void store_put_many(struct store *st, struct store_item *const *items, size_t n)
 		struct store_item *it = items[i];
 		for (size_t j = 0; it->evs && j < it->evs->n; j++, k++) {
 			const struct ses_event *e = &it->evs->v[j];
-			keys[2 * k] = make_key(st, "rcpt", e->recipient);
-			keys[2 * k + 1] = make_key(st, "counts", e->recipient);
+			keys[2 * k] = recipient_key(st, "rcpt", e->recipient);
+			keys[2 * k + 1] = recipient_key(st, "counts", e->recipient);
 			nomem |= !keys[2 * k] || !keys[2 * k + 1];
 			puts[k] = (struct put){keys[2 * k], keys[2 * k + 1], e->type,
 					       e->suppress, e->time_ms, e->json, e->json_len, it,
@@ -691,7 +738,7 @@ static enum mt_err feed_resolve(struct store *st, const redisReply *r, bool with
 		char addr[SES_ADDRESS_MAX + 1];
 		memcpy(addr, m->str, alen);
 		addr[alen] = '\0';
-		char *key = make_key(st, "rcpt", addr);
+		char *key = recipient_key(st, "rcpt", addr);
 		if (!key)
 			goto out;
 		fe->keys[fe->nkeys++] = key;
@@ -867,6 +914,38 @@ out:
 	return err;
 }
 
+/* The keys to read for one recipient, into *rcpt and (counts non-NULL)
+ * *counts (caller frees both, also on failure): recipient_key's names,
+ * or, for an address with an empty tag that has nothing under its new
+ * name yet, the names mailtrail used for it before ("{prefix}kind:{<
+ * address>}"), which a single Redis server took (a Cluster refused them
+ * with CROSSSLOT).  Such old keys expire with the retention period. */
+static enum mt_err recipient_read_keys(struct store *st, const char *address, char **rcpt,
+				       char **counts, char *errbuf, size_t errsz)
+{
+	*rcpt = recipient_key(st, "rcpt", address);
+	if (counts)
+		*counts = recipient_key(st, "counts", address);
+	if (!*rcpt || (counts && !*counts))
+		return MT_E_NOMEM;
+	if (!address_tag_empty(address))
+		return MT_E_OK;
+	redisReply *r = command(st, *rcpt, errbuf, errsz, "EXISTS %s", *rcpt);
+	if (!r)
+		return MT_E_REDIS;
+	bool fresh = r->type == REDIS_REPLY_INTEGER && r->integer == 0;
+	freeReplyObject(r);
+	if (!fresh)
+		return MT_E_OK;
+	free(*rcpt);
+	*rcpt = make_key(st, "rcpt", address);
+	if (counts) {
+		free(*counts);
+		*counts = make_key(st, "counts", address);
+	}
+	return !*rcpt || (counts && !*counts) ? MT_E_NOMEM : MT_E_OK;
+}
+
 enum mt_err store_query_events(struct store *st, const char *address,
 			       const struct store_query *q,
 			       struct store_page *out, char *errbuf,
@@ -879,9 +958,11 @@ enum mt_err store_query_events(struct store *st, const char *address,
 	if (q->limit == 0 || q->limit > STORE_PAGE_MAX)
 		return MT_E_INTERNAL;
 	if (address) {
-		key = make_key(st, "rcpt", address);
-		if (!key)
-			return MT_E_NOMEM;
+		enum mt_err err = recipient_read_keys(st, address, &key, NULL, errbuf, errsz);
+		if (err != MT_E_OK) {
+			free(key);
+			return err;
+		}
 	} else {
 		snprintf(recent, sizeof(recent), "%srecent", st->prefix);
 	}
@@ -952,12 +1033,11 @@ enum mt_err store_recipient_summary(struct store *st, const char *address,
 				    struct store_summary *out, char *errbuf,
 				    size_t errsz)
 {
-	enum mt_err err = MT_E_NOMEM;
-	char *key = make_key(st, "rcpt", address);
-	char *counts = make_key(st, "counts", address);
+	char *key = NULL, *counts = NULL;
 
 	memset(out, 0, sizeof(*out));
-	if (!key || !counts)
+	enum mt_err err = recipient_read_keys(st, address, &key, &counts, errbuf, errsz);
+	if (err != MT_E_OK)
 		goto out;
 	struct summary_ctx sc = {key, counts, out};
 	err = summary(st, &sc, errbuf, errsz);

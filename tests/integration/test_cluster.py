@@ -17,6 +17,9 @@ first node as its seed.  Then:
   failover   CLUSTER FAILOVER on a replica while the client keeps posting;
   kill       a master is killed (SIGKILL) while the client keeps posting,
              and its replica takes over.
+  braces     recipients whose addresses hold braces ('}x@example.com'):
+             stored, their keys in one slot, read back, and drained from
+             a spool.
 
 The SNS-like client retries on 5xx or a timeout and stops on 2xx/4xx, as
 SNS does.  Each load phase prints sent / acknowledged / stored / duplicates
@@ -25,10 +28,12 @@ and asserts acknowledged = stored = sent and no duplicate event.
 Usage: test_cluster.py <mailtrail-binary> <tests/data>
 """
 
+import hashlib
 import http.client
 import json
 import os
 import random
+import struct
 import subprocess
 import sys
 import threading
@@ -62,6 +67,31 @@ def crc16(data):
 
 def rcpt_key(address):
     return f"mailtrail:rcpt:{{{address}}}"
+
+
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+    return crc ^ 0xFFFFFFFF
+
+
+def journal_record(body):
+    """One spool journal record (spool.h), spooled at time 0."""
+    head = struct.pack("<Iq", len(body), 0)
+    return b"\xffMTJ" + head + struct.pack("<I", crc32c(head + body)) + body
+
+
+def recipient_key(kind, address):
+    """mailtrail's name for a recipient's key of this kind: the address is
+    the hash tag, except where Redis would read an empty tag from it (it
+    begins with '}'): then a digest of it is."""
+    if address.startswith("}"):
+        tag = "sha256:" + hashlib.sha256(address.encode()).hexdigest()
+        return f"mailtrail:{kind}:{{{tag}}}{address}"
+    return f"mailtrail:{kind}:{{{address}}}"
 
 
 def slot_of_address(address):
@@ -326,12 +356,12 @@ class ClusterTest(harness.MailtrailTestCase):
             parts.append(f"cluster unavailable: {e}")
         return "\n".join(parts)
 
-    def start(self, password=PASSWORD, seed=None):
+    def start(self, password=PASSWORD, seed=None, extra=()):
         seed = seed or ENV.cluster.ports[0]
         args = ["--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0",
                 "--redis", f"redis://:{password}@127.0.0.1:{seed}", "--redis-cluster",
                 "--ca-file", ENV.pki.ca_cert, "--cert-host-pattern", ENV.pattern,
-                "--log-format", "json"]
+                "--log-format", "json"] + list(extra)
         m = Mailtrail(BINARY, args, env=ENV.child_env(), name=f"mailtrail#{len(self.procs) + 1}")
         self.procs.append(m)
         m.start()
@@ -533,6 +563,61 @@ class ClusterTest(harness.MailtrailTestCase):
         pairs = [(e["id"], e["recipient"]) for e in r.json()["events"]]
         self.assertGreater(len(pairs), 900)  # a page never splits a millisecond
         self.assertEqual(len(set(pairs)), len(pairs), "an event twice in the recent feed")
+
+    def test_brace_addresses(self):
+        """Addresses with braces are valid (RFC 5322), and a recipient's
+        keys must still share one slot: '}x@...' once gave its two keys
+        different hash tags (CROSSSLOT: 503 for ever, and a spooled copy
+        stalled the drain for ever)."""
+        cl = ENV.cluster
+        addresses = ["}x@example.com", "{x@example.com", "a}b@example.com",
+                     "x{y}@example.com", "}@example.com", "}}{@example.com"]
+        m = self.start()
+        for k, a in enumerate(addresses):
+            msg = ENV.signer.notification(bounce([a], T0 + 10_000 + k, 90_000 + k))
+            r = m.post_sns(msg)
+            self.assertEqual((r.status, r.json()), (200, {"status": "stored"}), (a, r))
+            self.assertEqual(self.api_ids(m, a), [msg["MessageId"]], a)
+            r = harness.http_request(m.api_port, "GET", "/v1/recipients/"
+                                     + urllib.parse.quote(a, safe=""))
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.json()["counts"], {"Bounce": 1}, (a, r.json()))
+        # Every key of a recipient is in one slot (Redis's own answer), and
+        # addresses whose hash tag holds keep their key names.
+        stored = set()
+        for p in cl.masters():
+            stored.update(k.decode() for k in cl.c(p)("KEYS", "mailtrail:*"))
+        for a in addresses:
+            names = [recipient_key(kind, a) for kind in ("rcpt", "counts")]
+            self.assertLessEqual(set(names), stored, a)
+            slots = {cl.c(cl.ports[0])("CLUSTER", "KEYSLOT", k) for k in names}
+            self.assertEqual(len(slots), 1, (a, names, slots))
+            if not a.startswith("}"):
+                self.assertEqual(names[0], rcpt_key(a))
+
+        # Spooled (a journal as a process that found Redis unavailable
+        # leaves it, in spool.h's format), then drained at start.
+        spool = os.path.join(ENV.tmp, "brace-spool")
+        os.makedirs(spool, exist_ok=True)
+        msgs, records = [], b""
+        for k, a in enumerate(addresses):
+            msg = ENV.signer.notification(bounce([a], T0 + 20_000 + k, 91_000 + k))
+            msgs.append((a, msg["MessageId"]))
+            records += journal_record(json.dumps(msg).encode())
+        with open(os.path.join(spool, "00000000000000000001.journal"), "wb") as f:
+            f.write(records)
+        m2 = self.start(extra=["--spool-dir", spool])
+        deadline = time.monotonic() + 30 * harness.TIME_FACTOR
+        while True:
+            ready = harness.http_request(m2.port, "GET", "/readyz")
+            body = ready.json()
+            if ready.status == 200 and body["spool"]["records"] == 0:
+                break
+            self.assertLess(time.monotonic(), deadline, f"spool not drained: {body}")
+            time.sleep(0.2)
+        self.assertFalse(body["spool"]["stalled"], body)
+        for a, mid in msgs:
+            self.assertIn(mid, self.api_ids(m2, a), a)
 
     def test_wrong_password(self):
         m = self.start(password="not-the-password")
