@@ -33,7 +33,8 @@
 	X(http_request_read_timeouts_total, "connections closed for not delivering a whole request in time") \
 	X(redis_errors_total, "Redis operations that failed (connect, I/O or error reply)") \
 	X(spool_spooled_total, "verified messages synced to the spool (Redis unavailable)") \
-	X(spool_drained_total, "spooled messages stored in Redis by the drainer")
+	X(spool_drained_total, "spooled messages stored in Redis by the drainer") \
+	X(spool_quarantined_total, "spooled messages Redis refuses for good, moved to the spool's quarantine file")
 
 enum metric {
 #define METRIC_ENUM(name, help) METRIC_##name,
@@ -46,7 +47,8 @@ enum metric {
 #define METRIC_GAUGE_MAP(X)                                                    \
 	X(http_requests_in_flight, "HTTP requests being handled now")           \
 	X(spool_bytes, "bytes in the spool's journal files")                   \
-	X(spool_records, "spooled messages not yet stored in Redis")
+	X(spool_records, "spooled messages not yet stored in Redis")           \
+	X(spool_quarantine_bytes, "bytes in the spool's quarantine file")
 
 enum metric_gauge {
 #define METRIC_GAUGE_ENUM(name, help) METRIC_GAUGE_##name,

@@ -33,6 +33,7 @@
 	X(CERT_RATE, 503, "signing certificate download rate limit reached")   \
 	X(CONFIRM, 503, "subscription confirmation failed")                    \
 	X(REDIS, 503, "redis unavailable")                                     \
+	X(REDIS_REFUSED, 503, "redis refused the write")                       \
 	X(SPOOL_FULL, 503, "redis unavailable and the spool is full")          \
 	X(SPOOL_IO, 503, "redis unavailable and the spool cannot be written")  \
 	X(NOMEM, 503, "out of memory")                                         \

@@ -16,6 +16,24 @@
  * draining replays the file from its start: storing is idempotent, so
  * records already stored add nothing.  The directory is locked (flock)
  * while the spool is open, so two processes never share it.
+ *
+ * Sequence numbers count up from the highest in the directory and never
+ * wrap: a directory holding a file numbered SPOOL_SEQ_LIMIT or more (which
+ * mailtrail never writes) is refused at open.
+ *
+ * A failed append (disk full, a write or sync error) removes what it
+ * wrote: the bytes it added to the file are cut off again, and a file it
+ * created for the record is deleted, so failures leave neither files nor
+ * memory behind, however many there are.
+ *
+ * DIR/quarantine holds, in the same record format, the records that can
+ * never be stored (Redis refuses them with an error that retrying does
+ * not cure, or they no longer parse): each is copied there and synced
+ * before the drain goes past it, so one such record never holds back the
+ * ones after it.  It grows to at most SPOOL_QUARANTINE_MAX bytes; when a
+ * record does not fit, the drainer waits (stalled) until it does, rather
+ * than drop a message it acknowledged.  Moved to a journal name lower
+ * than every other (00000000000000000000.journal), it is drained again.
  */
 #ifndef SPOOL_H
 #define SPOOL_H
@@ -31,6 +49,12 @@
 /* A journal file is closed and a new one started beyond this size, so
  * that drained space is given back while an outage goes on. */
 #define SPOOL_FILE_MAX (64u << 20)
+/* Journal sequence numbers stay below this (2^63: a file a second for
+ * 290 billion years), so the next one never wraps. */
+#define SPOOL_SEQ_LIMIT (UINT64_C(1) << 63)
+/* Most bytes in DIR/quarantine. */
+#define SPOOL_QUARANTINE_MAX (64u << 20)
+#define SPOOL_QUARANTINE_NAME "quarantine"
 /* The drainer's wait after a failed store doubles from MIN up to MAX. */
 #define SPOOL_BACKOFF_MIN_MS 100
 #define SPOOL_BACKOFF_MAX_MS 5000
@@ -45,19 +69,23 @@ struct spool_stats {
 	uint64_t spooled_total; /* appended by this process */
 	uint64_t drained_total; /* stored by this process's drainer */
 	uint64_t skipped_bytes; /* bytes of torn or corrupt records skipped */
+	uint64_t quarantine_bytes;  /* in DIR/quarantine */
+	uint64_t quarantined_total; /* set aside there by this process */
 	bool stalled;           /* the last store attempt failed */
 };
 
 /* Opens (and locks) the existing directory dir, counting what earlier
  * processes left in it.  Returns NULL with one line in err when dir is
- * missing, not a writable directory, locked by another process, or
- * unreadable.  Free with spool_free(). */
+ * missing, not a writable directory, locked by another process,
+ * unreadable, or holds a journal numbered SPOOL_SEQ_LIMIT or more.  Free
+ * with spool_free(). */
 struct spool *spool_open(const char *dir, uint64_t max_bytes, char *err,
 			 size_t errsz);
 
 /* Appends one body and syncs it to disk.  MT_E_OK only once it is
  * durable; MT_E_SPOOL_FULL when it would take the spool past max_bytes;
- * MT_E_SPOOL_IO (detail says why) when the disk refuses. */
+ * MT_E_SPOOL_IO (detail says why) when the disk refuses (full, a write or
+ * a sync fails): then nothing of it is left in the directory. */
 enum mt_err spool_append(struct spool *sp, const char *body, size_t len,
 			 char *detail, size_t detsz);
 
@@ -69,13 +97,14 @@ enum spool_event {
 	SPOOL_RESUMED, /* storing works again */
 	SPOOL_SKIPPED, /* n bytes of a torn or corrupt record skipped */
 	SPOOL_EMPTY,   /* every record is stored; n drained since start */
+	SPOOL_QUARANTINED, /* a record of n bytes set aside (detail: why) */
 };
 
 struct spool_hooks {
 	/* Stores one record.  MT_E_OK when stored (or stored before): the
-	 * record is done.  A 5xx error (Redis unavailable) keeps it for a
-	 * retry after a backoff; any other error means it can never be
-	 * stored: it is counted as done (the hook logs it). */
+	 * record is done.  MT_E_REDIS_REFUSED or a 4xx error means it can
+	 * never be stored: it goes to the quarantine.  Any other (5xx) error,
+	 * such as Redis unavailable, keeps it for a retry after a backoff. */
 	enum mt_err (*drain)(void *ctx, const char *body, size_t len,
 			     char *detail, size_t detsz);
 	void (*report)(void *ctx, enum spool_event ev, const char *file,

@@ -2,7 +2,12 @@
  *
  * Keys (prefix = --redis-prefix):
  *   {prefix}rcpt:{<address>}  sorted set per recipient, score = event ms,
- *                             member = EVENT JSON
+ *                             member = EVENT JSON; for an address that
+ *                             begins with '}' (whose own hash tag Redis
+ *                             reads as empty) {prefix}rcpt:{sha256:<hex
+ *                             digest of the address>}<address>
+ *   {prefix}counts:{...}      hash per recipient, the summary's counts,
+ *                             named like its sorted set
  *   {prefix}recent            sorted set, the newest STORE_RECENT_MAX
  *                             events across recipients: score = event
  *                             ms, member = "<address> <member prefix>",
@@ -70,7 +75,9 @@ struct store_item {
 	const char *raw_json;
 	size_t raw_len;
 	/* out */
-	enum mt_err err; /* MT_E_REDIS when Redis is unreachable or errs */
+	enum mt_err err; /* MT_E_REDIS when Redis is unreachable or errs,
+			  * MT_E_REDIS_REFUSED when it answers the write
+			  * with an error that retrying does not cure */
 	size_t added;    /* writes that were new (0 for a redelivery) */
 	char *errbuf;    /* says why, when err is set */
 	size_t errsz;

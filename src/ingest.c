@@ -307,6 +307,7 @@ static void update_spool_gauges(struct webhook *w)
 	spool_stats(w->spool, &st);
 	metrics_gauge_set(METRIC_GAUGE_spool_bytes, (long)st.bytes);
 	metrics_gauge_set(METRIC_GAUGE_spool_records, (long)st.records);
+	metrics_gauge_set(METRIC_GAUGE_spool_quarantine_bytes, (long)st.quarantine_bytes);
 }
 
 /* GET /readyz: once read, waits with its connection suspended for a
@@ -482,17 +483,25 @@ static enum mt_err drain_record(void *ctx, const char *body, size_t len,
 	struct webhook *w = ctx;
 	struct webhook_result res;
 	webhook_store_spooled(w, body, len, &res);
-	snprintf(detail, detsz, "%s", res.detail[0] ? res.detail : mt_err_str(res.err));
+	if (res.err == MT_E_REDIS_REFUSED) {
+		/* Only Redis's error code: the rest of its message is no
+		 * business of the log (and could one day name a key, which
+		 * holds an address). */
+		size_t n = strcspn(res.detail, " ");
+		snprintf(detail, detsz, "%s: %.*s", mt_err_str(res.err), (int)(n < 64 ? n : 64),
+			 res.detail);
+	} else {
+		snprintf(detail, detsz, "%s", res.detail[0] ? res.detail : mt_err_str(res.err));
+	}
 	if (res.err == MT_E_OK) {
 		count_stored(&res);
 		metrics_add(METRIC_spool_drained_total, 1);
 		LOG(LOG_INFO, "spool drained", "message_id=%s outcome=%s topic=%s events=%zu added=%zu raw=%s",
 		    res.message_id, res.status, res.topic, res.events, res.added,
 		    res.raw ? "yes" : "no");
-	} else if (mt_err_http_status(res.err) < 500) {
-		LOG(LOG_ERROR, "spool record cannot be stored: dropped",
-		    "message_id=%s error=\"%s\" topic=%s", res.message_id, mt_err_str(res.err),
-		    res.topic);
+	} else if (res.err == MT_E_REDIS_REFUSED || mt_err_http_status(res.err) < 500) {
+		LOG(LOG_ERROR, "spool record cannot be stored: set aside",
+		    "message_id=%s error=\"%s\" topic=%s", res.message_id, detail, res.topic);
 	}
 	return res.err;
 }
@@ -514,6 +523,12 @@ static void drain_report(void *ctx, enum spool_event ev, const char *file,
 		break;
 	case SPOOL_EMPTY:
 		LOG(LOG_INFO, "spool empty", "drained=%" PRIu64, n);
+		break;
+	case SPOOL_QUARANTINED:
+		metrics_add(METRIC_spool_quarantined_total, 1);
+		LOG(LOG_WARN, "spool record moved to the quarantine",
+		    "file=%s bytes=%" PRIu64 " quarantine=%s error=\"%s\"", file, n,
+		    SPOOL_QUARANTINE_NAME, detail);
 		break;
 	}
 }

@@ -34,6 +34,7 @@ struct spool {
 	size_t nsegs, cap;
 	int wfd; /* open for appends: segs[nsegs - 1]; -1 when none is */
 	uint64_t next_seq;
+	int qfd; /* DIR/quarantine, opened when first needed; else -1 */
 	struct spool_stats st;
 	bool stopping, running;
 	pthread_t thread;
@@ -86,6 +87,7 @@ enum rec { REC_OK, REC_BAD, REC_END, REC_IO };
 struct rbuf {
 	char *p;
 	size_t len, cap;
+	uint64_t spooled_ms; /* the time in its header */
 };
 
 static bool pread_full(int fd, void *buf, size_t n, uint64_t off)
@@ -128,6 +130,7 @@ static enum rec record_at(int fd, uint64_t off, uint64_t end, struct rbuf *b,
 		return REC_IO;
 	b->p[len] = '\0';
 	b->len = len;
+	b->spooled_ms = get_le(h + 8, 8);
 	if (crc32c(crc32c(0, h + 4, 12), b->p, len) != get_le(h + 16, 4))
 		return REC_BAD;
 	*next = off + REC_HDR + len;
@@ -185,7 +188,7 @@ static bool parse_file_name(const char *name, uint64_t *seq)
 		return false;
 	errno = 0;
 	unsigned long long v = strtoull(name, &end, 10);
-	if (errno || v == 0)
+	if (errno) /* beyond 2^64: not a name mailtrail writes */
 		return false;
 	*seq = v;
 	file_name(*seq, want);
@@ -280,6 +283,17 @@ static bool scan_dir(struct spool *sp, char *err, size_t errsz)
 	free(b.p);
 	sp->st.files = sp->nsegs;
 	sp->next_seq = sp->nsegs ? sp->segs[sp->nsegs - 1].seq + 1 : 1;
+	if (ok && sp->nsegs && sp->segs[sp->nsegs - 1].seq >= SPOOL_SEQ_LIMIT) {
+		/* The next file's number would wrap (to a name drained before
+		 * the others, or never): only a file put there by hand gets
+		 * this far. */
+		char name[FILE_NAME_MAX];
+		file_name(sp->segs[sp->nsegs - 1].seq, name);
+		snprintf(err, errsz, "journal %s is numbered %" PRIu64 " or more (mailtrail never "
+			 "writes that): rename it below that, keeping the order", name,
+			 (uint64_t)SPOOL_SEQ_LIMIT);
+		return false;
+	}
 	return ok;
 }
 
@@ -308,6 +322,7 @@ struct spool *spool_open(const char *dir, uint64_t max_bytes, char *err,
 	}
 	pthread_once(&crc_once, crc_init);
 	sp->wfd = -1;
+	sp->qfd = -1;
 	sp->max_bytes = max_bytes;
 	sp->st.max_bytes = max_bytes;
 	sp->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -325,6 +340,9 @@ struct spool *spool_open(const char *dir, uint64_t max_bytes, char *err,
 	if (!probe_writable(sp->dirfd, why, sizeof(why)) ||
 	    !scan_dir(sp, why, sizeof(why)))
 		goto fail;
+	struct stat qst;
+	if (fstatat(sp->dirfd, SPOOL_QUARANTINE_NAME, &qst, 0) == 0)
+		sp->st.quarantine_bytes = (uint64_t)qst.st_size;
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -353,6 +371,12 @@ static enum mt_err io_error(char *detail, size_t detsz, const char *what)
 static enum mt_err file_create(struct spool *sp, char *detail, size_t detsz)
 {
 	char name[FILE_NAME_MAX];
+	if (sp->next_seq >= SPOOL_SEQ_LIMIT) {
+		/* Only after a file numbered just below it was put there by
+		 * hand: a name mailtrail writes is always one it opens. */
+		snprintf(detail, detsz, "spool create: journal sequence exhausted");
+		return MT_E_SPOOL_IO;
+	}
 	file_name(sp->next_seq, name);
 	int fd = openat(sp->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -392,6 +416,53 @@ static bool pwrite_full(int fd, const char *p, size_t n, uint64_t off)
 	return true;
 }
 
+static void record_header(unsigned char h[REC_HDR], const char *body, size_t len,
+			  uint64_t spooled_ms)
+{
+	memcpy(h, rec_magic, sizeof(rec_magic));
+	put_le(h + 4, len, 4);
+	put_le(h + 8, spooled_ms, 8);
+	put_le(h + 16, crc32c(crc32c(0, h + 4, 12), body, len), 4);
+}
+
+/* Writes a record at off (the file's end) and syncs it.  On failure the
+ * file is cut back to off, so that no part of the record stays (when
+ * even that fails, the part stays beyond the size the drainer reads up
+ * to, and after a restart it is skipped as torn, or stored: harmless, it
+ * was answered 503 and SNS sends it again). */
+static enum mt_err record_write(int fd, uint64_t off, const unsigned char h[REC_HDR],
+				const char *body, size_t len, const char *what,
+				char *detail, size_t detsz)
+{
+	char ctx[64];
+	int saved;
+	if (!pwrite_full(fd, (const char *)h, REC_HDR, off) ||
+	    !pwrite_full(fd, body, len, off + REC_HDR)) {
+		snprintf(ctx, sizeof(ctx), "%s write", what);
+	} else if (fdatasync(fd) != 0) {
+		snprintf(ctx, sizeof(ctx), "%s sync", what);
+	} else {
+		return MT_E_OK;
+	}
+	saved = errno;
+	if (ftruncate(fd, (off_t)off) != 0) {
+		/* as said above */
+	}
+	errno = saved;
+	return io_error(detail, detsz, ctx);
+}
+
+/* The file just created for a record that could not be written goes
+ * again.  Lock held. */
+static void drop_newest(struct spool *sp)
+{
+	char name[FILE_NAME_MAX];
+	file_name(sp->segs[sp->nsegs - 1].seq, name);
+	unlinkat(sp->dirfd, name, 0);
+	sp->nsegs--;
+	sp->st.files--;
+}
+
 enum mt_err spool_append(struct spool *sp, const char *body, size_t len,
 			 char *detail, size_t detsz)
 {
@@ -402,10 +473,7 @@ enum mt_err spool_append(struct spool *sp, const char *body, size_t len,
 		snprintf(detail, detsz, "spool record too large");
 		return MT_E_SPOOL_FULL;
 	}
-	memcpy(h, rec_magic, sizeof(rec_magic));
-	put_le(h + 4, len, 4);
-	put_le(h + 8, (uint64_t)mt_time_now_ms(), 8);
-	put_le(h + 16, crc32c(crc32c(0, h + 4, 12), body, len), 4);
+	record_header(h, body, len, (uint64_t)mt_time_now_ms());
 
 	pthread_mutex_lock(&sp->lock);
 	if (sp->st.bytes + REC_HDR + len > sp->max_bytes) {
@@ -422,18 +490,17 @@ enum mt_err spool_append(struct spool *sp, const char *body, size_t len,
 	if (sp->wfd < 0 && (err = file_create(sp, detail, detsz)) != MT_E_OK)
 		goto out;
 	struct segment *s = &sp->segs[sp->nsegs - 1];
-	if (!pwrite_full(sp->wfd, (const char *)h, REC_HDR, s->size) ||
-	    !pwrite_full(sp->wfd, body, len, s->size + REC_HDR)) {
-		err = io_error(detail, detsz, "write");
-	} else if (fdatasync(sp->wfd) != 0) {
-		err = io_error(detail, detsz, "sync");
-	}
+	err = record_write(sp->wfd, s->size, h, body, len, "spool", detail, detsz);
 	if (err) {
-		/* Whatever reached the file stays beyond the size the drainer
-		 * reads up to; after a restart it would be stored, which is
-		 * harmless (it was answered 503, SNS sends it again). */
+		/* After a failed sync the file's cached pages cannot be
+		 * trusted: the next append starts a new file (the records
+		 * before were synced).  An empty file goes (the drainer never
+		 * holds one open: it retires an empty file at once, lock
+		 * held), so that failures do not pile up files and segments. */
 		close(sp->wfd);
 		sp->wfd = -1;
+		if (s->size == 0)
+			drop_newest(sp);
 		goto out;
 	}
 	s->size += REC_HDR + len;
@@ -529,6 +596,51 @@ static void record_done(struct spool *sp, struct segment *s, bool stored)
 		sp->st.drained_total++;
 }
 
+/* Copies the record in b to DIR/quarantine and syncs it.  Lock held
+ * (rare: only for records that can never be stored). */
+static enum mt_err quarantine(struct spool *sp, const struct rbuf *b, char *detail,
+			      size_t detsz)
+{
+	unsigned char h[REC_HDR];
+	if (sp->st.quarantine_bytes + REC_HDR + b->len > SPOOL_QUARANTINE_MAX) {
+		snprintf(detail, detsz, "spool quarantine full (%" PRIu64 " of %u bytes): a record "
+			 "Redis refuses waits for room",
+			 sp->st.quarantine_bytes, SPOOL_QUARANTINE_MAX);
+		return MT_E_SPOOL_FULL;
+	}
+	if (sp->qfd < 0) {
+		sp->qfd = openat(sp->dirfd, SPOOL_QUARANTINE_NAME, O_WRONLY | O_CREAT | O_CLOEXEC,
+				 0600);
+		if (sp->qfd < 0)
+			return io_error(detail, detsz, "quarantine open");
+		if (fsync(sp->dirfd) != 0) {
+			close(sp->qfd);
+			sp->qfd = -1;
+			return io_error(detail, detsz, "quarantine directory sync");
+		}
+		struct stat qst;
+		if (fstat(sp->qfd, &qst) == 0)
+			sp->st.quarantine_bytes = (uint64_t)qst.st_size;
+	}
+	record_header(h, b->p, b->len, b->spooled_ms);
+	enum mt_err err = record_write(sp->qfd, sp->st.quarantine_bytes, h, b->p, b->len,
+				       "quarantine", detail, detsz);
+	if (err != MT_E_OK) {
+		close(sp->qfd);
+		sp->qfd = -1;
+		return err;
+	}
+	sp->st.quarantine_bytes += REC_HDR + b->len;
+	sp->st.quarantined_total++;
+	return MT_E_OK;
+}
+
+/* Whether the drainer tries a record again after this answer. */
+static bool retryable(enum mt_err err)
+{
+	return err != MT_E_OK && err != MT_E_REDIS_REFUSED && mt_err_http_status(err) >= 500;
+}
+
 static void *drain_main(void *arg)
 {
 	struct spool *sp = arg;
@@ -598,9 +710,18 @@ static void *drain_main(void *arg)
 			off = next;
 			continue;
 		}
-		if (err != MT_E_OK && mt_err_http_status(err) >= 500) {
+		if (retryable(err)) {
 			stall(sp, &backoff, s.seq, detail[0] ? detail : mt_err_str(err));
 			continue;
+		}
+		if (err != MT_E_OK) {
+			char why[256];
+			if (quarantine(sp, &b, why, sizeof(why)) != MT_E_OK) {
+				stall(sp, &backoff, s.seq, why);
+				continue;
+			}
+			report(sp, SPOOL_QUARANTINED, s.seq, REC_HDR + b.len,
+			       detail[0] ? detail : mt_err_str(err));
 		}
 		record_done(sp, &sp->segs[0], err == MT_E_OK);
 		off = next;
@@ -636,6 +757,8 @@ void spool_free(struct spool *sp)
 		pthread_join(sp->thread, NULL);
 	if (sp->wfd >= 0)
 		close(sp->wfd);
+	if (sp->qfd >= 0)
+		close(sp->qfd);
 	close(sp->dirfd);
 	pthread_cond_destroy(&sp->wake);
 	pthread_mutex_destroy(&sp->lock);

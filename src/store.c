@@ -300,6 +300,36 @@ static bool reply_ok(const redisReply *r, int type, char *errbuf, size_t errsz)
 	return true;
 }
 
+/* Whether a write's answer is an error that trying again does not cure
+ * (the drainer sets such a record aside, spool.h): an error reply whose
+ * code is not one of a state that passes.  Those are: loading, busy with
+ * a script or killed one, a slot moving or the cluster down, a failover
+ * (READONLY, MASTERDOWN, NOREPLICAS), out of memory (OOM: eviction or
+ * expiry frees room), persistence failing (MISCONF), the script not
+ * loaded (NOSCRIPT: the next connection loads it), and authentication or
+ * ACL (NOAUTH, WRONGPASS, NOPERM: the operator's fix).  Every other code
+ * (WRONGTYPE, CROSSSLOT, a script error "ERR ...") is refused: the same
+ * write on the same data gets the same answer.  No reply at all (a
+ * connection lost, a timeout) is an outage, never refused. */
+static bool reply_refused(const redisReply *r)
+{
+	static const char *const passing[] = {
+		"LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MOVED", "ASK", "READONLY",
+		"MASTERDOWN", "NOREPLICAS", "OOM", "MISCONF", "NOSCRIPT", "NOAUTH",
+		"WRONGPASS", "NOPERM",
+	};
+	if (!r || r->type != REDIS_REPLY_ERROR || !r->str)
+		return false;
+	size_t n = strcspn(r->str, " ");
+	for (size_t i = 0; i < sizeof(passing) / sizeof(passing[0]); i++)
+		if (strlen(passing[i]) == n && memcmp(r->str, passing[i], n) == 0)
+			return false;
+	/* Generic errors that still pass: too many clients, a script
+	 * stopped by SCRIPT KILL. */
+	return strstr(r->str, "max number of clients") == NULL &&
+	       strstr(r->str, "Script killed") == NULL;
+}
+
 /* Commands run together, each on the node of its key (rcluster.h): one
  * round trip per node. */
 struct batch {
@@ -549,7 +579,7 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 		const redisReply *r = b.cmd[i].reply;
 		if (!reply_ok(r, -1, err, sizeof(err))) {
 			count_fault(NULL);
-			item_fail(puts[i].item, MT_E_REDIS, err);
+			item_fail(puts[i].item, reply_refused(r) ? MT_E_REDIS_REFUSED : MT_E_REDIS, err);
 		} else if (r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
 			puts[i].item->added++;
 			if (puts[i].counts_key) /* an event, not a raw message */
@@ -564,7 +594,10 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 		count_fault(NULL);
 		for (size_t i = 0; i < n; i++)
 			if (puts[i].recipient)
-				item_fail(puts[i].item, MT_E_REDIS, err);
+				item_fail(puts[i].item,
+					  reply_refused(b.cmd[c].reply) ? MT_E_REDIS_REFUSED
+									: MT_E_REDIS,
+					  err);
 		break;
 	}
 	batch_free(&b);

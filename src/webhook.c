@@ -231,7 +231,11 @@ void webhook_commit(struct webhook *w, struct webhook_pending *const *ps, size_t
 		struct webhook_result *res = p->res;
 		res->added = p->item.added;
 		res->err = p->item.err;
-		if (res->err == MT_E_REDIS && w->spool && p->body)
+		/* A write Redis refuses for good is spooled too: the drainer
+		 * sets it aside in the quarantine (spool.h), where it waits for
+		 * the operator instead of being lost after SNS's retries. */
+		if ((res->err == MT_E_REDIS || res->err == MT_E_REDIS_REFUSED) && w->spool &&
+		    p->body)
 			res->err = spool_notification(w, p->body, p->len, res);
 		else if (res->err == MT_E_OK)
 			res->status = res->added ? "stored" : "duplicate";
