@@ -485,6 +485,97 @@ class SpoolTest(FaultCase):
             os.chmod(unwritable, 0o500)
         self.assertIn("not writable", self.run_fails(
             *self.args(redis, "--spool-dir", unwritable)))
+        # A journal numbered so high that the next number would wrap (to
+        # 00000000000000000000.journal, once never drained).
+        wrap = self.spool_dir("wrap")
+        open(os.path.join(wrap, "18446744073709551615.journal"), "wb").close()
+        err = self.run_fails(*self.args(redis, "--spool-dir", wrap))
+        self.assertIn("--spool-dir", err)
+        self.assertIn("18446744073709551615.journal", err)
+
+    def test_refused_record_is_quarantined_and_the_drain_goes_on(self):
+        """A spooled record that Redis refuses with an error reply (here
+        WRONGTYPE: the recipient's key is a string) is set aside in the
+        quarantine file, and the records after it are stored; moved to a
+        journal name once the cause is fixed, it is stored too."""
+        redis = self.redis_server("redis", durable=True)
+        redis.start()
+        spool = self.spool_dir()
+        batch = Deliveries("quarantine").make(8)
+        bad_mid, bad_body = batch[3]
+        bad_rcpt = json.loads(json.loads(bad_body)["Message"])["delivery"]["recipients"][0]
+        bad_key = f"{PREFIX}rcpt:{{{bad_rcpt}}}"
+        redis.client("SET", bad_key, "not a sorted set")
+        redis.stop()
+        m = self.mailtrail(redis, "--spool-dir", spool)
+        for mid, body in batch:
+            r = self.post(m, body)
+            self.assertEqual((r.status, r.json()), (200, {"status": "stored"}), r)
+        redis.start()
+        ready = self.wait_drained(m)
+        self.assertFalse(ready["spool"]["stalled"], ready)
+        self.assertEqual(journal_files(spool), [], "the drain went past the refused record")
+        with open(os.path.join(spool, "quarantine"), "rb") as f:
+            self.assertEqual(f.read()[20:], bad_body, "the refused record, whole")
+        met = self.metrics(m)
+        self.assertEqual((met["mailtrail_spool_quarantined_total"],
+                          met["mailtrail_spool_drained_total"],
+                          met["mailtrail_spool_quarantine_bytes"]),
+                         (1, 7, 20 + len(bad_body)), met)
+        deadline = time.monotonic() + 10 * TIME_FACTOR
+        while not self.log_lines(m, "spool record moved to the quarantine"):
+            self.assertLess(time.monotonic(), deadline, "no quarantine log line")
+            time.sleep(0.05)
+        [aside] = self.log_lines(m, "spool record cannot be stored: set aside")
+        self.assertEqual(aside["message_id"], bad_mid)
+        self.assertIn("WRONGTYPE", aside["error"])
+        log = "\n".join(m.out_lines)
+        self.assertNotIn(bad_rcpt, log, "an address in the log (personal data)")
+        self.assertEqual(redis.client("TYPE", bad_key), "string")
+        # The operator fixes the key and replays the quarantine.
+        redis.client("DEL", bad_key)
+        self.assertStoredExactly(redis, [mid for mid, _ in batch if mid != bad_mid])
+        self.stop(m)
+        os.rename(os.path.join(spool, "quarantine"),
+                  os.path.join(spool, "00000000000000000000.journal"))
+        m2 = self.mailtrail(redis, "--spool-dir", spool, name="replay")
+        self.wait_drained(m2)
+        self.assertStoredExactly(redis, [mid for mid, _ in batch])
+
+    def test_disk_full_answers_503_and_leaves_nothing(self):
+        """Appends that the disk refuses (here EFBIG: a file size limit
+        below one record, SIGXFSZ ignored) answer 503 and leave no file
+        and no record behind; once the disk takes writes again, spooling
+        works and nothing acknowledged is lost."""
+        import resource
+        redis = self.redis_server("redis")  # down
+        spool = self.spool_dir()
+        script = 'trap "" XFSZ; ulimit -S -f 2; exec "$@"'  # 1024 bytes
+        m = harness.Mailtrail("/bin/sh", [], env=ENV.child_env(), name="limited")
+        m.cmd = (["/bin/sh", "-c", script, "sh"] + harness.WRAPPER + [BINARY]
+                 + self.args(redis, "--spool-dir", spool))
+        self.procs.append(m)
+        m.start()
+        self.addCleanup(self.stop, m)
+        for mid, body in Deliveries("diskfull").make(30):
+            r = self.post(m, body)
+            self.assertEqual((r.status, r.json()["error"]),
+                             (503, "redis unavailable and the spool cannot be written"), r)
+        self.assertEqual(os.listdir(spool), [], "a failed append leaves nothing behind")
+        status, body = self.readyz(m)
+        self.assertEqual((body["spool"]["records"], body["spool"]["bytes"]), (0, 0), body)
+        self.assertEqual(self.metrics(m)["mailtrail_spool_spooled_total"], 0)
+        # The disk frees up.
+        resource.prlimit(m.proc.pid, resource.RLIMIT_FSIZE,
+                         (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        batch = Deliveries("diskfull").make(5)
+        for mid, body in batch:
+            r = self.post(m, body)
+            self.assertEqual((r.status, r.json()), (200, {"status": "stored"}), r)
+        self.assertEqual(len(journal_files(spool)), 1)
+        redis.start()
+        self.wait_drained(m)
+        self.assertStoredExactly(redis, [mid for mid, _ in batch])
 
 
 # --- fault scenarios ------------------------------------------------------------------
