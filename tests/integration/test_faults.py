@@ -19,6 +19,7 @@ skipped.
 
 import collections
 import copy
+import hashlib
 import heapq
 import http.client
 import json
@@ -541,6 +542,47 @@ class SpoolTest(FaultCase):
         m2 = self.mailtrail(redis, "--spool-dir", spool, name="replay")
         self.wait_drained(m2)
         self.assertStoredExactly(redis, [mid for mid, _ in batch])
+
+    def test_brace_address_keys_of_an_older_version_stay_readable(self):
+        """An address beginning with '}' has new key names (its own hash
+        tag is empty); what an older version wrote under the old names on
+        a single Redis is read until the first new event arrives.  (Here
+        rather than in test_api.py: the drained copy of such a message
+        must land under the new names, see test_cluster.py.)"""
+        import urllib.parse
+        redis = self.redis_server("redis")
+        redis.start()
+        addr = "}x@example.com"
+        old_event = {"id": "00000000-0000-4000-8000-0000000000aa", "type": "Bounce",
+                     "time": "2026-01-01T00:00:00.000Z", "recipient": addr,
+                     "detail": {"bounceType": "Permanent"}}
+        redis.client("ZADD", f"{PREFIX}rcpt:{{{addr}}}", 1767225600000,
+                     json.dumps(old_event, separators=(",", ":")))
+        redis.client("HSET", f"{PREFIX}counts:{{{addr}}}", "type:Bounce", "1")
+        m = self.launch(self.args(redis)[:2] + ["--api-listen", "127.0.0.1:0"]
+                        + self.args(redis)[4:])
+        api = m.wait_listen_port("api listening")
+        path = "/v1/recipients/" + urllib.parse.quote(addr, safe="")
+
+        def ids():
+            r = http_request(api, "GET", path + "/events")
+            self.assertEqual(r.status, 200, r)
+            return [e["id"] for e in r.json()["events"]]
+
+        self.assertEqual(ids(), [old_event["id"]])
+        r = http_request(api, "GET", path)
+        self.assertEqual(r.json()["counts"], {"Bounce": 1}, r.json())
+        ses = copy.deepcopy(ENV.template)
+        ses["mail"]["destination"] = [addr]
+        ses["delivery"]["recipients"] = [addr]
+        msg = ENV.signer.notification(json.dumps(ses))
+        r = self.post(m, json.dumps(msg).encode())
+        self.assertEqual((r.status, r.json()), (200, {"status": "stored"}), r)
+        self.assertEqual(ids(), [msg["MessageId"]], "the new keys once they exist")
+        keys = {k.decode() for k in redis.client("KEYS", f"{PREFIX}*")}
+        tag = "sha256:" + hashlib.sha256(addr.encode()).hexdigest()
+        self.assertLessEqual({f"{PREFIX}rcpt:{{{tag}}}{addr}", f"{PREFIX}counts:{{{tag}}}{addr}"},
+                             keys)
 
     def test_disk_full_answers_503_and_leaves_nothing(self):
         """Appends that the disk refuses (here EFBIG: a file size limit
