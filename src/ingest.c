@@ -490,6 +490,8 @@ static enum mt_err drain_record(void *ctx, const char *body, size_t len,
 		size_t n = strcspn(res.detail, " ");
 		snprintf(detail, detsz, "%s: %.*s", mt_err_str(res.err), (int)(n < 64 ? n : 64),
 			 res.detail);
+	} else if (mt_err_http_status(res.err) < 500) {
+		snprintf(detail, detsz, "%s", mt_err_str(res.err));
 	} else {
 		snprintf(detail, detsz, "%s", res.detail[0] ? res.detail : mt_err_str(res.err));
 	}

@@ -445,9 +445,8 @@ static enum mt_err record_write(int fd, uint64_t off, const unsigned char h[REC_
 		return MT_E_OK;
 	}
 	saved = errno;
-	if (ftruncate(fd, (off_t)off) != 0) {
-		/* as said above */
-	}
+	if (ftruncate(fd, (off_t)off) != 0)
+		snprintf(ctx + strlen(ctx), sizeof(ctx) - strlen(ctx), " (not cut back)");
 	errno = saved;
 	return io_error(detail, detsz, ctx);
 }

@@ -252,15 +252,10 @@ static char *recipient_key(const struct store *st, const char *kind, const char 
 	for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
 		snprintf(tag + 7 + 2 * i, 3, "%02x", md[i]);
 	size_t lp = strlen(st->prefix), lk = strlen(kind), la = strlen(address);
-	char *k = malloc(lp + lk + DIGEST_TAG_LEN + la + 4);
-	if (!k)
-		return NULL;
-	memcpy(k, st->prefix, lp);
-	memcpy(k + lp, kind, lk);
-	memcpy(k + lp + lk, ":{", 2);
-	memcpy(k + lp + lk + 2, tag, DIGEST_TAG_LEN);
-	k[lp + lk + 2 + DIGEST_TAG_LEN] = '}';
-	memcpy(k + lp + lk + 3 + DIGEST_TAG_LEN, address, la + 1);
+	size_t n = lp + lk + DIGEST_TAG_LEN + la + 4;
+	char *k = malloc(n);
+	if (k)
+		snprintf(k, n, "%s%s:{%s}%s", st->prefix, kind, tag, address);
 	return k;
 }
 
