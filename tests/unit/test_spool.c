@@ -257,6 +257,50 @@ static void test_quarantine(const char *dir)
 	wait_quarantined(0);
 }
 
+/* A full quarantine holds the drain (stalled) rather than drop a record
+ * it cannot keep; stopped, emptied and started again, the drain goes on. */
+static void test_quarantine_full(const char *dir)
+{
+	char err[512], path[600];
+	struct spool_stats st;
+
+	fake_reset();
+	snprintf(path, sizeof(path), "%s/" SPOOL_QUARANTINE_NAME, dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	CHECK(fd >= 0 && ftruncate(fd, SPOOL_QUARANTINE_MAX - 30) == 0, "a nearly full quarantine");
+	close(fd);
+	struct spool *sp = spool_open(dir, 1 << 20, err, sizeof(err));
+	CHECK(sp != NULL, "open: %s", err);
+	fake.refuse = "{\"wrongtype\":2}";
+	append(sp, "{\"wrongtype\":2}");
+	append(sp, "{\"n\":30}");
+	CHECK(spool_start(sp, &hooks), "drainer");
+	for (int i = 0; i < 1000; i++) {
+		pthread_mutex_lock(&fake.lock);
+		bool waiting = fake.stalls >= 1;
+		pthread_mutex_unlock(&fake.lock);
+		if (waiting)
+			break;
+		nanosleep(&(struct timespec){0, 10 * 1000000L}, NULL);
+	}
+	nanosleep(&(struct timespec){0, 300 * 1000000L}, NULL);
+	spool_stats(sp, &st);
+	CHECK(st.stalled && st.records == 2 && st.quarantine_bytes == SPOOL_QUARANTINE_MAX - 30 &&
+		      fake.nseen == 0 && fake.quarantined == 0,
+	      "full: the record waits, and so do the ones behind it (stalled %d, records %" PRIu64
+	      ")",
+	      st.stalled, st.records);
+	spool_free(sp);
+	unlink(path);
+	sp = spool_open(dir, 1 << 20, err, sizeof(err));
+	CHECK(sp != NULL && spool_start(sp, &hooks) && wait_empty(sp, 1), "emptied: drained");
+	CHECK(fake.nseen == 1 && strcmp(fake.seen[0], "{\"n\":30}") == 0 && fake.quarantined == 1,
+	      "stored and set aside (%d, %d)", fake.nseen, fake.quarantined);
+	spool_free(sp);
+	CHECK(quarantine_holds(dir, "{\"wrongtype\":2}\n"), "in the quarantine");
+	unlink(path);
+}
+
 /* Sequence numbers never wrap: a file numbered 2^63 or more (mailtrail
  * never writes one) makes the directory refused with one line. */
 static void test_sequence(const char *dir)
@@ -448,6 +492,7 @@ int main(void)
 	spool_free(sp);
 	CHECK(quarantine_holds(dir, "{\"bad\":1}\n"), "the bad one is in the quarantine");
 	test_quarantine(dir);
+	test_quarantine_full(dir);
 
 	/* A record damaged in the middle of a file fails its checksum and is
 	 * skipped; the one after it is found again. */
