@@ -13,6 +13,14 @@
 #include <stdint.h>
 
 #define CONFIG_TOPICS_MAX 64
+/* Longest --topic, and longest TopicArn a message may have to be accepted
+ * (real ones are under 320: a 256-character name, region, account). */
+#define CONFIG_TOPIC_ARN_MAX 512
+/* --api-token / --api-token-file: 16 to 1024 visible ASCII characters. */
+#define CONFIG_API_TOKEN_MIN 16
+#define CONFIG_API_TOKEN_MAX 1024
+/* --max-connections and --max-connections-per-ip at most. */
+#define CONFIG_CONNECTIONS_MAX 100000
 /* --spool-max-bytes bounds: 64 KiB .. 1 PiB. */
 #define CONFIG_SPOOL_MAX_BYTES_MIN (64ull << 10)
 #define CONFIG_SPOOL_MAX_BYTES_MAX (1ull << 50)
@@ -41,6 +49,9 @@ struct config {
 	bool api_enabled;
 	struct config_listen api_listen;
 	const char *api_token; /* NULL: the API is open */
+	char *api_token_owned; /* read from --api-token-file (api_token points here) */
+	const char *api_token_file;
+	bool api_no_token; /* --api-no-token: beyond loopback without a token */
 	const char *redis_url;
 	struct config_redis redis;
 	const char *redis_prefix;
@@ -54,11 +65,14 @@ struct config {
 	const char *topics[CONFIG_TOPICS_MAX];
 	size_t ntopics;
 	char *topics_env; /* owned copy of MAILTRAIL_TOPIC, split in place */
+	bool any_topic;   /* --any-topic: no allow-list */
 	int64_t max_age_s;
 	bool auto_confirm;
 	unsigned retention_days;
 	bool keep_headers;
 	size_t max_body;
+	unsigned max_connections;        /* per listener */
+	unsigned max_connections_per_ip; /* 0: no per-address limit */
 	enum log_format log_format;
 	enum log_level log_level;
 };
@@ -81,8 +95,16 @@ enum config_result config_parse(struct config *c, int argc, char **argv,
 /* Frees what config_parse allocated; accepts NULL. */
 void config_free(struct config *c);
 
-/* True when topic is allowed (no --topic given, or one of them). */
+/* True when topic is allowed: --any-topic, or it matches a --topic.
+ * Linear in the lengths of topic and the patterns: it runs on untrusted
+ * input, before the signature is checked. */
 bool config_topic_allowed(const struct config *c, const char *topic);
+
+/* Whether arn matches pattern: both split at ':' into the 6 fields of an
+ * ARN, each field of arn matching the pattern's field, where '*' matches
+ * any run of characters (none included) within the field.  O(length of
+ * arn + length of pattern), whatever they hold. */
+bool config_arn_match(const char *pattern, const char *arn);
 
 /* Parses a redis URL as --redis takes it; false on anything else. */
 bool config_parse_redis_url(const char *url, struct config_redis *out);

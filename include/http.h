@@ -15,12 +15,29 @@
 /* Limits on what a client controls (README "Limits"), for all of a
  * listener's threads together. */
 
-/* Most connections served at once per listener; more wait in the kernel's
- * listen backlog. */
+/* Most connections served at once per listener, unless --max-connections
+ * says otherwise (this is its default, as config.c spells it).  On the
+ * webhook's event loops more wait in the kernel's listen backlog, served
+ * as slots free; the API listener (a thread per connection, whose
+ * libmicrohttpd mode always accepts) closes them at once. */
 #define HTTP_CONNECTIONS_MAX 256
 /* Most connections from one client address (behind a load balancer: from
- * one balancer address); more are closed at once. */
+ * one balancer address), unless --max-connections-per-ip says otherwise (0:
+ * no limit); more are closed at once. */
 #define HTTP_CONNECTIONS_PER_ADDRESS_MAX 32
+/* The webhook's TLS: 1.2 and 1.3 only, forward-secret key exchange
+ * ((EC)DHE) and AEAD ciphers (AES-GCM, ChaCha20-Poly1305) only; the
+ * server's order of preference.  A GnuTLS priority string. */
+#define HTTP_TLS_PRIORITIES                                                 \
+	"NONE:+VERS-TLS1.3:+VERS-TLS1.2:+ECDHE-ECDSA:+ECDHE-RSA:+DHE-RSA:"  \
+	"+AES-256-GCM:+CHACHA20-POLY1305:+AES-128-GCM:+AEAD:+GROUP-ALL:"    \
+	"+SIGN-ALL:+COMP-NULL:+CTYPE-X509:%SERVER_PRECEDENCE"
+
+/* The limits of one listener (--max-connections, --max-connections-per-ip). */
+struct http_limits {
+	unsigned max_connections;  /* at least 1 */
+	unsigned max_per_address;  /* 0: none */
+};
 /* Memory per connection for the request line, the headers and read
  * buffers: larger headers are answered 431 and the connection closed. */
 #define HTTP_CONNECTION_MEMORY (32 * 1024)
@@ -68,11 +85,11 @@ void http_loop_wake(struct http_loop *lp);
  * it at once). */
 #define HTTP_LOOP_WAIT_MS 1000
 
-/* Listens on l (TLS when tls_cert and tls_key are set).  Returns NULL with
- * a reason in errbuf on failure; stop with http_stop(). */
+/* Listens on l (TLS when tls_cert and tls_key are set) within limits.
+ * Returns NULL with a reason in errbuf on failure; stop with http_stop(). */
 struct http_server *http_start(const struct config_listen *l, const char *tls_cert,
 			       const char *tls_key, const struct http_routes *routes,
-			       char *errbuf, size_t errsz);
+			       const struct http_limits *limits, char *errbuf, size_t errsz);
 
 /* The port actually bound (useful with port 0). */
 unsigned http_port(const struct http_server *s);

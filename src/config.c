@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include "mt_version.h"
 
@@ -22,6 +23,8 @@ enum opt_id {
 	OPT_TLS_KEY,
 	OPT_API_LISTEN,
 	OPT_API_TOKEN,
+	OPT_API_TOKEN_FILE,
+	OPT_API_NO_TOKEN,
 	OPT_REDIS,
 	OPT_REDIS_PREFIX,
 	OPT_REDIS_CLUSTER, /* after OPT_REDIS, whose parse resets c->redis */
@@ -31,11 +34,14 @@ enum opt_id {
 	OPT_SPOOL_DIR,
 	OPT_SPOOL_MAX_BYTES,
 	OPT_TOPIC,
+	OPT_ANY_TOPIC,
 	OPT_MAX_AGE,
 	OPT_AUTO_CONFIRM,
 	OPT_RETENTION_DAYS,
 	OPT_KEEP_HEADERS,
 	OPT_MAX_BODY,
+	OPT_MAX_CONNECTIONS,
+	OPT_MAX_CONNECTIONS_PER_IP,
 	OPT_LOG_FORMAT,
 	OPT_LOG_LEVEL,
 	OPT_HELP,
@@ -56,6 +62,8 @@ static const struct opt opts[OPT__COUNT] = {
 	[OPT_TLS_KEY] = {"tls-key", "FILE", NULL, "serve the webhook over HTTPS: private key (PEM)"},
 	[OPT_API_LISTEN] = {"api-listen", "ADDR:PORT", "127.0.0.1:8081", "query API and console listener; 'off' disables it"},
 	[OPT_API_TOKEN] = {"api-token", "TOKEN", NULL, "require 'Authorization: Bearer TOKEN' on the API and console"},
+	[OPT_API_TOKEN_FILE] = {"api-token-file", "FILE", NULL, "the same, the token read from FILE (one line)"},
+	[OPT_API_NO_TOKEN] = {"api-no-token", NULL, NULL, "allow --api-listen beyond loopback without a token"},
 	[OPT_REDIS] = {"redis", "URL", "redis://127.0.0.1:6379/0", "redis://[:password@]host:port[/db] or unix:///path"},
 	[OPT_REDIS_PREFIX] = {"redis-prefix", "STR", "mailtrail:", "prefix of every Redis key"},
 	[OPT_REDIS_CLUSTER] = {"redis-cluster", NULL, NULL, "treat --redis as a seed node of a Redis Cluster"},
@@ -64,12 +72,15 @@ static const struct opt opts[OPT__COUNT] = {
 	[OPT_CERT_CACHE_DIR] = {"cert-cache-dir", "DIR", NULL, "keep signing certs here; a cert found here is used without fetching"},
 	[OPT_SPOOL_DIR] = {"spool-dir", "DIR", NULL, "durable spool: while Redis is unavailable, verified messages are synced here and drained later"},
 	[OPT_SPOOL_MAX_BYTES] = {"spool-max-bytes", "N", "1073741824", "a full spool answers 503 (SNS retries)"},
-	[OPT_TOPIC] = {"topic", "ARN", NULL, "accept only this TopicArn (repeatable; env: comma-separated)"},
+	[OPT_TOPIC] = {"topic", "ARN", NULL, "accept only this TopicArn or ARN pattern, '*' within a field (repeatable; env: comma-separated); required unless --any-topic"},
+	[OPT_ANY_TOPIC] = {"any-topic", NULL, NULL, "accept every topic SNS signs (not recommended: see README)"},
 	[OPT_MAX_AGE] = {"max-age", "SECONDS", "0", "reject messages older than this (0: off)"},
 	[OPT_AUTO_CONFIRM] = {"auto-confirm", "yes|no", "yes", "confirm SubscriptionConfirmation messages"},
 	[OPT_RETENTION_DAYS] = {"retention-days", "N", "90", "trim events older than this"},
 	[OPT_KEEP_HEADERS] = {"keep-headers", NULL, NULL, "also store mail.commonHeaders"},
 	[OPT_MAX_BODY] = {"max-body", "BYTES", "1048576", "larger request bodies get 413"},
+	[OPT_MAX_CONNECTIONS] = {"max-connections", "N", "256", "connections served at once per listener; more wait"},
+	[OPT_MAX_CONNECTIONS_PER_IP] = {"max-connections-per-ip", "N", "32", "connections per client address (0: no limit; behind a load balancer)"},
 	[OPT_LOG_FORMAT] = {"log-format", "json|text", "json", "log line format (stdout)"},
 	[OPT_LOG_LEVEL] = {"log-level", "debug|info|warn|error", "info", "least severe level logged"},
 	[OPT_HELP] = {"help", NULL, NULL, "show this help"},
@@ -219,6 +230,224 @@ bool config_parse_redis_url(const char *url, struct config_redis *out)
 	return true;
 }
 
+/* --- topics ------------------------------------------------------------ */
+
+/* arn:partition:service:region:account:resource */
+#define ARN_FIELDS 6
+#define ARN_ACCOUNT 4
+
+struct span {
+	const char *p;
+	size_t len;
+};
+
+/* Splits s[0..len) at ':' into exactly ARN_FIELDS fields. */
+static bool arn_split(const char *s, size_t len, struct span f[ARN_FIELDS])
+{
+	size_t n = 0;
+	const char *start = s, *end = s + len;
+	for (const char *q = s;; q++) {
+		if (q == end || *q == ':') {
+			if (n == ARN_FIELDS)
+				return false;
+			f[n].p = start;
+			f[n].len = (size_t)(q - start);
+			n++;
+			if (q == end)
+				break;
+			start = q + 1;
+		}
+	}
+	return n == ARN_FIELDS;
+}
+
+/* The first place needle[0..nl) occurs in hay[0..hl), or -1.  Knuth-Morris-
+ * Pratt: O(nl + hl) whatever the bytes, nl <= CONFIG_TOPIC_ARN_MAX. */
+static long find(const char *needle, size_t nl, const char *hay, size_t hl)
+{
+	unsigned short back[CONFIG_TOPIC_ARN_MAX];
+	if (nl == 0)
+		return 0;
+	if (nl > CONFIG_TOPIC_ARN_MAX || nl > hl)
+		return -1;
+	back[0] = 0;
+	for (size_t i = 1, k = 0; i < nl; i++) {
+		while (k && needle[i] != needle[k])
+			k = back[k - 1];
+		if (needle[i] == needle[k])
+			k++;
+		back[i] = (unsigned short)k;
+	}
+	for (size_t i = 0, k = 0; i < hl; i++) {
+		while (k && hay[i] != needle[k])
+			k = back[k - 1];
+		if (hay[i] == needle[k] && ++k == nl)
+			return (long)(i + 1 - nl);
+	}
+	return -1;
+}
+
+/* Whether t matches p, '*' in p matching any run of characters.  The
+ * pieces between stars must occur in t in order: the text before the
+ * first star anchors the start, the text after the last the end, and
+ * each piece between is taken at its leftmost place after the previous
+ * one (a later place never leaves more room for the rest).  Each piece
+ * is searched once, from where the previous one ended: no backtracking,
+ * so O(len(p) + len(t)). */
+static bool glob_match(struct span p, struct span t)
+{
+	const char *first = memchr(p.p, '*', p.len);
+	if (!first)
+		return p.len == t.len && memcmp(p.p, t.p, p.len) == 0;
+	const char *last = p.p + p.len - 1;
+	while (*last != '*')
+		last--;
+	size_t head = (size_t)(first - p.p);
+	size_t tail = p.len - (size_t)(last - p.p) - 1;
+	if (head + tail > t.len || memcmp(p.p, t.p, head) != 0 ||
+	    memcmp(last + 1, t.p + t.len - tail, tail) != 0)
+		return false;
+	size_t pos = head, end = t.len - tail;
+	for (const char *q = first + 1; q < last;) {
+		const char *star = memchr(q, '*', (size_t)(last - q) + 1);
+		size_t n = (size_t)(star - q);
+		long at = find(q, n, t.p + pos, end - pos);
+		if (at < 0)
+			return false;
+		pos += (size_t)at + n;
+		q = star + 1;
+	}
+	return true;
+}
+
+bool config_arn_match(const char *pattern, const char *arn)
+{
+	struct span pf[ARN_FIELDS], af[ARN_FIELDS];
+	size_t al = strnlen(arn, CONFIG_TOPIC_ARN_MAX + 1);
+	if (al > CONFIG_TOPIC_ARN_MAX || !arn_split(pattern, strlen(pattern), pf) ||
+	    !arn_split(arn, al, af))
+		return false;
+	for (size_t i = 0; i < ARN_FIELDS; i++)
+		if (!glob_match(pf[i], af[i]))
+			return false;
+	return true;
+}
+
+static bool span_is(struct span s, const char *lit)
+{
+	return s.len == strlen(lit) && memcmp(s.p, lit, s.len) == 0;
+}
+
+static bool span_chars(struct span s, const char *extra)
+{
+	if (s.len == 0)
+		return false;
+	for (size_t i = 0; i < s.len; i++)
+		if (!isalnum((unsigned char)s.p[i]) && !strchr(extra, s.p[i]))
+			return false;
+	return true;
+}
+
+/* Checks the shape of a --topic: an SNS topic ARN, '*' allowed in the
+ * partition, region and name, the account spelled out.  NULL when fine,
+ * else why not. */
+static const char *topic_shape(const char *v)
+{
+	struct span f[ARN_FIELDS];
+	size_t len = strlen(v);
+	if (len > CONFIG_TOPIC_ARN_MAX || !arn_split(v, len, f))
+		return "not an ARN of 6 ':'-separated fields "
+		       "(arn:aws:sns:REGION:ACCOUNT:NAME)";
+	if (!span_is(f[0], "arn") || !span_is(f[2], "sns"))
+		return "not an SNS topic ARN (arn:PARTITION:sns:REGION:ACCOUNT:NAME)";
+	if (memchr(f[ARN_ACCOUNT].p, '*', f[ARN_ACCOUNT].len))
+		return "a wildcard account accepts topics anyone can create: "
+		       "name your account, or use --any-topic";
+	bool digits = f[ARN_ACCOUNT].len == 12;
+	for (size_t i = 0; digits && i < 12; i++)
+		digits = isdigit((unsigned char)f[ARN_ACCOUNT].p[i]);
+	if (!digits)
+		return "the account is not 12 digits";
+	if (!span_chars(f[1], "-*") || !span_chars(f[3], "-*") || !span_chars(f[5], "-_.*"))
+		return "a field is empty or has a character no topic ARN has";
+	return NULL;
+}
+
+/* --- API token ------------------------------------------------------------ */
+
+/* Substrings (any case) of the placeholders that examples and templates
+ * carry; a token holding one is refused at start.  None can occur in a
+ * hex token (openssl rand -hex 32). */
+static const char *const token_placeholders[] = {
+	"changeme", "change-me", "change_me", "replaceme", "replace-me", "replace_me",
+	"placeholder", "example", "xxxx", "your-token", "your_token", "yourtoken",
+	"secret-here", "token-here",
+};
+
+/* NULL when token is acceptable, else why not. */
+static const char *token_problem(const char *token)
+{
+	size_t len = strlen(token);
+	if (len < CONFIG_API_TOKEN_MIN)
+		return "is too short (at least 16 characters: openssl rand -hex 32)";
+	if (len > CONFIG_API_TOKEN_MAX)
+		return "is too long (at most 1024 characters)";
+	for (size_t i = 0; i < len; i++)
+		if (token[i] <= ' ' || token[i] >= 0x7f)
+			return "has a space, a control or a non-ASCII character";
+	for (size_t i = 0; i < sizeof(token_placeholders) / sizeof(*token_placeholders); i++)
+		if (strcasestr(token, token_placeholders[i]))
+			return "looks like a placeholder from an example: "
+			       "set a real one (openssl rand -hex 32)";
+	return NULL;
+}
+
+/* Reads the token of --api-token-file: the whole file, one trailing
+ * newline ("\n" or "\r\n") removed.  Returns a malloc'd string (the
+ * caller frees it) or NULL with err set. */
+static char *read_token_file(const char *path, char *err, size_t errsz)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		fail(err, errsz, "mailtrail: invalid value for --api-token-file: cannot open '%s': %s",
+		     path, strerror(errno));
+		return NULL;
+	}
+	char *buf = malloc(CONFIG_API_TOKEN_MAX + 4);
+	size_t n = buf ? fread(buf, 1, CONFIG_API_TOKEN_MAX + 3, f) : 0;
+	bool bad = ferror(f);
+	fclose(f);
+	if (!buf || bad) {
+		fail(err, errsz, "mailtrail: invalid value for --api-token-file: cannot read '%s'", path);
+		free(buf);
+		return NULL;
+	}
+	if (n && buf[n - 1] == '\n')
+		n--;
+	if (n && buf[n - 1] == '\r')
+		n--;
+	buf[n] = '\0';
+	if (memchr(buf, '\0', n)) {
+		fail(err, errsz, "mailtrail: --api-token-file '%s': the token has a NUL byte", path);
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+static bool is_loopback(const char *host)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, host, &a6) != 1)
+		return false;
+	if (IN6_IS_ADDR_LOOPBACK(&a6))
+		return true;
+	return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
+}
+
 static void print_help(FILE *out)
 {
 	fprintf(out,
@@ -262,9 +491,18 @@ static bool apply(struct config *c, enum opt_id id, const char *v, char *err,
 		c->api_enabled = true;
 		return true;
 	case OPT_API_TOKEN:
-		if (!*v || strlen(v) > 1024)
+		if (!*v)
 			goto bad;
 		c->api_token = v;
+		return true;
+	case OPT_API_TOKEN_FILE:
+		if (!*v)
+			goto bad;
+		c->api_token_file = v;
+		return true;
+	case OPT_API_NO_TOKEN:
+		if (!parse_bool(v, &c->api_no_token))
+			goto bad;
 		return true;
 	case OPT_TLS_CERT:
 		c->tls_cert = v;
@@ -278,8 +516,13 @@ static bool apply(struct config *c, enum opt_id id, const char *v, char *err,
 		c->redis_url = v;
 		return true;
 	case OPT_REDIS_PREFIX:
-		if (strlen(v) > 128)
-			goto bad;
+		/* A brace would change the hash tag of every key (Redis
+		 * Cluster hashes the first {...} of a key name). */
+		if (strlen(v) > 128 || strpbrk(v, "{}")) {
+			fail(err, errsz, "mailtrail: invalid value for --redis-prefix: '%s' "
+			     "(at most 128 characters, no '{' or '}')", v);
+			return false;
+		}
 		c->redis_prefix = v;
 		return true;
 	case OPT_REDIS_CLUSTER:
@@ -313,10 +556,20 @@ static bool apply(struct config *c, enum opt_id id, const char *v, char *err,
 			goto bad;
 		c->spool_max_bytes = n;
 		return true;
-	case OPT_TOPIC:
-		if (!*v || c->ntopics == CONFIG_TOPICS_MAX)
+	case OPT_TOPIC: {
+		const char *why = topic_shape(v);
+		if (why) {
+			fail(err, errsz, "mailtrail: invalid value for --topic: '%s': %s", v, why);
+			return false;
+		}
+		if (c->ntopics == CONFIG_TOPICS_MAX)
 			goto bad;
 		c->topics[c->ntopics++] = v;
+		return true;
+	}
+	case OPT_ANY_TOPIC:
+		if (!parse_bool(v, &c->any_topic))
+			goto bad;
 		return true;
 	case OPT_MAX_AGE:
 		if (!parse_u64(v, INT32_MAX, &n))
@@ -340,6 +593,16 @@ static bool apply(struct config *c, enum opt_id id, const char *v, char *err,
 		if (!parse_u64(v, 64u << 20, &n) || n < 1024)
 			goto bad;
 		c->max_body = (size_t)n;
+		return true;
+	case OPT_MAX_CONNECTIONS:
+		if (!parse_u64(v, CONFIG_CONNECTIONS_MAX, &n) || n == 0)
+			goto bad;
+		c->max_connections = (unsigned)n;
+		return true;
+	case OPT_MAX_CONNECTIONS_PER_IP:
+		if (!parse_u64(v, CONFIG_CONNECTIONS_MAX, &n))
+			goto bad;
+		c->max_connections_per_ip = (unsigned)n;
 		return true;
 	case OPT_LOG_FORMAT:
 		if (strcmp(v, "json") == 0)
@@ -385,7 +648,7 @@ enum config_result config_parse(struct config *c, int argc, char **argv,
 {
 	const char *flag_val[OPT__COUNT] = {0};
 	bool flag_seen[OPT__COUNT] = {0};
-	const char *topic_flags[CONFIG_TOPICS_MAX];
+	const char *topic_vals[CONFIG_TOPICS_MAX];
 	size_t ntopic_flags = 0;
 
 	memset(c, 0, sizeof(*c));
@@ -431,13 +694,16 @@ enum config_result config_parse(struct config *c, int argc, char **argv,
 				     CONFIG_TOPICS_MAX);
 				return CONFIG_ERROR;
 			}
-			topic_flags[ntopic_flags++] = v;
+			topic_vals[ntopic_flags++] = v;
 		}
 		flag_seen[id] = true;
 		flag_val[id] = v;
 	}
 
-	/* 2. Defaults, then variables, then flags, each validated. */
+	/* 2. Defaults, then variables, then flags, each validated.  --topic
+	 * and --any-topic are one setting: given as flags, the variables of
+	 * both are ignored. */
+	bool topic_flags = flag_seen[OPT_TOPIC] || flag_seen[OPT_ANY_TOPIC];
 	for (int i = 0; i < OPT__COUNT; i++) {
 		if (i == OPT_HELP || i == OPT_VERSION)
 			continue;
@@ -449,9 +715,9 @@ enum config_result config_parse(struct config *c, int argc, char **argv,
 		if (id == OPT_TOPIC) {
 			if (flag_seen[id]) {
 				for (size_t t = 0; t < ntopic_flags; t++)
-					if (!apply(c, id, topic_flags[t], err, errsz))
+					if (!apply(c, id, topic_vals[t], err, errsz))
 						return CONFIG_ERROR;
-			} else if (ev && *ev) {
+			} else if (!topic_flags && ev && *ev) {
 				c->topics_env = strdup(ev);
 				if (!c->topics_env) {
 					fail(err, errsz, "mailtrail: out of memory");
@@ -470,6 +736,8 @@ enum config_result config_parse(struct config *c, int argc, char **argv,
 		}
 		if (opts[i].def && !apply(c, id, opts[i].def, err, errsz))
 			return CONFIG_ERROR;
+		if (id == OPT_ANY_TOPIC && topic_flags)
+			ev = NULL;
 		const char *v = flag_seen[id] ? flag_val[id] : ev;
 		if (v && !apply(c, id, v, err, errsz)) {
 			if (!flag_seen[id]) /* say where the bad value came from */
@@ -490,6 +758,39 @@ enum config_result config_parse(struct config *c, int argc, char **argv,
 		     "(no unix socket, database 0 only)");
 		return CONFIG_ERROR;
 	}
+	if (c->api_token && c->api_token_file) {
+		fail(err, errsz, "mailtrail: --api-token and --api-token-file exclude each other");
+		return CONFIG_ERROR;
+	}
+	if (c->api_token_file) {
+		c->api_token_owned = read_token_file(c->api_token_file, err, errsz);
+		if (!c->api_token_owned)
+			return CONFIG_ERROR;
+		c->api_token = c->api_token_owned;
+	}
+	const char *why = c->api_token ? token_problem(c->api_token) : NULL;
+	if (why) {
+		fail(err, errsz, "mailtrail: the token of --%s %s",
+		     c->api_token_file ? "api-token-file" : "api-token", why);
+		return CONFIG_ERROR;
+	}
+	if (c->api_enabled && !c->api_token && !c->api_no_token &&
+	    !is_loopback(c->api_listen.host)) {
+		fail(err, errsz, "mailtrail: --api-listen %s is not a loopback address: set "
+		     "--api-token-file or --api-token (or --api-no-token to serve every "
+		     "timeline to whoever reaches it)", c->api_listen.host);
+		return CONFIG_ERROR;
+	}
+	if (c->any_topic && c->ntopics) {
+		fail(err, errsz, "mailtrail: --topic and --any-topic exclude each other");
+		return CONFIG_ERROR;
+	}
+	if (!c->any_topic && !c->ntopics) {
+		fail(err, errsz, "mailtrail: --topic is required: your SES topic's ARN, e.g. "
+		     "--topic arn:aws:sns:eu-west-1:123456789012:ses-events "
+		     "(--any-topic accepts every topic SNS signs: see README)");
+		return CONFIG_ERROR;
+	}
 	return CONFIG_OK;
 }
 
@@ -500,15 +801,19 @@ void config_free(struct config *c)
 	if (c->cert_host_re_set)
 		regfree(&c->cert_host_re);
 	free(c->topics_env);
+	if (c->api_token_owned) {
+		explicit_bzero(c->api_token_owned, strlen(c->api_token_owned));
+		free(c->api_token_owned);
+	}
 	memset(c, 0, sizeof(*c));
 }
 
 bool config_topic_allowed(const struct config *c, const char *topic)
 {
-	if (c->ntopics == 0)
+	if (c->any_topic)
 		return true;
 	for (size_t i = 0; i < c->ntopics; i++)
-		if (strcmp(c->topics[i], topic) == 0)
+		if (config_arn_match(c->topics[i], topic))
 			return true;
 	return false;
 }

@@ -34,6 +34,12 @@ struct http_loop {
 	pthread_t thread;
 	bool running;
 	bool quiesced; /* by its thread, after http_quiesce asked */
+	/* Its share of --max-connections (the shares add up to it), and
+	 * how many it has (its thread only).  At its share, libmicrohttpd
+	 * takes the listen socket out of the loop's epoll set, so further
+	 * connections wait in the backlog (or go to another loop). */
+	unsigned max_conns;
+	unsigned nconns;
 };
 
 struct http_server {
@@ -47,6 +53,7 @@ struct http_server {
 	struct http_routes routes; /* what http.c wraps: see on_request */
 	MHD_socket quiesced_fd;    /* the listen socket after http_quiesce */
 	bool tls;                  /* serves tls.c's certificate */
+	struct http_limits limits;
 	/* Open connections, for the watchdog that enforces
 	 * HTTP_REQUEST_READ_TIMEOUT_S (see watchdog()). */
 	pthread_mutex_t conns_lock;
@@ -120,16 +127,38 @@ static bool same_address(const struct sockaddr_storage *a, const struct sockaddr
 	return false;
 }
 
-/* Whether cs is over a connection limit of http.h, counted over all of
- * the listener's threads.  Called with conns_lock held. */
-static const char *over_limit(const struct http_server *s, const struct conn_state *cs)
+/* Whether cs is over the per-address limit, counted over all of the
+ * listener's threads (libmicrohttpd counts per daemon, that is per loop).
+ * The total limit needs no check here: each loop's daemon stops accepting
+ * at its share.  Called with conns_lock held. */
+static bool over_address_limit(const struct http_server *s, const struct conn_state *cs)
 {
-	if (s->nconns > HTTP_CONNECTIONS_MAX)
-		return "listener";
+	if (!s->limits.max_per_address)
+		return false;
 	size_t same = 0;
 	for (const struct conn_state *o = s->conns; o; o = o->next)
 		same += !o->cut && same_address(&o->addr, &cs->addr);
-	return same > HTTP_CONNECTIONS_PER_ADDRESS_MAX ? "address" : NULL;
+	return same > s->limits.max_per_address;
+}
+
+static _Thread_local struct http_loop *this_loop;
+
+/* A loop's count of its connections: at its share, libmicrohttpd has
+ * taken the listen socket out of its epoll set and puts it back only in
+ * its next run, which a connection closing does not bring about by
+ * itself; so the loop is woken for it, and a connection waiting in the
+ * backlog is taken at once.  Returns whether the loop is now at its
+ * share. */
+static bool loop_count_conn(bool opened)
+{
+	struct http_loop *lp = this_loop;
+	if (!lp)
+		return false; /* thread-per-connection listener, or stopping */
+	if (opened)
+		return ++lp->nconns >= lp->max_conns;
+	if (lp->nconns-- == lp->max_conns)
+		http_loop_wake(lp);
+	return false;
 }
 
 /* libmicrohttpd reports a connection closed before it closes its socket,
@@ -149,6 +178,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
 			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 		const union MHD_ConnectionInfo *ai =
 			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+		bool loop_full = loop_count_conn(true);
 		*socket_context = cs = calloc(1, sizeof(*cs));
 		if (!cs || !ci)
 			return; /* not watched: the idle timeout still applies */
@@ -166,7 +196,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
 		s->conns = cs;
 		s->nconns++;
 		cs->listed = true;
-		const char *over = over_limit(s, cs);
+		bool over = over_address_limit(s, cs);
 		if (over) {
 			shutdown(cs->fd, SHUT_RDWR);
 			cs->cut = true;
@@ -178,12 +208,18 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
 			metrics_add(METRIC_http_connections_refused_total, 1);
 			if (log_throttle("connection limit", &left_out))
 				LOG(LOG_WARN, "connection refused: connection limit reached",
-				    "limit=%s open=%zu per_address_max=%d max=%d left_out=%lu",
-				    over, open - 1, HTTP_CONNECTIONS_PER_ADDRESS_MAX,
-				    HTTP_CONNECTIONS_MAX, left_out);
+				    "limit=address open=%zu per_address_max=%u max=%u left_out=%lu",
+				    open - 1, s->limits.max_per_address,
+				    s->limits.max_connections, left_out);
+		} else if (loop_full && open >= s->limits.max_connections &&
+			   log_throttle("connections wait", &left_out)) {
+			LOG(LOG_WARN, "connection limit reached: new connections wait",
+			    "limit=listener open=%zu max=%u left_out=%lu", open,
+			    s->limits.max_connections, left_out);
 		}
 		return;
 	}
+	loop_count_conn(false);
 	if (cs && cs->listed) {
 		pthread_mutex_lock(&s->conns_lock);
 		if (cs->prev)
@@ -215,7 +251,7 @@ static void *watchdog(void *arg)
 		pthread_cond_timedwait(&s->wake, &s->conns_lock, &until);
 		if (s->stopping)
 			break;
-		bool busy = s->nconns * 4 >= HTTP_CONNECTIONS_MAX * 3;
+		bool busy = s->nconns * 4 >= (size_t)s->limits.max_connections * 3;
 		int64_t limit_ms = (busy ? HTTP_REQUEST_READ_TIMEOUT_BUSY_S
 					 : HTTP_REQUEST_READ_TIMEOUT_S) * 1000;
 		int64_t now = now_ms();
@@ -455,8 +491,6 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 		LOG(LOG_WARN, "libmicrohttpd", "detail=\"%s\" left_out=%lu", msg, left_out);
 }
 
-static _Thread_local struct http_loop *this_loop;
-
 struct http_loop *http_this_loop(void)
 {
 	return this_loop;
@@ -558,7 +592,7 @@ static unsigned loop_count(void)
 
 struct http_server *http_start(const struct config_listen *l, const char *tls_cert,
 			       const char *tls_key, const struct http_routes *routes,
-			       char *errbuf, size_t errsz)
+			       const struct http_limits *limits, char *errbuf, size_t errsz)
 {
 	struct http_server *s = calloc(1, sizeof(*s));
 	struct sockaddr_storage ss;
@@ -571,6 +605,9 @@ struct http_server *http_start(const struct config_listen *l, const char *tls_ce
 		return NULL;
 	}
 	s->routes = *routes;
+	s->limits = *limits;
+	if (s->limits.max_connections == 0)
+		s->limits.max_connections = 1;
 	s->quiesced_fd = MHD_INVALID_SOCKET;
 	s->listen_fd = -1;
 	flags |= routes->flush ? MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME
@@ -613,23 +650,29 @@ struct http_server *http_start(const struct config_listen *l, const char *tls_ce
 			goto fail;
 		}
 		ndaemons = loop_count();
+		if (ndaemons > s->limits.max_connections)
+			ndaemons = s->limits.max_connections; /* every loop gets a share */
 	}
 	for (unsigned i = 0; i < ndaemons; i++) {
+		/* The loops' shares of the total add up to it exactly. */
+		unsigned share = s->limits.max_connections / ndaemons +
+				 (i < s->limits.max_connections % ndaemons);
 		struct MHD_Daemon *d = MHD_start_daemon(
 			flags, 0, NULL, NULL, on_request, s,
 			MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
 			MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
 			/* Per daemon; on_connection applies them to all. */
-			MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_CONNECTIONS_MAX,
-			MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)HTTP_CONNECTIONS_PER_ADDRESS_MAX,
+			MHD_OPTION_CONNECTION_LIMIT, share,
+			MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->limits.max_per_address,
 			MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
 			MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_IDLE_TIMEOUT_S,
 			MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
 			MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
 			s->listen_fd >= 0 ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_SOCK_ADDR,
 			s->listen_fd >= 0 ? (intptr_t)s->listen_fd : (intptr_t)&ss,
+			s->tls ? MHD_OPTION_HTTPS_PRIORITIES : MHD_OPTION_END, HTTP_TLS_PRIORITIES,
 			/* Asked at each handshake, so SIGHUP can swap it (tls.h). */
-			s->tls ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, tls_retrieve,
+			MHD_OPTION_HTTPS_CERT_CALLBACK, tls_retrieve,
 			MHD_OPTION_END);
 		if (!d) {
 			snprintf(errbuf, errsz, "cannot listen on %s:%u (address in use, or bad TLS files?)",
@@ -643,6 +686,7 @@ struct http_server *http_start(const struct config_listen *l, const char *tls_ce
 		struct http_loop *lp = &s->loops[s->nloops++];
 		lp->s = s;
 		lp->daemon = d;
+		lp->max_conns = share;
 		if (!loop_setup(lp)) {
 			snprintf(errbuf, errsz, "cannot set up an event loop: %s", strerror(errno));
 			goto fail;

@@ -117,8 +117,12 @@ int main(int argc, char **argv)
 		LOG(LOG_INFO, "spool open", "dir=%s records=%" PRIu64 " bytes=%" PRIu64 " max_bytes=%" PRIu64,
 		    cfg.spool_dir, ss.records, ss.bytes, ss.max_bytes);
 	}
-	if (cfg.ntopics == 0)
-		LOG(LOG_WARN, "no --topic allow-list: accepting every topic whose messages SNS signs", "%s", "");
+	if (cfg.any_topic)
+		LOG(LOG_WARN, "--any-topic: accepting every topic whose messages SNS signs, "
+		    "including topics of other AWS accounts", "%s", "");
+	if (cfg.api_enabled && !cfg.api_token)
+		LOG(LOG_WARN, "the API and console need no token: whoever reaches them reads every timeline",
+		    "api_listen=%s", cfg.api_listen.host);
 
 	/* Signals are taken synchronously by this thread only. */
 	sigset_t sigs;
@@ -156,20 +160,26 @@ int main(int argc, char **argv)
 	}
 	struct http_routes ingest = ingest_routes(ing);
 	char where[128];
-	http = http_start(&cfg.listen, cfg.tls_cert, cfg.tls_key, &ingest, err, sizeof(err));
+	struct http_limits limits = {.max_connections = cfg.max_connections,
+				     .max_per_address = cfg.max_connections_per_ip};
+	http = http_start(&cfg.listen, cfg.tls_cert, cfg.tls_key, &ingest, &limits, err,
+			  sizeof(err));
 	if (!http) {
 		LOG(LOG_ERROR, "cannot start the webhook listener", "error=\"%s\"", err);
 		goto out;
 	}
 	http_address(http, &cfg.listen, where, sizeof(where));
-	LOG(LOG_INFO, "listening", "listen=%s tls=%s version=%s topics=%zu auto_confirm=%s",
-	    where, cfg.tls_cert ? "yes" : "no", MAILTRAIL_VERSION, cfg.ntopics,
-	    cfg.auto_confirm ? "yes" : "no");
+	LOG(LOG_INFO, "listening", "listen=%s tls=%s version=%s topics=%zu any_topic=%s auto_confirm=%s "
+	    "max_connections=%u max_connections_per_ip=%u",
+	    where, cfg.tls_cert ? "yes" : "no", MAILTRAIL_VERSION,
+	    cfg.ntopics, cfg.any_topic ? "yes" : "no", cfg.auto_confirm ? "yes" : "no",
+	    cfg.max_connections, cfg.max_connections_per_ip);
 
 	struct api api = {.store = store, .token = cfg.api_token};
 	struct http_routes api_r = api_routes(&api);
 	if (cfg.api_enabled) {
-		api_http = http_start(&cfg.api_listen, NULL, NULL, &api_r, err, sizeof(err));
+		api_http = http_start(&cfg.api_listen, NULL, NULL, &api_r, &limits, err,
+				      sizeof(err));
 		if (!api_http) {
 			LOG(LOG_ERROR, "cannot start the API listener", "error=\"%s\"", err);
 			goto out;

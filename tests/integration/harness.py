@@ -888,11 +888,20 @@ class SnsSigner:
         return msg
 
 
+# mailtrail refuses to start without --topic (or --any-topic).  Unless a
+# test says otherwise, it accepts the topics of the test signer's account
+# (SnsSigner.TOPIC and the others the tests make up there): an ARN pattern,
+# as a deployment restricted to its own AWS account would use.  Given as
+# MAILTRAIL_TOPIC, so a --topic or --any-topic flag of a test replaces it.
+DEFAULT_TOPIC = "arn:aws:sns:*:123456789012:*"
+
+
 def guarded_env(guard_port, extra=None):
     """The environment for a mailtrail under test: no MAILTRAIL_* from the
-    caller, and every proxy variable pointing at the egress guard on
-    guard_port, so any attempt to reach a host outside 127.0.0.1 is seen
-    (and refused) there."""
+    caller except MAILTRAIL_TOPIC=DEFAULT_TOPIC (unless extra sets
+    MAILTRAIL_TOPIC or MAILTRAIL_ANY_TOPIC; "" unsets it), and every proxy
+    variable pointing at the egress guard on guard_port, so any attempt to
+    reach a host outside 127.0.0.1 is seen (and refused) there."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("MAILTRAIL_")
            and k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
@@ -900,8 +909,12 @@ def guarded_env(guard_port, extra=None):
     for k in ("http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         env[k] = proxy
     env["no_proxy"] = env["NO_PROXY"] = "127.0.0.1,localhost"
-    if extra:
-        env.update(extra)
+    extra = dict(extra or {})
+    if "MAILTRAIL_TOPIC" not in extra and "MAILTRAIL_ANY_TOPIC" not in extra:
+        env["MAILTRAIL_TOPIC"] = DEFAULT_TOPIC
+    env.update(extra)
+    for k in [k for k, v in env.items() if k.startswith("MAILTRAIL_") and v == ""]:
+        del env[k]
     return env
 
 

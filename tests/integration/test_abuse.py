@@ -20,7 +20,24 @@ harness.py, as in test_webhook.py.  What is checked:
   growth: VmRSS after many of them stays within a bound of VmRSS after a
   warm-up round.
 
+Issue 11 (secure by default), in the same place since it is about what a
+stranger can make mailtrail do:
+
+- without --topic (or the explicit --any-topic) mailtrail does not start;
+  a topic pattern accepts its account's topics and refuses (403, nothing
+  fetched, SubscribeURL never visited) every other account's;
+- the HTTPS listener refuses TLS 1.0/1.1, static-RSA and CBC suites
+  (openssl s_client offering them) and accepts TLS 1.2 ECDHE AES-GCM and
+  TLS 1.3;
+- a connection beyond --max-connections waits in the backlog and is served
+  once another closes; --max-connections-per-ip 0 lifts the per-address
+  limit; N closes the connection N+1 at once;
+- the API does not listen beyond loopback without a token, refuses short
+  and placeholder tokens, and reads one from --api-token-file.
+
 The limits' values are read from the C headers, so the bounds follow them.
+The slow-connection test opens up to 1,000 connections, fewer where the
+open-file hard limit is lower (an image build's 1024): same assertion.
 No timing assertion is tighter than "within 5 s".  Nothing is skipped.
 """
 
@@ -36,6 +53,7 @@ import sys
 import threading
 import time
 import unittest
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -46,6 +64,9 @@ BINARY = None
 DATA = None
 ENV = None
 LIMITS = {}
+# How many slow connections test_..._slowloris_... opens: 1,000, or fewer
+# when this process may not open that many files (set by setUpModule).
+SLOW_CONNECTIONS = 1000
 
 # The genuine sender's own loopback address: the per-address connection
 # limit applies to the attackers' 127.0.0.1 only.
@@ -87,16 +108,34 @@ def setUpModule():
     if not os.access(BINARY, os.X_OK):
         raise HarnessError(f"mailtrail binary not found or not executable: {BINARY}")
     LIMITS = read_limits(os.path.dirname(os.path.dirname(DATA)))
-    # 1,000 attacking sockets and the test's own, in this process.
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = 4096
-    if soft < want:
-        if hard != resource.RLIM_INFINITY and hard < want:
-            raise HarnessError(f"RLIMIT_NOFILE hard limit {hard} < {want}")
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    fit_slow_connections()
     ENV = Environment()
     AbuseCase.env = ENV
     AbuseCase.binary = BINARY
+
+
+# Descriptors kept aside for everything but the slow connections: the
+# test's own sockets, redis-server's, the hosts', and mailtrail's (which
+# inherits the limit and briefly holds every connection it refuses).
+FD_RESERVE = 200
+
+
+def fit_slow_connections():
+    """Raises the open-file soft limit as far as needed (4,096) or allowed
+    (the hard limit), and fits the number of slow connections under it:
+    an image build (podman's default hard limit is 1024) runs the same
+    test with fewer connections instead of failing."""
+    global SLOW_CONNECTIONS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 4096
+    if soft < want:
+        soft = want if hard == resource.RLIM_INFINITY or hard >= want else hard
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    SLOW_CONNECTIONS = min(1000, soft - FD_RESERVE)
+    floor = 4 * LIMITS["HTTP_CONNECTIONS_PER_ADDRESS_MAX"]
+    if SLOW_CONNECTIONS < floor:
+        raise HarnessError(f"RLIMIT_NOFILE {soft} leaves room for {SLOW_CONNECTIONS} slow "
+                           f"connections, fewer than {floor}: the test would prove nothing")
 
 
 def tearDownModule():
@@ -297,7 +336,7 @@ class TestSlowClients(AbuseCase):
         self.assertStored(self.genuine(m))  # the certificate is fetched now
         socks = []
         try:
-            for i in range(1000):
+            for i in range(SLOW_CONNECTIONS):
                 s = connect(m.port)
                 socks.append(s)
                 try:
@@ -309,9 +348,11 @@ class TestSlowClients(AbuseCase):
             self.assertStored(self.genuine(m))
             took = time.monotonic() - t0
             refused = self.metric(m, "http_connections_refused_total")
-            print(f"\n    (genuine delivery answered in {took * 1000:.0f} ms beside 1,000 slow "
-                  f"connections; {refused:.0f} refused at once)", end=" ", flush=True)
-            self.assertGreaterEqual(refused, 1000 - LIMITS["HTTP_CONNECTIONS_PER_ADDRESS_MAX"])
+            print(f"\n    (genuine delivery answered in {took * 1000:.0f} ms beside "
+                  f"{SLOW_CONNECTIONS:,} slow connections; {refused:.0f} refused at once)",
+                  end=" ", flush=True)
+            self.assertGreaterEqual(refused,
+                                    SLOW_CONNECTIONS - LIMITS["HTTP_CONNECTIONS_PER_ADDRESS_MAX"])
         finally:
             for s in socks:
                 s.close()
@@ -586,6 +627,263 @@ class TestOversizedAndDeep(AbuseCase):
                         f"memory grew by {growth_mib:.1f} MiB while refusing")
         r = m.request("GET", "/healthz")
         self.assertEqual(r.status, 200)
+
+
+# ===================================================================================
+# Issue 11: secure by default.
+
+def run_mailtrail(args, env=None, timeout=10):
+    """Runs mailtrail that is expected to refuse its configuration; returns
+    the CompletedProcess, or None when it was still running at timeout (it
+    accepted the configuration, then was killed)."""
+    cmd = WRAPPER + [BINARY] + args
+    try:
+        return harness.subprocess.run(cmd, capture_output=True, env=ENV.child_env(env),
+                                      timeout=timeout * TIME_FACTOR,
+                                      stdin=harness.subprocess.DEVNULL)
+    except harness.subprocess.TimeoutExpired:
+        return None
+
+
+class TestSecureDefaults(AbuseCase):
+    """Configuration a stranger would profit from is refused at start."""
+
+    BASE = ["--listen", "127.0.0.1:0", "--api-listen", "off", "--log-format", "json"]
+
+    def assertRefused(self, r, *words):  # noqa: N802
+        self.assertIsNotNone(r, "mailtrail started (accepted the configuration)")
+        err = r.stderr.decode("utf-8", "replace")
+        ctx = f"\nexit {r.returncode}\nstdout: {r.stdout!r}\nstderr: {err!r}"
+        self.assertEqual(r.returncode, 2, "must exit 2" + ctx)
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        self.assertEqual(len(lines), 1, "exactly one stderr line" + ctx)
+        for w in words:
+            self.assertIn(w, lines[0], ctx)
+        return lines[0]
+
+    def test_no_topic_does_not_start(self):
+        # The harness sets MAILTRAIL_TOPIC for every child: "" removes it.
+        self.assertRefused(run_mailtrail(self.BASE, env={"MAILTRAIL_TOPIC": ""}), "--topic")
+        self.assertRefused(run_mailtrail(self.BASE + ["--topic", "arn:aws:sns:*:*:*"]),
+                           "--topic", "--any-topic")
+        self.assertRefused(run_mailtrail(self.BASE + ["--topic", "arn:aws:sns:us-east-1:ses"]),
+                           "--topic")
+
+    def test_api_beyond_loopback_needs_a_token(self):
+        api = ["--listen", "127.0.0.1:0", "--log-format", "json", "--api-listen"]
+        self.assertRefused(run_mailtrail(api + ["0.0.0.0:0"]), "--api-listen", "--api-token")
+        self.assertRefused(run_mailtrail(api + ["0.0.0.0:0"], env={"MAILTRAIL_API_TOKEN": ""}),
+                           "--api-token")
+        for weak in ("CHANGE-ME-use-openssl-rand-hex-32", "short-token", "xxxxxxxxxxxxxxxxxxxx"):
+            with self.subTest(token=weak):
+                line = self.assertRefused(
+                    run_mailtrail(api + ["127.0.0.1:0", "--api-token", weak]), "--api-token")
+                self.assertNotIn(weak, line, "the token must never be shown")
+        path = os.path.join(ENV.tmp, "placeholder-token")
+        with open(path, "w") as f:
+            f.write("CHANGE-ME\n")
+        self.assertRefused(run_mailtrail(api + ["127.0.0.1:0", "--api-token-file", path]),
+                           "--api-token-file")
+        good = os.path.join(ENV.tmp, "good-token")
+        with open(good, "w") as f:
+            f.write("0f1e2d3c4b5a69788796a5b4c3d2e1f0\n")
+        self.assertRefused(run_mailtrail(api + ["127.0.0.1:0", "--api-token-file", good,
+                                                "--api-token", "0f1e2d3c4b5a69788796a5b4c3d2e1f0"]),
+                           "--api-token-file")
+        self.assertRefused(run_mailtrail(self.BASE + ["--redis-prefix", "app{1}:"]),
+                           "--redis-prefix")
+
+    def test_api_token_from_a_file(self):
+        token = "9b1c0e2f7a6d5c4b3a29180716253443"
+        path = os.path.join(ENV.tmp, "api-token")
+        with open(path, "w") as f:
+            f.write(token + "\n")
+        m = self.launch(["--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0",
+                         "--api-token-file", path, "--redis", ENV.redis_url,
+                         "--log-format", "json"])
+        port = m.wait_listen_port("api listening")
+        r = harness.http_request(port, "GET", "/v1/events")
+        self.assertEqual(r.status, 401, r)
+        r = harness.http_request(port, "GET", "/v1/events",
+                                 headers={"Authorization": f"Bearer {token}"})
+        self.assertEqual(r.status, 200, r)
+        self.assertNotIn(token, "\n".join(m.out_lines + m.err_lines))
+
+    def test_api_without_token_beyond_loopback_is_an_explicit_choice(self):
+        m = self.launch(["--listen", "127.0.0.1:0", "--api-listen", "0.0.0.0:0",
+                         "--api-no-token", "--redis", ENV.redis_url, "--log-format", "json"])
+        self.assertTrue(any("need no token" in o.get("msg", "") for o in
+                            (json.loads(ln) for ln in m.out_lines if ln.startswith("{"))),
+                        "a warning line at start")
+
+
+class TestTopicPattern(AbuseCase):
+    """--topic arn:aws:sns:*:ACCOUNT:ses-*, for real over HTTP."""
+
+    OURS = "arn:aws:sns:eu-west-1:123456789012:ses-prod"
+    THEIRS = "arn:aws:sns:eu-west-1:210987654321:ses-prod"  # another AWS account
+
+    def test_pattern_accepts_its_account_and_refuses_others(self):
+        m = self.start("--topic", "arn:aws:sns:*:123456789012:ses-*")
+        ok = self.signer.notification(DELIVERY, topic=self.OURS,
+                                      cert_url=ENV.sns.url(REAL_CERT_PATH))
+        self.assertStored(m.post_sns(ok))
+        ENV.sns.clear()
+        self.env.redis("FLUSHALL")
+        for topic in (self.THEIRS, "arn:aws:sns:eu-west-1:123456789012:other",
+                      "arn:aws:sns:eu-west-1:123456789012:ses-prod:x",
+                      "arn:aws:sns:eu-west-1:1234567890123:ses-prod"):
+            with self.subTest(topic=topic):
+                bad = self.signer.notification(DELIVERY, topic=topic,
+                                               cert_url=ENV.sns.url("/made-up-%d.pem" % len(topic)))
+                r = m.post_sns(bad)
+                self.assertEqual(r.status, 403, r)
+        self.assertEqual(self.env.redis.keys(), [], "nothing stored for other topics")
+        self.assertEqual(ENV.sns.requests(), [], "nothing fetched for other topics")
+
+    def test_confirmation_of_another_accounts_topic_is_never_visited(self):
+        m = self.start("--topic", "arn:aws:sns:*:123456789012:*")
+        theirs = self.signer.confirmation(topic=self.THEIRS)
+        r = m.post_sns(theirs, "SubscriptionConfirmation")
+        self.assertEqual(r.status, 403, r)
+        self.assertEqual(ENV.sns.requests(), [],
+                         "neither the certificate nor the SubscribeURL may be fetched")
+        ours = self.signer.confirmation(topic=self.OURS)
+        r = m.post_sns(ours, "SubscriptionConfirmation")
+        self.assertEqual((r.status, r.json().get("status")), (200, "confirmed"), r)
+        visited = [q for q in ENV.sns.requests() if "ConfirmSubscription" in q.path]
+        self.assertEqual(len(visited), 1, ENV.sns.requests())
+        self.assertIn(self.OURS, urllib.parse.unquote(visited[0].path))
+
+    def test_any_topic_is_explicit_and_warned(self):
+        m = self.start("--any-topic")
+        msg = self.signer.notification(DELIVERY, topic=self.THEIRS,
+                                       cert_url=ENV.sns.url(REAL_CERT_PATH))
+        self.assertStored(m.post_sns(msg))
+        warned = [ln for ln in m.out_lines if "--any-topic" in ln and '"warn"' in ln]
+        self.assertTrue(warned, "--any-topic logs a warning line at start")
+
+
+def s_client(port, *args):
+    """openssl s_client offering what args say (the client side allows
+    everything: SECLEVEL 0); returns (handshake completed, output)."""
+    cmd = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "127.0.0.1",
+           "-CAfile", ENV.pki.ca_cert] + list(args)
+    r = harness.subprocess.run(cmd, stdin=harness.subprocess.DEVNULL, capture_output=True,
+                               timeout=30 * TIME_FACTOR)
+    out = (r.stdout + r.stderr).decode("utf-8", "replace")
+    done = r.returncode == 0 and re.search(r"Cipher is (?!\(NONE\))\S+", out) is not None
+    return done, out
+
+
+class TestTlsPolicy(AbuseCase):
+
+    def test_only_tls12_and_13_with_forward_secret_aead(self):
+        harness.require_command("openssl")
+        m = self.start("--tls-cert", ENV.pki.server_cert, "--tls-key", ENV.pki.server_key)
+        refused = {
+            "TLS 1.0": ["-tls1", "-cipher", "DEFAULT@SECLEVEL=0"],
+            "TLS 1.1": ["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"],
+            "TLS 1.2 static RSA, AES-GCM": ["-tls1_2", "-cipher", "AES128-GCM-SHA256@SECLEVEL=0"],
+            "TLS 1.2 static RSA, AES-CBC": ["-tls1_2", "-cipher", "AES256-SHA256@SECLEVEL=0"],
+            "TLS 1.2 ECDHE, AES-CBC": ["-tls1_2", "-cipher", "ECDHE-RSA-AES128-SHA@SECLEVEL=0"],
+            "TLS 1.2 ECDHE, AES-CBC-SHA256": ["-tls1_2", "-cipher",
+                                              "ECDHE-RSA-AES128-SHA256@SECLEVEL=0"],
+        }
+        accepted = {
+            "TLS 1.2 ECDHE-RSA-AES128-GCM-SHA256": ["-tls1_2", "-cipher",
+                                                    "ECDHE-RSA-AES128-GCM-SHA256"],
+            "TLS 1.2 ECDHE-RSA-CHACHA20-POLY1305": ["-tls1_2", "-cipher",
+                                                    "ECDHE-RSA-CHACHA20-POLY1305"],
+            "TLS 1.3": ["-tls1_3"],
+        }
+        for name, args in refused.items():
+            with self.subTest(refused=name):
+                done, out = s_client(m.port, *args)
+                self.assertFalse(done, f"{name} was accepted:\n{out[-1500:]}")
+        for name, args in accepted.items():
+            with self.subTest(accepted=name):
+                done, out = s_client(m.port, *args)
+                self.assertTrue(done, f"{name} was refused:\n{out[-1500:]}")
+        # Still serving after all that.
+        r = m.request("GET", "/healthz", tls_context=ENV.pki.client_context())
+        self.assertEqual(r.status, 200)
+
+
+class TestConnectionLimits(AbuseCase):
+
+    def healthz(self, s):
+        """GET /healthz on a kept-alive socket; the status (0: closed)."""
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        data = b""
+        while True:
+            got = s.recv(4096)
+            if not got:
+                return 0
+            data += got
+            done = parse_response(data)
+            if done is not None:
+                return done[0]
+
+    def test_connection_beyond_the_total_limit_waits_then_is_served(self):
+        total = 4
+        m = self.start("--max-connections", str(total), "--max-connections-per-ip", "0")
+        holders = [connect(m.port) for _ in range(total)]
+        extra = None
+        try:
+            for h in holders:
+                self.assertEqual(self.healthz(h), 200)
+            extra = connect(m.port)  # the kernel completes it: it waits in the backlog
+            extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            # For 1.5 s the holders keep busy (so no read deadline frees a
+            # slot): the extra connection gets no answer, and is not closed.
+            until = time.monotonic() + 1.5
+            while time.monotonic() < until:
+                for h in holders:
+                    self.assertEqual(self.healthz(h), 200)
+                r, _, _ = select.select([extra], [], [], 0.2)
+                self.assertEqual(r, [], "answered (or closed) while every slot was taken")
+            holders[0].close()
+            t0 = time.monotonic()
+            extra.settimeout(5 * TIME_FACTOR)
+            status = self.healthz(extra)
+            took = time.monotonic() - t0
+            self.assertEqual(status, 200, "the waiting connection was closed, not served")
+            self.assertLess(took, 1.0 * TIME_FACTOR, "served only after a while")
+            for h in holders[1:]:
+                self.assertEqual(self.healthz(h), 200)
+            print(f"\n    (the connection over the limit was served {took * 1000:.0f} ms "
+                  f"after a slot freed)", end=" ", flush=True)
+        finally:
+            for h in holders + ([extra] if extra else []):
+                h.close()
+        self.assertEqual(self.metric(m, "http_connections_refused_total"), 0)
+        self.assertTrue(self.log_lines(m, "connection limit reached: new connections wait"))
+
+    def test_per_address_limit_off_and_on(self):
+        m = self.start("--max-connections-per-ip", "0")
+        n = LIMITS["HTTP_CONNECTIONS_PER_ADDRESS_MAX"] + 8
+        socks = [connect(m.port) for _ in range(n)]
+        try:
+            self.assertEqual([self.healthz(s) for s in socks], [200] * n,
+                             "with --max-connections-per-ip 0 one address may hold more")
+        finally:
+            for s in socks:
+                s.close()
+        m2 = self.start("--max-connections-per-ip", "2")
+        socks = [connect(m2.port) for _ in range(3)]
+        try:
+            self.assertEqual([self.healthz(s) for s in socks[:2]], [200, 200])
+            socks[2].settimeout(5 * TIME_FACTOR)
+            try:
+                third = self.healthz(socks[2])
+            except (ConnectionResetError, BrokenPipeError):
+                third = 0
+            self.assertEqual(third, 0, "the third connection from one address is closed")
+        finally:
+            for s in socks:
+                s.close()
+        self.assertGreaterEqual(self.metric(m2, "http_connections_refused_total"), 1)
 
 
 if __name__ == "__main__":

@@ -971,6 +971,10 @@ class TestRealPayloads(MailtrailCase):
     """Real SNS deliveries replayed offline: default host pattern, the real
     (expired) AWS certificates in --cert-cache-dir, nothing ever fetched."""
 
+    def start(self, *extra, **kw):
+        # The captures come from the topics of many AWS accounts.
+        return super().start("--any-topic", *extra, **kw)
+
     def real_cache(self):
         cache = tempfile.mkdtemp(dir=ENV.tmp, prefix="realcerts-")
         root = os.path.join(DATA, "real-sns")

@@ -1,6 +1,17 @@
 #include <stdarg.h>
+#include <time.h>
+#include <unistd.h>
 #include "config.h"
 #include "testutil.h"
+
+static bool check_file(const char *path)
+{
+	CHECK(path != NULL, "cannot write a temporary file");
+	return path != NULL;
+}
+#define CHECK_FILE(p) check_file(p)
+
+#define T "--topic", "arn:aws:sns:us-east-1:123456789012:ses"
 
 static const char *const *fake_env;
 
@@ -39,42 +50,391 @@ static enum config_result run(struct config *c, const char *const *env, char *er
 		config_free(&c_);                                               \
 	} while (0)
 
+/* The obvious backtracking matcher, for comparison on small inputs: '*'
+ * matches any run within a field, ':' separates 6 fields. */
+static int ref_field(const char *p, const char *pe, const char *t, const char *te)
+{
+	if (p == pe)
+		return t == te;
+	if (*p == '*')
+		for (const char *u = t;; u++) {
+			if (ref_field(p + 1, pe, u, te))
+				return 1;
+			if (u == te)
+				return 0;
+		}
+	return t < te && *t == *p && ref_field(p + 1, pe, t + 1, te);
+}
+
+static int ref_match(const char *p, const char *t)
+{
+	int nf = 0;
+	for (;;) {
+		const char *pe = strchr(p, ':'), *te = strchr(t, ':');
+		nf++;
+		if (!pe != !te)
+			return 0;
+		if (!pe)
+			return nf == 6 && ref_field(p, p + strlen(p), t, t + strlen(t));
+		if (nf == 6 || !ref_field(p, pe, t, te))
+			return 0;
+		p = pe + 1;
+		t = te + 1;
+	}
+}
+
+static unsigned long long rng = 88172645463325252ull;
+
+static unsigned next_rand(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (unsigned)(rng >> 32);
+}
+
+/* Six ':'-separated fields of 0 to 3 characters of alphabet; one time in
+ * eight a ':' more or less. */
+static void random_arn(char *out, const char *alphabet)
+{
+	size_t n = 0, a = strlen(alphabet);
+	int fields = 6 + (next_rand() % 8 == 0 ? (next_rand() % 2 ? 1 : -1) : 0);
+	for (int f = 0; f < fields; f++) {
+		if (f)
+			out[n++] = ':';
+		for (unsigned k = next_rand() % 4; k; k--)
+			out[n++] = alphabet[next_rand() % a];
+	}
+	out[n] = '\0';
+}
+
+static const char *write_temp(char *path, const char *data, size_t len)
+{
+	strcpy(path, "/tmp/mt-test-token-XXXXXX");
+	int fd = mkstemp(path);
+	if (fd < 0 || write(fd, data, len) != (ssize_t)len) {
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	close(fd);
+	return path;
+}
+
+static void test_topics(void)
+{
+	struct config c;
+	char err[512];
+	const char *acct = "arn:aws:sns:*:123456789012:*";
+
+	/* Required, or the explicit opt-out. */
+	EXPECT_ERROR("--topic", NULL, "--log-level", "info");
+	CHECK(run(&c, NULL, err, sizeof(err), NULL) == CONFIG_ERROR &&
+		      strstr(err, "--topic is required") && strstr(err, "--any-topic"), "%s", err);
+	config_free(&c);
+	CHECK(run(&c, NULL, err, sizeof(err), "--any-topic", NULL) == CONFIG_OK && c.any_topic &&
+		      config_topic_allowed(&c, "arn:aws:sns:us-east-1:999999999999:theirs"),
+	      "--any-topic: %s", err);
+	config_free(&c);
+	const char *const env_any[] = {"MAILTRAIL_ANY_TOPIC", "yes", NULL};
+	CHECK(run(&c, env_any, err, sizeof(err), NULL) == CONFIG_OK && c.any_topic,
+	      "MAILTRAIL_ANY_TOPIC: %s", err);
+	config_free(&c);
+	const char *const env_any_no[] = {"MAILTRAIL_ANY_TOPIC", "no", NULL};
+	EXPECT_ERROR("--topic", env_any_no, "--log-level", "info");
+	/* One setting: a flag of either makes both variables ignored; both in
+	 * one place is an error. */
+	const char *const env_topic[] = {"MAILTRAIL_TOPIC", "arn:aws:sns:us-east-1:123456789012:env", NULL};
+	CHECK(run(&c, env_topic, err, sizeof(err), "--any-topic", NULL) == CONFIG_OK &&
+		      c.any_topic && c.ntopics == 0, "--any-topic flag over MAILTRAIL_TOPIC: %s", err);
+	config_free(&c);
+	CHECK(run(&c, env_any, err, sizeof(err), T, NULL) == CONFIG_OK && !c.any_topic &&
+		      c.ntopics == 1, "--topic flag over MAILTRAIL_ANY_TOPIC: %s", err);
+	config_free(&c);
+	EXPECT_ERROR("--any-topic", NULL, T, "--any-topic");
+	const char *const env_both[] = {"MAILTRAIL_ANY_TOPIC", "yes", "MAILTRAIL_TOPIC",
+					"arn:aws:sns:us-east-1:123456789012:env", NULL};
+	EXPECT_ERROR("--any-topic", env_both, "--log-level", "info");
+	EXPECT_ERROR("--any-topic", NULL, "--any-topic=perhaps");
+
+	/* Shapes refused at start. */
+	static const char *const bad[] = {
+		"arn:a", "arn:aws:sns:us-east-1:123456789012", "arn:aws:sns:us-east-1:123456789012:a:b",
+		"arx:aws:sns:us-east-1:123456789012:a", "arn:aws:sqs:us-east-1:123456789012:a",
+		"arn:aws:sns:us-east-1:12345678901:a", "arn:aws:sns:us-east-1:1234567890123:a",
+		"arn:aws:sns:us-east-1:12345678901x:a", "arn:aws:sns:us-east-1:123456789012:",
+		"arn::sns:us-east-1:123456789012:a", "arn:aws:sns::123456789012:a",
+		"arn:aws:sns:us-east-1:123456789012:a b", "arn:aws:sns:us east:123456789012:a",
+		"arn:aws:sns:us-east-1:123456789012:a/b", "", "*",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
+		EXPECT_ERROR("--topic", NULL, "--topic", bad[i]);
+	/* A wildcard account is "any topic". */
+	static const char *const any_acct[] = {"arn:aws:sns:*:*:*", "arn:aws:sns:us-east-1:*:ses",
+					       "arn:aws:sns:*:12345678901*:*"};
+	for (size_t i = 0; i < 3; i++) {
+		CHECK(run(&c, NULL, err, sizeof(err), "--topic", any_acct[i], NULL) == CONFIG_ERROR &&
+			      strstr(err, "--any-topic") && !strchr(err, '\n'),
+		      "wildcard account %s: %s", any_acct[i], err);
+		config_free(&c);
+	}
+	const char *const env_bad_topic[] = {"MAILTRAIL_TOPIC", "arn:aws:sns:us-east-1:*:x", NULL};
+	EXPECT_ERROR("--topic", env_bad_topic, "--log-level", "info");
+	char longest[CONFIG_TOPIC_ARN_MAX + 2];
+	snprintf(longest, sizeof(longest), "arn:aws:sns:us-east-1:123456789012:");
+	memset(longest + strlen(longest), 'n', sizeof(longest) - strlen(longest) - 1);
+	longest[sizeof(longest) - 1] = '\0';
+	EXPECT_ERROR("--topic", NULL, "--topic", longest);
+
+	/* Patterns. */
+	CHECK(run(&c, NULL, err, sizeof(err), "--topic", acct, "--topic",
+		  "arn:aws-cn:sns:cn-*-1:210987654321:ses-*-events.fifo", NULL) == CONFIG_OK,
+	      "patterns: %s", err);
+	static const struct {
+		const char *arn;
+		bool ok;
+	} cases[] = {
+		{"arn:aws:sns:us-east-1:123456789012:ses-events", true},
+		{"arn:aws:sns:eu-west-1:123456789012:x", true},
+		{"arn:aws:sns:eu-west-1:123456789012:", true}, /* '*' matches none too */
+		{"arn:aws:sns:us-east-1:123456789013:ses-events", false},
+		{"arn:aws:sns:us-east-1:1234567890123:ses-events", false},
+		{"arn:aws:sns:us-east-1:123456789012:a:b", false}, /* '*' never spans ':' */
+		{"arn:aws:sns:us-east-1:123456789012", false},
+		{"arn:aws:sqs:us-east-1:123456789012:x", false},
+		{"arn:aws-cn:sns:us-east-1:123456789012:x", false},
+		{"xarn:aws:sns:us-east-1:123456789012:x", false},
+		{"arn:aws:sns:us-east-1:x123456789012:x", false},
+		{"arn:aws-cn:sns:cn-north-1:210987654321:ses-prod-events.fifo", true},
+		{"arn:aws-cn:sns:cn-north-1:210987654321:ses--events.fifo", true},
+		{"arn:aws-cn:sns:cn-north-1:210987654321:ses-events.fifo", false},
+		{"arn:aws-cn:sns:cn-north-2:210987654321:ses-a-events.fifo", false},
+		{"arn:aws-cn:sns:cn-1:210987654321:ses-a-events.fifo", false},
+		{"arn:aws-cn:sns:cn-north-1:210987654321:ses-a-events.fifox", false},
+		{"", false},
+		{":::::", false},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++)
+		CHECK(config_topic_allowed(&c, cases[i].arn) == cases[i].ok, "%s: want %d",
+		      cases[i].arn, cases[i].ok);
+	/* A TopicArn past CONFIG_TOPIC_ARN_MAX is never accepted. */
+	char huge[CONFIG_TOPIC_ARN_MAX + 64];
+	snprintf(huge, sizeof(huge), "arn:aws:sns:us-east-1:123456789012:");
+	memset(huge + strlen(huge), 'n', sizeof(huge) - strlen(huge) - 1);
+	huge[sizeof(huge) - 1] = '\0';
+	CHECK(!config_topic_allowed(&c, huge), "over-long TopicArn");
+	config_free(&c);
+
+	/* The matcher against the backtracking one, on random small inputs
+	 * over an alphabet that makes matches and near misses likely. */
+	unsigned agree = 0, matched = 0;
+	for (int i = 0; i < 200000; i++) {
+		char p[32], t[32];
+		random_arn(p, "a**");
+		random_arn(t, "aab");
+		bool want = ref_match(p, t), got = config_arn_match(p, t);
+		CHECK(want == got, "pattern '%s' text '%s': want %d got %d", p, t, want, got);
+		agree += want == got;
+		matched += want;
+	}
+	CHECK(matched > 2000, "the random cases match often enough (%u)", matched);
+
+	/* Linear: a pattern that makes a backtracking matcher try every split
+	 * against a long field, run on a field far beyond the topic limit. */
+	size_t big = 1u << 20;
+	char *text = malloc(big + 64), *pat = malloc(4096);
+	if (text && pat) {
+		size_t n = (size_t)snprintf(text, 64, "arn:aws:sns:r:123456789012:");
+		memset(text + n, 'a', big);
+		text[n + big] = '\0';
+		n = (size_t)snprintf(pat, 64, "arn:aws:sns:r:123456789012:");
+		for (int k = 0; k < 200; k++)
+			n += (size_t)snprintf(pat + n, 4096 - n, "*a");
+		snprintf(pat + n, 4096 - n, "*b");
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		bool m = config_arn_match(pat, text); /* over the length limit: refused */
+		text[500] = 0; /* ... and one within it, 1,000 times */
+		bool m2 = true;
+		for (int r = 0; r < 1000; r++)
+			m2 &= config_arn_match(pat, text);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+		CHECK(!m && !m2, "no match");
+		CHECK(ms < 2000, "1,001 adversarial matches took %.0f ms", ms);
+	}
+	free(text);
+	free(pat);
+}
+
+static void test_redis_prefix(void)
+{
+	struct config c;
+	char err[256];
+	EXPECT_ERROR("--redis-prefix", NULL, T, "--redis-prefix", "app{1}:");
+	EXPECT_ERROR("--redis-prefix", NULL, T, "--redis-prefix", "app}");
+	EXPECT_ERROR("--redis-prefix", NULL, T, "--redis-prefix", "{");
+	const char *const env_prefix[] = {"MAILTRAIL_REDIS_PREFIX", "mt{x:", NULL};
+	EXPECT_ERROR("--redis-prefix", env_prefix, T);
+	CHECK(run(&c, NULL, err, sizeof(err), T, "--redis-prefix", "app:mt:", NULL) == CONFIG_OK &&
+		      strcmp(c.redis_prefix, "app:mt:") == 0, "%s", err);
+	config_free(&c);
+}
+
+static void test_connections(void)
+{
+	struct config c;
+	char err[256];
+	CHECK(run(&c, NULL, err, sizeof(err), T, "--max-connections", "4",
+		  "--max-connections-per-ip", "0", NULL) == CONFIG_OK &&
+		      c.max_connections == 4 && c.max_connections_per_ip == 0, "%s", err);
+	config_free(&c);
+	const char *const env[] = {"MAILTRAIL_MAX_CONNECTIONS", "1000",
+				   "MAILTRAIL_MAX_CONNECTIONS_PER_IP", "100", NULL};
+	CHECK(run(&c, env, err, sizeof(err), T, NULL) == CONFIG_OK &&
+		      c.max_connections == 1000 && c.max_connections_per_ip == 100, "%s", err);
+	config_free(&c);
+	EXPECT_ERROR("--max-connections", NULL, T, "--max-connections", "0");
+	EXPECT_ERROR("--max-connections", NULL, T, "--max-connections", "-1");
+	EXPECT_ERROR("--max-connections", NULL, T, "--max-connections", "100001");
+	EXPECT_ERROR("--max-connections-per-ip", NULL, T, "--max-connections-per-ip", "x");
+}
+
+static void test_api_token(void)
+{
+	struct config c;
+	char err[512], path[64], path2[64];
+	const char *good = "0123456789abcdef0123456789abcdef";
+
+	/* Beyond loopback: a token, or the explicit opt-out. */
+	EXPECT_ERROR("--api-token", NULL, T, "--api-listen", "0.0.0.0:8081");
+	EXPECT_ERROR("--api-listen", NULL, T, "--api-listen", "[::]:8081");
+	EXPECT_ERROR("--api-listen", NULL, T, "--api-listen", "10.1.2.3:8081");
+	static const char *const loop[] = {"127.0.0.1:8081", "127.9.9.9:0", "[::1]:8081",
+					   "[::ffff:127.0.0.1]:8081", "off"};
+	for (size_t i = 0; i < 5; i++) {
+		CHECK(run(&c, NULL, err, sizeof(err), T, "--api-listen", loop[i], NULL) == CONFIG_OK,
+		      "%s: %s", loop[i], err);
+		config_free(&c);
+	}
+	CHECK(run(&c, NULL, err, sizeof(err), T, "--api-listen", "0.0.0.0:8081", "--api-no-token",
+		  NULL) == CONFIG_OK && c.api_no_token && !c.api_token, "opt-out: %s", err);
+	config_free(&c);
+	const char *const env_open[] = {"MAILTRAIL_API_LISTEN", "0.0.0.0:8081",
+					"MAILTRAIL_API_NO_TOKEN", "yes", NULL};
+	CHECK(run(&c, env_open, err, sizeof(err), T, NULL) == CONFIG_OK, "env opt-out: %s", err);
+	config_free(&c);
+	CHECK(run(&c, NULL, err, sizeof(err), T, "--api-listen", "0.0.0.0:8081", "--api-token",
+		  good, NULL) == CONFIG_OK && strcmp(c.api_token, good) == 0, "token: %s", err);
+	config_free(&c);
+
+	/* Short tokens and placeholders, wherever they come from. */
+	static const char *const weak[] = {
+		"tiny", "0123456789abcde", "CHANGE-ME-use-openssl-rand-hex-32",
+		"changeme0123456789", "please_Change_Me_1234", "my-token-placeholder-1",
+		"an-EXAMPLE-token-value", "XXXXXXXXXXXXXXXXXXXXXXXX", "your-token-goes-here",
+		"0123456789abcdef 0123", "0123456789abcdef\t0123", "0123456789abcdef\x01",
+	};
+	for (size_t i = 0; i < sizeof(weak) / sizeof(*weak); i++) {
+		CHECK(run(&c, NULL, err, sizeof(err), T, "--api-token", weak[i], NULL) == CONFIG_ERROR &&
+			      strstr(err, "--api-token") && !strstr(err, weak[i]),
+		      "weak token %zu refused without being shown: %s", i, err);
+		config_free(&c);
+	}
+	const char *const env_weak[] = {"MAILTRAIL_API_TOKEN", "CHANGE-ME", NULL};
+	EXPECT_ERROR("--api-token", env_weak, T);
+	char too_long[CONFIG_API_TOKEN_MAX + 2];
+	memset(too_long, 'a', sizeof(too_long) - 1);
+	too_long[sizeof(too_long) - 1] = '\0';
+	EXPECT_ERROR("--api-token", NULL, T, "--api-token", too_long);
+
+	/* From a file: one trailing newline stripped. */
+	char content[80];
+	snprintf(content, sizeof(content), "%s\n", good);
+	if (CHECK_FILE(write_temp(path, content, strlen(content)))) {
+		CHECK(run(&c, NULL, err, sizeof(err), T, "--api-listen", "0.0.0.0:8081",
+			  "--api-token-file", path, NULL) == CONFIG_OK &&
+			      c.api_token && strcmp(c.api_token, good) == 0, "token file: %s", err);
+		config_free(&c);
+		const char *const env_file[] = {"MAILTRAIL_API_TOKEN_FILE", path, NULL};
+		CHECK(run(&c, env_file, err, sizeof(err), T, NULL) == CONFIG_OK && c.api_token &&
+			      strcmp(c.api_token, good) == 0, "token file from env: %s", err);
+		config_free(&c);
+		EXPECT_ERROR("--api-token-file", NULL, T, "--api-token-file", path, "--api-token", good);
+		const char *const env_tok[] = {"MAILTRAIL_API_TOKEN", good, NULL};
+		EXPECT_ERROR("--api-token-file", env_tok, T, "--api-token-file", path);
+		unlink(path);
+	}
+	snprintf(content, sizeof(content), "%s\r\n", good);
+	if (CHECK_FILE(write_temp(path, content, strlen(content)))) {
+		CHECK(run(&c, NULL, err, sizeof(err), T, "--api-token-file", path, NULL) == CONFIG_OK &&
+			      c.api_token && strcmp(c.api_token, good) == 0, "CRLF: %s", err);
+		config_free(&c);
+		unlink(path);
+	}
+	/* A placeholder, a short one, two lines, a NUL, nothing: refused. */
+	static const struct {
+		const char *data;
+		size_t len;
+	} bad_files[] = {
+		{"CHANGE-ME-use-openssl-rand-hex-32\n", 34},
+		{"abc\n", 4},
+		{"0123456789abcdef\n0123456789abcdef\n", 34},
+		{"0123456789abcdef\0" "0123456789abcdef", 33},
+		{"", 0},
+		{"\n", 1},
+	};
+	for (size_t i = 0; i < sizeof(bad_files) / sizeof(*bad_files); i++) {
+		if (!CHECK_FILE(write_temp(path2, bad_files[i].data, bad_files[i].len)))
+			continue;
+		EXPECT_ERROR("--api-token-file", NULL, T, "--api-token-file", path2);
+		unlink(path2);
+	}
+	EXPECT_ERROR("--api-token-file", NULL, T, "--api-token-file", "/nonexistent/token");
+	EXPECT_ERROR("--api-token-file", NULL, T, "--api-token-file", "");
+}
+
 int main(void)
 {
 	struct config c;
 	char err[256];
 
-	/* Defaults of SPEC.md. */
-	CHECK(run(&c, NULL, err, sizeof(err), NULL) == CONFIG_OK, "%s", err);
+	/* Defaults of SPEC.md (--topic is required). */
+	CHECK(run(&c, NULL, err, sizeof(err), T, NULL) == CONFIG_OK, "%s", err);
 	CHECK(strcmp(c.listen.host, "0.0.0.0") == 0 && c.listen.port == 8080, "listen");
 	CHECK(!c.redis.is_unix && strcmp(c.redis.host, "127.0.0.1") == 0 &&
 		      c.redis.port == 6379 && c.redis.db == 0, "redis");
 	CHECK(strcmp(c.redis_prefix, "mailtrail:") == 0, "prefix");
 	CHECK(c.auto_confirm && c.retention_days == 90 && !c.keep_headers &&
-		      c.max_body == 1048576 && c.max_age_s == 0 && c.ntopics == 0 &&
+		      c.max_body == 1048576 && c.max_age_s == 0 && c.ntopics == 1 &&
 		      c.log_format == LOG_FORMAT_JSON && c.log_level == LOG_INFO, "defaults");
 	CHECK(regexec(&c.cert_host_re, "sns.us-east-1.amazonaws.com", 0, NULL, 0) == 0 &&
 		      regexec(&c.cert_host_re, "sns.cn-north-1.amazonaws.com.cn", 0, NULL, 0) == 0 &&
 		      regexec(&c.cert_host_re, "sns.us-east-1.amazonaws.com.evil.example", 0, NULL, 0) != 0,
 	      "default host pattern");
-	CHECK(config_topic_allowed(&c, "anything"), "any topic");
+	CHECK(!config_topic_allowed(&c, "anything") &&
+		      config_topic_allowed(&c, "arn:aws:sns:us-east-1:123456789012:ses") &&
+		      !c.any_topic, "only the topic given");
+	CHECK(c.max_connections == 256 && c.max_connections_per_ip == 32, "connection limits");
+	CHECK(c.api_token == NULL && !c.api_no_token, "no token");
 	CHECK(c.spool_dir == NULL && c.spool_max_bytes == 1073741824ull, "no spool");
 	config_free(&c);
 
 	const char *const env_spool[] = {"MAILTRAIL_SPOOL_DIR", "/var/spool/mt",
 					 "MAILTRAIL_SPOOL_MAX_BYTES", "65536", NULL};
-	CHECK(run(&c, env_spool, err, sizeof(err), NULL) == CONFIG_OK, "%s", err);
+	CHECK(run(&c, env_spool, err, sizeof(err), T, NULL) == CONFIG_OK, "%s", err);
 	CHECK(strcmp(c.spool_dir, "/var/spool/mt") == 0 && c.spool_max_bytes == 65536,
 	      "spool from the environment");
 	config_free(&c);
-	CHECK(run(&c, env_spool, err, sizeof(err), "--spool-max-bytes", "2000000", NULL) == CONFIG_OK,
+	CHECK(run(&c, env_spool, err, sizeof(err), T, "--spool-max-bytes", "2000000", NULL) == CONFIG_OK,
 	      "%s", err);
 	CHECK(c.spool_max_bytes == 2000000, "spool flag wins");
 	config_free(&c);
 
 	/* Flags, both spellings; the flag wins over the variable. */
 	const char *const env1[] = {"MAILTRAIL_RETENTION_DAYS", "7", "MAILTRAIL_LISTEN", "127.0.0.1:9",
-				    "MAILTRAIL_TOPIC", "arn:a, arn:b", "MAILTRAIL_KEEP_HEADERS", "true",
+				    "MAILTRAIL_TOPIC", "arn:aws:sns:us-east-1:123456789012:a, arn:aws:sns:us-east-1:123456789012:b",
+				    "MAILTRAIL_KEEP_HEADERS", "true",
 				    NULL};
 	CHECK(run(&c, env1, err, sizeof(err), "--listen=[::1]:0", "--redis",
 		  "redis://:s3cret@redis.internal:6380/3", "--auto-confirm", "no", NULL) == CONFIG_OK,
@@ -83,26 +443,29 @@ int main(void)
 	CHECK(c.retention_days == 7 && c.keep_headers && !c.auto_confirm, "env values");
 	CHECK(strcmp(c.redis.host, "redis.internal") == 0 && c.redis.port == 6380 &&
 		      c.redis.db == 3 && strcmp(c.redis.password, "s3cret") == 0, "redis url");
-	CHECK(c.ntopics == 2 && config_topic_allowed(&c, "arn:b") &&
-		      !config_topic_allowed(&c, "arn:c"), "env topics");
+	CHECK(c.ntopics == 2 && config_topic_allowed(&c, "arn:aws:sns:us-east-1:123456789012:b") &&
+		      !config_topic_allowed(&c, "arn:aws:sns:us-east-1:123456789012:c"), "env topics");
 	config_free(&c);
 
-	CHECK(run(&c, env1, err, sizeof(err), "--topic", "arn:x", "--topic", "arn:y",
+	CHECK(run(&c, env1, err, sizeof(err), "--topic", "arn:aws:sns:eu-west-1:123456789012:x",
+		  "--topic", "arn:aws:sns:eu-west-1:123456789012:y",
 		  "--redis", "unix:///run/redis.sock", "--keep-headers", NULL) == CONFIG_OK, "%s", err);
-	CHECK(c.ntopics == 2 && config_topic_allowed(&c, "arn:y") &&
-		      !config_topic_allowed(&c, "arn:a"), "flag topics win");
+	CHECK(c.ntopics == 2 && config_topic_allowed(&c, "arn:aws:sns:eu-west-1:123456789012:y") &&
+		      !config_topic_allowed(&c, "arn:aws:sns:us-east-1:123456789012:a"),
+	      "flag topics win");
 	CHECK(c.redis.is_unix && strcmp(c.redis.path, "/run/redis.sock") == 0, "unix");
 	CHECK(!c.redis.cluster, "no cluster by default");
 	config_free(&c);
 
 	/* --redis-cluster: a switch and a variable, with a host:port seed;
 	 * the URL (whatever order) does not reset it. */
-	CHECK(run(&c, NULL, err, sizeof(err), "--redis-cluster", "--redis",
+	CHECK(run(&c, NULL, err, sizeof(err), T, "--redis-cluster", "--redis",
 		  "redis://:pw@10.0.0.5:7000", NULL) == CONFIG_OK, "%s", err);
 	CHECK(c.redis.cluster && c.redis.port == 7000 && strcmp(c.redis.password, "pw") == 0,
 	      "cluster flag");
 	config_free(&c);
-	const char *const env_cluster[] = {"MAILTRAIL_REDIS_CLUSTER", "yes", NULL};
+	const char *const env_cluster[] = {"MAILTRAIL_REDIS_CLUSTER", "yes", "MAILTRAIL_ANY_TOPIC", "yes",
+					   NULL};
 	CHECK(run(&c, env_cluster, err, sizeof(err), NULL) == CONFIG_OK && c.redis.cluster,
 	      "cluster from the environment: %s", err);
 	config_free(&c);
@@ -137,6 +500,11 @@ int main(void)
 	EXPECT_ERROR("--bogus", NULL, "--bogus");
 	const char *const env_bad[] = {"MAILTRAIL_RETENTION_DAYS", "abc", NULL};
 	EXPECT_ERROR("--retention-days", env_bad, "--log-level", "info");
+
+	test_topics();
+	test_redis_prefix();
+	test_connections();
+	test_api_token();
 
 	CHECK(run(&c, NULL, err, sizeof(err), "--help", NULL) == CONFIG_EXIT, "help");
 	config_free(&c);
