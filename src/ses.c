@@ -412,12 +412,15 @@ static struct json_object *headers_build(struct json_object *h)
 	struct json_object *out = json_object_new_object();
 	size_t budget = SES_HEADERS_MAX;
 
-	json_object_object_foreach(h, key, v) {
+	for (struct json_object_iterator it = json_object_iter_begin(h),
+					 end = json_object_iter_end(h);
+	     out && budget > 0 && !json_object_iter_equal(&it, &end);
+	     json_object_iter_next(&it)) {
+		const char *key = json_object_iter_peek_name(&it);
+		struct json_object *v = json_object_iter_peek_value(&it);
 		struct json_object *arr = NULL;
 		bool ok = true;
 
-		if (!out || budget == 0)
-			break;
 		if (!header_field(key))
 			continue;
 		if (json_object_is_type(v, json_type_string)) {

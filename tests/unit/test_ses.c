@@ -1770,8 +1770,10 @@ static void check_header_bounds(void)
 	e = parse_both("headers budget", m.p, &ctx, NULL);
 	h = get(get(e, "mail"), "commonHeaders");
 	size_t total = 0;
-	json_object_object_foreach(h, key, v) {
-		(void)key;
+	for (struct json_object_iterator it = json_object_iter_begin(h),
+					 it_end = json_object_iter_end(h);
+	     !json_object_iter_equal(&it, &it_end); json_object_iter_next(&it)) {
+		struct json_object *v = json_object_iter_peek_value(&it);
 		for (size_t i = 0; i < json_object_array_length(v); i++)
 			total += (size_t)json_object_get_string_len(json_object_array_get_idx(v, i));
 	}
