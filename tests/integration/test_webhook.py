@@ -1260,6 +1260,34 @@ class TestBoundedWork(MailtrailCase):
     def test_256k_bounce_1000_recipients_worst_shape(self):
         self.measure(worst=True)
 
+    def test_concurrent_large_deliveries_written_a_few_at_a_time(self):
+        # Eight such messages at once: each waits with its EVENTs (about
+        # 8 MB) for a writer, and a writer formats and buffers a batch of
+        # at most WEBHOOK_COMMIT_BYTES_MAX, not all eight together
+        # (measured: about +90 MiB; one batch of all eight: about +160).
+        m = self.start("--keep-headers")
+        small = self.signer.notification(ses("awsdoc-identity-delivery.json"))
+        self.assertAnswer(m.post_sns(small), 200, "stored")
+        text, _ = self.bounce_1000(worst=True)
+        bodies = [json.dumps(self.signer.notification(text)).encode() for _ in range(8)]
+        hwm0 = self.vm_hwm_kib(m.proc.pid)
+        answers = []
+
+        def post(body):
+            answers.append(m.post_sns(body))
+        threads = [threading.Thread(target=post, args=(b,)) for b in bodies]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        rss_mib = (self.vm_hwm_kib(m.proc.pid) - hwm0) / 1024
+        print(f"\n    (8 at once: peak RSS +{rss_mib:.1f} MiB)", end=" ", file=sys.stderr)
+        for r in answers:
+            self.assertAnswer(r, 200, "stored")
+        self.assertEqual(len(answers), 8)
+        if not harness.WRAPPER:
+            self.assertLess(rss_mib, 128, "peak RSS added by eight large deliveries at once")
+
 
 class TestConfiguration(unittest.TestCase):
     """Invalid configuration: exit 2, one stderr line naming the option."""
