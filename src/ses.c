@@ -1027,8 +1027,11 @@ static char *put_jval(char *o, const struct jval *v, size_t max)
 		memcpy(o, v->p, v->len);
 		return o + v->len;
 	}
+	/* Without a backslash a string has nothing to escape (strict JSON:
+	 * no raw control bytes), so its JSON text is as long as it is. */
 	if (!v->escaped)
-		return put_json_string(o, v->p, json_cut(v->p, v->len, max));
+		return put_json_string(o, v->p,
+				       v->len <= max ? v->len : json_cut(v->p, v->len, max));
 	char *tmp = malloc(v->len ? v->len : 1);
 	if (!tmp)
 		return NULL;
