@@ -24,6 +24,7 @@
 #define METRIC_MAP(X)                                                          \
 	X(events_duplicate_total, "deliveries that added nothing (redelivery)") \
 	X(raw_stored_total, "notifications kept under their topic")            \
+	X(implausible_time_total, "notifications kept under their topic only: their event time is more than a day after their SNS Timestamp or their arrival") \
 	X(subscriptions_confirmed_total, "subscriptions confirmed")            \
 	X(cert_fetches_total, "signing certificate downloads attempted")       \
 	X(cert_fetch_failures_total, "signing certificate downloads that failed") \

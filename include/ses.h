@@ -28,10 +28,52 @@
 /* Deepest JSON nesting accepted in an SES message. */
 #define SES_JSON_DEPTH_MAX 64
 
+/* An event whose time is more than this after the SNS Timestamp or the
+ * receipt time (ses_context.time_max_ms) is implausible: its message goes
+ * on no timeline (keep_raw, time_implausible).  SES stamps an event before
+ * SNS publishes it, so a genuine one is never later than its Timestamp
+ * but for clock skew; a day leaves room for any skew and bounds how far
+ * ahead of the genuine events a forged one can be filed. */
+#define SES_TIME_AHEAD_MAX_MS (86400LL * 1000)
+
+/* What one message can put into each of its EVENTs is bounded, because
+ * every recipient's EVENT repeats what the message says about the mail
+ * (and, for most types, the type's own fields): without bounds a 256 KB
+ * message with 1,000 recipients multiplies its longest values a thousand
+ * times.  Lengths are of a value's JSON text between its quotes (escapes
+ * counted as written); a longer string is cut at a UTF-8 character
+ * boundary to fit.  The largest values in real SES messages (tests/data)
+ * are well inside: destination entries 91, diagnosticCode 366 bytes. */
+/* mail.messageId, mail.source, mail.timestamp. */
+#define SES_MAIL_VALUE_MAX 256
+/* mail.destination: the first SES_DESTINATION_MAX entries (a longer list
+ * adds "destinationCount": its length), each cut to
+ * SES_DESTINATION_ENTRY_MAX. */
+#define SES_DESTINATION_MAX 10
+#define SES_DESTINATION_ENTRY_MAX 256
+/* Each string of "detail" (diagnosticCode, smtpResponse, link, ...). */
+#define SES_DETAIL_VALUE_MAX 1024
+/* An object in "detail" (Subscription's newTopicPreferences) whose JSON is
+ * longer is left out. */
+#define SES_DETAIL_OBJECT_MAX 2048
+/* --keep-headers: commonHeaders keeps only the fields SES writes there
+ * (from, to, cc, bcc, replyTo, sender, returnPath, date, messageId,
+ * subject), each list's first SES_HEADER_LIST_MAX strings, every string
+ * cut to SES_HEADER_VALUE_MAX, and stops when SES_HEADERS_MAX bytes of
+ * strings are taken (the last one cut to what is left). */
+#define SES_HEADER_VALUE_MAX 512
+#define SES_HEADER_LIST_MAX 10
+#define SES_HEADERS_MAX 2048
+
 struct ses_context {
 	const char *sns_message_id; /* becomes EVENT "id" */
 	const char *topic_arn;      /* becomes EVENT "topicArn" */
 	bool keep_headers;          /* also copy mail.commonHeaders */
+	/* An event later than this (ms since the epoch) is implausible: the
+	 * message yields no events, keep_raw and time_implausible.  0: no
+	 * limit.  The caller passes min(SNS Timestamp, now) +
+	 * SES_TIME_AHEAD_MAX_MS. */
+	int64_t time_max_ms;
 };
 
 struct ses_event {
@@ -49,6 +91,7 @@ struct ses_events {
 	struct ses_event *v; /* owned array of n events */
 	size_t n;
 	bool keep_raw; /* not (fully) indexable: caller keeps the raw message */
+	bool time_implausible; /* no events: the time is past time_max_ms */
 };
 
 /* Parse message[0..len) and fill out (zeroed by the callee first).  The

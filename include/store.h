@@ -23,7 +23,8 @@
  * MessageId, and a member of the same message at the same score is stored
  * once, whatever bytes a copy of mailtrail with other flags would build.
  * Each set is trimmed to the retention window measured back from its newest
- * score, capped in size, and expires after the retention period without
+ * score or from now, whichever is earlier (so no event dated in the future
+ * trims genuine ones), capped in size, and expires after the retention period without
  * writes (at most STORE_EXPIRY_SLACK_MS later).
  */
 #ifndef STORE_H

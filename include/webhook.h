@@ -39,6 +39,8 @@ struct webhook_result {
 	size_t events;       /* events parsed from the message */
 	size_t added;        /* of which new */
 	bool raw;            /* kept under its topic */
+	bool time_implausible; /* only there: its event time is implausible
+				* (SES_TIME_AHEAD_MAX_MS) */
 	bool spooled;        /* Redis failed; synced to the spool instead */
 	bool cert_fetched;
 	char detail[512];    /* why it failed, or the SubscribeURL to visit */
@@ -60,6 +62,11 @@ struct webhook_pending {
 
 /* Most pending deliveries written in one store_put_many. */
 #define WEBHOOK_COMMIT_MAX 64
+/* Most bytes of EVENTs and raw records written in one store_put_many (a
+ * delivery larger than this goes alone): the writes are formatted as
+ * Redis commands, and buffered to be sent, all at once, so this bounds
+ * what a batch of large deliveries adds to a writer's memory. */
+#define WEBHOOK_COMMIT_BYTES_MAX (4u << 20)
 
 /* Handles one delivery up to its writes.  type_header is
  * x-amz-sns-message-type (or NULL).  false: res is final.  true: a

@@ -60,7 +60,8 @@ static bool should_log_refusal(enum mt_err err, char *extra, size_t extrasz)
 
 /* One line per delivery.  outcome says what becomes of the message:
  * stored / duplicate / confirmed / noted (200), spooled (200: Redis was
- * unavailable, the spool has it), rejected (4xx: SNS drops it) or failed
+ * unavailable, the spool has it), implausible_time (200: kept under its
+ * topic only, see SES_TIME_AHEAD_MAX_MS), rejected (4xx: SNS drops it) or failed
  * (5xx: SNS delivers it again later). */
 static void log_result(struct MHD_Connection *conn, const struct webhook_result *res,
 		       unsigned code)
@@ -74,7 +75,8 @@ static void log_result(struct MHD_Connection *conn, const struct webhook_result 
 		    res->cert_fetched ? "yes" : "no", res->detail);
 	else if (res->err == MT_E_OK)
 		LOG(lv, "sns", "request_id=%s message_id=%s outcome=%s status=%u type=%s topic=%s events=%zu added=%zu raw=%s cert_fetched=%s",
-		    rid, res->message_id, res->status, code, res->type ? res->type : "-",
+		    rid, res->message_id, res->time_implausible ? "implausible_time" : res->status,
+		    code, res->type ? res->type : "-",
 		    res->topic, res->events, res->added, res->raw ? "yes" : "no",
 		    res->cert_fetched ? "yes" : "no");
 	else if (should_log_refusal(res->err, left_out, sizeof(left_out)))
@@ -499,7 +501,8 @@ static enum mt_err drain_record(void *ctx, const char *body, size_t len,
 		count_stored(&res);
 		metrics_add(METRIC_spool_drained_total, 1);
 		LOG(LOG_INFO, "spool drained", "message_id=%s outcome=%s topic=%s events=%zu added=%zu raw=%s",
-		    res.message_id, res.status, res.topic, res.events, res.added,
+		    res.message_id, res.time_implausible ? "implausible_time" : res.status,
+		    res.topic, res.events, res.added,
 		    res.raw ? "yes" : "no");
 	} else if (res.err == MT_E_REDIS_REFUSED || mt_err_http_status(res.err) < 500) {
 		LOG(LOG_ERROR, "spool record cannot be stored: set aside",

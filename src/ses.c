@@ -17,6 +17,7 @@
 #include "ses.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -185,13 +186,6 @@ static bool add_owned(struct json_object *obj, const char *key,
 	return true;
 }
 
-/* Adds a borrowed value from the parsed message under key. */
-static bool add_shared(struct json_object *obj, const char *key,
-		       struct json_object *val)
-{
-	return add_owned(obj, key, json_object_get(val));
-}
-
 /* Parses message as one strict, valid-UTF-8 JSON value of bounded depth.
  * Returns the root (caller puts it) or NULL when the text is not such a
  * value; *nomem is set when NULL is due to allocation failure. */
@@ -300,35 +294,188 @@ static bool event_time(const struct ses_type *type, struct json_object *typeobj,
 	return parse_time_value(member(mail, "timestamp", json_type_string), ms);
 }
 
+/* The bytes put_json_string() writes for byte c. */
+static size_t json_char_width(unsigned char c)
+{
+	if (c == '"' || c == '\\' || c == '\b' || c == '\n' || c == '\r' ||
+	    c == '\t' || c == '\f')
+		return 2;
+	return c < 0x20 ? 6 : 1;
+}
+
+/* How many of the len bytes at s to keep so that their JSON text (as
+ * put_json_string() escapes it, quotes not counted) is at most max bytes:
+ * all of them, or the longest prefix that fits, ending at a UTF-8
+ * character boundary.  Both readers cut with this, on decoded bytes. */
+static size_t json_cut(const char *s, size_t len, size_t max)
+{
+	size_t used = 0, n = 0;
+
+	if (len <= max / 6) /* even all escaped as \u00xx it fits */
+		return len;
+	for (; n < len; n++) {
+		size_t w = json_char_width((unsigned char)s[n]);
+		if (used + w > max)
+			break;
+		used += w;
+	}
+	if (n == len)
+		return len;
+	while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+		n--;
+	return n;
+}
+
+/* A string of the parsed message as an EVENT keeps it: shared when it
+ * fits in max (see json_cut), else a new, cut copy.  Returns a new
+ * reference (caller puts it) or NULL on allocation failure. */
+static struct json_object *string_cut(struct json_object *s, size_t max)
+{
+	const char *p = json_object_get_string(s);
+	size_t len = (size_t)json_object_get_string_len(s);
+	size_t keep = json_cut(p, len, max);
+
+	return keep == len ? json_object_get(s)
+			   : json_object_new_string_len(p, (int)keep);
+}
+
+/* mail.destination as an EVENT keeps it: the first SES_DESTINATION_MAX
+ * entries that are strings, each cut.  Returns a new array (caller puts
+ * it) or NULL on allocation failure. */
+static struct json_object *destination_build(struct json_object *dest)
+{
+	struct json_object *out = json_object_new_array();
+	size_t n = json_object_array_length(dest);
+
+	for (size_t i = 0; out && i < n && i < SES_DESTINATION_MAX; i++) {
+		struct json_object *e = json_object_array_get_idx(dest, i);
+		struct json_object *v = NULL;
+
+		if (!json_object_is_type(e, json_type_string))
+			continue;
+		v = string_cut(e, SES_DESTINATION_ENTRY_MAX);
+		if (!v || json_object_array_add(out, v) != 0) {
+			json_object_put(v);
+			json_object_put(out);
+			out = NULL;
+		}
+	}
+	return out;
+}
+
+/* The commonHeaders fields kept (in the order the message has them). */
+static bool header_field(const char *key)
+{
+	static const char *const fields[] = {
+		"from", "to", "cc", "bcc", "replyTo", "sender", "returnPath",
+		"date", "messageId", "subject",
+	};
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+		if (strcmp(fields[i], key) == 0)
+			return true;
+	return false;
+}
+
+/* Adds string s cut to fit both SES_HEADER_VALUE_MAX and *budget (which it
+ * uses up) to the array arr, or under key to the object obj. */
+static bool header_add(struct json_object *obj, const char *key,
+		       struct json_object *arr, struct json_object *s,
+		       size_t *budget)
+{
+	size_t before = *budget;
+	size_t max = before < SES_HEADER_VALUE_MAX ? before : SES_HEADER_VALUE_MAX;
+	const char *p = json_object_get_string(s);
+	size_t len = (size_t)json_object_get_string_len(s);
+	size_t keep = json_cut(p, len, max);
+	struct json_object *v = json_object_new_string_len(p, (int)keep);
+
+	for (size_t i = 0; i < keep; i++) /* what json_cut() counted */
+		*budget -= json_char_width((unsigned char)p[i]);
+	if (keep < len && max == before) /* the budget cut it: it is spent */
+		*budget = 0;
+	if (!v)
+		return false;
+	if (arr ? json_object_array_add(arr, v) != 0
+		: json_object_object_add(obj, key, v) != 0) {
+		json_object_put(v);
+		return false;
+	}
+	return true;
+}
+
+/* mail.commonHeaders as an EVENT keeps it (see SES_HEADERS_MAX).  The
+ * fast reader reads commonHeaders with json-c too and builds it here, so
+ * both readers agree.  Returns a new object (caller puts it) or NULL on
+ * allocation failure. */
+static struct json_object *headers_build(struct json_object *h)
+{
+	struct json_object *out = json_object_new_object();
+	size_t budget = SES_HEADERS_MAX;
+
+	for (struct json_object_iterator it = json_object_iter_begin(h),
+					 end = json_object_iter_end(h);
+	     out && budget > 0 && !json_object_iter_equal(&it, &end);
+	     json_object_iter_next(&it)) {
+		const char *key = json_object_iter_peek_name(&it);
+		struct json_object *v = json_object_iter_peek_value(&it);
+		struct json_object *arr = NULL;
+		bool ok = true;
+
+		if (!header_field(key))
+			continue;
+		if (json_object_is_type(v, json_type_string)) {
+			ok = header_add(out, key, NULL, v, &budget);
+		} else if (json_object_is_type(v, json_type_array)) {
+			size_t n = json_object_array_length(v);
+			arr = json_object_new_array();
+			ok = arr && add_owned(out, key, arr);
+			for (size_t k = 0, taken = 0; ok && budget > 0 && k < n &&
+						      taken < SES_HEADER_LIST_MAX; k++) {
+				struct json_object *e = json_object_array_get_idx(v, k);
+				if (!json_object_is_type(e, json_type_string))
+					continue;
+				ok = header_add(NULL, NULL, arr, e, &budget);
+				taken++;
+			}
+		}
+		if (!ok) {
+			json_object_put(out);
+			out = NULL;
+		}
+	}
+	return out;
+}
+
 /* The "mail" object of EVENT.  Returns a new object (caller puts it) or
  * NULL on allocation failure.  mail.headers is never copied. */
 static struct json_object *mail_build(struct json_object *mail,
 				      bool keep_headers)
 {
-	static const struct {
-		const char *key;
-		enum json_type type;
-	} keys[] = {
-		{"messageId", json_type_string},
-		{"source", json_type_string},
-		{"timestamp", json_type_string},
-		{"destination", json_type_array},
-	};
+	static const char *const keys[] = {"messageId", "source", "timestamp"};
 	struct json_object *out = json_object_new_object();
+	struct json_object *dest = member(mail, "destination", json_type_array);
 
 	if (!out)
 		return NULL;
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-		struct json_object *v = member(mail, keys[i].key, keys[i].type);
+		struct json_object *v = member(mail, keys[i], json_type_string);
 
-		if (v && !add_shared(out, keys[i].key, v))
+		if (v && !add_owned(out, keys[i], string_cut(v, SES_MAIL_VALUE_MAX)))
+			goto fail;
+	}
+	if (dest) {
+		size_t n = json_object_array_length(dest);
+		if (!add_owned(out, "destination", destination_build(dest)))
+			goto fail;
+		if (n > SES_DESTINATION_MAX &&
+		    !add_owned(out, "destinationCount", json_object_new_int64((int64_t)n)))
 			goto fail;
 	}
 	if (keep_headers) {
 		struct json_object *h =
 			member(mail, "commonHeaders", json_type_object);
 
-		if (h && !add_shared(out, "commonHeaders", h))
+		if (h && !add_owned(out, "commonHeaders", headers_build(h)))
 			goto fail;
 	}
 	return out;
@@ -337,9 +484,20 @@ fail:
 	return NULL;
 }
 
+/* The length of v's JSON text (a value of the parsed message). */
+static size_t json_text_len(struct json_object *v)
+{
+	size_t n = 0;
+
+	json_object_to_json_string_length(v, SES_JSON_FLAGS, &n);
+	return n;
+}
+
 /* The "detail" object of EVENT for one recipient (rcpt: this recipient's
- * entry, NULL for types that list bare addresses).  Returns a new object
- * (caller puts it) or NULL on allocation failure. */
+ * entry, NULL for types that list bare addresses).  Strings are cut to
+ * SES_DETAIL_VALUE_MAX; a number whose text is longer, or an object whose
+ * JSON is longer than SES_DETAIL_OBJECT_MAX, is left out.  Returns a new
+ * object (caller puts it) or NULL on allocation failure. */
 static struct json_object *detail_build(const struct ses_type *type,
 					struct json_object *typeobj,
 					struct json_object *rcpt)
@@ -352,15 +510,26 @@ static struct json_object *detail_build(const struct ses_type *type,
 		const struct ses_field *f = &type->fields[i];
 		struct json_object *src =
 			f->from == FROM_RECIPIENT ? rcpt : typeobj;
-		struct json_object *v = NULL;
+		struct json_object *v = NULL, *keep = NULL;
 
 		if (!json_object_is_type(src, json_type_object) ||
 		    !json_object_object_get_ex(src, f->name, &v))
 			continue;
-		if (!is_scalar(v) &&
-		    !(f->allow_object && json_object_is_type(v, json_type_object)))
+		if (json_object_is_type(v, json_type_string)) {
+			keep = string_cut(v, SES_DETAIL_VALUE_MAX);
+		} else if (is_scalar(v)) {
+			if (json_object_is_type(v, json_type_double) &&
+			    json_text_len(v) > SES_DETAIL_VALUE_MAX)
+				continue;
+			keep = json_object_get(v);
+		} else if (f->allow_object && json_object_is_type(v, json_type_object)) {
+			if (json_text_len(v) > SES_DETAIL_OBJECT_MAX)
+				continue;
+			keep = json_object_get(v);
+		} else {
 			continue;
-		if (!add_shared(out, f->name, v)) {
+		}
+		if (!add_owned(out, f->name, keep)) {
 			json_object_put(out);
 			return NULL;
 		}
@@ -520,6 +689,15 @@ static bool event_start(const struct ses_events *out, struct ses_event *ev,
 	ev->type = type->name;
 	ev->suppress = suppression(type->name, permanent);
 	return true;
+}
+
+/* True (and out->time_implausible set) when the event time is later than
+ * the context allows: the message is then kept raw, on no timeline. */
+static bool implausible(const struct ses_context *ctx, int64_t when,
+			struct ses_events *out)
+{
+	out->time_implausible = ctx->time_max_ms != 0 && when > ctx->time_max_ms;
+	return out->time_implausible;
 }
 
 /* ------------------------------------------------------------------ */
@@ -830,36 +1008,44 @@ static bool fast_event_time(const struct ses_type *type, const struct jval *own,
 	return jval_time(mail_ts, ms);
 }
 
-/* Room put_jval() needs for v. */
-static size_t jval_room(const struct jval *v)
+/* Room put_jval() needs for v cut to max: a string's JSON text is at most
+ * max bytes and its quotes (json_cut), other scalars are written whole. */
+static size_t jval_room(const struct jval *v, size_t max)
 {
-	return json_len(v->len);
+	size_t room = json_len(v->len);
+
+	return v->kind == J_STRING && room > max + 2 ? max + 2 : room;
 }
 
-/* Writes v as json-c prints it: a string decoded and escaped again, any
- * other scalar as written (numbers: see FAST_INT_DIGITS_MAX; json-c keeps
- * the text of the others).  Returns the new end, or NULL on allocation
- * failure. */
-static char *put_jval(char *o, const struct jval *v)
+/* Writes v as json-c prints it, a string cut to max (json_cut): decoded
+ * and escaped again; any other scalar as written (numbers: see
+ * FAST_INT_DIGITS_MAX; json-c keeps the text of the others).  Returns the
+ * new end, or NULL on allocation failure. */
+static char *put_jval(char *o, const struct jval *v, size_t max)
 {
 	if (v->kind != J_STRING) {
 		memcpy(o, v->p, v->len);
 		return o + v->len;
 	}
+	/* Without a backslash a string has nothing to escape (strict JSON:
+	 * no raw control bytes), so its JSON text is as long as it is. */
 	if (!v->escaped)
-		return put_json_string(o, v->p, v->len);
+		return put_json_string(o, v->p,
+				       v->len <= max ? v->len : json_cut(v->p, v->len, max));
 	char *tmp = malloc(v->len ? v->len : 1);
 	if (!tmp)
 		return NULL;
-	o = put_json_string(o, tmp, jsonscan_unescape(v->p, v->len, tmp));
+	size_t n = jsonscan_unescape(v->p, v->len, tmp);
+	o = put_json_string(o, tmp, json_cut(tmp, n, max));
 	free(tmp);
 	return o;
 }
 
 /* Writes "key":value for each i with vals[i] set, between braces, as
- * json-c prints such an object.  Returns the new end or NULL (no memory). */
+ * json-c prints such an object, strings cut to max.  Returns the new end
+ * or NULL (no memory). */
 static char *put_members(char *o, const char *const *keys,
-			 const struct jval *const *vals, size_t n)
+			 const struct jval *const *vals, size_t n, size_t max)
 {
 	bool first = true;
 
@@ -872,7 +1058,7 @@ static char *put_members(char *o, const char *const *keys,
 		first = false;
 		o = put_json_string(o, keys[i], strlen(keys[i]));
 		*o++ = ':';
-		o = put_jval(o, vals[i]);
+		o = put_jval(o, vals[i], max);
 	}
 	if (o)
 		*o++ = '}';
@@ -881,12 +1067,12 @@ static char *put_members(char *o, const char *const *keys,
 
 /* Room put_members() needs. */
 static size_t members_room(const char *const *keys,
-			   const struct jval *const *vals, size_t n)
+			   const struct jval *const *vals, size_t n, size_t max)
 {
 	size_t room = 2;
 	for (size_t i = 0; i < n; i++)
 		if (vals[i])
-			room += json_len(strlen(keys[i])) + 2 + jval_room(vals[i]);
+			room += json_len(strlen(keys[i])) + 2 + jval_room(vals[i], max);
 	return room;
 }
 
@@ -915,64 +1101,76 @@ static enum fast_result fast_mail(const struct jval *m, bool keep_headers,
 				  char **text, size_t *len, enum mt_err *err)
 {
 	static const char *const keys[] = {"messageId", "source", "timestamp"};
-	static const char dest_lit[] = "\"destination\":[", headers_lit[] = "\"commonHeaders\":";
+	static const char dest_lit[] = "\"destination\":[",
+			  count_lit[] = ",\"destinationCount\":",
+			  headers_lit[] = "\"commonHeaders\":";
 	const struct jval *vals[3];
 	const struct jval *dest = &m[M_DESTINATION], *ch = &m[M_COMMON_HEADERS];
-	struct json_object *headers = NULL;
+	struct json_object *parsed = NULL, *headers = NULL;
 	const char *headers_text = NULL;
-	size_t headers_len = 0;
+	size_t headers_len = 0, n_dest = 0, count_len = 0;
+	char count[24];
 	struct scan s;
 	struct jval e;
 
 	*text = NULL;
 	for (size_t i = 0; i < 3; i++)
 		vals[i] = m[i].kind == J_STRING ? &m[i] : NULL;
-	size_t room = members_room(keys, vals, 3) + sizeof(dest_lit) + 2;
+	size_t room = members_room(keys, vals, 3, SES_MAIL_VALUE_MAX) +
+		      sizeof(dest_lit) + sizeof(count_lit) + sizeof(count) + 2;
 	if (dest->kind == J_ARRAY) {
-		/* Strings only (as SES writes it). */
+		/* Strings only (as SES writes it); all counted, the first
+		 * SES_DESTINATION_MAX kept. */
 		array_begin(&s, dest);
 		while (array_next(&s, &e)) {
 			if (e.kind != J_STRING)
 				return FAST_DEFER;
-			room += jval_room(&e) + 1;
+			if (n_dest++ < SES_DESTINATION_MAX)
+				room += jval_room(&e, SES_DESTINATION_ENTRY_MAX) + 1;
 		}
+		if (n_dest > SES_DESTINATION_MAX)
+			count_len = (size_t)snprintf(count, sizeof(count), "%zu", n_dest);
 	}
 	if (keep_headers && ch->kind == J_OBJECT) {
-		/* Copied as json-c writes it, so read by json-c: a few hundred
+		/* Built by json-c as the other reader builds it: a few hundred
 		 * bytes instead of the whole message. */
 		bool nomem;
-		headers = parse_json(ch->p, ch->len, &nomem);
+		parsed = parse_json(ch->p, ch->len, &nomem);
+		if (!parsed && !nomem)
+			return FAST_DEFER;
+		headers = parsed ? headers_build(parsed) : NULL;
 		if (headers)
 			headers_text = json_object_to_json_string_length(
 				headers, SES_JSON_FLAGS, &headers_len);
 		if (!headers_text) {
-			json_object_put(headers);
-			if (!nomem && !headers)
-				return FAST_DEFER;
 			*err = MT_E_NOMEM;
-			return FAST_DONE;
+			goto out;
 		}
 		room += sizeof(headers_lit) + headers_len;
 	}
 	char *o = *text = malloc(room);
-	if (!o || !(o = put_members(o, keys, vals, 3))) {
+	if (!o || !(o = put_members(o, keys, vals, 3, SES_MAIL_VALUE_MAX))) {
 		*err = MT_E_NOMEM;
 		goto out;
 	}
 	if (dest->kind == J_ARRAY) {
 		o = reopen_with(o, dest_lit, sizeof(dest_lit) - 1);
-		bool first = true;
 		array_begin(&s, dest);
-		while (array_next(&s, &e)) {
-			if (!first)
+		for (size_t i = 0; i < SES_DESTINATION_MAX && array_next(&s, &e); i++) {
+			if (i > 0)
 				*o++ = ',';
-			first = false;
-			if (!(o = put_jval(o, &e))) {
+			if (!(o = put_jval(o, &e, SES_DESTINATION_ENTRY_MAX))) {
 				*err = MT_E_NOMEM;
 				goto out;
 			}
 		}
 		*o++ = ']';
+		if (count_len) {
+			memcpy(o, count_lit, sizeof(count_lit) - 1);
+			o += sizeof(count_lit) - 1;
+			memcpy(o, count, count_len);
+			o += count_len;
+		}
 		*o++ = '}';
 	}
 	if (headers_text) {
@@ -984,6 +1182,7 @@ static enum fast_result fast_mail(const struct jval *m, bool keep_headers,
 	*len = (size_t)(o - *text);
 out:
 	json_object_put(headers);
+	json_object_put(parsed);
 	return FAST_DONE;
 }
 
@@ -1021,7 +1220,8 @@ static enum fast_result fast_detail(const struct ses_type *type,
 			f->from == FROM_RECIPIENT ? (evals ? &evals[i] : NULL) : &tvals[i];
 		keys[i] = f->name;
 		vals[i] = NULL;
-		if (!v || v->kind == J_NONE || v->kind == J_NULL || v->kind == J_ARRAY)
+		if (!v || v->kind == J_NONE || v->kind == J_NULL || v->kind == J_ARRAY ||
+		    (v->kind == J_NUMBER && v->len > SES_DETAIL_VALUE_MAX))
 			continue;
 		if (v->kind == J_OBJECT) {
 			if (f->allow_object)
@@ -1030,10 +1230,10 @@ static enum fast_result fast_detail(const struct ses_type *type,
 		}
 		vals[i] = v;
 	}
-	size_t room = members_room(keys, vals, type->n_fields);
+	size_t room = members_room(keys, vals, type->n_fields, SES_DETAIL_VALUE_MAX);
 	char *start = room <= FAST_DETAIL_STACK ? scratch : (*owned = malloc(room));
 	char *o = start;
-	if (!o || !(o = put_members(o, keys, vals, type->n_fields))) {
+	if (!o || !(o = put_members(o, keys, vals, type->n_fields, SES_DETAIL_VALUE_MAX))) {
 		*err = MT_E_NOMEM;
 		return FAST_DONE;
 	}
@@ -1109,7 +1309,8 @@ static enum fast_result fast_parse(const char *message, size_t len,
 		return FAST_DEFER;
 
 	int64_t when = 0;
-	if (!fast_event_time(type, &tv[0], &mv[M_TIMESTAMP], &when))
+	if (!fast_event_time(type, &tv[0], &mv[M_TIMESTAMP], &when) ||
+	    implausible(ctx, when, out))
 		return FAST_DONE;
 	const struct jval *rcpts =
 		type->rcpt_from == RCPT_DESTINATION ? &mv[M_DESTINATION] : &tv[1];
@@ -1199,7 +1400,7 @@ enum mt_err ses_events_parse_reference(const char *message, size_t len,
 				       const struct ses_context *ctx,
 				       struct ses_events *out)
 {
-	static const struct ses_context no_context = {NULL, NULL, false};
+	static const struct ses_context no_context = {NULL, NULL, false, 0};
 	enum mt_err err = MT_E_OK;
 	bool nomem = false;
 	struct json_object *root = NULL, *mail = NULL, *typeobj = NULL;
@@ -1228,6 +1429,8 @@ enum mt_err ses_events_parse_reference(const char *message, size_t len,
 	if (!typeobj || !mail || !member(mail, "messageId", json_type_string))
 		goto out_root;
 	if (!event_time(type, typeobj, mail, &when))
+		goto out_root;
+	if (implausible(ctx, when, out))
 		goto out_root;
 	if (type->rcpt_from == RCPT_DESTINATION)
 		rcpts = member(mail, "destination", json_type_array);
@@ -1305,7 +1508,7 @@ enum mt_err ses_events_parse(const char *message, size_t len,
 			     const struct ses_context *ctx,
 			     struct ses_events *out)
 {
-	static const struct ses_context no_context = {NULL, NULL, false};
+	static const struct ses_context no_context = {NULL, NULL, false, 0};
 	enum mt_err err = MT_E_OK;
 
 	if (!out)

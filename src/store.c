@@ -9,6 +9,7 @@
 
 #include "groupcommit.h"
 #include "metrics.h"
+#include "mt_time.h"
 #include "rcluster.h"
 
 /* One sorted set write: add the member, trim to the retention window below
@@ -19,10 +20,18 @@
  * so it runs atomically.  Loaded once per connection, run with EVALSHA.
  * ARGV: score, member, retention ms, type, suppression ("Bounce/Permanent",
  * "Complaint" or ""), the member's message prefix, the retention cutoff
- * when this member is the newest ("(" score - retention).  The size cap
+ * when this member is the newest ("(" min(score, now) - retention), the
+ * writer's clock (now, ms).  The size cap
  * is STORE_RCPT_EVENTS_MAX with a counts hash (a recipient's events), else
  * STORE_TOPIC_MESSAGES_MAX.  A trimmed member's type and suppression are
  * read back from its EVENT JSON (as ses.c sets them).
+ *
+ * The window ends at the newest score or at now, whichever is earlier:
+ * a replayed old payload into an empty set stays, but no event, however
+ * far in the future its time, trims anything younger than the retention
+ * period (ses.h's SES_TIME_AHEAD_MAX_MS keeps such events off the
+ * timelines; this keeps one that got through, or that an older version
+ * stored, from erasing history or lifting a suppression).
  *
  * Redelivery: every member begins with its SNS MessageId ({"id":"..."),
  * and a redelivered message has the same event time, so a member at the
@@ -76,7 +85,7 @@ static const char put_script[] =
 	"    end\n"
 	"  end\n"
 	"  local top = redis.call('ZRANGE', zkey, '-1', '-1', 'WITHSCORES')\n"
-	"  cutoff = string.format('(%.0f', tonumber(top[2]) - tonumber(ret))\n"
+	"  cutoff = string.format('(%.0f', math.min(tonumber(top[2]), tonumber(ARGV[8])) - tonumber(ret))\n"
 	"end\n"
 	"local added = redis.call('ZADD', zkey, sc, member)\n"
 	"if added == 1 and ckey then\n"
@@ -534,14 +543,18 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 	struct batch b = {0};
 	char ret[32], err[256] = "";
 
+	char now[32];
+	int64_t now_ms = mt_time_now_ms();
 	format_i64(ret, st->retention_ms);
+	size_t now_len = format_i64(now, now_ms);
 	for (size_t i = 0; i < n; i++) {
 		char score[32], cutoff[32];
+		int64_t end = puts[i].score < now_ms ? puts[i].score : now_ms;
 		format_i64(score, puts[i].score);
 		cutoff[0] = '(';
-		format_i64(cutoff + 1, puts[i].score - st->retention_ms);
-		const char *argv[12] = {"EVALSHA", st->script_sha, "1", puts[i].key};
-		size_t argl[12] = {7, 40, 1, strlen(puts[i].key)};
+		format_i64(cutoff + 1, end - st->retention_ms);
+		const char *argv[13] = {"EVALSHA", st->script_sha, "1", puts[i].key};
+		size_t argl[13] = {7, 40, 1, strlen(puts[i].key)};
 		int argc = 4;
 		if (puts[i].counts_key) {
 			argv[2] = "2";
@@ -551,12 +564,12 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 		const char *type = puts[i].type ? puts[i].type : "";
 		const char *why = puts[i].suppress ? puts[i].suppress : "";
 		const char *args[] = {score, puts[i].member, ret, type, why,
-				      puts[i].member, cutoff};
+				      puts[i].member, cutoff, now};
 		const size_t lens[] = {strlen(score), puts[i].member_len, strlen(ret),
 				       strlen(type), strlen(why),
 				       message_prefix_len(puts[i].member, puts[i].member_len),
-				       strlen(cutoff)};
-		for (int a = 0; a < 7; a++) {
+				       strlen(cutoff), now_len};
+		for (int a = 0; a < 8; a++) {
 			argv[argc] = args[a];
 			argl[argc++] = lens[a];
 		}

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "confirm.h"
+#include "metrics.h"
 #include "mt_time.h"
 #include "ses.h"
 #include "sns.h"
@@ -60,10 +61,18 @@ static enum mt_err prepare_notification(struct webhook *w, struct webhook_pendin
 {
 	const struct sns_message *m = &p->m;
 	const struct sns_str *msg = &m->f[SNS_F_MESSAGE];
+	/* SES stamps an event before SNS publishes it: an event time later
+	 * than the Timestamp (or than now, if this clock is behind SNS's) by
+	 * more than SES_TIME_AHEAD_MAX_MS is not believed.  A captured
+	 * payload replayed later still has its own Timestamp, so it is
+	 * judged as it was live. */
+	int64_t now = mt_time_now_ms();
+	int64_t base = m->timestamp_ms < now ? m->timestamp_ms : now;
 	struct ses_context ctx = {
 		.sns_message_id = m->f[SNS_F_MESSAGE_ID].p,
 		.topic_arn = m->f[SNS_F_TOPIC_ARN].p,
 		.keep_headers = w->cfg->keep_headers,
+		.time_max_ms = base + SES_TIME_AHEAD_MAX_MS,
 	};
 
 	/* A redelivery (also to a copy with other flags or version) adds
@@ -76,6 +85,7 @@ static enum mt_err prepare_notification(struct webhook *w, struct webhook_pendin
 		append_recipient(res->recipients, sizeof(res->recipients), p->evs.v[i].recipient);
 	p->item = (struct store_item){.evs = &p->evs, .errbuf = res->detail,
 				      .errsz = sizeof(res->detail)};
+	res->time_implausible = p->evs.time_implausible;
 	if (p->evs.keep_raw) {
 		res->raw = true;
 		struct json_object *rec = raw_record(m);
@@ -215,18 +225,32 @@ bool webhook_begin(struct webhook *w, const char *body, size_t len,
 	return false;
 }
 
+/* The bytes a pending delivery writes. */
+static size_t pending_bytes(const struct webhook_pending *p)
+{
+	size_t n = p->item.raw_len;
+	for (size_t i = 0; i < p->evs.n; i++)
+		n += p->evs.v[i].json_len;
+	return n;
+}
+
 void webhook_commit(struct webhook *w, struct webhook_pending *const *ps, size_t n)
 {
 	struct store_item *items[WEBHOOK_COMMIT_MAX] = {0};
-	if (n > WEBHOOK_COMMIT_MAX) { /* callers take at most this many */
-		webhook_commit(w, ps, WEBHOOK_COMMIT_MAX);
-		webhook_commit(w, ps + WEBHOOK_COMMIT_MAX, n - WEBHOOK_COMMIT_MAX);
+	size_t k = 0, bytes = 0;
+	if (n == 0)
 		return;
+	/* The first k deliveries, within WEBHOOK_COMMIT_MAX and
+	 * WEBHOOK_COMMIT_BYTES_MAX (at least one); the rest in the next. */
+	for (; k < n && k < WEBHOOK_COMMIT_MAX; k++) {
+		size_t b = pending_bytes(ps[k]);
+		if (k > 0 && bytes + b > WEBHOOK_COMMIT_BYTES_MAX)
+			break;
+		bytes += b;
+		items[k] = &ps[k]->item;
 	}
-	for (size_t i = 0; i < n; i++)
-		items[i] = &ps[i]->item;
-	store_put_many(w->store, items, n);
-	for (size_t i = 0; i < n; i++) {
+	store_put_many(w->store, items, k);
+	for (size_t i = 0; i < k; i++) {
 		struct webhook_pending *p = ps[i];
 		struct webhook_result *res = p->res;
 		res->added = p->item.added;
@@ -239,8 +263,13 @@ void webhook_commit(struct webhook *w, struct webhook_pending *const *ps, size_t
 			res->err = spool_notification(w, p->body, p->len, res);
 		else if (res->err == MT_E_OK)
 			res->status = res->added ? "stored" : "duplicate";
+		if (res->err == MT_E_OK && !res->spooled && res->time_implausible &&
+		    res->added)
+			metrics_add(METRIC_implausible_time_total, 1);
 		pending_free(p);
 	}
+	if (k < n)
+		webhook_commit(w, ps + k, n - k);
 }
 
 void webhook_store_spooled(struct webhook *w, const char *body, size_t len,

@@ -827,6 +827,111 @@ class TestSummary(ApiCase):
 
 
 # ===================================================================================
+class TestForgedTimes(ApiCase):
+    """A signed message cannot rewrite the past (issue 11): an event dated
+    far ahead is kept under its topic only, and none, however dated, trims
+    genuine events or lifts a suppression."""
+
+    DAY = 86400 * 1000
+
+    def summary(self, m, address):
+        return self.get(m, f"/v1/recipients/{address}")
+
+    def timeline_ids(self, m, address):
+        return [e["id"] for e in self.get_page(m, timeline_path(address), address)["events"]]
+
+    def outcomes(self, m):
+        out = []
+        for line in m.out_lines:
+            try:
+                o = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(o, dict) and o.get("msg") == "sns":
+                out.append(o.get("outcome"))
+        return out
+
+    def metric(self, m, name):
+        r = harness.http_request(m.port, "GET", "/metrics")
+        for line in r.body.decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        self.fail(f"no {name} in /metrics")
+
+    def test_event_dated_9999_changes_nothing(self):
+        m = self.start()
+        a = "victim@example.com"
+        now = int(time.time() * 1000)
+        genuine = [Item("bounce-permanent", a, now - (6 - i) * 3600 * 1000, i)
+                   for i in range(1, 6)]
+        self.deliver(m, genuine, threads=1)
+        before = self.summary(m, a)
+        self.assertEqual((before["suppressed"], before["reason"], before["counts"]),
+                         (True, "Bounce/Permanent", {"Bounce": 5}))
+
+        forged = Item("delivery", a, ms_of("9999-12-31T23:59:59.999Z"), 6)
+        self.deliver(m, [forged], threads=1)   # answered 200 "stored": SNS must not retry
+        self.assertEqual(self.summary(m, a), before)
+        self.assertEqual(sorted(self.timeline_ids(m, a)), sorted(it.id for it in genuine))
+        self.assertEqual(ENV.redis("ZCARD", "mailtrail:recent"), 5,
+                         "the forged event must not reach the recent feed")
+        # Kept, under its topic, with its own id: nothing is dropped.
+        kept = [json.loads(x) for x in
+                ENV.redis("ZRANGE", f"mailtrail:topic:{{{SnsSigner.TOPIC}}}", 0, -1)]
+        self.assertEqual([k["id"] for k in kept], [forged.id])
+        self.assertIn("implausible_time", self.outcomes(m))
+        self.assertEqual(self.metric(m, "mailtrail_implausible_time_total"), 1)
+        # A redelivery adds nothing and is not counted again.
+        self.deliver(m, [forged], threads=1, expect="duplicate")
+        self.assertEqual(self.metric(m, "mailtrail_implausible_time_total"), 1)
+
+        # A genuine bounce after it is stored and stays.
+        later = Item("bounce-permanent", a, now - 60_000, 7)
+        self.deliver(m, [later], threads=1)
+        ids = self.timeline_ids(m, a)
+        self.assertEqual(ids[0], later.id)
+        self.assertEqual(len(ids), 6)
+        s = self.summary(m, a)
+        self.assertEqual((s["suppressed"], s["reason"], s["counts"]),
+                         (True, "Bounce/Permanent", {"Bounce": 6}))
+        self.assertEqual(s["last_event"]["id"], later.id)
+
+    def test_event_a_day_ahead_trims_nothing(self):
+        # Within the day an event may be ahead (clock skew) it is stored,
+        # but the retention window ends at now, not at that event: the
+        # genuine ones stay, in and out of order.
+        m = self.start("--retention-days", "1")
+        a = "skew@example.com"
+        now = int(time.time() * 1000)
+        genuine = [Item("bounce-permanent", a, now - 3 * 3600 * 1000, 1),
+                   Item("delivery", a, now - 2 * 3600 * 1000, 2)]
+        self.deliver(m, genuine, threads=1)
+        ahead = Item("delivery", a, now + self.DAY - 3600 * 1000, 3)
+        self.deliver(m, [ahead], threads=1)
+        self.assertEqual(len(self.timeline_ids(m, a)), 3)
+        s = self.summary(m, a)
+        self.assertEqual((s["suppressed"], s["reason"]), (True, "Bounce/Permanent"))
+        self.assertEqual(s["counts"], {"Bounce": 1, "Delivery": 2})
+        # Arriving after the one ahead (the out-of-order path of the store).
+        late = Item("bounce-permanent", a, now - 90 * 60 * 1000, 4)
+        self.deliver(m, [late], threads=1)
+        self.assertEqual(len(self.timeline_ids(m, a)), 4)
+        self.assertEqual(self.summary(m, a)["counts"], {"Bounce": 2, "Delivery": 2})
+        # Events older than the window (from now) are still trimmed.
+        old = Item("bounce-transient", a, now - self.DAY - 3600 * 1000, 5)
+        self.deliver(m, [old], threads=1)
+        self.assertNotIn(old.id, self.timeline_ids(m, a))
+
+    def test_replayed_old_event_into_an_empty_set_stays(self):
+        # A payload captured years ago still lands on its timeline.
+        m = self.start("--retention-days", "1")
+        it = Item("bounce-permanent", "replay@example.com", ms_of("2016-01-27T14:59:38.237Z"), 1)
+        self.deliver(m, [it], threads=1)
+        self.assertEqual(self.timeline_ids(m, "replay@example.com"), [it.id])
+        self.assertTrue(self.summary(m, "replay@example.com")["suppressed"])
+
+
+# ===================================================================================
 class TestRecentFeed(ApiCase):
 
     def test_feed_pages_across_recipients(self):

@@ -1084,6 +1084,215 @@ class TestRealPayloads(MailtrailCase):
 
 
 # ===================================================================================
+class TestImplausibleTimes(MailtrailCase):
+    """An event time more than a day after the SNS Timestamp (or the
+    arrival) goes on no timeline: the message is kept under its topic."""
+
+    def delivery(self, when):
+        obj = json.loads(ses("awsdoc-identity-delivery.json"))
+        obj["delivery"]["timestamp"] = when
+        return json.dumps(obj, separators=(",", ":"))
+
+    def test_judged_by_the_timestamp_not_the_wall_clock(self):
+        m = self.start()
+        ts = "2021-03-01T10:00:00.000Z"   # the signing cert is valid then
+        cases = (("2021-03-01T09:59:00.000Z", True),    # before: as SES stamps it
+                 ("2021-03-02T09:59:59.000Z", True),    # a day ahead, just
+                 ("2021-03-02T10:00:00.001Z", False),   # past the day (now is years later)
+                 ("9999-12-31T23:59:59.999Z", False))
+        for when, indexed in cases:
+            with self.subTest(event_time=when):
+                self.redis("FLUSHALL")
+                msg = self.signer.notification(self.delivery(when), timestamp=ts)
+                self.assertAnswer(m.post_sns(msg), 200, "stored")
+                evs = self.events("jane@example.com")
+                raw = self.topic_items(SnsSigner.TOPIC)
+                if indexed:
+                    self.assertEqual([(e["id"], e["time"]) for e, _ in evs],
+                                     [(msg["MessageId"], when)])
+                    self.assertEqual(raw, [])
+                else:
+                    self.assertEqual(evs, [])
+                    self.assertEqual([r["id"] for r, _ in raw], [msg["MessageId"]])
+                    self.assertEqual(raw[0][0]["message"], msg["Message"])
+                    self.assertEqual(raw[0][1], iso_to_ms(ts), "kept at its Timestamp")
+                    self.assertEqual(self.redis("ZCARD", "mailtrail:recent"), 0)
+
+    def test_judged_by_the_arrival_when_the_timestamp_is_ahead(self):
+        # A Timestamp ahead of this clock does not widen the window.
+        m = self.start()
+        msg = self.signer.notification(self.delivery(now_iso(86400 + 3600)),
+                                       timestamp=now_iso(7200))
+        self.assertAnswer(m.post_sns(msg), 200, "stored")
+        self.assertEqual(self.events("jane@example.com"), [])
+        self.assertEqual(len(self.topic_items(SnsSigner.TOPIC)), 1)
+
+
+class TestBoundedWork(MailtrailCase):
+    """What one message can make mailtrail and Redis hold (issue 11): every
+    EVENT carries a bounded copy of the mail, and a 256 KB message with
+    1,000 recipients stays within README's Limits."""
+
+    SNS_MAX = 256 * 1024   # the most an SNS message (Message) can hold
+
+    def test_destination_and_headers_cut(self):
+        m = self.start("--keep-headers")
+        obj = json.loads(ses("awsdoc-event-bounce.json"))
+        obj["mail"]["destination"] = [f"Name {i} <d{i}@example.com>" for i in range(25)]
+        obj["mail"]["destination"][3] = "x" * 5000
+        headers = obj["mail"]["commonHeaders"]
+        headers["subject"] = "s" * 5000
+        headers["to"] = [f"t{i}@example.com" for i in range(40)]
+        headers["x-custom"] = "not kept"
+        obj["bounce"]["reportingMTA"] = "r" * 100000
+        text = json.dumps(obj, separators=(",", ":"))
+        msg = self.signer.notification(text)
+        self.assertAnswer(m.post_sns(msg), 200, "stored")
+        ev, _ = self.one_event("recipient@example.com")
+        mail = ev["mail"]
+        self.assertEqual(len(mail["destination"]), 10)
+        self.assertEqual(mail["destination"][:3], obj["mail"]["destination"][:3])
+        self.assertEqual(mail["destination"][3], "x" * 256)
+        self.assertEqual(mail["destinationCount"], 25)
+        ch = mail["commonHeaders"]
+        self.assertEqual(ch["subject"], "s" * 512)
+        self.assertEqual(ch["to"], headers["to"][:10])
+        self.assertNotIn("x-custom", ch)
+        self.assertEqual(ev["detail"]["reportingMTA"], "r" * 1024)
+        self.assertEqual(ev["detail"]["diagnosticCode"], "smtp; 550 5.1.1 user unknown")
+
+    # --- one 256 KB message with 1,000 bounced recipients ---------------------
+
+    @staticmethod
+    def vm_hwm_kib(pid):
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        raise HarnessError("no VmHWM in /proc/PID/status")
+
+    def redis_used_memory(self):
+        info = self.redis("INFO", "memory").decode()
+        return int(re.search(r"^used_memory:(\d+)", info, re.M).group(1))
+
+    def bounce_1000(self, worst):
+        """A bounce of 1,000 recipients filled up to SNS's 256 KB: with a
+        long destination list (worst=False, the shape of the issue), or
+        with every value that each EVENT repeats as long as it fits
+        (worst=True)."""
+        ts = now_iso(-60)
+        rcpts = [f"r{i:04d}@bounce.example.com" for i in range(1000)]
+        if worst:
+            entries = [{"emailAddress": a} for a in rcpts]
+        else:
+            entries = [{"emailAddress": a, "action": "failed", "status": "5.1.1",
+                        "diagnosticCode": "smtp; 550 5.1.1 user unknown"} for a in rcpts]
+        obj = {"notificationType": "Bounce",
+               "bounce": {"bounceType": "Permanent", "bounceSubType": "General",
+                          "bouncedRecipients": entries, "timestamp": ts,
+                          "feedbackId": "0100018e-feedback", "reportingMTA": "dsn; mta"},
+               "mail": {"timestamp": ts, "source": "sender@example.com",
+                        "messageId": "0100018e-message", "destination": list(rcpts),
+                        "commonHeaders": {"from": ["sender@example.com"],
+                                          "to": rcpts[:50], "subject": "hello"}}}
+        if worst:
+            # Long values that every EVENT repeats, control characters
+            # (6 bytes of JSON each once written) in the longest.
+            obj["bounce"]["bounceSubType"] = "\u0001" * 6000
+            obj["mail"]["source"] = "s" * 8000
+            obj["mail"]["messageId"] = "m" * 8000
+            obj["mail"]["destination"] = ["d" * 2000] * 10 + rcpts
+            obj["mail"]["commonHeaders"] = {
+                "subject": "\u0002" * 3000, "date": "d" * 2000,
+                **{k: ["a" * 400] * 12 for k in ("from", "to", "cc", "bcc", "replyTo")}}
+        text = json.dumps(obj, separators=(",", ":"))
+        self.assertLess(len(text.encode()), self.SNS_MAX, "the base message is too big")
+        # Fill what is left with the value the message's shape makes long.
+        room = self.SNS_MAX - len(text.encode()) - 64
+        if worst:
+            obj["bounce"]["reportingMTA"] = "r" * room
+        else:
+            extra, i = [], 0
+            while room > 60:
+                e = f"Recipient {i:05d} <x{i:05d}@destination.example.com>"
+                extra.append(e)
+                room -= len(e) + 3
+                i += 1
+            obj["mail"]["destination"] += extra
+        text = json.dumps(obj, separators=(",", ":"))
+        size = len(text.encode())
+        self.assertLessEqual(size, self.SNS_MAX)
+        self.assertGreater(size, self.SNS_MAX - 2048)
+        return text, rcpts
+
+    def measure(self, worst):
+        m = self.start("--keep-headers")
+        # Warm up: the certificate fetched, Redis connected, the script
+        # loaded; then the baselines.
+        small = self.signer.notification(ses("awsdoc-identity-delivery.json"))
+        self.assertAnswer(m.post_sns(small), 200, "stored")
+        text, rcpts = self.bounce_1000(worst)
+        msg = self.signer.notification(text)
+        body = json.dumps(msg).encode()
+        hwm0 = self.vm_hwm_kib(m.proc.pid)
+        used0 = self.redis_used_memory()
+        t0 = time.monotonic()
+        r = m.post_sns(body)
+        took = time.monotonic() - t0
+        self.assertAnswer(r, 200, "stored")
+        hwm1 = self.vm_hwm_kib(m.proc.pid)
+        used1 = self.redis_used_memory()
+        rss_mib = (hwm1 - hwm0) / 1024
+        redis_mib = (used1 - used0) / (1024 * 1024)
+        ev, _ = self.one_event(rcpts[999])
+        print(f"\n    ({'worst' if worst else 'long destination'}: {len(text)} bytes, "
+              f"answered in {took:.2f} s, peak RSS +{rss_mib:.1f} MiB, "
+              f"Redis +{redis_mib:.1f} MiB, EVENT {len(json.dumps(ev))} bytes)",
+              end=" ", file=sys.stderr)
+        if not harness.WRAPPER:   # under valgrind the RSS is valgrind's
+            self.assertLess(rss_mib, 64, "peak RSS added by one message")
+        self.assertLess(redis_mib, 16, "Redis memory added by one message")
+        # The target is < 2 s; the bound is loose for a loaded test machine.
+        self.assertLess(took, 5.0 * TIME_FACTOR, "time to answer one message")
+        self.assertEqual(len(self.redis.keys("mailtrail:rcpt:{r*@bounce.example.com}")), 1000)
+        self.assertEqual(len(ev["mail"]["destination"]), 10)
+        self.assertGreater(ev["mail"]["destinationCount"], 1000)
+
+    def test_256k_bounce_1000_recipients_long_destination(self):
+        self.measure(worst=False)
+
+    def test_256k_bounce_1000_recipients_worst_shape(self):
+        self.measure(worst=True)
+
+    def test_concurrent_large_deliveries_written_a_few_at_a_time(self):
+        # Eight such messages at once: each waits with its EVENTs (about
+        # 8 MB) for a writer, and a writer formats and buffers a batch of
+        # at most WEBHOOK_COMMIT_BYTES_MAX, not all eight together
+        # (measured: about +90 MiB; one batch of all eight: about +160).
+        m = self.start("--keep-headers")
+        small = self.signer.notification(ses("awsdoc-identity-delivery.json"))
+        self.assertAnswer(m.post_sns(small), 200, "stored")
+        text, _ = self.bounce_1000(worst=True)
+        bodies = [json.dumps(self.signer.notification(text)).encode() for _ in range(8)]
+        hwm0 = self.vm_hwm_kib(m.proc.pid)
+        answers = []
+
+        def post(body):
+            answers.append(m.post_sns(body))
+        threads = [threading.Thread(target=post, args=(b,)) for b in bodies]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        rss_mib = (self.vm_hwm_kib(m.proc.pid) - hwm0) / 1024
+        print(f"\n    (8 at once: peak RSS +{rss_mib:.1f} MiB)", end=" ", file=sys.stderr)
+        for r in answers:
+            self.assertAnswer(r, 200, "stored")
+        self.assertEqual(len(answers), 8)
+        if not harness.WRAPPER:
+            self.assertLess(rss_mib, 128, "peak RSS added by eight large deliveries at once")
+
+
 class TestConfiguration(unittest.TestCase):
     """Invalid configuration: exit 2, one stderr line naming the option."""
 

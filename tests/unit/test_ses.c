@@ -678,7 +678,7 @@ static void check_file(const char *dir, const struct expect *x, bool keep_header
 		message_free(&m);
 		return;
 	}
-	struct ses_context ctx = {m.id, m.topic, keep_headers};
+	struct ses_context ctx = {m.id, m.topic, keep_headers, 0};
 
 	while (x->type && want_n < MAX_RCPT && x->rcpt[want_n])
 		want_n++;
@@ -853,7 +853,7 @@ static void check_golden(const char *dir)
 			message_free(&m);
 			continue;
 		}
-		struct ses_context ctx = {m.id, m.topic, goldens[g].keep_headers};
+		struct ses_context ctx = {m.id, m.topic, goldens[g].keep_headers, 0};
 
 		CHECK(ses_events_parse(m.text, m.len, &ctx, &evs) == MT_E_OK &&
 			      evs.n > goldens[g].index,
@@ -878,7 +878,7 @@ static void check_golden(const char *dir)
 /* Hand-made messages                                                  */
 
 static const struct ses_context test_ctx = {"mid-1", "arn:aws:sns:eu-west-1:1:t",
-					    false};
+					    false, 0};
 
 /* Parses s with test_ctx; the caller frees *evs. */
 static void parse_str(const char *s, struct ses_events *evs)
@@ -1203,7 +1203,7 @@ static void check_detail_values(void)
 			"\"timestamp\":\"2024-01-02T03:04:05Z\",\"destination\":[\"a@b.c\"],"
 			"\"headers\":[{\"name\":\"X\",\"value\":\"y\"}],"
 			"\"commonHeaders\":{\"subject\":\"s\"}}}";
-		struct ses_context ctx = {"i", "t", true};
+		struct ses_context ctx = {"i", "t", true, 0};
 		struct ses_events evs;
 
 		CHECK(strcmp(first_value(msg, "mail", "source", buf, sizeof(buf)),
@@ -1493,7 +1493,7 @@ static void check_suppression(const char *dir)
 
 		snprintf(path, sizeof(path), "%s/ses/%s", dir, cases[i].file);
 		CHECK(message_load(path, &m), "suppression", "%s: cannot load", cases[i].file);
-		struct ses_context ctx = {m.id, m.topic, false};
+		struct ses_context ctx = {m.id, m.topic, false, 0};
 		CHECK(ses_events_parse(m.text, m.len, &ctx, &evs) == MT_E_OK && evs.n > 0,
 		      "suppression", "%s: no events", cases[i].file);
 		for (size_t j = 0; j < evs.n; j++) {
@@ -1506,6 +1506,316 @@ static void check_suppression(const char *dir)
 		ses_events_free(&evs);
 		message_free(&m);
 	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Bounds on what one message puts into each EVENT, and implausible    */
+/* times                                                               */
+
+/* A growing string for the long messages below (aborts on no memory:
+ * a test that cannot build its input cannot run). */
+struct sb {
+	char *p;
+	size_t len, cap;
+};
+
+static void sb_add(struct sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void sb_add(struct sb *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		abort();
+	while (b->len + (size_t)n + 1 > b->cap) {
+		b->cap = b->cap ? 2 * b->cap : 4096;
+		b->p = realloc(b->p, b->cap);
+		if (!b->p)
+			abort();
+	}
+	va_start(ap, fmt);
+	vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+}
+
+/* n copies of unit, into b. */
+static void sb_repeat(struct sb *b, const char *unit, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		sb_add(b, "%s", unit);
+}
+
+/* Parses msg with ctx through both readers, checks that they agree byte
+ * for byte, and returns the first EVENT parsed as a json-c object (caller
+ * puts it; NULL when there is none).  *evs (may be NULL) gets the fast
+ * reader's events (caller frees). */
+static struct json_object *parse_both(const char *what, const char *msg,
+				      const struct ses_context *ctx,
+				      struct ses_events *evs)
+{
+	struct ses_events a, b;
+	struct json_object *first = NULL;
+
+	CHECK(ses_events_parse(msg, strlen(msg), ctx, &a) == MT_E_OK, what, "parse failed");
+	CHECK(ses_events_parse_reference(msg, strlen(msg), ctx, &b) == MT_E_OK, what,
+	      "reference parse failed");
+	CHECK(a.n == b.n && a.keep_raw == b.keep_raw &&
+		      a.time_implausible == b.time_implausible,
+	      what, "readers disagree: n %zu/%zu keep_raw %d/%d implausible %d/%d", a.n, b.n,
+	      a.keep_raw, b.keep_raw, a.time_implausible, b.time_implausible);
+	for (size_t i = 0; i < a.n && i < b.n; i++)
+		CHECK(a.v[i].json_len == b.v[i].json_len &&
+			      memcmp(a.v[i].json, b.v[i].json, a.v[i].json_len) == 0,
+		      what, "readers disagree on event %zu:\n fast %s\n ref  %s", i, a.v[i].json,
+		      b.v[i].json);
+	if (a.n > 0)
+		first = json_parse_n(a.v[0].json, a.v[0].json_len);
+	ses_events_free(&b);
+	if (evs)
+		*evs = a;
+	else
+		ses_events_free(&a);
+	return first;
+}
+
+/* The length of v's JSON text without its quotes. */
+static size_t inner_len(struct json_object *v)
+{
+	size_t n = strlen(json_text(v));
+	return n >= 2 ? n - 2 : 0;
+}
+
+static void check_destination_bounds(void)
+{
+	const struct ses_context ctx = {"mid-1", "arn:aws:sns:eu-west-1:1:t", false, 0};
+	struct sb m = {0};
+	struct ses_events evs;
+
+	/* A Send to 12: 12 events, each with the first 10 of the list. */
+	sb_add(&m, "{\"eventType\":\"Send\",\"send\":{},\"mail\":{\"messageId\":\"m\","
+		   "\"timestamp\":\"2024-01-02T03:04:05Z\",\"destination\":[");
+	for (int i = 0; i < 12; i++)
+		sb_add(&m, "%s\"d%d@example.com\"", i ? "," : "", i);
+	sb_add(&m, "]}}");
+	struct json_object *e = parse_both("destination 12", m.p, &ctx, &evs);
+	struct json_object *d = get(get(e, "mail"), "destination");
+	CHECK(evs.n == 12 && !evs.keep_raw, "destination 12", "%zu events", evs.n);
+	CHECK(json_object_is_type(d, json_type_array) && json_object_array_length(d) == 10,
+	      "destination 12", "destination %s", json_text(d));
+	CHECK(str_is(json_object_array_get_idx(d, 0), "d0@example.com") &&
+		      str_is(json_object_array_get_idx(d, 9), "d9@example.com"),
+	      "destination 12", "not the first ten: %s", json_text(d));
+	CHECK(strcmp(json_text(get(get(e, "mail"), "destinationCount")), "12") == 0,
+	      "destination 12", "destinationCount %s", json_text(get(get(e, "mail"), "destinationCount")));
+	/* The count follows the list, in every event. */
+	CHECK(evs.n == 12 && strstr(evs.v[11].json, "\"d9@example.com\"],\"destinationCount\":12}"),
+	      "destination 12", "last event %s", evs.n ? evs.v[evs.n - 1].json : "");
+	json_object_put(e);
+	ses_events_free(&evs);
+
+	/* Exactly 10: the list as it is, no count. */
+	m.len = 0;
+	sb_add(&m, "{\"eventType\":\"Send\",\"send\":{},\"mail\":{\"messageId\":\"m\","
+		   "\"timestamp\":\"2024-01-02T03:04:05Z\",\"destination\":[");
+	for (int i = 0; i < 10; i++)
+		sb_add(&m, "%s\"d%d@example.com\"", i ? "," : "", i);
+	sb_add(&m, "]}}");
+	e = parse_both("destination 10", m.p, &ctx, NULL);
+	CHECK(json_object_array_length(get(get(e, "mail"), "destination")) == 10 &&
+		      !has(get(e, "mail"), "destinationCount"),
+	      "destination 10", "mail %s", json_text(get(e, "mail")));
+	json_object_put(e);
+
+	/* Long entries are cut: plain, at a UTF-8 boundary, and escaped (a
+	 * control byte is 6 bytes of JSON). */
+	m.len = 0;
+	sb_add(&m, "{\"notificationType\":\"Bounce\",\"bounce\":{\"bounceType\":\"Permanent\","
+		   "\"timestamp\":\"2024-01-02T03:04:05Z\",\"bouncedRecipients\":"
+		   "[{\"emailAddress\":\"b@example.com\"}]},\"mail\":{\"messageId\":\"m\","
+		   "\"destination\":[\"");
+	sb_repeat(&m, "a", 300);
+	sb_add(&m, "\",\"");
+	sb_repeat(&m, "b", SES_DESTINATION_ENTRY_MAX - 1);
+	sb_add(&m, "\xc3\xa9\",\"");
+	sb_repeat(&m, "\\u0001", 100);
+	sb_add(&m, "\",\"ok@example.com\"]}}");
+	e = parse_both("destination cut", m.p, &ctx, NULL);
+	d = get(get(e, "mail"), "destination");
+	CHECK(json_object_array_length(d) == 4, "destination cut", "%s", json_text(d));
+	CHECK(json_object_get_string_len(json_object_array_get_idx(d, 0)) == SES_DESTINATION_ENTRY_MAX,
+	      "destination cut", "plain entry kept %d bytes",
+	      json_object_get_string_len(json_object_array_get_idx(d, 0)));
+	CHECK(json_object_get_string_len(json_object_array_get_idx(d, 1)) == SES_DESTINATION_ENTRY_MAX - 1,
+	      "destination cut", "a 2-byte character across the limit must go whole: %d bytes",
+	      json_object_get_string_len(json_object_array_get_idx(d, 1)));
+	CHECK(inner_len(json_object_array_get_idx(d, 2)) == SES_DESTINATION_ENTRY_MAX / 6 * 6,
+	      "destination cut", "escaped entry is %zu bytes of JSON",
+	      inner_len(json_object_array_get_idx(d, 2)));
+	CHECK(str_is(json_object_array_get_idx(d, 3), "ok@example.com"), "destination cut",
+	      "short entry changed: %s", json_text(d));
+	json_object_put(e);
+
+	/* mail's own strings are cut too. */
+	m.len = 0;
+	sb_add(&m, "{\"eventType\":\"Send\",\"send\":{},\"mail\":{\"messageId\":\"");
+	sb_repeat(&m, "i", 5000);
+	sb_add(&m, "\",\"source\":\"");
+	sb_repeat(&m, "s\\n", 5000);
+	sb_add(&m, "\",\"timestamp\":\"2024-01-02T03:04:05Z\",\"destination\":[\"a@b.c\"]}}");
+	e = parse_both("mail values cut", m.p, &ctx, NULL);
+	CHECK(inner_len(get(get(e, "mail"), "messageId")) == SES_MAIL_VALUE_MAX &&
+		      inner_len(get(get(e, "mail"), "source")) <= SES_MAIL_VALUE_MAX &&
+		      inner_len(get(get(e, "mail"), "source")) > SES_MAIL_VALUE_MAX - 3,
+	      "mail values cut", "messageId %zu, source %zu bytes",
+	      inner_len(get(get(e, "mail"), "messageId")), inner_len(get(get(e, "mail"), "source")));
+	json_object_put(e);
+	free(m.p);
+}
+
+static void check_detail_bounds(void)
+{
+	const struct ses_context ctx = {"mid-1", "arn:aws:sns:eu-west-1:1:t", false, 0};
+	struct sb m = {0};
+
+	/* A long shared string (reportingMTA), a long own one
+	 * (diagnosticCode), a number too long to keep. */
+	sb_add(&m, "{\"notificationType\":\"Bounce\",\"bounce\":{\"bounceType\":\"Permanent\","
+		   "\"timestamp\":\"2024-01-02T03:04:05Z\",\"bounceSubType\":1.");
+	sb_repeat(&m, "5", 2000);
+	sb_add(&m, ",\"reportingMTA\":\"");
+	sb_repeat(&m, "r", 100000);
+	sb_add(&m, "\",\"bouncedRecipients\":[{\"emailAddress\":\"b@example.com\","
+		   "\"diagnosticCode\":\"");
+	sb_repeat(&m, "\\\"", 1000);
+	sb_add(&m, "\",\"status\":\"5.1.1\"}]}," MAIL_OK "}");
+	struct json_object *e = parse_both("detail cut", m.p, &ctx, NULL);
+	struct json_object *det = get(e, "detail");
+	CHECK(inner_len(get(det, "reportingMTA")) == SES_DETAIL_VALUE_MAX, "detail cut",
+	      "reportingMTA %zu bytes", inner_len(get(det, "reportingMTA")));
+	CHECK(inner_len(get(det, "diagnosticCode")) == SES_DETAIL_VALUE_MAX, "detail cut",
+	      "diagnosticCode %zu bytes", inner_len(get(det, "diagnosticCode")));
+	CHECK(!has(det, "bounceSubType"), "detail cut", "a 2,002-byte number kept");
+	CHECK(str_is(get(det, "status"), "5.1.1") && str_is(get(det, "bounceType"), "Permanent"),
+	      "detail cut", "short values changed: %s", json_text(det));
+	json_object_put(e);
+
+	/* Subscription's preferences object: kept while small, else left out. */
+	for (int big = 0; big < 2; big++) {
+		m.len = 0;
+		sb_add(&m, "{\"eventType\":\"Subscription\",\"subscription\":{\"contactList\":\"l\","
+			   "\"timestamp\":\"2024-01-02T03:04:05Z\",\"newTopicPreferences\":"
+			   "{\"unsubscribeAll\":false,\"topicSubscriptionStatus\":[");
+		for (int i = 0; i < (big ? 100 : 3); i++)
+			sb_add(&m, "%s{\"topicName\":\"topic-%d\",\"subscriptionStatus\":\"OptOut\"}",
+			       i ? "," : "", i);
+		sb_add(&m, "]}}," MAIL_OK "}");
+		e = parse_both("preferences", m.p, &ctx, NULL);
+		CHECK(has(get(e, "detail"), "newTopicPreferences") == !big, "preferences",
+		      "big=%d: %s", big, json_text(get(e, "detail")));
+		CHECK(str_is(get(get(e, "detail"), "contactList"), "l"), "preferences", "%s",
+		      json_text(get(e, "detail")));
+		json_object_put(e);
+	}
+	free(m.p);
+}
+
+static void check_header_bounds(void)
+{
+	const struct ses_context ctx = {"mid-1", "arn:aws:sns:eu-west-1:1:t", true, 0};
+	struct sb m = {0};
+
+	sb_add(&m, "{\"eventType\":\"Send\",\"send\":{},\"mail\":{\"messageId\":\"m\","
+		   "\"timestamp\":\"2024-01-02T03:04:05Z\",\"destination\":[\"a@b.c\"],"
+		   "\"commonHeaders\":{\"from\":[\"f@example.com\"],\"x-evil\":\"");
+	sb_repeat(&m, "x", 500);
+	sb_add(&m, "\",\"to\":[");
+	for (int i = 0; i < 30; i++)
+		sb_add(&m, "%s\"t%d@example.com\"", i ? "," : "", i);
+	sb_add(&m, "],\"subject\":\"");
+	sb_repeat(&m, "\xe2\x82\xac", 400); /* 1,200 bytes of euro signs */
+	sb_add(&m, "\",\"date\":7}}}");
+	struct json_object *e = parse_both("headers", m.p, &ctx, NULL);
+	struct json_object *h = get(get(e, "mail"), "commonHeaders");
+	CHECK(json_object_is_type(h, json_type_object), "headers", "%s", json_text(get(e, "mail")));
+	CHECK(!has(h, "x-evil") && !has(h, "date"), "headers",
+	      "unknown fields or non-strings kept: %s", json_text(h));
+	CHECK(json_object_array_length(get(h, "to")) == SES_HEADER_LIST_MAX &&
+		      str_is(json_object_array_get_idx(get(h, "to"), 0), "t0@example.com"),
+	      "headers", "to %s", json_text(get(h, "to")));
+	CHECK(json_object_get_string_len(get(h, "subject")) == SES_HEADER_VALUE_MAX / 3 * 3,
+	      "headers", "subject %d bytes", json_object_get_string_len(get(h, "subject")));
+	CHECK(str_is(json_object_array_get_idx(get(h, "from"), 0), "f@example.com"), "headers",
+	      "from %s", json_text(get(h, "from")));
+	json_object_put(e);
+
+	/* However many fields, at most SES_HEADERS_MAX bytes of strings. */
+	m.len = 0;
+	sb_add(&m, "{\"eventType\":\"Send\",\"send\":{},\"mail\":{\"messageId\":\"m\","
+		   "\"timestamp\":\"2024-01-02T03:04:05Z\",\"destination\":[\"a@b.c\"],"
+		   "\"commonHeaders\":{");
+	static const char *const lists[] = {"from", "to", "cc", "bcc", "replyTo"};
+	for (size_t k = 0; k < 5; k++) {
+		sb_add(&m, "%s\"%s\":[", k ? "," : "", lists[k]);
+		for (int i = 0; i < 10; i++) {
+			sb_add(&m, "%s\"", i ? "," : "");
+			sb_repeat(&m, "y", 400);
+			sb_add(&m, "\"");
+		}
+		sb_add(&m, "]");
+	}
+	sb_add(&m, ",\"subject\":\"s\"}}}");
+	e = parse_both("headers budget", m.p, &ctx, NULL);
+	h = get(get(e, "mail"), "commonHeaders");
+	size_t total = 0;
+	for (struct json_object_iterator it = json_object_iter_begin(h),
+					 it_end = json_object_iter_end(h);
+	     !json_object_iter_equal(&it, &it_end); json_object_iter_next(&it)) {
+		struct json_object *v = json_object_iter_peek_value(&it);
+		for (size_t i = 0; i < json_object_array_length(v); i++)
+			total += (size_t)json_object_get_string_len(json_object_array_get_idx(v, i));
+	}
+	CHECK(total == SES_HEADERS_MAX && !has(h, "subject") && !has(h, "cc"), "headers budget",
+	      "%zu bytes of strings: %s", total, json_text(h));
+	json_object_put(e);
+	free(m.p);
+}
+
+static void check_implausible_times(void)
+{
+	static const char msg[] =
+		"{\"notificationType\":\"Delivery\",\"delivery\":{"
+		"\"timestamp\":\"2024-01-02T03:04:05.678Z\",\"recipients\":[\"a@example.com\"]},"
+		"\"mail\":{\"messageId\":\"m\",\"destination\":[\"a@example.com\"]}}";
+	int64_t t = ms_of("2024-01-02T03:04:05.678Z");
+	const struct {
+		int64_t max;
+		bool indexed;
+	} cases[] = {{0, true}, {t, true}, {t + 1, true}, {t - 1, false}, {1, false}};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct ses_context ctx = {"mid-1", "arn:aws:sns:eu-west-1:1:t", false, cases[i].max};
+		struct ses_events evs;
+		struct json_object *e = parse_both("implausible", msg, &ctx, &evs);
+		CHECK(evs.n == (cases[i].indexed ? 1u : 0u) && evs.keep_raw == !cases[i].indexed &&
+			      evs.time_implausible == !cases[i].indexed,
+		      "implausible", "max %" PRId64 ": n %zu keep_raw %d implausible %d", cases[i].max,
+		      evs.n, evs.keep_raw, evs.time_implausible);
+		json_object_put(e);
+		ses_events_free(&evs);
+	}
+	/* A message without a usable time is not "implausible", just not
+	 * indexable. */
+	struct ses_context ctx = {"mid-1", "arn:aws:sns:eu-west-1:1:t", false, 1};
+	struct ses_events evs;
+	json_object_put(parse_both("no time", "{\"notificationType\":\"Delivery\",\"delivery\":"
+					      "{\"recipients\":[\"a@b.c\"]},\"mail\":{\"messageId\":\"m\"}}",
+				   &ctx, &evs));
+	CHECK(evs.n == 0 && evs.keep_raw && !evs.time_implausible, "no time",
+	      "n %zu keep_raw %d implausible %d", evs.n, evs.keep_raw, evs.time_implausible);
+	ses_events_free(&evs);
 }
 
 int main(int argc, char **argv)
@@ -1525,6 +1835,10 @@ int main(int argc, char **argv)
 	check_mutations(argv[1]);
 	check_addresses();
 	check_suppression(argv[1]);
+	check_destination_bounds();
+	check_detail_bounds();
+	check_header_bounds();
+	check_implausible_times();
 	if (failures) {
 		printf("test_ses: %d check(s) failed\n", failures);
 		return 1;
