@@ -530,10 +530,11 @@ enum config_result config_parse(struct config *c, int argc, char **argv,
 			return CONFIG_ERROR;
 		const char *v = flag_seen[id] ? flag_val[id] : ev;
 		if (v && !apply(c, id, v, err, errsz)) {
-			char shown[512];
-			if (!flag_seen[id]) /* say where the bad value came from */
+			if (!flag_seen[id]) { /* say where the bad value came from */
+				char shown[512];
 				fail(err, errsz, "mailtrail: invalid value for --%s (from %s): '%s'",
 				     opts[i].name, name, shown_value(id, v, shown, sizeof(shown)));
+			}
 			return CONFIG_ERROR;
 		}
 	}
