@@ -35,12 +35,17 @@ struct config_listen {
 
 struct config_redis {
 	bool is_unix;
+	bool tls; /* rediss:// */
 	char host[256];
 	unsigned port;
 	char path[108];
+	char user[128];     /* empty: none (AUTH with the password only) */
 	char password[256]; /* empty: none */
 	unsigned db;
 	bool cluster; /* --redis-cluster: host:port is a seed node */
+	/* rediss:// only.  NULL: the system CA store, no client certificate. */
+	const char *tls_ca_file;            /* --redis-ca-file */
+	const char *tls_cert, *tls_key;     /* --redis-cert, --redis-key */
 };
 
 struct config {
@@ -106,7 +111,14 @@ bool config_topic_allowed(const struct config *c, const char *topic);
  * arn + length of pattern), whatever they hold. */
 bool config_arn_match(const char *pattern, const char *arn);
 
-/* Parses a redis URL as --redis takes it; false on anything else. */
+/* Parses a redis URL as --redis takes it
+ * (redis[s]://[[user]:password@]host[:port][/db] or unix:///path); false on
+ * anything else.  The user and password are taken as written (no
+ * percent-decoding). */
 bool config_parse_redis_url(const char *url, struct config_redis *out);
+
+/* url with its user and password replaced by "***", for error lines and
+ * logs (a password never appears in either). */
+void config_redis_url_redacted(const char *url, char *out, size_t outsz);
 
 #endif

@@ -1,6 +1,10 @@
 /* rcluster.h - the store's Redis connections: one server, or a Redis
  * Cluster routed by hash slot (Debian's hiredis 0.14 has no cluster
- * support, so the routing is here).
+ * support, so the routing is here).  Each connection is an rconn.h one:
+ * plain, or TLS for a rediss:// URL (then to every node of a cluster,
+ * which announces its TLS ports with tls-cluster yes).  Every new
+ * connection authenticates (AUTH [user] password) when the URL has a
+ * password.
  *
  * Commands go in as RESP text with the key that routes them.  A batch is
  * pipelined: one round trip per node it touches.  What a caller never
@@ -28,6 +32,7 @@
 
 #include "config.h"
 #include "mt_error.h"
+#include "rconn.h"
 
 #define RCLUSTER_SLOTS 16384
 /* Most cluster nodes known at once (masters and former masters). */
@@ -48,7 +53,7 @@
 
 /* Sets up a new connection after AUTH (and SELECT): e.g. loads scripts.
  * false fails the connection, with errbuf saying why. */
-typedef bool (*rcluster_connect_fn)(redisContext *c, void *arg, char *errbuf,
+typedef bool (*rcluster_connect_fn)(struct rconn *c, void *arg, char *errbuf,
 				    size_t errsz);
 
 struct rcluster_opts {
@@ -65,10 +70,16 @@ struct rcluster_opts {
 
 struct rcluster;
 
-/* Does not connect yet.  NULL on allocation failure; free with
- * rcluster_free(). */
+/* Does not connect yet; a rediss:// URL's TLS files are read now.  NULL
+ * on allocation failure; free with rcluster_free().  TLS files that
+ * cannot be used (main.c checks them at start with rcluster_tls_check)
+ * fail every batch, saying why. */
 struct rcluster *rcluster_new(const struct rcluster_opts *o);
 void rcluster_free(struct rcluster *rc);
+
+/* Whether redis's TLS files (rediss:// only) can be used: false with
+ * errbuf saying why (naming the option).  True without TLS. */
+bool rcluster_tls_check(const struct config_redis *redis, char *errbuf, size_t errsz);
 
 struct rcluster_cmd {
 	const char *key; /* routes the command (NULL: any node) */

@@ -28,6 +28,10 @@ enum opt_id {
 	OPT_REDIS,
 	OPT_REDIS_PREFIX,
 	OPT_REDIS_CLUSTER, /* after OPT_REDIS, whose parse resets c->redis */
+	/* Managed Redis (rediss://): also after OPT_REDIS. */
+	OPT_REDIS_CA_FILE,
+	OPT_REDIS_CERT,
+	OPT_REDIS_KEY,
 	OPT_CERT_HOST_PATTERN,
 	OPT_CA_FILE,
 	OPT_CERT_CACHE_DIR,
@@ -64,9 +68,12 @@ static const struct opt opts[OPT__COUNT] = {
 	[OPT_API_TOKEN] = {"api-token", "TOKEN", NULL, "require 'Authorization: Bearer TOKEN' on the API and console"},
 	[OPT_API_TOKEN_FILE] = {"api-token-file", "FILE", NULL, "the same, the token read from FILE (one line)"},
 	[OPT_API_NO_TOKEN] = {"api-no-token", NULL, NULL, "allow --api-listen beyond loopback without a token"},
-	[OPT_REDIS] = {"redis", "URL", "redis://127.0.0.1:6379/0", "redis://[:password@]host:port[/db] or unix:///path"},
+	[OPT_REDIS] = {"redis", "URL", "redis://127.0.0.1:6379/0", "redis[s]://[[user]:password@]host:port[/db] or unix:///path"},
 	[OPT_REDIS_PREFIX] = {"redis-prefix", "STR", "mailtrail:", "prefix of every Redis key"},
 	[OPT_REDIS_CLUSTER] = {"redis-cluster", NULL, NULL, "treat --redis as a seed node of a Redis Cluster"},
+	[OPT_REDIS_CA_FILE] = {"redis-ca-file", "FILE", NULL, "rediss://: CA bundle the Redis server's certificate must chain to (default: system store)"},
+	[OPT_REDIS_CERT] = {"redis-cert", "FILE", NULL, "rediss://: client certificate (PEM) shown to Redis; with --redis-key"},
+	[OPT_REDIS_KEY] = {"redis-key", "FILE", NULL, "rediss://: the client certificate's private key (PEM)"},
 	[OPT_CERT_HOST_PATTERN] = {"cert-host-pattern", "ERE", DEFAULT_CERT_HOST_PATTERN, "authority of SigningCertURL/SubscribeURL must match"},
 	[OPT_CA_FILE] = {"ca-file", "FILE", NULL, "CA bundle for outbound HTTPS (default: system store)"},
 	[OPT_CERT_CACHE_DIR] = {"cert-cache-dir", "DIR", NULL, "keep signing certs here; a cert found here is used without fetching"},
@@ -166,6 +173,15 @@ static bool parse_listen(const char *s, struct config_listen *out)
 	return true;
 }
 
+/* The part after "redis://" or "rediss://" (*tls says which), or NULL. */
+static const char *redis_url_rest(const char *url, bool *tls)
+{
+	*tls = strncmp(url, "rediss://", 9) == 0;
+	if (*tls)
+		return url + 9;
+	return strncmp(url, "redis://", 8) == 0 ? url + 8 : NULL;
+}
+
 bool config_parse_redis_url(const char *url, struct config_redis *out)
 {
 	memset(out, 0, sizeof(*out));
@@ -177,15 +193,24 @@ bool config_parse_redis_url(const char *url, struct config_redis *out)
 		memcpy(out->path, path, strlen(path) + 1);
 		return true;
 	}
-	if (strncmp(url, "redis://", 8) != 0)
+	const char *p = redis_url_rest(url, &out->tls);
+	if (!p)
 		return false;
-	const char *p = url + 8;
+	/* user:password@ (an ACL user) or :password@ (the default user).  The
+	 * last '@' ends it, the first ':' splits it: a password may hold
+	 * both. */
 	const char *at = strrchr(p, '@');
 	if (at) {
-		if (p[0] != ':' || (size_t)(at - p - 1) >= sizeof(out->password))
-			return false;
-		memcpy(out->password, p + 1, (size_t)(at - p - 1));
-		out->password[at - p - 1] = '\0';
+		const char *colon = memchr(p, ':', (size_t)(at - p));
+		if (!colon)
+			return false; /* "secret@host": a user or a password? */
+		size_t ul = (size_t)(colon - p), pl = (size_t)(at - colon - 1);
+		if (ul >= sizeof(out->user) || pl >= sizeof(out->password) || (ul && !pl))
+			return false; /* a user needs a password */
+		memcpy(out->user, p, ul);
+		out->user[ul] = '\0';
+		memcpy(out->password, colon + 1, pl);
+		out->password[pl] = '\0';
 		p = at + 1;
 	}
 	const char *slash = strchr(p, '/');
@@ -448,6 +473,17 @@ static bool is_loopback(const char *host)
 	return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
 }
 
+void config_redis_url_redacted(const char *url, char *out, size_t outsz)
+{
+	bool tls;
+	const char *p = redis_url_rest(url, &tls);
+	const char *at = p ? strrchr(p, '@') : NULL;
+	if (!at)
+		snprintf(out, outsz, "%s", url);
+	else
+		snprintf(out, outsz, "%.*s***%s", (int)(p - url), url, at);
+}
+
 static void print_help(FILE *out)
 {
 	fprintf(out,
@@ -469,12 +505,25 @@ static void print_help(FILE *out)
 	}
 }
 
+/* A value as an error line may show it: never a secret. */
+static const char *shown_value(enum opt_id id, const char *v, char *buf, size_t bufsz)
+{
+	if (id == OPT_API_TOKEN)
+		return "(not shown)";
+	if (id == OPT_REDIS) {
+		config_redis_url_redacted(v, buf, bufsz);
+		return buf;
+	}
+	return v;
+}
+
 /* Applies one option value; the option name is in the error line. */
 static bool apply(struct config *c, enum opt_id id, const char *v, char *err,
 		  size_t errsz)
 {
 	uint64_t n;
 	const char *name = opts[id].name;
+	char shown[512];
 
 	switch (id) {
 	case OPT_LISTEN:
@@ -528,6 +577,15 @@ static bool apply(struct config *c, enum opt_id id, const char *v, char *err,
 	case OPT_REDIS_CLUSTER:
 		if (!parse_bool(v, &c->redis.cluster))
 			goto bad;
+		return true;
+	case OPT_REDIS_CA_FILE:
+	case OPT_REDIS_CERT:
+	case OPT_REDIS_KEY:
+		if (!*v)
+			goto bad;
+		*(id == OPT_REDIS_CA_FILE ? &c->redis.tls_ca_file
+		  : id == OPT_REDIS_CERT  ? &c->redis.tls_cert
+					  : &c->redis.tls_key) = v;
 		return true;
 	case OPT_CERT_HOST_PATTERN:
 		if (c->cert_host_re_set) {
@@ -630,7 +688,7 @@ static bool apply(struct config *c, enum opt_id id, const char *v, char *err,
 	return true;
 bad:
 	fail(err, errsz, "mailtrail: invalid value for --%s: '%s'", name,
-	     id == OPT_API_TOKEN ? "(not shown)" : v);
+	     shown_value(id, v, shown, sizeof(shown)));
 	return false;
 }
 
@@ -740,9 +798,11 @@ enum config_result config_parse(struct config *c, int argc, char **argv,
 			ev = NULL;
 		const char *v = flag_seen[id] ? flag_val[id] : ev;
 		if (v && !apply(c, id, v, err, errsz)) {
-			if (!flag_seen[id]) /* say where the bad value came from */
+			if (!flag_seen[id]) { /* say where the bad value came from */
+				char shown[512];
 				fail(err, errsz, "mailtrail: invalid value for --%s (from %s): '%s'",
-				     opts[i].name, name, v);
+				     opts[i].name, name, shown_value(id, v, shown, sizeof(shown)));
+			}
 			return CONFIG_ERROR;
 		}
 	}
@@ -789,6 +849,19 @@ enum config_result config_parse(struct config *c, int argc, char **argv,
 		fail(err, errsz, "mailtrail: --topic is required: your SES topic's ARN, e.g. "
 		     "--topic arn:aws:sns:eu-west-1:123456789012:ses-events "
 		     "(--any-topic accepts every topic SNS signs: see README)");
+		return CONFIG_ERROR;
+	}
+	/* Managed Redis: the TLS files go with a rediss:// URL only. */
+	if (!c->redis.tls && (c->redis.tls_ca_file || c->redis.tls_cert || c->redis.tls_key)) {
+		fail(err, errsz, "mailtrail: --%s needs a rediss:// --redis URL",
+		     c->redis.tls_ca_file ? "redis-ca-file"
+		     : c->redis.tls_cert  ? "redis-cert" : "redis-key");
+		return CONFIG_ERROR;
+	}
+	if (!c->redis.tls_cert != !c->redis.tls_key) {
+		fail(err, errsz, "mailtrail: --%s and --%s go together",
+		     c->redis.tls_cert ? "redis-key" : "redis-cert",
+		     c->redis.tls_cert ? "redis-cert" : "redis-key");
 		return CONFIG_ERROR;
 	}
 	return CONFIG_OK;

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "mt_time.h"
 #include "mt_version.h"
+#include "rcluster.h"
 #include "spool.h"
 #include "store.h"
 #include "tls.h"
@@ -104,6 +105,13 @@ int main(int argc, char **argv)
 		if (access(cfg.cert_cache_dir, W_OK) != 0)
 			LOG(LOG_WARN, "cert cache dir is not writable: fetched certificates are kept in memory only",
 			    "dir=%s", cfg.cert_cache_dir);
+	}
+	/* rediss://: a CA file, client certificate or key that cannot be used
+	 * is a configuration error, not a Redis outage. */
+	if (!rcluster_tls_check(&cfg.redis, err, sizeof(err))) {
+		fprintf(stderr, "mailtrail: %s\n", err);
+		config_free(&cfg);
+		return 2;
 	}
 	if (cfg.spool_dir) {
 		spool = spool_open(cfg.spool_dir, cfg.spool_max_bytes, err, sizeof(err));

@@ -21,12 +21,14 @@ struct node {
 	bool owns_slots; /* a master in the current map */
 	struct addr at;
 	unsigned borrowed; /* its connections out of the pool right now */
-	redisContext **idle;
+	struct rconn **idle;
 	size_t nidle;
 };
 
 struct rcluster {
 	struct config_redis redis;
+	struct rconn_tls *tls; /* rediss://; NULL: plain */
+	char tls_err[RCONN_ERR_MAX]; /* why rediss:// has no tls */
 	size_t pool_max;
 	struct timeval connect_tv, command_tv;
 	rcluster_connect_fn on_connect;
@@ -150,7 +152,7 @@ static int node_find_or_add(struct rcluster *rc, const char *host, unsigned port
 	if (free_at < 0 || strlen(host) >= sizeof(rc->nodes[0].at.host))
 		return -1;
 	struct node *nd = &rc->nodes[free_at];
-	nd->idle = calloc(rc->pool_max ? rc->pool_max : 1, sizeof(redisContext *));
+	nd->idle = calloc(rc->pool_max ? rc->pool_max : 1, sizeof(struct rconn *));
 	if (!nd->idle)
 		return -1;
 	nd->in_use = true;
@@ -162,10 +164,35 @@ static int node_find_or_add(struct rcluster *rc, const char *host, unsigned port
 	return free_at;
 }
 
-static void free_contexts(redisContext **cs, size_t n)
+static void free_contexts(struct rconn **cs, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		redisFree(cs[i]);
+		rconn_free(cs[i]);
+}
+
+/* The TLS settings of redis (rediss://), or NULL with errbuf saying why,
+ * naming the option. */
+static struct rconn_tls *tls_new(const struct config_redis *redis, char *errbuf,
+				 size_t errsz)
+{
+	struct rconn_tls_opts to = {.ca_file = redis->tls_ca_file,
+				    .cert_file = redis->tls_cert,
+				    .key_file = redis->tls_key};
+	char why[RCONN_ERR_MAX];
+	struct rconn_tls *t = rconn_tls_new(&to, why, sizeof(why));
+	if (!t)
+		snprintf(errbuf, errsz, "rediss:// (--redis-ca-file, --redis-cert, --redis-key): %s",
+			 why);
+	return t;
+}
+
+bool rcluster_tls_check(const struct config_redis *redis, char *errbuf, size_t errsz)
+{
+	if (!redis->tls)
+		return true;
+	struct rconn_tls *t = tls_new(redis, errbuf, errsz);
+	rconn_tls_free(t);
+	return t != NULL;
 }
 
 struct rcluster *rcluster_new(const struct rcluster_opts *o)
@@ -180,6 +207,8 @@ struct rcluster *rcluster_new(const struct rcluster_opts *o)
 	rc->on_connect = o->on_connect;
 	rc->on_fault = o->on_fault;
 	rc->arg = o->arg;
+	if (rc->redis.tls)
+		rc->tls = tls_new(&rc->redis, rc->tls_err, sizeof(rc->tls_err));
 	pthread_mutex_init(&rc->lock, NULL);
 	for (size_t s = 0; s < RCLUSTER_SLOTS; s++)
 		rc->slots[s] = -1;
@@ -203,52 +232,57 @@ void rcluster_free(struct rcluster *rc)
 		free_contexts(nd->idle, nd->nidle);
 		free(nd->idle);
 	}
+	rconn_tls_free(rc->tls);
 	pthread_mutex_destroy(&rc->lock);
 	free(rc);
 }
 
-static bool reply_ok(redisContext *c, redisReply *r, char *errbuf, size_t errsz)
+/* Whether r is an answer and no error; else errbuf says "what at: why". */
+static bool reply_ok(const struct rconn *c, const redisReply *r, const char *what,
+		     const struct addr *at, char *errbuf, size_t errsz)
 {
-	if (!r) {
-		snprintf(errbuf, errsz, "%s", c->errstr[0] ? c->errstr : "no reply");
-		return false;
-	}
-	if (r->type == REDIS_REPLY_ERROR) {
-		snprintf(errbuf, errsz, "%s", r->str);
-		return false;
-	}
-	return true;
+	if (r && r->type != REDIS_REPLY_ERROR)
+		return true;
+	snprintf(errbuf, errsz, "%s %s:%u: %s", what, at->host, at->port,
+		 r ? r->str : rconn_errstr(c)[0] ? rconn_errstr(c) : "no reply");
+	return false;
 }
 
 /* A new connection to at: authenticated, on the configured database
- * (outside a cluster), set up by on_connect when setup is true. */
-static redisContext *node_connect(struct rcluster *rc, const struct addr *at,
+ * (outside a cluster), set up by on_connect when setup is true.  No error
+ * text holds the password (Redis's own answers to AUTH do not either). */
+static struct rconn *node_connect(struct rcluster *rc, const struct addr *at,
 				  bool setup, char *errbuf, size_t errsz)
 {
-	redisContext *c = at->port
-		? redisConnectWithTimeout(at->host, (int)at->port, rc->connect_tv)
-		: redisConnectUnixWithTimeout(at->host, rc->connect_tv);
-	if (!c) {
-		snprintf(errbuf, errsz, "out of memory");
+	if (rc->redis.tls && !rc->tls) {
+		snprintf(errbuf, errsz, "%s", rc->tls_err);
 		return NULL;
 	}
-	if (c->err) {
-		snprintf(errbuf, errsz, "connect %s:%u: %s", at->host, at->port, c->errstr);
-		goto fail;
-	}
-	redisSetTimeout(c, rc->command_tv);
-	if (at->port)
-		redisEnableKeepAlive(c);
+	struct rconn *c = rconn_connect(at->host, at->port, rc->tls, rc->connect_tv,
+					rc->command_tv, errbuf, errsz);
+	if (!c)
+		return NULL;
 	if (rc->redis.password[0]) {
-		redisReply *r = redisCommand(c, "AUTH %s", rc->redis.password);
-		bool ok = reply_ok(c, r, errbuf, errsz);
+		/* AUTH user password (an ACL user), or AUTH password. */
+		const struct config_redis *cr = &rc->redis;
+		bool user = cr->user[0] != '\0';
+		const char *argv[3] = {"AUTH", cr->user, cr->password};
+		size_t argl[3] = {4, strlen(cr->user), strlen(cr->password)};
+		if (!user) {
+			argv[1] = argv[2];
+			argl[1] = argl[2];
+		}
+		redisReply *r = rconn_command_argv(c, user ? 3 : 2, argv, argl);
+		char what[sizeof(cr->user) + 16];
+		snprintf(what, sizeof(what), user ? "AUTH as '%s' on" : "AUTH on", cr->user);
+		bool ok = reply_ok(c, r, what, at, errbuf, errsz);
 		freeReplyObject(r);
 		if (!ok)
 			goto fail;
 	}
 	if (rc->redis.db && !rc->redis.cluster) {
-		redisReply *r = redisCommand(c, "SELECT %u", rc->redis.db);
-		bool ok = reply_ok(c, r, errbuf, errsz);
+		redisReply *r = rconn_command(c, "SELECT %u", rc->redis.db);
+		bool ok = reply_ok(c, r, "SELECT on", at, errbuf, errsz);
 		freeReplyObject(r);
 		if (!ok)
 			goto fail;
@@ -257,13 +291,13 @@ static redisContext *node_connect(struct rcluster *rc, const struct addr *at,
 		goto fail;
 	return c;
 fail:
-	redisFree(c);
+	rconn_free(c);
 	return NULL;
 }
 
 /* Under the lock: lends node i (it is not dropped before conn_put) and
  * one of its idle connections, if any; *at says where it is. */
-static redisContext *node_borrow(struct rcluster *rc, int i, struct addr *at)
+static struct rconn *node_borrow(struct rcluster *rc, int i, struct addr *at)
 {
 	struct node *nd = &rc->nodes[i];
 	nd->borrowed++;
@@ -275,12 +309,12 @@ static redisContext *node_borrow(struct rcluster *rc, int i, struct addr *at)
  * broken connection closes every idle one of that node too: they most
  * likely died with it (a restart, a failover), and in a cluster the map
  * is reloaded.  (Closing is cheap enough to do under the lock.) */
-static void conn_put(struct rcluster *rc, int i, redisContext *c, bool broken)
+static void conn_put(struct rcluster *rc, int i, struct rconn *c, bool broken)
 {
 	pthread_mutex_lock(&rc->lock);
 	struct node *nd = &rc->nodes[i];
 	nd->borrowed--;
-	if (broken || !c || c->err) {
+	if (broken || !c || rconn_broken(c)) {
 		if (rc->redis.cluster)
 			rc->stale = true;
 		free_contexts(nd->idle, nd->nidle);
@@ -290,7 +324,7 @@ static void conn_put(struct rcluster *rc, int i, redisContext *c, bool broken)
 		c = NULL;
 	}
 	pthread_mutex_unlock(&rc->lock);
-	redisFree(c);
+	rconn_free(c);
 }
 
 static void fault(const struct rcluster *rc)
@@ -386,11 +420,11 @@ static void map_refresh(struct rcluster *rc)
 	const struct addr *from = NULL;
 	char err[256];
 	for (size_t k = 0; k < ncand && !from; k++) {
-		redisContext *c = node_connect(rc, &cand[k], false, err, sizeof(err));
+		struct rconn *c = node_connect(rc, &cand[k], false, err, sizeof(err));
 		if (!c)
 			continue;
-		r = redisCommand(c, "CLUSTER SLOTS");
-		redisFree(c);
+		r = rconn_command(c, "CLUSTER SLOTS");
+		rconn_free(c);
 		if (r && r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
 			from = &cand[k];
 		} else {
@@ -419,7 +453,7 @@ struct item {
 struct group {
 	int node;
 	struct addr at;
-	redisContext *c;
+	struct rconn *c;
 	bool broken;
 	bool noscript; /* broken on purpose: NOSCRIPT */
 };
@@ -535,9 +569,8 @@ static size_t exec_round(struct rcluster *rc, struct rcluster_cmd *cmds,
 		const struct rcluster_cmd *cmd = &cmds[items[k].cmd];
 		if (gr->broken)
 			continue;
-		if ((items[k].asking &&
-		     redisAppendFormattedCommand(gr->c, asking, sizeof(asking) - 1) != REDIS_OK) ||
-		    redisAppendFormattedCommand(gr->c, cmd->raw, cmd->raw_len) != REDIS_OK) {
+		if ((items[k].asking && !rconn_append(gr->c, asking, sizeof(asking) - 1)) ||
+		    !rconn_append(gr->c, cmd->raw, cmd->raw_len)) {
 			/* Out of memory half-way: the output is in an unknown
 			 * state, so the connection is not reused. */
 			snprintf(errbuf, errsz, "cannot queue a command (out of memory)");
@@ -545,12 +578,10 @@ static size_t exec_round(struct rcluster *rc, struct rcluster_cmd *cmds,
 		}
 	}
 	for (size_t j = 0; j < ng; j++) {
-		int done = 0;
-		while (!g[j].broken && !done) {
-			if (redisBufferWrite(g[j].c, &done) != REDIS_OK) {
-				snprintf(errbuf, errsz, "%s", g[j].c->errstr);
-				g[j].broken = true;
-			}
+		if (!g[j].broken && !rconn_flush(g[j].c)) {
+			snprintf(errbuf, errsz, "%s:%u: %s", g[j].at.host, g[j].at.port,
+				 rconn_errstr(g[j].c));
+			g[j].broken = true;
 		}
 	}
 	for (size_t k = 0; k < n; k++) {
@@ -558,10 +589,10 @@ static size_t exec_round(struct rcluster *rc, struct rcluster_cmd *cmds,
 		struct group *gr = &g[it->group];
 		redisReply *r = NULL, *ok = NULL;
 		if (!gr->broken &&
-		    ((it->asking && redisGetReply(gr->c, (void **)&ok) != REDIS_OK) ||
-		     redisGetReply(gr->c, (void **)&r) != REDIS_OK)) {
+		    ((it->asking && rconn_get_reply(gr->c, &ok) != REDIS_OK) ||
+		     rconn_get_reply(gr->c, &r) != REDIS_OK)) {
 			snprintf(errbuf, errsz, "%s:%u: %s", gr->at.host, gr->at.port,
-				 gr->c->errstr[0] ? gr->c->errstr : "I/O error");
+				 rconn_errstr(gr->c)[0] ? rconn_errstr(gr->c) : "I/O error");
 			gr->broken = true;
 		}
 		freeReplyObject(ok);

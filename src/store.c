@@ -129,14 +129,14 @@ struct store {
 
 /* Every new connection makes sure its server has the script (it may have
  * restarted, or be another node since the last connection). */
-static bool load_script(redisContext *c, void *arg, char *errbuf, size_t errsz)
+static bool load_script(struct rconn *c, void *arg, char *errbuf, size_t errsz)
 {
 	const struct store *st = arg;
-	redisReply *r = redisCommand(c, "SCRIPT LOAD %s", put_script);
+	redisReply *r = rconn_command(c, "SCRIPT LOAD %s", put_script);
 	bool ok = r && r->type == REDIS_REPLY_STRING && strcmp(r->str, st->script_sha) == 0;
 	if (!ok)
 		snprintf(errbuf, errsz, "SCRIPT LOAD: %s",
-			 !r ? (c->errstr[0] ? c->errstr : "no reply")
+			 !r ? (rconn_errstr(c)[0] ? rconn_errstr(c) : "no reply")
 			 : r->type == REDIS_REPLY_ERROR ? r->str : "unexpected answer");
 	freeReplyObject(r);
 	return ok;
@@ -666,7 +666,9 @@ enum mt_err store_ping(struct store *st, char *errbuf, size_t errsz)
 	/* In a cluster: the node of the recent feed, which every delivery
 	 * writes. */
 	redisReply *r = command(st, st->recent_key, errbuf, errsz, "PING");
-	bool ok = reply_ok(r, REDIS_REPLY_STATUS, errbuf, errsz);
+	/* No answer: errbuf already says why (a refused connect, a failed TLS
+	 * handshake or AUTH), which /readyz logs. */
+	bool ok = r && reply_ok(r, REDIS_REPLY_STATUS, errbuf, errsz);
 	freeReplyObject(r);
 	return ok ? MT_E_OK : MT_E_REDIS;
 }

@@ -394,6 +394,93 @@ static void test_api_token(void)
 	EXPECT_ERROR("--api-token-file", NULL, T, "--api-token-file", "");
 }
 
+/* Managed Redis: rediss://, ACL users, the TLS files; no error line ever
+ * shows a password. */
+static void test_managed_redis(void)
+{
+	struct config c;
+	char err[256];
+	struct config_redis r;
+
+	/* redis://user:pass@ (ACL user), :pass@ (default user), no userinfo. */
+	CHECK(config_parse_redis_url("redis://mailtrail:s3cret@10.0.0.5:6380/2", &r) &&
+		      !r.tls && strcmp(r.user, "mailtrail") == 0 &&
+		      strcmp(r.password, "s3cret") == 0 && strcmp(r.host, "10.0.0.5") == 0 &&
+		      r.port == 6380 && r.db == 2, "ACL user");
+	CHECK(config_parse_redis_url("redis://:s3cret@h", &r) && r.user[0] == '\0' &&
+		      strcmp(r.password, "s3cret") == 0 && r.port == 6379, "password only");
+	CHECK(config_parse_redis_url("redis://h:7000", &r) && !r.user[0] && !r.password[0],
+	      "no userinfo");
+	/* The first ':' splits, the last '@' ends: a password may hold both. */
+	CHECK(config_parse_redis_url("redis://u:p:a@s/s@h:1", &r) && strcmp(r.user, "u") == 0 &&
+		      strcmp(r.password, "p:a@s/s") == 0 && strcmp(r.host, "h") == 0 && r.port == 1,
+	      "':', '@' and '/' in a password: '%s' '%s'", r.user, r.password);
+	/* rediss:// */
+	CHECK(config_parse_redis_url("rediss://default:tok@clustercfg.x.cache.amazonaws.com:6379", &r) &&
+		      r.tls && strcmp(r.user, "default") == 0 && strcmp(r.password, "tok") == 0 &&
+		      strcmp(r.host, "clustercfg.x.cache.amazonaws.com") == 0 && r.port == 6379,
+	      "rediss");
+	CHECK(config_parse_redis_url("rediss://[::1]:6380/1", &r) && r.tls &&
+		      strcmp(r.host, "::1") == 0 && r.port == 6380 && r.db == 1, "rediss IPv6");
+	CHECK(config_parse_redis_url("rediss://h", &r) && r.tls && r.port == 6379, "rediss default port");
+	CHECK(!config_parse_redis_url("redis://secret@h:1", &r), "a user or a password?");
+	CHECK(!config_parse_redis_url("redis://user:@h:1", &r), "a user without a password");
+	CHECK(!config_parse_redis_url("redisss://h:1", &r) && !config_parse_redis_url("rediss:/h", &r) &&
+		      !config_parse_redis_url("rediss://", &r) && !config_parse_redis_url("rediss://u:p@", &r),
+	      "not a redis URL");
+	char big[400];
+	memset(big, 'u', sizeof(big));
+	memcpy(big, "redis://", 8);
+	memcpy(big + 300, ":p@h", 5);
+	CHECK(!config_parse_redis_url(big, &r), "user too long");
+
+	/* The TLS files, flags and variables, after the URL whatever the order. */
+	CHECK(run(&c, NULL, err, sizeof(err), T, "--redis-ca-file", "/etc/r/ca.pem", "--redis-cert",
+		  "/etc/r/c.pem", "--redis-key", "/etc/r/c.key", "--redis",
+		  "rediss://mailtrail:pw@r.internal:6380", NULL) == CONFIG_OK, "%s", err);
+	CHECK(c.redis.tls && strcmp(c.redis.tls_ca_file, "/etc/r/ca.pem") == 0 &&
+		      strcmp(c.redis.tls_cert, "/etc/r/c.pem") == 0 &&
+		      strcmp(c.redis.tls_key, "/etc/r/c.key") == 0 &&
+		      strcmp(c.redis.user, "mailtrail") == 0 && c.redis.port == 6380, "tls flags");
+	config_free(&c);
+	const char *const env_tls[] = {"MAILTRAIL_REDIS", "rediss://:pw@r:1", "MAILTRAIL_REDIS_CA_FILE",
+				       "/ca.pem", "MAILTRAIL_REDIS_CLUSTER", "yes", NULL};
+	CHECK(run(&c, env_tls, err, sizeof(err), T, NULL) == CONFIG_OK && c.redis.tls &&
+		      c.redis.cluster && strcmp(c.redis.tls_ca_file, "/ca.pem") == 0 &&
+		      !c.redis.tls_cert, "tls from the environment, a TLS cluster: %s", err);
+	config_free(&c);
+	EXPECT_ERROR("--redis-ca-file", NULL, T, "--redis-ca-file", "/ca.pem");
+	EXPECT_ERROR("--redis-cert", NULL, T, "--redis", "redis://h:1", "--redis-cert", "c.pem",
+		     "--redis-key", "c.key");
+	EXPECT_ERROR("--redis-key", NULL, T, "--redis", "rediss://h:1", "--redis-cert", "c.pem");
+	EXPECT_ERROR("--redis-cert", NULL, T, "--redis", "rediss://h:1", "--redis-key", "c.key");
+	EXPECT_ERROR("--redis-ca-file", NULL, T, "--redis", "rediss://h:1", "--redis-ca-file=");
+	EXPECT_ERROR("--redis-cluster", NULL, T, "--redis-cluster", "--redis", "rediss://h:7000/3");
+
+	/* A bad URL is named, its user and password are not shown. */
+	const char *bad[] = {"rediss://mtuser:Sup3rSecret@h:0", "redis://:Sup3rSecret@h/99",
+			     "redis://mtuser:Sup3rSecret@", "rediss://Sup3rSecret@h:1"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		CHECK(run(&c, NULL, err, sizeof(err), T, "--redis", bad[i], NULL) == CONFIG_ERROR &&
+			      strstr(err, "--redis") && strstr(err, "***@") &&
+			      !strstr(err, "Sup3rSecret") && !strstr(err, "mtuser"),
+		      "flag '%s': '%s'", bad[i], err);
+		config_free(&c);
+		const char *const env_bad_url[] = {"MAILTRAIL_REDIS", bad[i], NULL};
+		CHECK(run(&c, env_bad_url, err, sizeof(err), T, NULL) == CONFIG_ERROR &&
+			      strstr(err, "MAILTRAIL_REDIS") && !strstr(err, "Sup3rSecret"),
+		      "variable '%s': '%s'", bad[i], err);
+		config_free(&c);
+	}
+	char shown[128];
+	config_redis_url_redacted("rediss://u:p@h:1/2", shown, sizeof(shown));
+	CHECK(strcmp(shown, "rediss://***@h:1/2") == 0, "redacted: %s", shown);
+	config_redis_url_redacted("redis://h:1", shown, sizeof(shown));
+	CHECK(strcmp(shown, "redis://h:1") == 0, "nothing to redact: %s", shown);
+	config_redis_url_redacted("unix:///run/r.sock", shown, sizeof(shown));
+	CHECK(strcmp(shown, "unix:///run/r.sock") == 0, "unix: %s", shown);
+}
+
 int main(void)
 {
 	struct config c;
@@ -510,5 +597,6 @@ int main(void)
 	config_free(&c);
 	CHECK(run(&c, NULL, err, sizeof(err), "--version", NULL) == CONFIG_EXIT, "version");
 	config_free(&c);
+	test_managed_redis();
 	return test_report("config");
 }

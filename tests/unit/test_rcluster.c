@@ -119,11 +119,18 @@ struct outcome {
 	char why[256];
 };
 
+static struct outcome get_once_redis(struct config_redis r, unsigned timeout_ms);
+
 static struct outcome get_once(unsigned port, bool cluster, unsigned timeout_ms)
 {
-	struct outcome out = {0};
 	struct config_redis r = {.port = port, .cluster = cluster};
 	snprintf(r.host, sizeof(r.host), "127.0.0.1");
+	return get_once_redis(r, timeout_ms);
+}
+
+static struct outcome get_once_redis(struct config_redis r, unsigned timeout_ms)
+{
+	struct outcome out = {0};
 	struct rcluster_opts o = {.redis = &r, .pool_max = 4, .connect_timeout_ms = timeout_ms,
 				  .command_timeout_ms = timeout_ms, .on_fault = count,
 				  .arg = &out.faults};
@@ -173,6 +180,55 @@ static void test_hung_node(void)
 	close(fd);
 }
 
+/* A loopback listener that never accepts: the kernel completes the TCP
+ * handshake, nobody ever speaks.  Returns the fd, *port its port. */
+static int silent_listener(unsigned *port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof(a);
+	CHECK(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(fd, 64) == 0 &&
+		      getsockname(fd, (struct sockaddr *)&a, &al) == 0, "listen");
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+/* rediss://: TLS files that cannot be used fail every batch at once,
+ * saying which file; a server that never answers the TLS handshake times
+ * out like a command does (one server: two tries). */
+static void test_tls_failures(void)
+{
+	unsigned port;
+	int fd = silent_listener(&port);
+	struct config_redis r = {.port = port, .tls = true, .tls_ca_file = "/nonexistent/ca.pem"};
+	snprintf(r.host, sizeof(r.host), "127.0.0.1");
+	char err[256];
+	CHECK(!rcluster_tls_check(&r, err, sizeof(err)) && strstr(err, "/nonexistent/ca.pem") &&
+		      strstr(err, "--redis-ca-file"), "unusable CA file: '%s'", err);
+	struct outcome o = get_once_redis(r, 200);
+	CHECK(o.err == MT_E_REDIS && !o.reply && strstr(o.why, "/nonexistent/ca.pem") &&
+		      o.took < 0.1, "no TLS settings: %d '%s' %.2f s", o.err, o.why, o.took);
+
+	r.tls_ca_file = NULL; /* the system store */
+	CHECK(rcluster_tls_check(&r, err, sizeof(err)), "system store: %s", err);
+	o = get_once_redis(r, 200);
+	CHECK(o.err == MT_E_REDIS && !o.reply, "silent TLS server: %d", o.err);
+	CHECK(strstr(o.why, "TLS handshake: timed out") != NULL, "says why: '%s'", o.why);
+	CHECK(o.took >= 0.35 && o.took < 1.5, "two tries of 200 ms each: %.2f s", o.took);
+	CHECK(o.faults == 2, "every failed try told: %u", o.faults);
+
+	/* A client key that is not the certificate's: caught by the check. */
+	r.tls_cert = "/nonexistent/client.pem";
+	r.tls_key = "/nonexistent/client.key";
+	CHECK(!rcluster_tls_check(&r, err, sizeof(err)) && strstr(err, "client certificate") &&
+		      strstr(err, "/nonexistent/client.pem"), "unusable client cert: '%s'", err);
+	close(fd);
+
+	/* Without TLS nothing is checked. */
+	struct config_redis plain = {.port = port};
+	CHECK(rcluster_tls_check(&plain, err, sizeof(err)), "plain");
+}
+
 int main(void)
 {
 	test_slots();
@@ -180,5 +236,6 @@ int main(void)
 	test_unreachable(false);
 	test_unreachable(true);
 	test_hung_node();
+	test_tls_failures();
 	return test_report("rcluster");
 }
