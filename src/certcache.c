@@ -158,7 +158,9 @@ static X509 *load_from_disk(const char *dir, const char *name)
 		return NULL;
 	size_t n = fread(buf, 1, sizeof(buf), f);
 	fclose(f);
-	return verify_cert_from_pem(buf, n);
+	/* The same checks as a download: a file put there by hand or by an
+	 * older mailtrail must be a certificate of SNS too. */
+	return verify_cert_from_pem(buf, n, NULL);
 }
 
 /* Writes the PEM atomically (temp file, fsync, rename).  Best effort: a
@@ -214,10 +216,11 @@ static X509 *obtain(struct certcache *cc, const char *url,
 		return NULL;
 	}
 	cert = NULL;
+	const char *why = NULL;
 	if (status != 200)
 		snprintf(errbuf, errsz, "HTTP status %ld", status);
-	else if (!(cert = verify_cert_from_pem(body, len)))
-		snprintf(errbuf, errsz, "not a PEM RSA certificate");
+	else if (!(cert = verify_cert_from_pem(body, len, &why)))
+		snprintf(errbuf, errsz, "%s", why);
 	if (cert && cc->dir && named)
 		save_to_disk(cc->dir, name, body, len);
 	free(body);
