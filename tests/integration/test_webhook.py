@@ -1069,6 +1069,31 @@ class TestRealPayloads(MailtrailCase):
         self.assertAnswer(m.post_sns(body), 403)
         self.assertNothingStored()
 
+    def test_subject_moved_into_message_id_refused(self):
+        # Issue 11, item 5: a real AWS-signed notification with its Subject
+        # removed and "\nSubject\n<subject>" appended to its MessageId has
+        # the same string to sign, so its signature still verifies; stored,
+        # it would be a second copy of the message's events.
+        m = self.start("--cert-cache-dir", self.real_cache(), pattern=None)
+        body = self.read("django-ses/ses-complaint-notification.json")
+        env = json.loads(body)
+        self.assertIsNotNone(env.get("Subject"))
+        forged = dict(env)
+        del forged["Subject"]
+        forged["MessageId"] = env["MessageId"] + "\nSubject\n" + env["Subject"]
+        self.assertEqual(harness.string_to_sign(forged), harness.string_to_sign(env),
+                         "the forged envelope must sign the same bytes")
+        self.assertAnswer(m.post_sns(body), 200, "stored")
+        b = self.assertAnswer(m.post_sns(json.dumps(forged).encode()), 400)
+        self.assertEqual(b["error"], "control character in a signed field", b)
+        self.one_event("complaint@simulator.amazonses.com")
+        # The same with a MessageId that is not a UUID (no line break).
+        odd = dict(env, MessageId=env["MessageId"] + "-x")
+        b = self.assertAnswer(m.post_sns(json.dumps(odd).encode()), 400)
+        self.assertEqual(b["error"], "MessageId is not a UUID", b)
+        self.one_event("complaint@simulator.amazonses.com")
+        self.assertNoRequests(ENV.sns, ENV.guard)
+
     def test_real_subscription_confirmation_not_confirmed(self):
         m = self.start("--cert-cache-dir", self.real_cache(), "--auto-confirm", "no",
                        pattern=None)
