@@ -31,6 +31,11 @@
  * download per new certificate, a handful a year. */
 #define CERTCACHE_FETCH_BURST 10
 #define CERTCACHE_FETCH_INTERVAL_MS 1000
+/* Downloads under way at once (over it: MT_E_CERT_RATE).  Fewer than the
+ * threads that call certcache_get (INGEST_FETCHERS), so that hosts that
+ * never answer cannot hold every one of them: the others still load
+ * certificates from the disk cache and confirm subscriptions. */
+#define CERTCACHE_DOWNLOADS_MAX 2
 
 struct certcache;
 
@@ -41,6 +46,15 @@ enum certcache_source { CERT_FROM_MEMORY, CERT_FROM_DISK, CERT_FROM_NETWORK };
 struct certcache *certcache_new(const char *cache_dir,
 				const struct fetch_opts *fetch);
 void certcache_free(struct certcache *cc);
+
+/* Memory only, never blocks on disk or network (for an event loop): true
+ * when memory has the answer, a certificate (*err MT_E_OK, *cert a new
+ * reference) or a fetch that failed a moment ago (*err MT_E_CERT_FETCH,
+ * errbuf says why); false when certcache_get must be called (off the
+ * loop: it may read the disk, download, or wait for another thread's
+ * download of the same URL). */
+bool certcache_lookup(struct certcache *cc, const char *url, X509 **cert,
+		      enum mt_err *err, char *errbuf, size_t errsz);
 
 /* The certificate at url (which passed url_check).  On MT_E_OK *cert is a
  * new reference (caller X509_free()s it).  MT_E_CERT_FETCH when it cannot

@@ -31,6 +31,7 @@ struct certcache {
 	pthread_cond_t changed;
 	struct entry entries[CERTCACHE_ENTRIES_MAX];
 	int tokens;              /* downloads allowed now */
+	int downloading;         /* downloads under way */
 	int64_t tokens_since_ms; /* when the bucket last gained a token */
 	char *dir;
 	struct fetch_opts fetch;
@@ -198,20 +199,31 @@ static X509 *obtain(struct certcache *cc, const char *url,
 		return cert;
 	}
 	pthread_mutex_lock(&cc->lock);
-	*limited = !take_token(cc);
+	bool busy = cc->downloading >= CERTCACHE_DOWNLOADS_MAX;
+	*limited = busy || !take_token(cc);
+	if (!*limited)
+		cc->downloading++;
 	pthread_mutex_unlock(&cc->lock);
 	if (*limited) {
 		metrics_add(METRIC_cert_fetch_rate_limited_total, 1);
-		snprintf(errbuf, errsz, "more than %d certificate downloads in a burst, or more than one per %d ms",
-			 CERTCACHE_FETCH_BURST, CERTCACHE_FETCH_INTERVAL_MS);
+		if (busy)
+			snprintf(errbuf, errsz, "%d certificate downloads already under way",
+				 CERTCACHE_DOWNLOADS_MAX);
+		else
+			snprintf(errbuf, errsz, "more than %d certificate downloads in a burst, or more than one per %d ms",
+				 CERTCACHE_FETCH_BURST, CERTCACHE_FETCH_INTERVAL_MS);
 		return NULL;
 	}
 	metrics_add(METRIC_cert_fetches_total, 1);
 	char *body;
 	size_t len;
 	long status;
-	if (fetch_get(url, &cc->fetch, MT_E_CERT_FETCH, &body, &len, &status,
-		      errbuf, errsz) != MT_E_OK) {
+	enum mt_err ferr = fetch_get(url, &cc->fetch, MT_E_CERT_FETCH, &body, &len, &status,
+				     errbuf, errsz);
+	pthread_mutex_lock(&cc->lock);
+	cc->downloading--;
+	pthread_mutex_unlock(&cc->lock);
+	if (ferr != MT_E_OK) {
 		metrics_add(METRIC_cert_fetch_failures_total, 1);
 		return NULL;
 	}
@@ -228,6 +240,31 @@ static X509 *obtain(struct certcache *cc, const char *url,
 		metrics_add(METRIC_cert_fetch_failures_total, 1);
 	*source = CERT_FROM_NETWORK;
 	return cert;
+}
+
+bool certcache_lookup(struct certcache *cc, const char *url, X509 **cert,
+		      enum mt_err *err, char *errbuf, size_t errsz)
+{
+	bool known = false;
+	*cert = NULL;
+	pthread_mutex_lock(&cc->lock);
+	struct entry *e = find(cc, url);
+	int64_t now = now_ms();
+	if (e && e->state == ENTRY_READY) {
+		e->last_used_ms = now;
+		X509_up_ref(e->cert);
+		*cert = e->cert;
+		*err = MT_E_OK;
+		metrics_count_cert_hit(false);
+		known = true;
+	} else if (e && e->state == ENTRY_FAILED && now < e->retry_at_ms) {
+		snprintf(errbuf, errsz, "%s (retry after %lld ms)", e->error,
+			 (long long)(e->retry_at_ms - now));
+		*err = MT_E_CERT_FETCH;
+		known = true;
+	}
+	pthread_mutex_unlock(&cc->lock);
+	return known;
 }
 
 enum mt_err certcache_get(struct certcache *cc, const char *url, X509 **cert,
