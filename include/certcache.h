@@ -31,11 +31,13 @@
  * download per new certificate, a handful a year. */
 #define CERTCACHE_FETCH_BURST 10
 #define CERTCACHE_FETCH_INTERVAL_MS 1000
-/* Downloads under way at once (over it: MT_E_CERT_RATE).  Fewer than the
- * threads that call certcache_get (INGEST_FETCHERS), so that hosts that
- * never answer cannot hold every one of them: the others still load
- * certificates from the disk cache and confirm subscriptions. */
+/* Downloads under way at once (over it: MT_E_CERT_RATE). */
 #define CERTCACHE_DOWNLOADS_MAX 2
+/* Threads waiting in certcache_get for another thread's download (of the
+ * same URL: concurrent first deliveries of a new certificate); more are
+ * answered MT_E_CERT_RATE at once.  With the downloads, this bounds the
+ * threads a host that never answers can hold (see INGEST_FETCHERS). */
+#define CERTCACHE_WAITERS_MAX 8
 
 struct certcache;
 
@@ -59,7 +61,9 @@ bool certcache_lookup(struct certcache *cc, const char *url, X509 **cert,
 /* The certificate at url (which passed url_check).  On MT_E_OK *cert is a
  * new reference (caller X509_free()s it).  MT_E_CERT_FETCH when it cannot
  * be had right now, MT_E_CERT_RATE when a download would exceed the rate
- * limit; errbuf then says why. */
+ * limit or CERTCACHE_DOWNLOADS_MAX, or CERTCACHE_WAITERS_MAX threads
+ * already wait for downloads; errbuf then says why.  May block: never on
+ * an event loop (certcache_lookup there). */
 enum mt_err certcache_get(struct certcache *cc, const char *url, X509 **cert,
 			  enum certcache_source *source, char *errbuf,
 			  size_t errsz);

@@ -17,8 +17,12 @@
  * signing certificate from --cert-cache-dir or downloading it (at most
  * FETCH_TIMEOUT_MS), and confirming a subscription.  Meanwhile the
  * request waits with its connection suspended, and its loop serves the
- * others (/healthz included). */
-#define INGEST_FETCHERS 4
+ * others (/healthz included).  Hosts that never answer can hold at most
+ * the downloads, the threads waiting for them and the confirmations:
+ * two more are always free for certificates on disk and for answering
+ * the deliveries over those limits. */
+#define INGEST_FETCHERS                                                        \
+	(CERTCACHE_DOWNLOADS_MAX + CERTCACHE_WAITERS_MAX + WEBHOOK_CONFIRMS_MAX + 2)
 /* Most deliveries waiting for a fetcher (queued or under way); more are
  * answered 503 at once (MT_E_FETCH_BUSY: SNS delivers them again). */
 #define INGEST_FETCH_QUEUE_MAX 64

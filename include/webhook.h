@@ -10,6 +10,7 @@
 #ifndef WEBHOOK_H
 #define WEBHOOK_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -21,6 +22,10 @@
 #include "sns.h"
 #include "store.h"
 
+/* Subscription confirmations (GETs of a SubscribeURL) under way at once;
+ * more are answered MT_E_CONFIRM (503: SNS sends the confirmation again). */
+#define WEBHOOK_CONFIRMS_MAX 1
+
 struct webhook {
 	const struct config *cfg;
 	struct certcache *certs;
@@ -28,6 +33,7 @@ struct webhook {
 	struct fetch_opts fetch; /* for SubscribeURL */
 	bool want_recipients;    /* fill webhook_result.recipients (debug logs) */
 	struct spool *spool;     /* NULL: no --spool-dir */
+	atomic_int confirming;   /* confirmations under way (zero at start) */
 };
 
 /* What happened, for the answer and the log line. */

@@ -32,6 +32,7 @@ struct certcache {
 	struct entry entries[CERTCACHE_ENTRIES_MAX];
 	int tokens;              /* downloads allowed now */
 	int downloading;         /* downloads under way */
+	int waiting;             /* threads waiting for another's download */
 	int64_t tokens_since_ms; /* when the bucket last gained a token */
 	char *dir;
 	struct fetch_opts fetch;
@@ -242,6 +243,23 @@ static X509 *obtain(struct certcache *cc, const char *url,
 	return cert;
 }
 
+/* Waits (the lock held) for another thread's fetch to change something,
+ * unless CERTCACHE_WAITERS_MAX threads already wait: then false, with
+ * errbuf saying why. */
+static bool wait_for_fetch(struct certcache *cc, char *errbuf, size_t errsz)
+{
+	if (cc->waiting >= CERTCACHE_WAITERS_MAX) {
+		metrics_add(METRIC_cert_fetch_rate_limited_total, 1);
+		snprintf(errbuf, errsz, "%d deliveries already wait for a certificate download",
+			 CERTCACHE_WAITERS_MAX);
+		return false;
+	}
+	cc->waiting++;
+	pthread_cond_wait(&cc->changed, &cc->lock);
+	cc->waiting--;
+	return true;
+}
+
 bool certcache_lookup(struct certcache *cc, const char *url, X509 **cert,
 		      enum mt_err *err, char *errbuf, size_t errsz)
 {
@@ -280,7 +298,10 @@ enum mt_err certcache_get(struct certcache *cc, const char *url, X509 **cert,
 		e = find(cc, url);
 		int64_t now = now_ms();
 		if (e && e->state == ENTRY_FETCHING) {
-			pthread_cond_wait(&cc->changed, &cc->lock);
+			if (!wait_for_fetch(cc, errbuf, errsz)) {
+				pthread_mutex_unlock(&cc->lock);
+				return MT_E_CERT_RATE;
+			}
 			continue;
 		}
 		if (e && e->state == ENTRY_READY) {
@@ -305,7 +326,10 @@ enum mt_err certcache_get(struct certcache *cc, const char *url, X509 **cert,
 		 * a verified certificate: fetch without keeping the result
 		 * (certcache_mark_verified keeps it if it verifies). */
 		if (!e && any_fetching(cc)) {
-			pthread_cond_wait(&cc->changed, &cc->lock);
+			if (!wait_for_fetch(cc, errbuf, errsz)) {
+				pthread_mutex_unlock(&cc->lock);
+				return MT_E_CERT_RATE;
+			}
 			continue;
 		}
 		break;

@@ -203,8 +203,15 @@ static enum mt_err act(struct webhook *w, struct webhook_pending *p,
 			res->status = "noted";
 			return MT_E_OK;
 		}
+		if (atomic_fetch_add(&w->confirming, 1) >= WEBHOOK_CONFIRMS_MAX) {
+			atomic_fetch_sub(&w->confirming, 1);
+			snprintf(res->detail, sizeof(res->detail),
+				 "%d confirmation already under way", WEBHOOK_CONFIRMS_MAX);
+			return MT_E_CONFIRM;
+		}
 		err = confirm_subscription(su->p, &w->fetch, res->detail,
 					   sizeof(res->detail));
+		atomic_fetch_sub(&w->confirming, 1);
 		if (err)
 			return err;
 		res->status = "confirmed";

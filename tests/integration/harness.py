@@ -299,11 +299,20 @@ class Pki:
     def _path(self, name):
         return os.path.join(self.dir, name)
 
-    def _genkey(self, name):
+    def _genkey(self, name, bits=2048):
         path = self._path(name)
         run(["openssl", "genpkey", "-algorithm", "RSA",
-             "-pkeyopt", "rsa_keygen_bits:2048", "-out", path])
+             "-pkeyopt", f"rsa_keygen_bits:{bits}", "-out", path])
         return path
+
+    def signing_pair(self, name, bits=2048, cn="sns.amazonaws.com"):
+        """A new self-signed signing certificate (key path, cert path),
+        valid 2020-2049, for certificates mailtrail must refuse (a short
+        key, a name that is not SNS's).  Every certificate the harness
+        serves by default names sns.amazonaws.com, as AWS's do."""
+        key = self._genkey(name + ".key", bits)
+        return key, self._issue(name, key, "/CN=" + cn, "signing_ext",
+                                "20200101000000Z", "20491231000000Z")
 
     def _issue(self, name, key, subj, ext, start, end, selfsign=True):
         csr = self._path(name + ".csr")

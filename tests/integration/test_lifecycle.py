@@ -797,7 +797,10 @@ class TestCertificateHostHangs(Case):
         flood_status = []
 
         def flood_one(i):
-            url = hang.url(f"/SimpleNotificationService-hang{i:04d}.pem")
+            # Every third one the same URL: deliveries that wait for
+            # another's download of it.
+            n = 0 if i % 3 == 0 else i
+            url = hang.url(f"/SimpleNotificationService-hang{n:04d}.pem")
             msg = ENV.signer.notification(delivery(f"x{i}@example.com", f"ses-x{i}"),
                                           cert_url=url)
             try:
@@ -817,9 +820,26 @@ class TestCertificateHostHangs(Case):
                 i += 1
                 time.sleep(0.05)
 
+        # And subscription confirmations (genuinely signed) whose
+        # SubscribeURL is on the hanging host: their GET waits too.
+        confirm_status = []
+
+        def confirm_one(i):
+            token = f"hang{i:04d}"
+            msg = ENV.signer.confirmation(subscribe_url=hang.url(
+                f"/?Action=ConfirmSubscription&TopicArn={SnsSigner.TOPIC}&Token={token}"))
+            try:
+                confirm_status.append(self.post(m.port, msg).status)
+            except OSError as e:
+                confirm_status.append(repr(e))
+
+        confirmers = [threading.Thread(target=confirm_one, args=(i,), daemon=True)
+                      for i in range(2)]
         feeder = threading.Thread(target=flood, daemon=True)
         feeder.start()
         self.addCleanup(stop.set)
+        for t in confirmers:
+            t.start()
         time.sleep(0.3)  # downloads under way
         self.assertGreaterEqual(hang.connections(), 1, "no download reached the host")
 
@@ -882,8 +902,9 @@ class TestCertificateHostHangs(Case):
         m.stop()
         self.assertEqual(rc, 0)
         self.assertLess(stop_s, GRACE_S * TIME_FACTOR)
-        for t in flooders:
+        for t in flooders + confirmers:
             t.join(timeout=10)
+        self.assertEqual(confirm_status, [503, 503], "each confirmation is answered 503")
         self.assertEqual(len(flood_status), len(flooders))
         self.assertEqual(set(flood_status), {503}, flood_status)
 
