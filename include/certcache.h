@@ -3,7 +3,9 @@
  * Bounded in memory, kept on disk in --cert-cache-dir (named by the URL's
  * file name; a file found there is used without any network access),
  * fetched over HTTPS otherwise.  Many threads asking for one new URL at
- * once cause one fetch: the others wait for it.  A failed fetch is
+ * once cause one fetch: the others wait for it (CERTCACHE_WAITERS_MAX at
+ * most).  The disk and the network are only touched by certcache_get,
+ * which the event loops never call (certcache_lookup: memory only).  A failed fetch is
  * remembered for CERTCACHE_RETRY_MS only.
  *
  * Anyone can post made-up certificate URLs on an allowed host, so:
