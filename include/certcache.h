@@ -3,7 +3,9 @@
  * Bounded in memory, kept on disk in --cert-cache-dir (named by the URL's
  * file name; a file found there is used without any network access),
  * fetched over HTTPS otherwise.  Many threads asking for one new URL at
- * once cause one fetch: the others wait for it.  A failed fetch is
+ * once cause one fetch: the others wait for it (CERTCACHE_WAITERS_MAX at
+ * most).  The disk and the network are only touched by certcache_get,
+ * which the event loops never call (certcache_lookup: memory only).  A failed fetch is
  * remembered for CERTCACHE_RETRY_MS only.
  *
  * Anyone can post made-up certificate URLs on an allowed host, so:
@@ -31,6 +33,13 @@
  * download per new certificate, a handful a year. */
 #define CERTCACHE_FETCH_BURST 10
 #define CERTCACHE_FETCH_INTERVAL_MS 1000
+/* Downloads under way at once (over it: MT_E_CERT_RATE). */
+#define CERTCACHE_DOWNLOADS_MAX 2
+/* Threads waiting in certcache_get for another thread's download (of the
+ * same URL: concurrent first deliveries of a new certificate); more are
+ * answered MT_E_CERT_RATE at once.  With the downloads, this bounds the
+ * threads a host that never answers can hold (see INGEST_FETCHERS). */
+#define CERTCACHE_WAITERS_MAX 8
 
 struct certcache;
 
@@ -42,10 +51,21 @@ struct certcache *certcache_new(const char *cache_dir,
 				const struct fetch_opts *fetch);
 void certcache_free(struct certcache *cc);
 
+/* Memory only, never blocks on disk or network (for an event loop): true
+ * when memory has the answer, a certificate (*err MT_E_OK, *cert a new
+ * reference) or a fetch that failed a moment ago (*err MT_E_CERT_FETCH,
+ * errbuf says why); false when certcache_get must be called (off the
+ * loop: it may read the disk, download, or wait for another thread's
+ * download of the same URL). */
+bool certcache_lookup(struct certcache *cc, const char *url, X509 **cert,
+		      enum mt_err *err, char *errbuf, size_t errsz);
+
 /* The certificate at url (which passed url_check).  On MT_E_OK *cert is a
  * new reference (caller X509_free()s it).  MT_E_CERT_FETCH when it cannot
  * be had right now, MT_E_CERT_RATE when a download would exceed the rate
- * limit; errbuf then says why. */
+ * limit or CERTCACHE_DOWNLOADS_MAX, or CERTCACHE_WAITERS_MAX threads
+ * already wait for downloads; errbuf then says why.  May block: never on
+ * an event loop (certcache_lookup there). */
 enum mt_err certcache_get(struct certcache *cc, const char *url, X509 **cert,
 			  enum certcache_source *source, char *errbuf,
 			  size_t errsz);

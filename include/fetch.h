@@ -14,8 +14,9 @@
 #include "mt_error.h"
 
 /* Outbound HTTPS limits (certificate downloads, subscription
- * confirmations): SNS waits about 15 s for our answer, and a handler
- * thread waits for the fetch. */
+ * confirmations): SNS waits about 15 s for our answer, and a fetch thread
+ * (ingest.h) waits for the fetch while the request is suspended.  The
+ * connect timeout covers the TLS handshake too. */
 #define FETCH_CONNECT_TIMEOUT_MS 2000
 #define FETCH_TIMEOUT_MS 5000 /* the whole transfer, TLS and DNS included */
 

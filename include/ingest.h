@@ -1,6 +1,7 @@
 /* ingest.h - the routes of the public listener: POST /sns (one SNS
- * delivery through webhook_begin, then webhook_commit in a writer
- * thread), GET /healthz, /readyz and /metrics.
+ * delivery through webhook_begin on a loop, webhook_fetch in a fetcher
+ * thread when it needs the disk or the network, then webhook_commit in a
+ * writer thread), GET /healthz, /readyz and /metrics.
  * Maps results to status codes and logs one line per delivery; also the
  * spool drainer's storing step and its log lines. */
 #ifndef INGEST_H
@@ -12,6 +13,19 @@
 /* Threads that write verified notifications to Redis for the listener's
  * loops (http.h), so that a loop goes on serving while Redis answers. */
 #define INGEST_WRITERS 2
+/* Threads that do the slow part of a delivery for the loops: reading a
+ * signing certificate from --cert-cache-dir or downloading it (at most
+ * FETCH_TIMEOUT_MS), and confirming a subscription.  Meanwhile the
+ * request waits with its connection suspended, and its loop serves the
+ * others (/healthz included).  Hosts that never answer can hold at most
+ * the downloads, the threads waiting for them and the confirmations:
+ * two more are always free for certificates on disk and for answering
+ * the deliveries over those limits. */
+#define INGEST_FETCHERS                                                        \
+	(CERTCACHE_DOWNLOADS_MAX + CERTCACHE_WAITERS_MAX + WEBHOOK_CONFIRMS_MAX + 2)
+/* Most deliveries waiting for a fetcher (queued or under way); more are
+ * answered 503 at once (MT_E_FETCH_BUSY: SNS delivers them again). */
+#define INGEST_FETCH_QUEUE_MAX 64
 
 struct ingest;
 
@@ -22,9 +36,12 @@ struct ingest *ingest_new(struct webhook *w);
 /* The routes; ing must outlive the listener. */
 struct http_routes ingest_routes(struct ingest *ing);
 
-/* Lets the writers finish what they were given, and stops them: from then
- * on the loops write on their own threads.  Before http_stop: a connection
- * still waiting for a writer must be resumed first. */
+/* Lets the fetchers finish the fetch under way (deliveries still queued
+ * for one are answered 503), then the writers what they were given, and
+ * stops them: from then on the loops write on their own threads (and
+ * answer 503 to a delivery that needs a fetch).  After http_drain, before
+ * http_stop: a connection still waiting for a thread must be resumed
+ * first. */
 void ingest_stop(struct ingest *ing);
 
 /* After http_stop; accepts NULL. */

@@ -19,6 +19,8 @@
 	X(UNKNOWN_TYPE, 400, "unknown Type")                                   \
 	X(TYPE_MISMATCH, 400, "x-amz-sns-message-type disagrees with Type")    \
 	X(BAD_TIMESTAMP, 400, "Timestamp is not an ISO 8601 UTC time")         \
+	X(CONTROL_CHAR, 400, "control character in a signed field")           \
+	X(MESSAGE_ID, 400, "MessageId is not a UUID")                          \
 	X(UNSIGNED, 403, "raw (unsigned) delivery")                            \
 	X(SIG_VERSION, 403, "unsupported SignatureVersion")                    \
 	X(SIG_ENCODING, 403, "Signature is not valid base64")                  \
@@ -31,6 +33,7 @@
 	X(TOO_LARGE, 413, "body too large")                                    \
 	X(CERT_FETCH, 503, "signing certificate cannot be fetched")            \
 	X(CERT_RATE, 503, "signing certificate download rate limit reached")   \
+	X(FETCH_BUSY, 503, "too many deliveries waiting for a download")       \
 	X(CONFIRM, 503, "subscription confirmation failed")                    \
 	X(REDIS, 503, "redis unavailable")                                     \
 	X(REDIS_REFUSED, 503, "redis refused the write")                       \

@@ -71,7 +71,12 @@ const char *sns_field_name(enum sns_field field);
  * known field that is present is a string (Subject may be null)
  * (MT_E_FIELD_TYPE); no Type, Signature and SignatureVersion at all
  * (MT_E_UNSIGNED); Type known (MT_E_UNKNOWN_TYPE); the fields the type needs
- * present (MT_E_MISSING_FIELD); Timestamp parseable (MT_E_BAD_TIMESTAMP);
+ * present (MT_E_MISSING_FIELD); no NUL in any field but Message
+ * (MT_E_FIELD_TYPE); no control character (U+0000-U+001F, U+007F) in a
+ * signed field other than Message: MessageId, Subject, SubscribeURL,
+ * Timestamp, Token, TopicArn, Type (MT_E_CONTROL_CHAR), so that the string
+ * to sign reads back one way only; MessageId a UUID (8-4-4-4-12 hex)
+ * (MT_E_MESSAGE_ID); Timestamp parseable (MT_E_BAD_TIMESTAMP);
  * SignatureVersion "1" or "2" (MT_E_SIG_VERSION).
  * Free out with sns_message_free() whatever the result. */
 enum mt_err sns_envelope_parse(const char *body, size_t len,

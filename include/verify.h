@@ -11,11 +11,26 @@
 /* Largest signing certificate PEM accepted (AWS's are about 2 KiB). */
 #define VERIFY_CERT_PEM_MAX (64 * 1024)
 
-/* Parses one PEM certificate and prepares it for verify_signature() (its
+/* Shortest RSA key accepted in a signing certificate. */
+#define VERIFY_RSA_BITS_MIN 2048
+/* Longest name looked at in a certificate's subject or SANs. */
+#define VERIFY_SNS_NAME_MAX 253
+
+/* Parses a signing certificate and prepares it for verify_signature() (its
  * validity and ready verify contexts for its key go with it, so nothing is
- * parsed or looked up per message).  Returns a new X509 (caller frees with
- * X509_free) or NULL when pem is not exactly a usable RSA certificate. */
-X509 *verify_cert_from_pem(const char *pem, size_t len);
+ * parsed or looked up per message).  The same rule for a download and for a
+ * file of --cert-cache-dir:
+ *   - pem is exactly one "-----BEGIN CERTIFICATE-----" block, with only
+ *     whitespace before and after it (not an HTML page that quotes one,
+ *     not two certificates, no PEM headers);
+ *   - its key is RSA of at least VERIFY_RSA_BITS_MIN bits;
+ *   - it names SNS: a subject CN or a DNS subjectAltName that is
+ *     sns.amazonaws.com, sns.<region>.amazonaws.com or
+ *     sns.<region>.amazonaws.com.cn (every AWS signing certificate since
+ *     2015 has CN and SAN sns.amazonaws.com).
+ * Returns a new X509 (caller frees with X509_free), or NULL with a static
+ * one-line reason in *why (why may be NULL). */
+X509 *verify_cert_from_pem(const char *pem, size_t len, const char **why);
 
 /* Checks m's Signature against cert: the certificate must have been valid
  * at m's Timestamp (MT_E_CERT_INVALID), the Signature must be base64

@@ -1,6 +1,7 @@
 /* webhook.h - one SNS delivery, from body to answer:
  *   envelope (sns) -> topic allowed -> URLs allowed (url) -> age ->
- *   certificate (certcache) -> signature (verify) ->
+ *   certificate (certcache: memory on the loop; disk or network in a
+ *   fetch thread) -> signature (verify) ->
  *   Notification: events (ses) -> store (or, while Redis is unavailable,
  *   the spool);  SubscriptionConfirmation:
  *   confirm;  UnsubscribeConfirmation: note.
@@ -9,6 +10,7 @@
 #ifndef WEBHOOK_H
 #define WEBHOOK_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -20,6 +22,10 @@
 #include "sns.h"
 #include "store.h"
 
+/* Subscription confirmations (GETs of a SubscribeURL) under way at once;
+ * more are answered MT_E_CONFIRM (503: SNS sends the confirmation again). */
+#define WEBHOOK_CONFIRMS_MAX 1
+
 struct webhook {
 	const struct config *cfg;
 	struct certcache *certs;
@@ -27,6 +33,7 @@ struct webhook {
 	struct fetch_opts fetch; /* for SubscribeURL */
 	bool want_recipients;    /* fill webhook_result.recipients (debug logs) */
 	struct spool *spool;     /* NULL: no --spool-dir */
+	atomic_int confirming;   /* confirmations under way (zero at start) */
 };
 
 /* What happened, for the answer and the log line. */
@@ -58,6 +65,7 @@ struct webhook_pending {
 	char *raw; /* the raw record's JSON, when kept under its topic */
 	struct store_item item;
 	struct webhook_result *res; /* NULL: nothing waits */
+	bool verified;              /* the signature has been checked */
 };
 
 /* Most pending deliveries written in one store_put_many. */
@@ -68,12 +76,35 @@ struct webhook_pending {
  * what a batch of large deliveries adds to a writer's memory. */
 #define WEBHOOK_COMMIT_BYTES_MAX (4u << 20)
 
-/* Handles one delivery up to its writes.  type_header is
- * x-amz-sns-message-type (or NULL).  false: res is final.  true: a
- * notification waits in p for webhook_commit, which makes res final. */
-bool webhook_begin(struct webhook *w, const char *body, size_t len,
-		   const char *type_header, struct webhook_result *res,
-		   struct webhook_pending *p);
+/* What a delivery needs next. */
+enum webhook_step {
+	WEBHOOK_DONE,  /* res is final: answer it */
+	WEBHOOK_WRITE, /* a notification waits in p for webhook_commit */
+	WEBHOOK_FETCH, /* p needs the disk or the network: webhook_fetch */
+};
+
+/* Handles one delivery as far as it can without blocking: on an event
+ * loop, only a certificate already in memory is used.  type_header is
+ * x-amz-sns-message-type (or NULL).  WEBHOOK_FETCH when the certificate
+ * must be read from the disk cache or downloaded, or a verified
+ * SubscriptionConfirmation is to be confirmed (--auto-confirm yes): the
+ * caller hands p to a thread that may block, for webhook_fetch (or drops
+ * it with webhook_cancel). */
+enum webhook_step webhook_begin(struct webhook *w, const char *body, size_t len,
+				const char *type_header, struct webhook_result *res,
+				struct webhook_pending *p);
+
+/* Off the event loops, after WEBHOOK_FETCH: gets the certificate (disk,
+ * network, or another thread's download of the same URL; at most
+ * FETCH_TIMEOUT_MS), verifies, and confirms a subscription.  Returns
+ * WEBHOOK_DONE or WEBHOOK_WRITE, as webhook_begin. */
+enum webhook_step webhook_fetch(struct webhook *w, struct webhook_result *res,
+				struct webhook_pending *p);
+
+/* Drops p (after WEBHOOK_FETCH, when no thread can take it): res becomes
+ * final with err. */
+void webhook_cancel(struct webhook_pending *p, struct webhook_result *res,
+		    enum mt_err err);
 
 /* Writes n pending notifications together and finishes their results
  * (spooling a delivery that Redis could not take, with a spool). */

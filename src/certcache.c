@@ -31,6 +31,8 @@ struct certcache {
 	pthread_cond_t changed;
 	struct entry entries[CERTCACHE_ENTRIES_MAX];
 	int tokens;              /* downloads allowed now */
+	int downloading;         /* downloads under way */
+	int waiting;             /* threads waiting for another's download */
 	int64_t tokens_since_ms; /* when the bucket last gained a token */
 	char *dir;
 	struct fetch_opts fetch;
@@ -158,7 +160,9 @@ static X509 *load_from_disk(const char *dir, const char *name)
 		return NULL;
 	size_t n = fread(buf, 1, sizeof(buf), f);
 	fclose(f);
-	return verify_cert_from_pem(buf, n);
+	/* The same checks as a download: a file put there by hand or by an
+	 * older mailtrail must be a certificate of SNS too. */
+	return verify_cert_from_pem(buf, n, NULL);
 }
 
 /* Writes the PEM atomically (temp file, fsync, rename).  Best effort: a
@@ -196,28 +200,40 @@ static X509 *obtain(struct certcache *cc, const char *url,
 		return cert;
 	}
 	pthread_mutex_lock(&cc->lock);
-	*limited = !take_token(cc);
+	bool busy = cc->downloading >= CERTCACHE_DOWNLOADS_MAX;
+	*limited = busy || !take_token(cc);
+	if (!*limited)
+		cc->downloading++;
 	pthread_mutex_unlock(&cc->lock);
 	if (*limited) {
 		metrics_add(METRIC_cert_fetch_rate_limited_total, 1);
-		snprintf(errbuf, errsz, "more than %d certificate downloads in a burst, or more than one per %d ms",
-			 CERTCACHE_FETCH_BURST, CERTCACHE_FETCH_INTERVAL_MS);
+		if (busy)
+			snprintf(errbuf, errsz, "%d certificate downloads already under way",
+				 CERTCACHE_DOWNLOADS_MAX);
+		else
+			snprintf(errbuf, errsz, "more than %d certificate downloads in a burst, or more than one per %d ms",
+				 CERTCACHE_FETCH_BURST, CERTCACHE_FETCH_INTERVAL_MS);
 		return NULL;
 	}
 	metrics_add(METRIC_cert_fetches_total, 1);
 	char *body;
 	size_t len;
 	long status;
-	if (fetch_get(url, &cc->fetch, MT_E_CERT_FETCH, &body, &len, &status,
-		      errbuf, errsz) != MT_E_OK) {
+	enum mt_err ferr = fetch_get(url, &cc->fetch, MT_E_CERT_FETCH, &body, &len, &status,
+				     errbuf, errsz);
+	pthread_mutex_lock(&cc->lock);
+	cc->downloading--;
+	pthread_mutex_unlock(&cc->lock);
+	if (ferr != MT_E_OK) {
 		metrics_add(METRIC_cert_fetch_failures_total, 1);
 		return NULL;
 	}
 	cert = NULL;
+	const char *why = NULL;
 	if (status != 200)
 		snprintf(errbuf, errsz, "HTTP status %ld", status);
-	else if (!(cert = verify_cert_from_pem(body, len)))
-		snprintf(errbuf, errsz, "not a PEM RSA certificate");
+	else if (!(cert = verify_cert_from_pem(body, len, &why)))
+		snprintf(errbuf, errsz, "%s", why);
 	if (cert && cc->dir && named)
 		save_to_disk(cc->dir, name, body, len);
 	free(body);
@@ -225,6 +241,48 @@ static X509 *obtain(struct certcache *cc, const char *url,
 		metrics_add(METRIC_cert_fetch_failures_total, 1);
 	*source = CERT_FROM_NETWORK;
 	return cert;
+}
+
+/* Waits (the lock held) for another thread's fetch to change something,
+ * unless CERTCACHE_WAITERS_MAX threads already wait: then false, with
+ * errbuf saying why. */
+static bool wait_for_fetch(struct certcache *cc, char *errbuf, size_t errsz)
+{
+	if (cc->waiting >= CERTCACHE_WAITERS_MAX) {
+		metrics_add(METRIC_cert_fetch_rate_limited_total, 1);
+		snprintf(errbuf, errsz, "%d deliveries already wait for a certificate download",
+			 CERTCACHE_WAITERS_MAX);
+		return false;
+	}
+	cc->waiting++;
+	pthread_cond_wait(&cc->changed, &cc->lock);
+	cc->waiting--;
+	return true;
+}
+
+bool certcache_lookup(struct certcache *cc, const char *url, X509 **cert,
+		      enum mt_err *err, char *errbuf, size_t errsz)
+{
+	bool known = false;
+	*cert = NULL;
+	pthread_mutex_lock(&cc->lock);
+	struct entry *e = find(cc, url);
+	int64_t now = now_ms();
+	if (e && e->state == ENTRY_READY) {
+		e->last_used_ms = now;
+		X509_up_ref(e->cert);
+		*cert = e->cert;
+		*err = MT_E_OK;
+		metrics_count_cert_hit(false);
+		known = true;
+	} else if (e && e->state == ENTRY_FAILED && now < e->retry_at_ms) {
+		snprintf(errbuf, errsz, "%s (retry after %lld ms)", e->error,
+			 (long long)(e->retry_at_ms - now));
+		*err = MT_E_CERT_FETCH;
+		known = true;
+	}
+	pthread_mutex_unlock(&cc->lock);
+	return known;
 }
 
 enum mt_err certcache_get(struct certcache *cc, const char *url, X509 **cert,
@@ -240,7 +298,10 @@ enum mt_err certcache_get(struct certcache *cc, const char *url, X509 **cert,
 		e = find(cc, url);
 		int64_t now = now_ms();
 		if (e && e->state == ENTRY_FETCHING) {
-			pthread_cond_wait(&cc->changed, &cc->lock);
+			if (!wait_for_fetch(cc, errbuf, errsz)) {
+				pthread_mutex_unlock(&cc->lock);
+				return MT_E_CERT_RATE;
+			}
 			continue;
 		}
 		if (e && e->state == ENTRY_READY) {
@@ -265,7 +326,10 @@ enum mt_err certcache_get(struct certcache *cc, const char *url, X509 **cert,
 		 * a verified certificate: fetch without keeping the result
 		 * (certcache_mark_verified keeps it if it verifies). */
 		if (!e && any_fetching(cc)) {
-			pthread_cond_wait(&cc->changed, &cc->lock);
+			if (!wait_for_fetch(cc, errbuf, errsz)) {
+				pthread_mutex_unlock(&cc->lock);
+				return MT_E_CERT_RATE;
+			}
 			continue;
 		}
 		break;

@@ -10,14 +10,15 @@
 #include "log.h"
 #include "metrics.h"
 
-/* Per-request state of a POST /sns: its body arrives, then (verified) it
- * may wait with its connection suspended for its loop's flush to write it
- * with the others that arrived together, then it is answered. */
+/* Per-request state of a POST /sns: its body arrives, then it may wait
+ * with its connection suspended for a fetcher (a certificate not in
+ * memory, a subscription to confirm), and (verified) for a writer to
+ * write it with the others that arrived together, then it is answered. */
 struct upload {
 	struct buf body;
 	bool too_large;
 	bool answered;
-	enum { UP_READING, UP_WAITING, UP_DONE } state;
+	enum { UP_READING, UP_FETCHING, UP_WAITING, UP_DONE } state;
 	struct MHD_Connection *conn;
 	struct http_loop *loop; /* that suspended conn */
 	bool readyz;            /* a GET /readyz: the writer pings Redis */
@@ -27,8 +28,10 @@ struct upload {
 	struct webhook_pending pending;
 };
 
-/* The uploads waiting for this loop thread's next flush, newest first. */
+/* The uploads waiting for this loop thread's next flush, newest first:
+ * for the writers, and for the fetchers. */
 static _Thread_local struct upload *waiting;
+static _Thread_local struct upload *fetch_waiting;
 
 /* The writers: threads that write the notifications the loops verified,
  * several loops' at a time, and resume their connections, while the loops
@@ -41,6 +44,15 @@ struct ingest {
 	bool stopping;        /* set by ingest_stop: flushes write inline */
 	pthread_t threads[INGEST_WRITERS];
 	unsigned nthreads;
+	/* The fetchers: threads that do what may block on the disk or the
+	 * network (certcache_get, confirm_subscription) for the loops, whose
+	 * connections wait suspended meanwhile. */
+	pthread_cond_t fetch_work;
+	struct upload *fetch_head, *fetch_tail; /* handed over, oldest first */
+	unsigned fetch_jobs;  /* suspended for a fetcher: queued or under way */
+	bool fetch_stopping;  /* set by ingest_stop: no more fetches */
+	pthread_t fetchers[INGEST_FETCHERS];
+	unsigned nfetchers;
 };
 
 /* Whether to log a refusal.  Those by a limit of README "Limits" come by
@@ -50,7 +62,8 @@ static bool should_log_refusal(enum mt_err err, char *extra, size_t extrasz)
 {
 	unsigned long n;
 	extra[0] = '\0';
-	if (err != MT_E_TOO_LARGE && err != MT_E_TOO_DEEP && err != MT_E_CERT_RATE)
+	if (err != MT_E_TOO_LARGE && err != MT_E_TOO_DEEP && err != MT_E_CERT_RATE &&
+	    err != MT_E_FETCH_BUSY)
 		return true;
 	if (!log_throttle(mt_err_str(err), &n))
 		return false;
@@ -142,9 +155,37 @@ static enum MHD_Result answer_sns(struct MHD_Connection *conn,
 				res->err == MT_E_OK ? NULL : mt_err_str(res->err));
 }
 
-/* The whole body is in: answers now, or (a notification to write) waits
- * for the loop's flush with the connection suspended. */
-static enum MHD_Result finish_sns(struct webhook *w, struct MHD_Connection *conn,
+/* Suspends conn until a fetcher has done up's slow part (handed over at
+ * the loop's flush, so never resumed before it is suspended), or, with
+ * INGEST_FETCH_QUEUE_MAX already waiting, answers 503 at once. */
+static enum MHD_Result wait_for_fetcher(struct ingest *ing, struct upload *up,
+					struct MHD_Connection *conn)
+{
+	pthread_mutex_lock(&ing->lock);
+	bool room = !ing->fetch_stopping && ing->fetch_jobs < INGEST_FETCH_QUEUE_MAX;
+	if (room)
+		ing->fetch_jobs++;
+	pthread_mutex_unlock(&ing->lock);
+	if (!room) {
+		webhook_cancel(&up->pending, &up->res, MT_E_FETCH_BUSY);
+		snprintf(up->res.detail, sizeof(up->res.detail),
+			 "%d deliveries already wait for a certificate or a confirmation",
+			 INGEST_FETCH_QUEUE_MAX);
+		return answer_sns(conn, &up->res);
+	}
+	up->state = UP_FETCHING;
+	up->conn = conn;
+	up->loop = http_this_loop();
+	up->next_waiting = fetch_waiting;
+	fetch_waiting = up;
+	MHD_suspend_connection(conn);
+	return MHD_YES;
+}
+
+/* The whole body is in: answers now, or waits with the connection
+ * suspended for the loop's flush to hand it to a writer (a notification
+ * to write) or a fetcher (a certificate not in memory, a confirmation). */
+static enum MHD_Result finish_sns(struct ingest *ing, struct MHD_Connection *conn,
 				  struct upload *up)
 {
 	if (up->too_large) {
@@ -154,10 +195,16 @@ static enum MHD_Result finish_sns(struct webhook *w, struct MHD_Connection *conn
 	}
 	const char *th = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 						     "x-amz-sns-message-type");
-	if (!webhook_begin(w, up->body.p ? up->body.p : "", up->body.len, th, &up->res,
-			   &up->pending))
-		return answer_sns(conn, &up->res);
-	return wait_for_writer(up, conn);
+	switch (webhook_begin(ing->w, up->body.p ? up->body.p : "", up->body.len, th,
+			      &up->res, &up->pending)) {
+	case WEBHOOK_WRITE:
+		return wait_for_writer(up, conn);
+	case WEBHOOK_FETCH:
+		return wait_for_fetcher(ing, up, conn);
+	case WEBHOOK_DONE:
+		break;
+	}
+	return answer_sns(conn, &up->res);
 }
 
 /* Writes a list of waiting uploads (newest first), WEBHOOK_COMMIT_MAX at
@@ -216,14 +263,106 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
+/* Answers an upload that waited for a fetcher with err: resumes it (its
+ * loop is woken by the caller). */
+static void refuse_fetch(struct upload *up, enum mt_err err)
+{
+	webhook_cancel(&up->pending, &up->res, err);
+	up->state = UP_DONE;
+	MHD_resume_connection(up->conn);
+}
+
+static void *fetcher_main(void *arg)
+{
+	struct ingest *ing = arg;
+	pthread_mutex_lock(&ing->lock);
+	for (;;) {
+		while (!ing->fetch_head && !ing->fetch_stopping)
+			pthread_cond_wait(&ing->fetch_work, &ing->lock);
+		struct upload *up = ing->fetch_head;
+		if (!up)
+			break;
+		ing->fetch_head = up->next_waiting;
+		if (!ing->fetch_head)
+			ing->fetch_tail = NULL;
+		bool stopping = ing->fetch_stopping;
+		pthread_mutex_unlock(&ing->lock);
+
+		struct MHD_Connection *conn = up->conn;
+		struct http_loop *loop = up->loop;
+		if (stopping) { /* past the drain: SNS delivers it again later */
+			refuse_fetch(up, MT_E_FETCH_BUSY);
+			http_loop_wake(loop);
+		} else if (webhook_fetch(ing->w, &up->res, &up->pending) == WEBHOOK_WRITE) {
+			/* To the writers, as a loop's flush would (they resume it). */
+			pthread_mutex_lock(&ing->lock);
+			up->state = UP_WAITING;
+			up->next_waiting = ing->queue;
+			ing->queue = up;
+			pthread_cond_signal(&ing->work);
+			pthread_mutex_unlock(&ing->lock);
+		} else {
+			up->state = UP_DONE;
+			MHD_resume_connection(conn); /* up is the loop's again */
+			http_loop_wake(loop);
+		}
+		pthread_mutex_lock(&ing->lock);
+		ing->fetch_jobs--;
+	}
+	pthread_mutex_unlock(&ing->lock);
+	return NULL;
+}
+
+/* After a loop's requests: hands the uploads that wait for a fetcher to
+ * the fetchers (or, stopping, answers them 503). */
+static bool flush_fetches(struct ingest *ing)
+{
+	struct upload *list = fetch_waiting;
+	if (!list)
+		return false;
+	fetch_waiting = NULL;
+	/* Oldest first: the list is newest first. */
+	struct upload *rev = NULL;
+	while (list) {
+		struct upload *next = list->next_waiting;
+		list->next_waiting = rev;
+		rev = list;
+		list = next;
+	}
+	pthread_mutex_lock(&ing->lock);
+	if (ing->fetch_stopping) {
+		unsigned n = 0;
+		for (struct upload *up = rev, *next; up; up = next, n++) {
+			next = up->next_waiting;
+			refuse_fetch(up, MT_E_FETCH_BUSY);
+		}
+		ing->fetch_jobs -= n;
+		pthread_mutex_unlock(&ing->lock);
+		return true;
+	}
+	struct upload *last = rev;
+	while (last->next_waiting)
+		last = last->next_waiting;
+	if (ing->fetch_tail)
+		ing->fetch_tail->next_waiting = rev;
+	else
+		ing->fetch_head = rev;
+	ing->fetch_tail = last;
+	pthread_cond_broadcast(&ing->fetch_work);
+	pthread_mutex_unlock(&ing->lock);
+	return false;
+}
+
 /* After a loop's requests: hands the notifications waiting on this thread
- * to the writers (or, stopping, writes them here). */
+ * to the writers (or, stopping, writes them here), and the uploads that
+ * need a fetch to the fetchers. */
 static bool flush(void *cls)
 {
 	struct ingest *ing = cls;
+	bool resumed = flush_fetches(ing);
 	struct upload *list = waiting;
 	if (!list)
-		return false;
+		return resumed;
 	waiting = NULL;
 	pthread_mutex_lock(&ing->lock);
 	if (ing->stopping) {
@@ -238,7 +377,7 @@ static bool flush(void *cls)
 	ing->queue = list;
 	pthread_cond_signal(&ing->work);
 	pthread_mutex_unlock(&ing->lock);
-	return false;
+	return resumed;
 }
 
 /* Appends a chunk of the body, or notes that it is too large: what was
@@ -361,7 +500,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 				  const char *version, const char *upload_data,
 				  size_t *upload_data_size, void **req_cls)
 {
-	struct webhook *w = ((struct ingest *)cls)->w;
+	struct ingest *ing = cls;
+	struct webhook *w = ing->w;
 	bool is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
 
 	if (strcmp(url, "/readyz") == 0 && is_get)
@@ -397,7 +537,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	if (up->answered)
 		return MHD_YES;
 	up->answered = true;
-	return finish_sns(w, conn, up);
+	return finish_sns(ing, conn, up);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
@@ -436,13 +576,20 @@ struct ingest *ingest_new(struct webhook *w)
 	ing->w = w;
 	pthread_mutex_init(&ing->lock, NULL);
 	pthread_cond_init(&ing->work, NULL);
+	pthread_cond_init(&ing->fetch_work, NULL);
 	for (; ing->nthreads < INGEST_WRITERS; ing->nthreads++) {
 		pthread_t *t = &ing->threads[ing->nthreads];
 		if (pthread_create(t, NULL, writer_main, ing) != 0)
 			break;
 		pthread_setname_np(*t, "writer");
 	}
-	if (ing->nthreads == 0) {
+	for (; ing->nfetchers < INGEST_FETCHERS; ing->nfetchers++) {
+		pthread_t *t = &ing->fetchers[ing->nfetchers];
+		if (pthread_create(t, NULL, fetcher_main, ing) != 0)
+			break;
+		pthread_setname_np(*t, "fetcher");
+	}
+	if (ing->nthreads == 0 || ing->nfetchers == 0) {
 		ingest_free(ing);
 		return NULL;
 	}
@@ -458,6 +605,14 @@ void ingest_stop(struct ingest *ing)
 {
 	if (!ing)
 		return;
+	/* Fetchers first: what they finish may still go to the writers. */
+	pthread_mutex_lock(&ing->lock);
+	ing->fetch_stopping = true;
+	pthread_cond_broadcast(&ing->fetch_work);
+	pthread_mutex_unlock(&ing->lock);
+	for (unsigned i = 0; i < ing->nfetchers; i++)
+		pthread_join(ing->fetchers[i], NULL);
+	ing->nfetchers = 0;
 	pthread_mutex_lock(&ing->lock);
 	ing->stopping = true;
 	pthread_cond_broadcast(&ing->work);
@@ -472,6 +627,7 @@ void ingest_free(struct ingest *ing)
 	if (!ing)
 		return;
 	ingest_stop(ing);
+	pthread_cond_destroy(&ing->fetch_work);
 	pthread_cond_destroy(&ing->work);
 	pthread_mutex_destroy(&ing->lock);
 	free(ing);

@@ -315,6 +315,35 @@ static bool str_is(const struct sns_str *s, const char *lit)
 	return s->p && s->len == strlen(lit) && memcmp(s->p, lit, s->len) == 0;
 }
 
+/* U+0000-U+001F or U+007F (UTF-8 never has these bytes inside a longer
+ * character).  An absent field has none. */
+static bool has_control_char(const struct sns_str *s)
+{
+	for (size_t i = 0; s->p && i < s->len; i++) {
+		unsigned char c = (unsigned char)s->p[i];
+		if (c < 0x20 || c == 0x7f)
+			return true;
+	}
+	return false;
+}
+
+/* 8-4-4-4-12 hexadecimal digits, either case (SNS's MessageIds are UUIDs
+ * of versions 4 and 5). */
+static bool is_uuid(const struct sns_str *s)
+{
+	static const char shape[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
+	if (!s->p || s->len != sizeof(shape) - 1)
+		return false;
+	for (size_t i = 0; i < s->len; i++) {
+		char c = s->p[i];
+		bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+			   (c >= 'A' && c <= 'F');
+		if (shape[i] == '-' ? c != '-' : !hex)
+			return false;
+	}
+	return true;
+}
+
 enum mt_err sns_envelope_parse(const char *body, size_t len,
 			       struct sns_message *out)
 {
@@ -366,6 +395,22 @@ enum mt_err sns_envelope_parse(const char *body, size_t len,
 	for (int i = 0; i < SNS_F__COUNT; i++)
 		if (i != SNS_F_MESSAGE && f[i].p && strlen(f[i].p) != f[i].len)
 			return MT_E_FIELD_TYPE;
+
+	/* The string to sign is "Key\nValue\n" per field: a line break in
+	 * any value but the first (Message) could move text from one field
+	 * to another (a MessageId ending in "\nSubject\nx" signs the same
+	 * as that MessageId plus a Subject), so no signed field but Message
+	 * may hold a control character, and a MessageId is a UUID.  (Type,
+	 * signed too, is one of three exact words by now.) */
+	static const enum sns_field plain[] = {
+		SNS_F_MESSAGE_ID, SNS_F_SUBJECT, SNS_F_SUBSCRIBE_URL, SNS_F_TIMESTAMP,
+		SNS_F_TOKEN, SNS_F_TOPIC_ARN,
+	};
+	for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++)
+		if (has_control_char(&f[plain[i]]))
+			return MT_E_CONTROL_CHAR;
+	if (!is_uuid(&f[SNS_F_MESSAGE_ID]))
+		return MT_E_MESSAGE_ID;
 
 	if (!mt_time_parse(f[SNS_F_TIMESTAMP].p, f[SNS_F_TIMESTAMP].len,
 			   &out->timestamp_ms))

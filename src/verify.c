@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
+#include <openssl/x509v3.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,26 +94,154 @@ fail:
 	return false;
 }
 
-X509 *verify_cert_from_pem(const char *pem, size_t len)
+static bool is_space(char c)
 {
-	if (len == 0 || len > VERIFY_CERT_PEM_MAX)
-		return NULL;
-	BIO *bio = BIO_new_mem_buf(pem, (int)len);
-	if (!bio)
-		return NULL;
-	X509 *cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
-	BIO_free(bio);
-	if (!cert) {
-		ERR_clear_error();
-		return NULL;
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static const char pem_begin[] = "-----BEGIN CERTIFICATE-----";
+static const char pem_end[] = "-----END CERTIFICATE-----";
+
+static bool is_base64_or_space(unsigned char c)
+{
+	return is_space((char)c) || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+	       (c >= '0' && c <= '9') || c == '+' || c == '/' || c == '=';
+}
+
+/* Whether pem[0..len) is one PEM certificate block and nothing else but
+ * whitespace around it: an HTML page quoting a certificate, two
+ * certificates, or a key next to one are not a certificate.  The block
+ * goes to *block, *block_len. */
+static bool single_pem_block(const char *pem, size_t len, const char **block,
+			     size_t *block_len)
+{
+	const char *p = pem, *end = pem + len;
+	while (p < end && is_space(*p))
+		p++;
+	while (end > p && is_space(end[-1]))
+		end--;
+	const size_t bl = sizeof(pem_begin) - 1, el = sizeof(pem_end) - 1;
+	size_t n = (size_t)(end - p);
+	/* cppcheck takes the path where everything was whitespace for the
+	 * only one (n == 0): a false positive. */
+	// cppcheck-suppress knownConditionTrueFalse
+	if (n < bl + el || memcmp(p, pem_begin, bl) != 0 || memcmp(end - el, pem_end, el) != 0)
+		return false;
+	/* Between the two lines: base64 and line breaks only (no second
+	 * block, no PEM headers, no NUL). */
+	for (const char *c = p + bl; c < end - el; c++)
+		if (!is_base64_or_space((unsigned char)*c))
+			return false;
+	*block = p;
+	*block_len = n;
+	return true;
+}
+
+static bool is_lower_alnum(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+/* "sns.amazonaws.com", "sns.<region>.amazonaws.com" or
+ * "sns.<region>.amazonaws.com.cn" (ASCII case ignored), where a region is
+ * one DNS label of letters, digits and hyphens that starts with a letter
+ * and ends with a digit ("us-east-1", "us-gov-west-1", "cn-north-1"). */
+static bool is_sns_name(const unsigned char *s, size_t len)
+{
+	char n[VERIFY_SNS_NAME_MAX + 1] = {0};
+	if (len == 0 || len > VERIFY_SNS_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '\0')
+			return false; /* an embedded NUL: not a name */
+		n[i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] + ('a' - 'A') : s[i]);
+	}
+	n[len] = '\0';
+	if (strcmp(n, "sns.amazonaws.com") == 0)
+		return true;
+	if (strncmp(n, "sns.", 4) != 0)
+		return false;
+	const char *region = n + 4, *dot = strchr(region, '.');
+	if (!dot || (strcmp(dot, ".amazonaws.com") != 0 && strcmp(dot, ".amazonaws.com.cn") != 0))
+		return false;
+	size_t rl = (size_t)(dot - region);
+	if (rl < 2 || !(region[0] >= 'a' && region[0] <= 'z') ||
+	    !(region[rl - 1] >= '0' && region[rl - 1] <= '9'))
+		return false;
+	for (size_t i = 0; i < rl; i++)
+		if (!is_lower_alnum((unsigned char)region[i]) && region[i] != '-')
+			return false;
+	return true;
+}
+
+/* Whether the certificate names SNS: a subject common name or a DNS
+ * subject alternative name that is_sns_name(). */
+static bool names_sns(X509 *cert)
+{
+	const X509_NAME *subj = X509_get_subject_name(cert);
+	for (int i = -1; subj && (i = X509_NAME_get_index_by_NID(subj, NID_commonName, i)) >= 0;) {
+		const ASN1_STRING *cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, i));
+		if (cn && is_sns_name(ASN1_STRING_get0_data(cn), (size_t)ASN1_STRING_length(cn)))
+			return true;
+	}
+	GENERAL_NAMES *sans = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+	bool found = false;
+	for (int i = 0; sans && !found && i < sk_GENERAL_NAME_num(sans); i++) {
+		const GENERAL_NAME *gn = sk_GENERAL_NAME_value(sans, i);
+		if (gn->type == GEN_DNS)
+			found = is_sns_name(ASN1_STRING_get0_data(gn->d.dNSName),
+					    (size_t)ASN1_STRING_length(gn->d.dNSName));
+	}
+	GENERAL_NAMES_free(sans);
+	return found;
+}
+
+X509 *verify_cert_from_pem(const char *pem, size_t len, const char **why)
+{
+	const char *reason = NULL;
+	X509 *cert = NULL;
+	BIO *bio = NULL;
+	const char *block;
+	size_t block_len;
+
+	if (len == 0 || len > VERIFY_CERT_PEM_MAX ||
+	    !single_pem_block(pem, len, &block, &block_len)) {
+		reason = "not exactly one PEM certificate";
+		goto fail;
+	}
+	bio = BIO_new_mem_buf(block, (int)block_len);
+	if (!bio || !(cert = PEM_read_bio_X509(bio, NULL, NULL, NULL))) {
+		reason = bio ? "not a readable certificate" : "out of memory";
+		goto fail;
 	}
 	EVP_PKEY *key = X509_get0_pubkey(cert);
-	if (!key || EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA || !prepare(cert)) {
-		ERR_clear_error();
-		X509_free(cert);
-		return NULL;
+	if (!key || EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA) {
+		reason = "not an RSA key";
+		goto fail;
 	}
+	if (EVP_PKEY_get_bits(key) < VERIFY_RSA_BITS_MIN) {
+		reason = "RSA key shorter than 2048 bits";
+		goto fail;
+	}
+	if (!names_sns(cert)) {
+		reason = "certificate does not name sns.amazonaws.com or a regional SNS host";
+		goto fail;
+	}
+	if (!prepare(cert)) {
+		reason = "out of memory";
+		goto fail;
+	}
+	BIO_free(bio);
+	if (why)
+		*why = "ok";
 	return cert;
+fail:
+	ERR_clear_error();
+	X509_free(cert);
+	BIO_free(bio);
+	if (why)
+		*why = reason;
+	return NULL;
 }
 
 /* The standard base64 alphabet's values of the ASCII bytes, -1 for the

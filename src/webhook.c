@@ -132,15 +132,19 @@ static enum mt_err parse(const char *body, size_t len, struct sns_message *m,
 	return err;
 }
 
-static enum mt_err handle(struct webhook *w, const char *body, size_t len,
-			  const char *type_header, struct webhook_pending *p,
-			  struct webhook_result *res)
+/* Everything up to the signing certificate, on the loop: the envelope,
+ * the topic, the URLs, the age, then the certificate if memory has it
+ * (*cert, a reference the caller drops).  MT_E_OK with *cert NULL: the
+ * certificate needs the disk or the network (webhook_fetch). */
+static enum mt_err check(struct webhook *w, const char *body, size_t len,
+			 const char *type_header, struct webhook_pending *p,
+			 struct webhook_result *res, X509 **cert)
 {
 	const struct config *cfg = w->cfg;
 	const struct sns_message *m = &p->m;
 	enum mt_err err;
-	X509 *cert = NULL;
 
+	*cert = NULL;
 	err = parse(body, len, &p->m, res);
 	if (err)
 		return err;
@@ -166,30 +170,58 @@ static enum mt_err handle(struct webhook *w, const char *body, size_t len,
 	    mt_time_now_ms() - m->timestamp_ms > cfg->max_age_s * 1000)
 		return MT_E_TOO_OLD;
 
-	enum certcache_source source;
-	err = certcache_get(w->certs, cu->p, &cert, &source, res->detail,
-			    sizeof(res->detail));
-	if (err)
-		return err;
-	res->cert_fetched = source == CERT_FROM_NETWORK;
-	err = verify_signature(m, cert);
-	if (err == MT_E_OK)
-		certcache_mark_verified(w->certs, cu->p, cert);
+	if (!certcache_lookup(w->certs, cu->p, cert, &err, res->detail,
+			      sizeof(res->detail)))
+		return MT_E_OK; /* not in memory: *cert stays NULL */
+	return err;
+}
+
+/* The signature against cert (whose reference this takes). */
+static enum mt_err verify(struct webhook *w, struct webhook_pending *p, X509 *cert)
+{
+	const char *url = p->m.f[SNS_F_SIGNING_CERT_URL].p;
+	enum mt_err err = verify_signature(&p->m, cert);
+	if (err == MT_E_OK) {
+		certcache_mark_verified(w->certs, url, cert);
+		p->verified = true;
+	}
 	X509_free(cert);
-	if (err)
-		return err;
+	return err;
+}
+
+/* Whether what a verified message asks for needs the network. */
+static bool needs_network(const struct webhook *w, const struct sns_message *m)
+{
+	return m->type == SNS_SUBSCRIPTION_CONFIRMATION && w->cfg->auto_confirm;
+}
+
+/* A verified message's action: a notification to write, a subscription to
+ * confirm (a GET of its SubscribeURL: never on a loop), a note. */
+static enum mt_err act(struct webhook *w, struct webhook_pending *p,
+		       struct webhook_result *res)
+{
+	const struct sns_message *m = &p->m;
+	const struct sns_str *su = &m->f[SNS_F_SUBSCRIBE_URL];
+	enum mt_err err;
 
 	switch (m->type) {
 	case SNS_NOTIFICATION:
 		return prepare_notification(w, p, res);
 	case SNS_SUBSCRIPTION_CONFIRMATION:
-		if (!cfg->auto_confirm) {
+		if (!w->cfg->auto_confirm) {
 			snprintf(res->detail, sizeof(res->detail), "%s", su->p);
 			res->status = "noted";
 			return MT_E_OK;
 		}
+		if (atomic_fetch_add(&w->confirming, 1) >= WEBHOOK_CONFIRMS_MAX) {
+			atomic_fetch_sub(&w->confirming, 1);
+			snprintf(res->detail, sizeof(res->detail),
+				 "%d confirmation already under way", WEBHOOK_CONFIRMS_MAX);
+			return MT_E_CONFIRM;
+		}
 		err = confirm_subscription(su->p, &w->fetch, res->detail,
 					   sizeof(res->detail));
+		atomic_fetch_sub(&w->confirming, 1);
 		if (err)
 			return err;
 		res->status = "confirmed";
@@ -210,19 +242,58 @@ static void pending_free(struct webhook_pending *p)
 	memset(p, 0, sizeof(*p));
 }
 
-bool webhook_begin(struct webhook *w, const char *body, size_t len,
-		   const char *type_header, struct webhook_result *res,
-		   struct webhook_pending *p)
+/* The step after a result: a write to wait for, or an answer. */
+static enum webhook_step settle(struct webhook_pending *p, struct webhook_result *res)
 {
+	if (res->err == MT_E_OK && p->res)
+		return WEBHOOK_WRITE;
+	pending_free(p);
+	return WEBHOOK_DONE;
+}
+
+enum webhook_step webhook_begin(struct webhook *w, const char *body, size_t len,
+				const char *type_header, struct webhook_result *res,
+				struct webhook_pending *p)
+{
+	X509 *cert;
 	memset(res, 0, sizeof(*res));
 	memset(p, 0, sizeof(*p));
 	p->body = body;
 	p->len = len;
-	res->err = handle(w, body, len, type_header, p, res);
-	if (res->err == MT_E_OK && p->res)
-		return true;
+	res->err = check(w, body, len, type_header, p, res, &cert);
+	if (res->err == MT_E_OK && !cert)
+		return WEBHOOK_FETCH;
+	if (res->err == MT_E_OK)
+		res->err = verify(w, p, cert);
+	if (res->err == MT_E_OK && needs_network(w, &p->m))
+		return WEBHOOK_FETCH;
+	if (res->err == MT_E_OK)
+		res->err = act(w, p, res);
+	return settle(p, res);
+}
+
+enum webhook_step webhook_fetch(struct webhook *w, struct webhook_result *res,
+				struct webhook_pending *p)
+{
+	if (!p->verified) {
+		X509 *cert = NULL;
+		enum certcache_source source;
+		res->err = certcache_get(w->certs, p->m.f[SNS_F_SIGNING_CERT_URL].p, &cert,
+					 &source, res->detail, sizeof(res->detail));
+		res->cert_fetched = res->err == MT_E_OK && source == CERT_FROM_NETWORK;
+		if (res->err == MT_E_OK)
+			res->err = verify(w, p, cert);
+	}
+	if (res->err == MT_E_OK)
+		res->err = act(w, p, res);
+	return settle(p, res);
+}
+
+void webhook_cancel(struct webhook_pending *p, struct webhook_result *res,
+		    enum mt_err err)
+{
 	pending_free(p);
-	return false;
+	res->err = err;
 }
 
 /* The bytes a pending delivery writes. */

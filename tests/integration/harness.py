@@ -12,6 +12,7 @@ Pieces:
   Redis          a small RESP client
   WebHost        a recording HTTP(S) host (the fake SNS endpoint, decoys, and
                  the egress guard that plays an outbound proxy)
+  SilentHost     a host that accepts connections and never answers
   Mailtrail      the program under test: start, wait for "listening", drain
                  its output, stop with SIGTERM
   SnsSigner      builds and signs SNS envelopes exactly as SPEC.md says
@@ -298,11 +299,20 @@ class Pki:
     def _path(self, name):
         return os.path.join(self.dir, name)
 
-    def _genkey(self, name):
+    def _genkey(self, name, bits=2048):
         path = self._path(name)
         run(["openssl", "genpkey", "-algorithm", "RSA",
-             "-pkeyopt", "rsa_keygen_bits:2048", "-out", path])
+             "-pkeyopt", f"rsa_keygen_bits:{bits}", "-out", path])
         return path
+
+    def signing_pair(self, name, bits=2048, cn="sns.amazonaws.com"):
+        """A new self-signed signing certificate (key path, cert path),
+        valid 2020-2049, for certificates mailtrail must refuse (a short
+        key, a name that is not SNS's).  Every certificate the harness
+        serves by default names sns.amazonaws.com, as AWS's do."""
+        key = self._genkey(name + ".key", bits)
+        return key, self._issue(name, key, "/CN=" + cn, "signing_ext",
+                                "20200101000000Z", "20491231000000Z")
 
     def _issue(self, name, key, subj, ext, start, end, selfsign=True):
         csr = self._path(name + ".csr")
@@ -629,6 +639,64 @@ class WebHost:
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class SilentHost:
+    """A host that accepts TCP connections and never answers: a
+    certificate host that hangs (mailtrail's download then waits for its
+    own timeout).  Connections are held open until close()."""
+
+    def __init__(self, name="silent"):
+        self.name = name
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind((LOOPBACK, 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        self.authority = f"{LOOPBACK}:{self.port}"
+        self._lock = threading.Lock()
+        self._conns = []
+        self._closed = False
+        self.thread = threading.Thread(target=self._accept, name=f"silent-{name}",
+                                       daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with self._lock:
+                if self._closed:
+                    c.close()
+                    return
+                self._conns.append(c)
+
+    def url(self, path):
+        return f"https://{self.authority}{path}"
+
+    def connections(self):
+        with self._lock:
+            return len(self._conns)
+
+    def requests(self):  # nothing is ever read: MailtrailTestCase context
+        return []
+
+    def clear(self):
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for c in conns:
+            c.close()
+
+    def close(self):
+        with self._lock:
+            self._closed = True
+        self.clear()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
 
 
 # --- HTTP client ------------------------------------------------------------------

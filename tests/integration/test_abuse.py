@@ -445,8 +445,8 @@ class TestCertificateFlood(AbuseCase):
             conn = http.client.HTTPConnection(LOOPBACK, m.port, timeout=30 * TIME_FACTOR)
             local = collections.Counter()
             for i, url in enumerate(part):
-                msg = dict(template, SigningCertURL=url,
-                           MessageId=f"{template['MessageId']}-{url[-12:]}")
+                # A MessageId must be a UUID (else 400 before any fetch).
+                msg = dict(template, SigningCertURL=url, MessageId=self.signer.new_id())
                 try:
                     conn.request("POST", "/sns", body=json.dumps(msg).encode(),
                                  headers={"Content-Type": "text/plain; charset=UTF-8"})

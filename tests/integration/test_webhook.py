@@ -853,6 +853,41 @@ class TestCertificates(MailtrailCase):
                 self.assertEqual(self.cert_gets(target), [], "a redirect must not be followed")
         self.assertAnswer(m.post_sns(self.signer.notification("still alive")), 200, "stored")
 
+    def test_certificate_must_be_one_pem_certificate_of_sns(self):
+        # Issue 11, item 8: each message is signed with the key of the
+        # certificate served, so only the certificate checks refuse it.
+        genuine = ENV.pki.read(ENV.pki.signing_cert)
+        small_key, small = ENV.pki.signing_pair("small", bits=1024)
+        other_key, other = ENV.pki.signing_pair("othername", cn="sns.example.com")
+        cases = {  # name: (body served, signing key)
+            "html": (b"<html><body><pre>\n" + genuine + b"</pre></body></html>\n", None),
+            "two": (genuine + ENV.pki.read(other), None),
+            "small": (ENV.pki.read(small), small_key),
+            "othername": (ENV.pki.read(other), other_key),
+        }
+        cache = tempfile.mkdtemp(dir=ENV.tmp, prefix="badcerts-")
+        m = self.start("--cert-cache-dir", cache)
+        for name, (body, key) in cases.items():
+            path = f"/SimpleNotificationService-bad-{name}.pem"
+            ENV.sns.set_file(path, body)
+            self.addCleanup(ENV.sns.set_file, path, None)
+            with self.subTest(cert=name):
+                msg = self.signer.notification("hello", cert_url=ENV.signer.cert_url(path),
+                                               key=key)
+                self.assertAnswer(m.post_sns(msg), 503)
+                self.assertNothingStored()
+                self.assertFalse(os.path.exists(os.path.join(cache, path[1:])),
+                                 "a refused certificate was written to the cache")
+        # A file in --cert-cache-dir gets the same checks: an HTML page
+        # holding the genuine certificate is not used, the download is.
+        with open(os.path.join(cache, "SimpleNotificationService-test.pem"), "wb") as f:
+            f.write(cases["html"][0])
+        ENV.sns.clear()
+        self.assertAnswer(m.post_sns(self.signer.notification("genuine")), 200, "stored")
+        self.assertEqual(len(self.cert_gets()), 1, "the bad cache file was used")
+        self.assertEqual(ENV.pki.read(os.path.join(cache, "SimpleNotificationService-test.pem")),
+                         genuine, "the downloaded certificate replaces the bad file")
+
     def test_cache_file_name_stays_in_cache_dir(self):
         box = tempfile.mkdtemp(dir=ENV.tmp, prefix="cachebox-")
         cache = os.path.join(box, "cache")
@@ -1072,6 +1107,31 @@ class TestRealPayloads(MailtrailCase):
         m = self.start("--cert-cache-dir", cache, pattern=None)
         self.assertAnswer(m.post_sns(body), 403)
         self.assertNothingStored()
+
+    def test_subject_moved_into_message_id_refused(self):
+        # Issue 11, item 5: a real AWS-signed notification with its Subject
+        # removed and "\nSubject\n<subject>" appended to its MessageId has
+        # the same string to sign, so its signature still verifies; stored,
+        # it would be a second copy of the message's events.
+        m = self.start("--cert-cache-dir", self.real_cache(), pattern=None)
+        body = self.read("django-ses/ses-complaint-notification.json")
+        env = json.loads(body)
+        self.assertIsNotNone(env.get("Subject"))
+        forged = dict(env)
+        del forged["Subject"]
+        forged["MessageId"] = env["MessageId"] + "\nSubject\n" + env["Subject"]
+        self.assertEqual(harness.string_to_sign(forged), harness.string_to_sign(env),
+                         "the forged envelope must sign the same bytes")
+        self.assertAnswer(m.post_sns(body), 200, "stored")
+        b = self.assertAnswer(m.post_sns(json.dumps(forged).encode()), 400)
+        self.assertEqual(b["error"], "control character in a signed field", b)
+        self.one_event("complaint@simulator.amazonses.com")
+        # The same with a MessageId that is not a UUID (no line break).
+        odd = dict(env, MessageId=env["MessageId"] + "-x")
+        b = self.assertAnswer(m.post_sns(json.dumps(odd).encode()), 400)
+        self.assertEqual(b["error"], "MessageId is not a UUID", b)
+        self.one_event("complaint@simulator.amazonses.com")
+        self.assertNoRequests(ENV.sns, ENV.guard)
 
     def test_real_subscription_confirmation_not_confirmed(self):
         m = self.start("--cert-cache-dir", self.real_cache(), "--auto-confirm", "no",
