@@ -429,6 +429,106 @@ class TestSlowClients(AbuseCase):
         self.assertEqual(len(closed), n, "a slow connection outlived the normal deadline")
 
 
+class IdleFlood:
+    """Idle connections (not a byte sent) from many source addresses,
+    `per` from each, every one the server closes opened again at once:
+    the slowloris that starves the listen backlog.  Non-blocking connects,
+    one thread, so a full backlog (the kernel dropping SYNs) holds nothing
+    up but the connection concerned."""
+
+    def __init__(self, port, addresses, per):
+        self.port = port
+        self.sources = [a for a in addresses for _ in range(per)]
+        self.socks = {}  # fd -> (socket, source)
+        self.reopened = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def open(self, source):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setblocking(False)
+        s.bind((source, 0))
+        s.connect_ex((LOOPBACK, self.port))
+        self.socks[s.fileno()] = (s, source)
+        self.poller.register(s.fileno(), select.POLLIN)
+
+    def start(self):
+        self.poller = select.poll()
+        for source in self.sources:
+            self.open(source)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop.is_set():
+            for fd, ev in self.poller.poll(50):
+                s, source = self.socks.pop(fd)
+                self.poller.unregister(fd)
+                s.close()  # closed by the server (or refused): open another
+                self.reopened += 1
+                self.open(source)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+        for s, _ in self.socks.values():
+            s.close()
+
+
+def timed_healthz(port, source=LOOPBACK, timeout=30.0):
+    """GET /healthz on a new connection: (status, seconds from connect to
+    the whole answer)."""
+    t0 = time.monotonic()
+    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout,
+                                      source_address=(source, 0))
+    try:
+        conn.request("GET", "/healthz")
+        r = conn.getresponse()
+        r.read()
+        status = r.status
+    except OSError:
+        status = 0
+    finally:
+        conn.close()
+    return status, time.monotonic() - t0
+
+
+class TestBacklogStarvation(AbuseCase):
+    # SNS gives up on a delivery after 15 s: far under it.
+    BOUND_S = 3.0
+
+    def test_idle_flood_from_many_addresses_does_not_starve_healthz(self):
+        # Many addresses, each at the per-address limit, with idle
+        # connections reopened as soon as they are closed: far more than
+        # the listener serves at once wait in the listen backlog, in
+        # arrival order.  A probe from another address must still be
+        # answered well within SNS's 15 s.
+        per = LIMITS["HTTP_CONNECTIONS_PER_ADDRESS_MAX"]
+        # 2,048 (64 addresses), fewer under a low open-file limit.
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        n = min(2048, soft - FD_RESERVE) // per * per
+        addresses = [f"127.0.2.{i + 1}" for i in range(n // per)]
+        m = self.start()
+        flood = IdleFlood(m.port, addresses, per)
+        flood.start()
+        waits = []
+        try:
+            time.sleep(1.0)  # the listener full, the backlog filling
+            until = time.monotonic() + 8.0
+            while time.monotonic() < until:
+                status, took = timed_healthz(m.port, timeout=30.0 * TIME_FACTOR)
+                self.assertEqual(status, 200)
+                waits.append(took)
+                time.sleep(0.2)
+        finally:
+            flood.close()
+        print(f"\n    ({n:,} idle connections from {len(addresses)} addresses, "
+              f"{flood.reopened:,} reopened: /healthz max {max(waits):.2f} s, "
+              f"median {sorted(waits)[len(waits) // 2]:.2f} s over {len(waits)} probes)",
+              end=" ", flush=True)
+        self.assertGreater(flood.reopened, n // 2, "the flood never had to reopen")
+        self.assertLess(max(waits), self.BOUND_S * TIME_FACTOR)
+
+
 class TestCertificateFlood(AbuseCase):
 
     def flood(self, m, urls, threads=8):
