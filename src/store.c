@@ -11,6 +11,7 @@
 #include "metrics.h"
 #include "mt_time.h"
 #include "rcluster.h"
+#include "rediserr.h"
 
 /* One sorted set write: add the member, trim to the retention window below
  * the newest score and to a size cap, refresh the idle expiry.  With a
@@ -305,33 +306,15 @@ static bool reply_ok(const redisReply *r, int type, char *errbuf, size_t errsz)
 }
 
 /* Whether a write's answer is an error that trying again does not cure
- * (the drainer sets such a record aside, spool.h): an error reply whose
- * code is not one of a state that passes.  Those are: loading, busy with
- * a script or killed one, a slot moving or the cluster down, a failover
- * (READONLY, MASTERDOWN, NOREPLICAS), out of memory (OOM: eviction or
- * expiry frees room), persistence failing (MISCONF), the script not
- * loaded (NOSCRIPT: the next connection loads it), and authentication or
- * ACL (NOAUTH, WRONGPASS, NOPERM: the operator's fix).  Every other code
- * (WRONGTYPE, CROSSSLOT, a script error "ERR ...") is refused: the same
- * write on the same data gets the same answer.  No reply at all (a
- * connection lost, a timeout) is an outage, never refused. */
+ * (the drainer sets such a record aside, spool.h): rediserr.h decides by
+ * the error's code, also the one a script error of Redis <= 6.2 wraps.
+ * No reply at all (a connection lost, a timeout) is an outage, never
+ * refused. */
 static bool reply_refused(const redisReply *r)
 {
-	static const char *const passing[] = {
-		"LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MOVED", "ASK", "READONLY",
-		"MASTERDOWN", "NOREPLICAS", "OOM", "MISCONF", "NOSCRIPT", "NOAUTH",
-		"WRONGPASS", "NOPERM",
-	};
 	if (!r || r->type != REDIS_REPLY_ERROR || !r->str)
 		return false;
-	size_t n = strcspn(r->str, " ");
-	for (size_t i = 0; i < sizeof(passing) / sizeof(passing[0]); i++)
-		if (strlen(passing[i]) == n && memcmp(r->str, passing[i], n) == 0)
-			return false;
-	/* Generic errors that still pass: too many clients, a script
-	 * stopped by SCRIPT KILL. */
-	return strstr(r->str, "max number of clients") == NULL &&
-	       strstr(r->str, "Script killed") == NULL;
+	return rediserr_refused(r->str);
 }
 
 /* Commands run together, each on the node of its key (rcluster.h): one
