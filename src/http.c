@@ -260,7 +260,7 @@ static unsigned long evict_headerless(struct http_server *s, unsigned waiting, i
 		     now - atomic_load(&cs->since_ms) >= HTTP_EVICT_MIN_AGE_MS;
 	if (!n)
 		return 0;
-	struct conn_state **v = malloc(n * sizeof(*v)); /* owned here */
+	struct conn_state **v = malloc(n * sizeof(struct conn_state *)); /* owned here */
 	if (!v)
 		return 0; /* the read deadlines still apply */
 	size_t k = 0;
@@ -269,7 +269,7 @@ static unsigned long evict_headerless(struct http_server *s, unsigned waiting, i
 		    now - atomic_load(&cs->since_ms) >= HTTP_EVICT_MIN_AGE_MS)
 			v[k++] = cs;
 	if (k > waiting)
-		qsort(v, k, sizeof(*v), by_since);
+		qsort(v, k, sizeof(struct conn_state *), by_since);
 	unsigned long evicted = 0;
 	for (size_t i = 0; i < k && evicted < waiting; i++) {
 		shutdown(v[i]->fd, SHUT_RDWR);
