@@ -30,7 +30,9 @@ stranger can make mailtrail do:
   (openssl s_client offering them) and accepts TLS 1.2 ECDHE AES-GCM and
   TLS 1.3;
 - a connection beyond --max-connections waits in the backlog and is served
-  once another closes; --max-connections-per-ip 0 lifts the per-address
+  once another closes, and idle connections from many addresses, reopened
+  as soon as they are closed, do not hold /healthz in the backlog for long
+  (TestBacklogStarvation); --max-connections-per-ip 0 lifts the per-address
   limit; N closes the connection N+1 at once;
 - the API does not listen beyond loopback without a token, refuses short
   and placeholder tokens, and reads one from --api-token-file.
@@ -38,7 +40,9 @@ stranger can make mailtrail do:
 The limits' values are read from the C headers, so the bounds follow them.
 The slow-connection test opens up to 1,000 connections, fewer where the
 open-file hard limit is lower (an image build's 1024): same assertion.
-No timing assertion is tighter than "within 5 s".  Nothing is skipped.
+No timing assertion is tighter than "within 5 s" but one: /healthz beside
+2,048 idle connections from 64 addresses (fewer under a low open-file
+limit) within 3 s (5 s under ASan).  Nothing is skipped.
 """
 
 import collections
@@ -493,8 +497,10 @@ def timed_healthz(port, source=LOOPBACK, timeout=30.0):
 
 
 class TestBacklogStarvation(AbuseCase):
-    # SNS gives up on a delivery after 15 s: far under it.
+    # SNS gives up on a delivery after 15 s: far under it (measured about
+    # 2 s; under ASan about 3 s, so 5 s there).
     BOUND_S = 3.0
+    SANITIZED_BOUND_S = 5.0
 
     def test_idle_flood_from_many_addresses_does_not_starve_healthz(self):
         # Many addresses, each at the per-address limit, with idle
@@ -526,7 +532,8 @@ class TestBacklogStarvation(AbuseCase):
               f"median {sorted(waits)[len(waits) // 2]:.2f} s over {len(waits)} probes)",
               end=" ", flush=True)
         self.assertGreater(flood.reopened, n // 2, "the flood never had to reopen")
-        self.assertLess(max(waits), self.BOUND_S * TIME_FACTOR)
+        bound = self.SANITIZED_BOUND_S if sanitized(BINARY) else self.BOUND_S
+        self.assertLess(max(waits), bound * TIME_FACTOR)
 
 
 class TestCertificateFlood(AbuseCase):
