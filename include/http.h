@@ -49,6 +49,22 @@ struct http_limits {
 /* The same, while at least 3/4 of HTTP_CONNECTIONS_MAX are open: slow
  * clients are cut sooner when they crowd out the others. */
 #define HTTP_REQUEST_READ_TIMEOUT_BUSY_S 2
+/* While the listener is busy, a connection has this long to send its
+ * whole request header (request line and headers; for a kept-alive one,
+ * from the end of its previous request): one that sends nothing, or too
+ * little, is closed so that the connections waiting in the backlog get
+ * its slot (issue 11, slowloris from many addresses). */
+#define HTTP_HEADER_READ_TIMEOUT_BUSY_MS 1000
+/* While the listener is busy and connections wait in its backlog, as many
+ * connections as wait are closed at once among those that have had this
+ * long without sending a whole request header, the oldest first. */
+#define HTTP_EVICT_MIN_AGE_MS 250
+/* The webhook's listen backlog: connections over --max-connections wait
+ * here.  Each wait is bounded by the time it takes to evict what queues
+ * before it (about HTTP_EVICT_MIN_AGE_MS per --max-connections of them),
+ * so a short queue; beyond it the kernel drops the SYN and the client
+ * tries again. */
+#define HTTP_LISTEN_BACKLOG 4096
 /* Connections idle (no byte either way) this long are closed. */
 #define HTTP_IDLE_TIMEOUT_S 30
 /* How long a stopping mailtrail waits for requests in flight (SIGTERM). */

@@ -50,9 +50,14 @@ void rconn_tls_free(struct rconn_tls *t);
 struct rconn;
 
 /* Connects to host:port (port 0: host is a unix socket path), with TLS
- * when tls is not NULL (TCP only): the TCP connect and the TLS handshake
- * each within connect_tv, every later read or write within command_tv.
- * NULL with errbuf saying why; free with rconn_free(). */
+ * when tls is not NULL (TCP only).  Plain: the TCP connect within
+ * connect_tv, every later read or write (each system call) within
+ * command_tv (hiredis's socket timeouts).  TLS: the TCP connect within
+ * connect_tv and the whole TLS handshake within connect_tv more; then
+ * each rconn_flush, and each answer of rconn_get_reply (once what is
+ * queued is sent), within command_tv in all, however slowly the peer
+ * spreads its bytes.  NULL with errbuf saying why; free with
+ * rconn_free(). */
 struct rconn *rconn_connect(const char *host, unsigned port, struct rconn_tls *tls,
 			    struct timeval connect_tv, struct timeval command_tv,
 			    char *errbuf, size_t errsz);

@@ -477,11 +477,29 @@ void config_redis_url_redacted(const char *url, char *out, size_t outsz)
 {
 	bool tls;
 	const char *p = redis_url_rest(url, &tls);
-	const char *at = p ? strrchr(p, '@') : NULL;
-	if (!at)
-		snprintf(out, outsz, "%s", url);
+	if (!p && strncmp(url, "unix://", 7) == 0) {
+		snprintf(out, outsz, "%s", url); /* a path: no secret */
+		return;
+	}
+	const char *at = strrchr(url, '@');
+	if (p) { /* redis:// or rediss://: the user and password go */
+		at = strrchr(p, '@');
+		if (!at)
+			snprintf(out, outsz, "%s", url);
+		else
+			snprintf(out, outsz, "%.*s***%s", (int)(p - url), url, at);
+		return;
+	}
+	/* Anything else (a mistyped scheme such as "rediss:/:pw@h", a bare
+	 * password in MAILTRAIL_REDIS) could hold a password anywhere: only
+	 * a leading scheme ("name:" and its slashes) and what follows the
+	 * last '@' (a host) are shown. */
+	size_t n = strspn(url, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-");
+	if (url[n] == ':')
+		n += 1 + strspn(url + n + 1, "/");
 	else
-		snprintf(out, outsz, "%.*s***%s", (int)(p - url), url, at);
+		n = 0;
+	snprintf(out, outsz, "%.*s***%s", (int)n, url, at ? at : "");
 }
 
 static void print_help(FILE *out)

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -16,11 +17,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clientaddr.h"
 #include "log.h"
 #include "tls.h"
 
-/* How often the request read deadline is checked. */
+/* How often the request read deadline is checked; while the listener
+ * is busy (3/4 of its connections open), more often, so that the short
+ * deadlines and evictions free slots for the backlog at once. */
 #define HTTP_WATCHDOG_PERIOD_MS 500
+#define HTTP_WATCHDOG_BUSY_PERIOD_MS 50
 
 struct conn_state;
 
@@ -79,6 +84,9 @@ struct conn_state {
 	 * the current request has been read whole. */
 	atomic_bool reading;
 	atomic_llong since_ms;
+	/* The current request's header has been read whole (its first
+	 * handler call), until its completion. */
+	atomic_bool header_done;
 	/* The server's list, under conns_lock. */
 	struct conn_state *prev, *next;
 	MHD_socket fd;
@@ -111,24 +119,10 @@ static struct conn_state *conn_state(struct MHD_Connection *conn)
 	return ci ? ci->socket_context : NULL;
 }
 
-/* libmicrohttpd reports a connection closed before it closes its socket,
- * so a socket in the list is always open (see watchdog()). */
-static bool same_address(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-	if (a->ss_family != b->ss_family)
-		return false;
-	if (a->ss_family == AF_INET)
-		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
-		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
-	if (a->ss_family == AF_INET6)
-		return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-			      &((const struct sockaddr_in6 *)b)->sin6_addr,
-			      sizeof(struct in6_addr)) == 0;
-	return false;
-}
-
 /* Whether cs is over the per-address limit, counted over all of the
- * listener's threads (libmicrohttpd counts per daemon, that is per loop).
+ * listener's threads (libmicrohttpd counts per daemon, that is per loop),
+ * an IPv6 client per /64 (clientaddr.h; libmicrohttpd's own per-daemon
+ * count is per whole address, so never the tighter one).
  * The total limit needs no check here: each loop's daemon stops accepting
  * at its share.  Called with conns_lock held. */
 static bool over_address_limit(const struct http_server *s, const struct conn_state *cs)
@@ -137,7 +131,7 @@ static bool over_address_limit(const struct http_server *s, const struct conn_st
 		return false;
 	size_t same = 0;
 	for (const struct conn_state *o = s->conns; o; o = o->next)
-		same += !o->cut && same_address(&o->addr, &cs->addr);
+		same += !o->cut && clientaddr_same(&o->addr, &cs->addr);
 	return same > s->limits.max_per_address;
 }
 
@@ -235,44 +229,110 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
 	*socket_context = NULL;
 }
 
+/* How many connections wait in the listen socket's accept queue (Linux
+ * gives it as tcpi_unacked of a listening socket); 0 if unknown. */
+static unsigned backlog_waiting(int listen_fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	memset(&ti, 0, sizeof(ti));
+	if (listen_fd < 0 || getsockopt(listen_fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+		return 0;
+	return ti.tcpi_unacked;
+}
+
+static int by_since(const void *a, const void *b)
+{
+	long long x = atomic_load(&(*(struct conn_state *const *)a)->since_ms);
+	long long y = atomic_load(&(*(struct conn_state *const *)b)->since_ms);
+	return (x > y) - (x < y);
+}
+
+/* While connections wait in the backlog of a busy listener, makes room
+ * for them: closes up to `waiting` connections that have not sent a whole
+ * request header and have had HTTP_EVICT_MIN_AGE_MS to do so, the oldest
+ * first.  Returns how many.  Called with conns_lock held. */
+static unsigned long evict_headerless(struct http_server *s, unsigned waiting, int64_t now)
+{
+	size_t n = 0;
+	for (const struct conn_state *cs = s->conns; cs; cs = cs->next)
+		n += !cs->cut && atomic_load(&cs->reading) && !atomic_load(&cs->header_done) &&
+		     now - atomic_load(&cs->since_ms) >= HTTP_EVICT_MIN_AGE_MS;
+	if (!n)
+		return 0;
+	struct conn_state **v = malloc(n * sizeof(struct conn_state *)); /* owned here */
+	if (!v)
+		return 0; /* the read deadlines still apply */
+	size_t k = 0;
+	for (struct conn_state *cs = s->conns; cs && k < n; cs = cs->next)
+		if (!cs->cut && atomic_load(&cs->reading) && !atomic_load(&cs->header_done) &&
+		    now - atomic_load(&cs->since_ms) >= HTTP_EVICT_MIN_AGE_MS)
+			v[k++] = cs;
+	if (k > waiting)
+		qsort(v, k, sizeof(struct conn_state *), by_since);
+	unsigned long evicted = 0;
+	for (size_t i = 0; i < k && evicted < waiting; i++) {
+		shutdown(v[i]->fd, SHUT_RDWR);
+		v[i]->cut = true;
+		evicted++;
+	}
+	free(v);
+	return evicted;
+}
+
 /* Closes the connections that have taken too long to deliver a request:
  * shutting the socket down makes libmicrohttpd's thread for it see the
- * end of the stream and close it. */
+ * end of the stream and close it.  While the listener is busy, a
+ * connection gets HTTP_REQUEST_READ_TIMEOUT_BUSY_S for its request and
+ * HTTP_HEADER_READ_TIMEOUT_BUSY_MS for its header, and connections
+ * waiting in the backlog evict the oldest without a header
+ * (evict_headerless): idle connections cannot hold the slots while the
+ * backlog queues behind them. */
 static void *watchdog(void *arg)
 {
 	struct http_server *s = arg;
+	bool busy = false;
 	pthread_mutex_lock(&s->conns_lock);
 	while (!s->stopping) {
 		struct timespec until;
 		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_nsec += HTTP_WATCHDOG_PERIOD_MS * 1000000L;
+		until.tv_nsec += (busy ? HTTP_WATCHDOG_BUSY_PERIOD_MS : HTTP_WATCHDOG_PERIOD_MS) *
+				 1000000L;
 		until.tv_sec += until.tv_nsec / 1000000000L;
 		until.tv_nsec %= 1000000000L;
 		pthread_cond_timedwait(&s->wake, &s->conns_lock, &until);
 		if (s->stopping)
 			break;
-		bool busy = s->nconns * 4 >= (size_t)s->limits.max_connections * 3;
+		busy = s->nconns * 4 >= (size_t)s->limits.max_connections * 3;
 		int64_t limit_ms = (busy ? HTTP_REQUEST_READ_TIMEOUT_BUSY_S
 					 : HTTP_REQUEST_READ_TIMEOUT_S) * 1000;
+		int64_t header_ms = busy ? HTTP_HEADER_READ_TIMEOUT_BUSY_MS : limit_ms;
 		int64_t now = now_ms();
 		unsigned long cut = 0;
 		for (struct conn_state *cs = s->conns; cs; cs = cs->next) {
-			if (cs->cut || !atomic_load(&cs->reading) ||
-			    now - atomic_load(&cs->since_ms) < limit_ms)
+			if (cs->cut || !atomic_load(&cs->reading))
+				continue;
+			int64_t age = now - atomic_load(&cs->since_ms);
+			if (age < limit_ms &&
+			    (age < header_ms || atomic_load(&cs->header_done)))
 				continue;
 			shutdown(cs->fd, SHUT_RDWR);
 			cs->cut = true;
 			cut++;
 		}
+		unsigned waiting = busy ? backlog_waiting(s->listen_fd) : 0;
+		unsigned long evicted = waiting ? evict_headerless(s, waiting, now) : 0;
 		size_t open = s->nconns;
 		pthread_mutex_unlock(&s->conns_lock);
 		unsigned long left_out;
-		if (cut) {
-			metrics_add(METRIC_http_request_read_timeouts_total, cut);
+		if (cut + evicted) {
+			metrics_add(METRIC_http_request_read_timeouts_total, cut + evicted);
 			if (log_throttle("read timeout", &left_out))
 				LOG(LOG_WARN, "request not read in time: connections closed",
-				    "closed=%lu open=%zu deadline_s=%lld left_out=%lu", cut, open,
-				    (long long)(limit_ms / 1000), left_out);
+				    "closed=%lu evicted=%lu waiting=%u open=%zu deadline_ms=%lld "
+				    "header_deadline_ms=%lld left_out=%lu",
+				    cut, evicted, waiting, open, (long long)limit_ms,
+				    (long long)header_ms, left_out);
 		}
 		pthread_mutex_lock(&s->conns_lock);
 	}
@@ -292,6 +352,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	struct conn_state *cs = conn_state(conn);
 	if (cs && !cs->active) {
 		cs->active = true;
+		atomic_store(&cs->header_done, true);
 		cs->start_ns = now_ns();
 		cs->route = s->routes.route_of ? s->routes.route_of(url) : METRIC_ROUTE_OTHER;
 		log_request_id(cs->request_id);
@@ -316,6 +377,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		s->routes.on_completed(s->routes.cls, conn, req_cls, toe);
 	if (cs) { /* the next request's read deadline starts now */
 		atomic_store(&cs->since_ms, now_ms());
+		atomic_store(&cs->header_done, false);
 		atomic_store(&cs->reading, true);
 	}
 	if (cs && cs->active) {
@@ -573,7 +635,8 @@ static int listen_on(const struct sockaddr_storage *ss, char *errbuf, size_t err
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
 	    (ss->ss_family == AF_INET6 &&
 	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) != 0) ||
-	    bind(fd, (const struct sockaddr *)ss, len) != 0 || listen(fd, SOMAXCONN) != 0) {
+	    bind(fd, (const struct sockaddr *)ss, len) != 0 ||
+	    listen(fd, HTTP_LISTEN_BACKLOG) != 0) {
 		snprintf(errbuf, errsz, "%s", strerror(errno));
 		if (fd >= 0)
 			close(fd);

@@ -4,11 +4,14 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -31,6 +34,10 @@ struct rconn {
 	size_t out_len, out_cap;
 	bool broken;             /* TLS: a failure (plain: ctx->err) */
 	char err[RCONN_ERR_MAX]; /* TLS: why */
+	/* TLS: the socket is non-blocking and each call (a flush, a reply)
+	 * must be done within command_ms in all (tls_wait), however the peer
+	 * spreads its bytes. */
+	long long command_ms;
 };
 
 /* ---- the shared TLS settings ------------------------------------------ */
@@ -143,12 +150,10 @@ static void tls_describe(SSL *ssl, int rc, char *buf, size_t sz)
 		snprintf(buf, sz, "%s", r[0] ? r : "TLS error");
 }
 
-/* Marks c broken: hiredis's own flag too, so that nothing reuses it. */
-static void tls_fail(struct rconn *c, int rc, const char *what)
+/* Marks c broken, c->err saying why: hiredis's own flag too, so that
+ * nothing reuses it. */
+static void mark_broken(struct rconn *c)
 {
-	char why[RCONN_ERR_MAX - 32];
-	tls_describe(c->ssl, rc, why, sizeof(why));
-	snprintf(c->err, sizeof(c->err), "TLS %s: %s", what, why);
 	c->broken = true;
 	c->ctx->err = REDIS_ERR_IO;
 	size_t n = strlen(c->err);
@@ -158,8 +163,54 @@ static void tls_fail(struct rconn *c, int rc, const char *what)
 	c->ctx->errstr[n] = '\0';
 }
 
+/* Marks c broken by a TLS call that returned rc. */
+static void tls_fail(struct rconn *c, int rc, const char *what)
+{
+	char why[RCONN_ERR_MAX - 32];
+	tls_describe(c->ssl, rc, why, sizeof(why));
+	snprintf(c->err, sizeof(c->err), "TLS %s: %s", what, why);
+	mark_broken(c);
+}
+
+static long long mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* After a TLS call on c's non-blocking socket returned rc: when it only
+ * waits for the socket, waits until it is ready or the deadline (ms,
+ * CLOCK_MONOTONIC) passes.  true: call again; false: c is broken (a
+ * timeout or the call's own failure, said as `what`). */
+static bool tls_wait(struct rconn *c, int rc, long long deadline, const char *what)
+{
+	int e = SSL_get_error(c->ssl, rc);
+	if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+		tls_fail(c, rc, what);
+		return false;
+	}
+	struct pollfd p = {.fd = c->ctx->fd,
+			   .events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT};
+	for (;;) {
+		long long left = deadline - mono_ms();
+		int n = left > 0 ? poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left) : 0;
+		if (n > 0)
+			return true; /* ready, or an error the next call reports */
+		if (n < 0 && errno == EINTR)
+			continue;
+		ERR_clear_error();
+		snprintf(c->err, sizeof(c->err), "TLS %s: %s", what,
+			 n == 0 ? "timed out" : strerror(errno));
+		mark_broken(c);
+		return false;
+	}
+}
+
+/* The handshake, within timeout_ms in all. */
 static bool tls_handshake(struct rconn *c, const char *host, unsigned port,
-			  const struct rconn_tls *tls, char *errbuf, size_t errsz)
+			  const struct rconn_tls *tls, long long timeout_ms, char *errbuf,
+			  size_t errsz)
 {
 	unsigned char ip[16];
 	bool is_ip = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
@@ -177,11 +228,14 @@ static bool tls_handshake(struct rconn *c, const char *host, unsigned port,
 		    SSL_set_tlsext_host_name(c->ssl, host) != 1)
 			goto nomem;
 	}
-	int rc = SSL_connect(c->ssl);
-	if (rc != 1) {
-		tls_fail(c, rc, "handshake");
-		snprintf(errbuf, errsz, "%s:%u: %s", host, port, c->err);
-		return false;
+	long long deadline = mono_ms() + timeout_ms;
+	int rc;
+	while ((rc = SSL_connect(c->ssl)) != 1) {
+		if (!tls_wait(c, rc, deadline, "handshake")) {
+			snprintf(errbuf, errsz, "%s:%u: %s", host, port, c->err);
+			return false;
+		}
+		ERR_clear_error();
 	}
 	return true;
 nomem:
@@ -191,18 +245,23 @@ nomem:
 	return false;
 }
 
+/* Sends what is queued, within command_ms in all. */
 static bool tls_flush(struct rconn *c)
 {
 	size_t off = 0;
+	long long deadline = mono_ms() + c->command_ms;
 	if (c->broken)
 		return false;
 	while (off < c->out_len) {
 		size_t chunk = c->out_len - off;
 		ERR_clear_error();
+		/* A write that waits is retried with the same bytes (OpenSSL
+		 * asks it), so the chunk's length stays as it was. */
 		int n = SSL_write(c->ssl, c->out + off, chunk > INT_MAX ? INT_MAX : (int)chunk);
 		if (n <= 0) {
-			tls_fail(c, n, "write");
-			return false;
+			if (!tls_wait(c, n, deadline, "write"))
+				return false;
+			continue;
 		}
 		off += (size_t)n;
 	}
@@ -215,6 +274,7 @@ static bool tls_flush(struct rconn *c)
 	return true;
 }
 
+/* The next reply, within command_ms in all once what is queued is sent. */
 static int tls_get_reply(struct rconn *c, redisReply **reply)
 {
 	void *r = NULL;
@@ -222,6 +282,7 @@ static int tls_get_reply(struct rconn *c, redisReply **reply)
 		return REDIS_ERR;
 	if (c->broken)
 		return REDIS_ERR;
+	long long deadline = mono_ms() + c->command_ms;
 	for (;;) {
 		if (redisReaderGetReply(c->ctx->reader, &r) != REDIS_OK) {
 			snprintf(c->err, sizeof(c->err), "protocol error: %s",
@@ -236,8 +297,9 @@ static int tls_get_reply(struct rconn *c, redisReply **reply)
 		ERR_clear_error();
 		int n = SSL_read(c->ssl, buf, sizeof(buf));
 		if (n <= 0) {
-			tls_fail(c, n, "read");
-			return REDIS_ERR;
+			if (!tls_wait(c, n, deadline, "read"))
+				return REDIS_ERR;
+			continue;
 		}
 		if (redisReaderFeed(c->ctx->reader, buf, (size_t)n) != REDIS_OK) {
 			snprintf(c->err, sizeof(c->err), "out of memory");
@@ -274,9 +336,19 @@ struct rconn *rconn_connect(const char *host, unsigned port, struct rconn_tls *t
 	if (port)
 		redisEnableKeepAlive(c->ctx);
 	if (tls && port) {
-		/* The handshake gets the connect timeout, per read or write. */
-		redisSetTimeout(c->ctx, connect_tv);
-		if (!tls_handshake(c, host, port, tls, errbuf, errsz))
+		/* OpenSSL's I/O waits in tls_wait, against a deadline for the
+		 * whole handshake, flush or reply: a socket timeout would only
+		 * bound each read or write, which a peer trickling a byte at a
+		 * time never reaches. */
+		int fl = fcntl(c->ctx->fd, F_GETFL);
+		if (fl < 0 || fcntl(c->ctx->fd, F_SETFL, fl | O_NONBLOCK) != 0) {
+			snprintf(errbuf, errsz, "%s:%u: %s", host, port, strerror(errno));
+			goto fail;
+		}
+		c->command_ms = (long long)command_tv.tv_sec * 1000 + command_tv.tv_usec / 1000;
+		if (!tls_handshake(c, host, port, tls,
+				   (long long)connect_tv.tv_sec * 1000 + connect_tv.tv_usec / 1000,
+				   errbuf, errsz))
 			goto fail;
 	}
 	redisSetTimeout(c->ctx, command_tv);

@@ -11,6 +11,7 @@
 #include "metrics.h"
 #include "mt_time.h"
 #include "rcluster.h"
+#include "rediserr.h"
 
 /* One sorted set write: add the member, trim to the retention window below
  * the newest score and to a size cap, refresh the idle expiry.  With a
@@ -305,33 +306,15 @@ static bool reply_ok(const redisReply *r, int type, char *errbuf, size_t errsz)
 }
 
 /* Whether a write's answer is an error that trying again does not cure
- * (the drainer sets such a record aside, spool.h): an error reply whose
- * code is not one of a state that passes.  Those are: loading, busy with
- * a script or killed one, a slot moving or the cluster down, a failover
- * (READONLY, MASTERDOWN, NOREPLICAS), out of memory (OOM: eviction or
- * expiry frees room), persistence failing (MISCONF), the script not
- * loaded (NOSCRIPT: the next connection loads it), and authentication or
- * ACL (NOAUTH, WRONGPASS, NOPERM: the operator's fix).  Every other code
- * (WRONGTYPE, CROSSSLOT, a script error "ERR ...") is refused: the same
- * write on the same data gets the same answer.  No reply at all (a
- * connection lost, a timeout) is an outage, never refused. */
+ * (the drainer sets such a record aside, spool.h): rediserr.h decides by
+ * the error's code, also the one a script error of Redis <= 6.2 wraps.
+ * No reply at all (a connection lost, a timeout) is an outage, never
+ * refused. */
 static bool reply_refused(const redisReply *r)
 {
-	static const char *const passing[] = {
-		"LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MOVED", "ASK", "READONLY",
-		"MASTERDOWN", "NOREPLICAS", "OOM", "MISCONF", "NOSCRIPT", "NOAUTH",
-		"WRONGPASS", "NOPERM",
-	};
 	if (!r || r->type != REDIS_REPLY_ERROR || !r->str)
 		return false;
-	size_t n = strcspn(r->str, " ");
-	for (size_t i = 0; i < sizeof(passing) / sizeof(passing[0]); i++)
-		if (strlen(passing[i]) == n && memcmp(r->str, passing[i], n) == 0)
-			return false;
-	/* Generic errors that still pass: too many clients, a script
-	 * stopped by SCRIPT KILL. */
-	return strstr(r->str, "max number of clients") == NULL &&
-	       strstr(r->str, "Script killed") == NULL;
+	return rediserr_refused(r->str);
 }
 
 /* Commands run together, each on the node of its key (rcluster.h): one
@@ -481,9 +464,16 @@ static void item_fail(struct store_item *it, enum mt_err err, const char *why)
  * redelivery's is the same bytes whatever EVENT bytes this copy builds),
  * so the feed is written in the same round trip as the events, with one
  * ZADD and one trim for all of them.  Entries written before references
- * are EVENT JSON (they begin with {"; an address never holds a '"'). */
+ * are EVENT JSON (they begin with {"; an address never holds a '"').
+ *
+ * The feed is trimmed by rank, so an entry is scored no later than the
+ * writer's clock (now_ms): events dated ahead (up to SES_TIME_AHEAD_MAX_MS
+ * may be stored) cannot outrank, and so trim, every event written after
+ * them.  Such an entry says its event's own score,
+ * "<address> <score> <message prefix>" (a prefix begins with '{'), for
+ * the lookup (feed_resolve). */
 static void add_recent(struct store *st, const struct put *puts, size_t n,
-		       struct batch *b)
+		       int64_t now_ms, struct batch *b)
 {
 	const char *rk = st->recent_key;
 	size_t ne = 0, argc = 2;
@@ -509,16 +499,23 @@ static void add_recent(struct store *st, const struct put *puts, size_t n,
 		size_t plen = message_prefix_len(p->member, p->member_len);
 		if (plen == 0) /* no id: the whole member is its prefix */
 			plen = p->member_len;
-		refs[k] = malloc(alen + 1 + plen);
+		char own[24] = "";
+		size_t olen = 0;
+		if (p->score > now_ms) { /* ahead: its own score in the reference */
+			olen = format_i64(own, p->score);
+			own[olen++] = ' ';
+		}
+		refs[k] = malloc(alen + 1 + olen + plen);
 		if (!refs[k])
 			goto nomem;
 		memcpy(refs[k], p->recipient, alen);
 		refs[k][alen] = ' ';
-		memcpy(refs[k] + alen + 1, p->member, plen);
+		memcpy(refs[k] + alen + 1, own, olen);
+		memcpy(refs[k] + alen + 1 + olen, p->member, plen);
 		argv[argc] = scores + 24 * k;
-		argl[argc++] = format_i64(scores + 24 * k, p->score);
+		argl[argc++] = format_i64(scores + 24 * k, p->score < now_ms ? p->score : now_ms);
 		argv[argc] = refs[k];
-		argl[argc++] = alen + 1 + plen;
+		argl[argc++] = alen + 1 + olen + plen;
 		k++;
 	}
 	batch_add(b, rk, (int)argc, argv, argl);
@@ -575,7 +572,7 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 		}
 		batch_add(&b, puts[i].key, argc, argv, argl);
 	}
-	add_recent(st, puts, n, &b);
+	add_recent(st, puts, n, now_ms, &b);
 	enum mt_err e = batch_run(st, &b, err, sizeof(err));
 	if (e != MT_E_OK) {
 		for (size_t i = 0; i < n; i++)
@@ -744,6 +741,24 @@ static size_t reference_address_len(const redisReply *m)
 	return n <= SES_ADDRESS_MAX ? n : 0;
 }
 
+/* Where a reference's message prefix begins, and its event's score into
+ * *score when the reference names one ("<address> <score> <prefix>",
+ * add_recent); else *score is left as the entry's own.  alen: its
+ * address's length (reference_address_len). */
+static size_t reference_prefix_at(const redisReply *m, size_t alen, int64_t *score)
+{
+	size_t i = alen + 1, j = i;
+	long long v = 0;
+	bool neg = j < m->len && m->str[j] == '-';
+	j += neg;
+	while (j < m->len && j - i < 20 && m->str[j] >= '0' && m->str[j] <= '9')
+		v = v * 10 + (m->str[j++] - '0');
+	if (j == i + neg || j >= m->len || m->str[j] != ' ')
+		return i; /* "<address> <prefix>": at its feed score */
+	*score = neg ? -v : v;
+	return j + 1;
+}
+
 /* Entries are r's elements (with their scores after each when
  * withscores, else all at score); refs: they are the feed's (else every
  * entry is its own EVENT). */
@@ -773,7 +788,9 @@ static enum mt_err feed_resolve(struct store *st, const redisReply *r, bool with
 			fe->ev[i] = m;
 			continue;
 		}
-		if (prev && prev_score == score && reference_address_len(prev) == alen &&
+		int64_t at = score; /* the event's score */
+		reference_prefix_at(m, alen, &at);
+		if (prev && prev_score == at && reference_address_len(prev) == alen &&
 		    memcmp(prev->str, m->str, alen) == 0) {
 			lookup[i] = fe->look.n - 1;
 			continue;
@@ -786,10 +803,10 @@ static enum mt_err feed_resolve(struct store *st, const redisReply *r, bool with
 			goto out;
 		fe->keys[fe->nkeys++] = key;
 		lookup[i] = fe->look.n;
-		batch_addf(&fe->look, key, "ZRANGEBYSCORE %s %lld %lld", key, (long long)score,
-			   (long long)score);
+		batch_addf(&fe->look, key, "ZRANGEBYSCORE %s %lld %lld", key, (long long)at,
+			   (long long)at);
 		prev = m;
-		prev_score = score;
+		prev_score = at;
 	}
 	err = fe->look.n ? batch_run(st, &fe->look, errbuf, errsz) : MT_E_OK;
 	for (size_t c = 0; err == MT_E_OK && c < fe->look.n; c++) {
@@ -802,7 +819,9 @@ static enum mt_err feed_resolve(struct store *st, const redisReply *r, bool with
 		if (lookup[i] == SIZE_MAX)
 			continue;
 		const redisReply *m = r->element[step * i];
-		size_t skip = reference_address_len(m) + 1, plen = m->len - skip;
+		int64_t at = 0;
+		size_t skip = reference_prefix_at(m, reference_address_len(m), &at);
+		size_t plen = m->len - skip;
 		const redisReply *a = fe->look.cmd[lookup[i]].reply;
 		for (size_t j = 0; j < a->elements; j++) {
 			const redisReply *e = a->element[j];

@@ -34,6 +34,7 @@ import datetime as dt
 import json
 import os
 import random
+import re
 import sys
 import tempfile
 import time
@@ -921,6 +922,51 @@ class TestForgedTimes(ApiCase):
         old = Item("bounce-transient", a, now - self.DAY - 3600 * 1000, 5)
         self.deliver(m, [old], threads=1)
         self.assertNotIn(old.id, self.timeline_ids(m, a))
+
+    def test_events_ahead_do_not_take_over_the_recent_feed(self):
+        # The feed keeps its newest STORE_RECENT_MAX entries by score: 10
+        # signed bounces to 1,000 recipients each, dated 23 h ahead (inside
+        # the day an event may be ahead), fill it.  A genuine bounce sent
+        # after them must still be the newest entry, not trimmed at once,
+        # and the forged events are still read with their own times.
+        with open(os.path.join(os.path.dirname(os.path.dirname(DATA)),
+                               "include", "store.h")) as f:
+            cap = int(re.search(r"#define STORE_RECENT_MAX (\d+)", f.read()).group(1))
+        m = self.start()
+        now = int(time.time() * 1000)
+        ahead = now + 23 * 3600 * 1000
+        forged = [Item("bounce-permanent",
+                       [f"f{i}-{j}@example.com" for j in range(1000)], ahead + i, 100 + i)
+                  for i in range(cap // 1000)]
+        self.deliver(m, forged, threads=2)
+        self.assertEqual(ENV.redis("ZCARD", "mailtrail:recent"), cap)
+        later = Item("bounce-permanent", "genuine@example.com", int(time.time() * 1000), 200)
+        self.deliver(m, [later], threads=1)
+        sent = int(time.time() * 1000)
+        body = self.get_page(m, "/v1/events?limit=1")
+        self.assertEqual([e["id"] for e in body["events"]], [later.id],
+                         "the genuine bounce is not the newest entry of the feed")
+        top = ENV.redis("ZREVRANGE", "mailtrail:recent", 0, 0, "WITHSCORES")
+        self.assertLessEqual(int(float(top[1])), sent, "a feed entry scored in the future")
+        self.assertEqual(ENV.redis("ZCARD", "mailtrail:recent"), cap)
+        # Every forged event still resolves (a page of the feed lists them
+        # with their own times, though the feed places them at their
+        # arrival: so not walk(), whose cursor check is by event time),
+        # and the genuine one stays on its timeline.
+        events, before = [], None
+        for _ in range(20):
+            body = self.get_page(m, "/v1/events" + q(limit=1000, before=before))
+            events += body["events"]
+            before = body["next_before"]
+            if before is None:
+                break
+        self.assertEqual(len(events), cap)
+        self.assertEqual(events[0]["id"], later.id)
+        # (The one trimmed for the genuine bounce is any of them: they share
+        # the writer's millisecond in the feed.)
+        self.assertLessEqual({e["time"] for e in events[1:]}, {ms_iso(it.ms) for it in forged},
+                             "the forged events left in the feed, read with their own times")
+        self.assertEqual(self.timeline_ids(m, "genuine@example.com"), [later.id])
 
     def test_replayed_old_event_into_an_empty_set_stays(self):
         # A payload captured years ago still lands on its timeline.

@@ -213,6 +213,76 @@ class SniRecorder:
         self.sock.close()
 
 
+class Trickler:
+    """A server that sends its bytes one every 500 ms.  handshake=False: a
+    TLS server (the localhost certificate) that does the handshake at full
+    speed and answers every command with an error reply, trickled.
+    handshake=True: a TCP proxy to the real TLS Redis that trickles
+    everything Redis sends, the handshake included."""
+
+    INTERVAL = 0.5
+
+    def __init__(self, pki, handshake=False):
+        self.handshake = handshake
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(pki.server, pki.server_key)
+        self.stop = threading.Event()
+        self.sock = socket.socket()
+        self.sock.bind((LOOPBACK, 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _trickle(self, send, data):
+        for i in range(len(data)):
+            if self.stop.wait(self.INTERVAL):
+                return False
+            send(data[i:i + 1])
+        return True
+
+    def _one(self, conn):
+        try:
+            if self.handshake:
+                up = socket.create_connection((LOOPBACK, ENV.rport))
+                def forward():  # mailtrail -> Redis at full speed
+                    try:
+                        while True:
+                            data = conn.recv(65536)
+                            if not data:
+                                break
+                            up.sendall(data)
+                    except OSError:
+                        pass
+                threading.Thread(target=forward, daemon=True).start()
+                while True:  # Redis -> mailtrail, a byte at a time
+                    data = up.recv(65536)
+                    if not data or not self._trickle(conn.sendall, data):
+                        break
+                up.close()
+                return
+            conn.settimeout(30)
+            with self.ctx.wrap_socket(conn, server_side=True) as tls:
+                while tls.recv(65536):
+                    if not self._trickle(tls.sendall, b"-ERR " + b"x" * 40 + b"\r\n"):
+                        break
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            conn.close()
+
+    def close(self):
+        self.stop.set()
+        self.sock.close()
+
+
 # --- SES events ------------------------------------------------------------------------
 
 def bounce(address, ms, serial, permanent=False):
@@ -379,6 +449,27 @@ class RedisTlsTest(Base):
         # An IP address is never sent as SNI (RFC 6066).
         self.assertIn(None, rec.names)
         self.assertEqual(set(rec.names), {"localhost", None})
+
+    def test_trickling_peer_is_cut_at_the_deadline(self):
+        # A peer that sends a byte every 500 ms never reaches a per-read
+        # timeout; the handshake's and each answer's total deadline cut it.
+        # /readyz (one PING, tried once more on a new connection) is then
+        # answered 503 within a few seconds, not after the whole trickle.
+        for handshake in (False, True):
+            with self.subTest(handshake=handshake):
+                t = Trickler(ENV.tls, handshake=handshake)
+                self.addCleanup(t.close)
+                m = self.start(f"rediss://mailtrail:{PW}@localhost:{t.port}",
+                               "--redis-ca-file", ENV.tls.ca)
+                t0 = time.monotonic()
+                r = harness.http_request(m.port, "GET", "/readyz", timeout=60)
+                took = time.monotonic() - t0
+                print(f"\n    (trickling {'handshake' if handshake else 'answers'}: "
+                      f"/readyz {r.status} after {took:.1f} s)", end=" ", flush=True)
+                self.assertEqual(r.status, 503, r)
+                self.assertLess(took, 8 * harness.TIME_FACTOR)
+                self.stop(m)
+                t.close()
 
     def test_host_name_is_checked(self):
         # The certificate names localhost only.

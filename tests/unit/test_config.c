@@ -479,6 +479,37 @@ static void test_managed_redis(void)
 	CHECK(strcmp(shown, "redis://h:1") == 0, "nothing to redact: %s", shown);
 	config_redis_url_redacted("unix:///run/r.sock", shown, sizeof(shown));
 	CHECK(strcmp(shown, "unix:///run/r.sock") == 0, "unix: %s", shown);
+	/* Malformed or unknown schemes: no password, whatever the shape. */
+	const struct {
+		const char *url, *want;
+	} odd[] = {
+		{"rediss:/:S3cretPassw0rd@redis.example.com:6380", "rediss:/***@redis.example.com:6380"},
+		{"redis:S3cretPassw0rd@h:1", "redis:***@h:1"},
+		{"redis//mtuser:S3cretPassw0rd@h:1", "***@h:1"},
+		{"http://mtuser:S3cretPassw0rd@h:1", "http://***@h:1"},
+		{"redis:/:S3cretPassw0rd", "redis:/***"},
+		{"S3cretPassw0rd", "***"},
+		{"h:6379", "h:***"},
+		{"", "***"},
+	};
+	for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
+		config_redis_url_redacted(odd[i].url, shown, sizeof(shown));
+		CHECK(strcmp(shown, odd[i].want) == 0 && !strstr(shown, "S3cret") &&
+			      !strstr(shown, "mtuser"),
+		      "'%s' shown as '%s', want '%s'", odd[i].url, shown, odd[i].want);
+	}
+	/* The same through the error lines, flag and variable. */
+	const char *mistyped = "rediss:/:S3cretPassw0rd@redis.example.com:6380";
+	CHECK(run(&c, NULL, err, sizeof(err), T, "--redis", mistyped, NULL) == CONFIG_ERROR &&
+		      strstr(err, "--redis") && strstr(err, "@redis.example.com:6380") &&
+		      !strstr(err, "S3cret"),
+	      "flag: '%s'", err);
+	config_free(&c);
+	const char *const env_mistyped[] = {"MAILTRAIL_REDIS", mistyped, NULL};
+	CHECK(run(&c, env_mistyped, err, sizeof(err), T, NULL) == CONFIG_ERROR &&
+		      strstr(err, "MAILTRAIL_REDIS") && !strstr(err, "S3cret"),
+	      "variable: '%s'", err);
+	config_free(&c);
 }
 
 int main(void)
