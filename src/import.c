@@ -415,6 +415,17 @@ static bool on_message(void *ctx, const char *msg, size_t len, unsigned long lin
 	return !atomic_load(&rd->im->give_up);
 }
 
+/* zlib's message without the "<fd:N>: " it starts with (gzdopen). */
+static const char *without_fd(const char *msg)
+{
+	if (msg && strncmp(msg, "<fd:", 4) == 0) {
+		const char *p = strstr(msg, ">: ");
+		if (p)
+			return p + 3;
+	}
+	return msg ? msg : "error";
+}
+
 /* Reads one file (gzip or not: zlib reads a plain file as it is) into
  * jobs. */
 static void read_file(struct reader *rd, uint64_t bytes_before)
@@ -444,11 +455,13 @@ static void read_file(struct reader *rd, uint64_t bytes_before)
 	bool ok = true;
 	for (;;) {
 		int n = gzread(gz, chunk, IMPORT_READ_CHUNK);
-		if (n < 0) {
-			int zerr;
-			const char *msg = gzerror(gz, &zerr);
+		int zerr = Z_OK;
+		const char *msg = n <= 0 ? gzerror(gz, &zerr) : NULL;
+		/* A stream cut short ends with no data and Z_BUF_ERROR: its last
+		 * message is not handed over (it would be cut too). */
+		if (n < 0 || (n == 0 && zerr != Z_OK)) {
 			snprintf(why, sizeof(why), "%s: %s", zerr == Z_ERRNO ? "read" : "gzip",
-				 zerr == Z_ERRNO ? strerror(errno) : msg);
+				 zerr == Z_ERRNO ? strerror(errno) : without_fd(msg));
 			ok = false;
 			break;
 		}
