@@ -272,7 +272,14 @@ static void settle(struct import *im, const struct import_rec *r, struct slot *s
 		return;
 	if (err == MT_E_REDIS)
 		atomic_store(&im->give_up, (int)err);
-	count_result(im, r, err, s->res.status, s->res.detail);
+	char detail[sizeof(s->res.detail) + 32];
+	snprintf(detail, sizeof(detail), "%s", s->res.detail);
+	if (transient(err)) {
+		size_t n = strlen(detail);
+		snprintf(detail + n, sizeof(detail) - n, "%stried %u time%s", n ? "; " : "",
+			 attempt + 1, attempt ? "s" : "");
+	}
+	count_result(im, r, err, s->res.status, detail);
 	s->done = true;
 }
 
