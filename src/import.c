@@ -263,6 +263,22 @@ struct slot {
 	bool done;
 };
 
+/* Counts a message's last result after `tries` tries. */
+static void finish(struct import *im, const struct import_rec *r, struct slot *s,
+		   unsigned tries)
+{
+	enum mt_err err = s->res.err;
+	char detail[sizeof(s->res.detail) + 32];
+	snprintf(detail, sizeof(detail), "%s", s->res.detail);
+	if (transient(err)) {
+		size_t n = strlen(detail);
+		snprintf(detail + n, sizeof(detail) - n, "%stried %u time%s", n ? "; " : "",
+			 tries, tries > 1 ? "s" : "");
+	}
+	count_result(im, r, err, s->res.status, detail);
+	s->done = true;
+}
+
 /* After a try: final, or left for the next try. */
 static void settle(struct import *im, const struct import_rec *r, struct slot *s,
 		   unsigned attempt)
@@ -272,15 +288,7 @@ static void settle(struct import *im, const struct import_rec *r, struct slot *s
 		return;
 	if (err == MT_E_REDIS)
 		atomic_store(&im->give_up, (int)err);
-	char detail[sizeof(s->res.detail) + 32];
-	snprintf(detail, sizeof(detail), "%s", s->res.detail);
-	if (transient(err)) {
-		size_t n = strlen(detail);
-		snprintf(detail + n, sizeof(detail) - n, "%stried %u time%s", n ? "; " : "",
-			 attempt + 1, attempt ? "s" : "");
-	}
-	count_result(im, r, err, s->res.status, detail);
-	s->done = true;
+	finish(im, r, s, attempt + 1);
 }
 
 /* Verifies and stores one job's messages, the writes in one
@@ -298,6 +306,10 @@ static void run_job(struct import *im, struct import_job *job, struct slot *slot
 			struct slot *s = &slots[i];
 			if (s->done)
 				continue;
+			if (gave_up && attempt > 0) { /* tried already: its last result */
+				finish(im, r, s, attempt);
+				continue;
+			}
 			if (r->err || gave_up) {
 				enum mt_err err = r->err ? r->err : (enum mt_err)gave_up;
 				count_result(im, r, err, NULL, r->err ? NULL : "not tried: the import stopped");
