@@ -124,6 +124,8 @@ static void count_result(struct import *im, const struct import_rec *r,
 			 enum mt_err err, const char *status, const char *detail)
 {
 	pthread_mutex_lock(&im->lock);
+	if (!status)
+		status = "";
 	if (err == MT_E_OK) {
 		if (strcmp(status, "stored") == 0)
 			im->stored++;
