@@ -382,6 +382,7 @@ struct reader {
 	size_t file;
 	struct importread rd;
 	struct import_job *job; /* being filled */
+	bool nomem;             /* a message could not be kept */
 };
 
 /* Hands the job being filled to the verifiers, waiting for room. */
@@ -415,16 +416,20 @@ static bool on_message(void *ctx, const char *msg, size_t len, unsigned long lin
 	struct reader *rd = ctx;
 	if (!rd->job) {
 		rd->job = calloc(1, sizeof(*rd->job));
-		if (!rd->job)
+		if (!rd->job) {
+			rd->nomem = true;
 			return false;
+		}
 	}
 	struct import_rec *r = &rd->job->r[rd->job->n];
 	*r = (struct import_rec){.file = rd->file, .err = err,
 				 .line = rd->rd.shape == IMPORTREAD_NDJSON ? line : 0};
 	if (err == MT_E_OK) {
 		r->body = malloc(len + 1);
-		if (!r->body)
+		if (!r->body) {
+			rd->nomem = true;
 			return false;
+		}
 		memcpy(r->body, msg, len);
 		r->body[len] = '\0';
 		r->len = len;
@@ -492,7 +497,7 @@ static void read_file(struct reader *rd, uint64_t bytes_before)
 		z_off_t at = gzoffset(gz);
 		if (at > 0 && (uint64_t)at <= f->size)
 			atomic_store(&im->bytes_done, bytes_before + (uint64_t)at);
-		if (rd->rd.nomem) {
+		if (rd->rd.nomem || rd->nomem) {
 			snprintf(why, sizeof(why), "out of memory");
 			ok = false;
 			break;
@@ -500,8 +505,10 @@ static void read_file(struct reader *rd, uint64_t bytes_before)
 		if (!more || !importread_wants_more(&rd->rd))
 			break;
 	}
-	if (ok)
-		importread_end(&rd->rd, on_message, rd);
+	if (ok && !importread_end(&rd->rd, on_message, rd) && rd->nomem) {
+		snprintf(why, sizeof(why), "out of memory");
+		ok = false;
+	}
 	importread_free(&rd->rd);
 	int zc = gzclose_r(gz);
 	if (ok && zc == Z_BUF_ERROR) {
@@ -815,7 +822,11 @@ static uint64_t read_all(struct import *im)
 	uint64_t before = 0, done = 0;
 	for (size_t i = 0; i < im->nfiles && !atomic_load(&im->give_up); i++) {
 		rd.file = i;
+		rd.nomem = false;
 		read_file(&rd, before);
+		/* Cut short by the stop: to be imported again from this file. */
+		if (atomic_load(&im->give_up))
+			break;
 		before += im->files[i].size;
 		atomic_store(&im->files_done, ++done);
 	}
