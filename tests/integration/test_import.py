@@ -374,6 +374,27 @@ class SignedTest(ImportTestCase):
                          + r" \(connect 127\.0\.0\.1:\d+: Connection refused; tried [34] times\)")
 
 
+    def test_certificate_fetch_failing_retried_then_failed(self):
+        """A certificate that cannot be downloaded: tried again, counted as
+        failed; the import goes on with the other files."""
+        missing = self.notification(1, cert_url=self.env.sns.url(
+            "/SimpleNotificationService-missing.pem"))
+        self.write("f/1.json", json.dumps(missing))
+        self.write("f/2.json", json.dumps(self.notification(2)))
+        t0 = time.monotonic()
+        r = self.run_import(self.signed_args() + [self.path("f")])
+        took = time.monotonic() - t0
+        self.assertEqual(r.returncode, 1)
+        c = counts(r.stdout)
+        self.assertEqual((c["stored"], c["failed"]), (1, 1))
+        self.assertEqual(c["reasons"], {"signing certificate cannot be fetched": 1})
+        self.assertRegex(r.stdout, re.escape(self.path("f", "1.json")) +
+                         r": failed: signing certificate cannot be fetched \(.*tried 4 times\)")
+        self.assertNotIn("not read", r.stdout)
+        self.assertGreaterEqual(took, 3.5)
+        self.assertGreaterEqual(len(self.env.sns.gets_of("/SimpleNotificationService-missing.pem")), 2)
+
+
 class TrustedSesTest(ImportTestCase):
 
     def ses_files(self):
