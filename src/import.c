@@ -667,6 +667,7 @@ struct import_args {
 	size_t npaths;
 	bool help;
 	bool topic_flag; /* --topic or --any-topic given */
+	bool version;    /* --version: config_parse prints it */
 };
 
 /* The value of an import option: after '=' or the next argument. */
@@ -738,6 +739,7 @@ static bool parse_args(struct import *im, int argc, char **argv, struct import_a
 			}
 			if (IS("topic") || IS("any-topic"))
 				a->topic_flag = true;
+			a->version |= IS("version");
 			a->cargv[a->cargc++] = s;
 			if (takes && !eq && i + 1 < argc)
 				a->cargv[a->cargc++] = argv[++i];
@@ -862,6 +864,10 @@ int import_main(int argc, char **argv, config_getenv_fn env)
 		status = 0;
 		goto out;
 	}
+	if (a.npaths == 0 && !a.version) {
+		fprintf(stderr, "mailtrail import: no FILE or DIR given (see mailtrail import --help)\n");
+		goto out;
+	}
 	/* The topic rules do not apply to trusted events: no --topic needed. */
 	if (im->trusted && !a.topic_flag)
 		a.cargv[a.cargc++] = (char *)"--any-topic";
@@ -875,10 +881,6 @@ int import_main(int argc, char **argv, config_getenv_fn env)
 		goto out;
 	case CONFIG_OK:
 		break;
-	}
-	if (a.npaths == 0) {
-		fprintf(stderr, "mailtrail import: no FILE or DIR given (see mailtrail import --help)\n");
-		goto out;
 	}
 	if (!check_config(&im->cfg, err, sizeof(err))) {
 		fprintf(stderr, "%s\n", err);
