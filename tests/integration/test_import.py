@@ -13,6 +13,7 @@ terminal (a pty); Redis unavailable; usage errors.
 """
 
 import gzip
+import hashlib
 import json
 import os
 import pty
@@ -429,6 +430,13 @@ class TrustedSesTest(ImportTestCase):
                                       r"[0-9a-f]{12}$")
         self.assertIn("Bounce", {e["type"] for e in evs})
         self.assertEqual(len([e for e in evs if e["type"] == "Bounce"]), 2)
+        # The id: SHA-256 of the document's bytes (trimmed), as a version 8 UUID.
+        with open(os.path.join(DATA, "ses", "awsdoc-event-bounce.json"), "rb") as f:
+            d = bytearray(hashlib.sha256(f.read().strip()).digest()[:16])
+        d[6], d[8] = (d[6] & 0x0F) | 0x80, (d[8] & 0x3F) | 0x80
+        h = d.hex()
+        self.assertIn(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}",
+                      {e["id"] for e in evs if e["type"] == "Bounce"})
         keys = sorted(self.env.redis.keys())
         members = self.events_of("recipient@example.com")
         r = self.run_import(["--trusted-ses", "--retention-days", "36500", self.path("ses")])
