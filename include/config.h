@@ -97,6 +97,12 @@ enum config_result config_parse(struct config *c, int argc, char **argv,
 				config_getenv_fn env, FILE *out, char *err,
 				size_t errsz);
 
+/* Whether --NAME (name[0..len), without "--") is an option of
+ * config_parse, and if so whether it takes a value (*takes_value): lets a
+ * command that adds its own options and operands (mailtrail import) pass
+ * the rest through. */
+bool config_option_known(const char *name, size_t len, bool *takes_value);
+
 /* Frees what config_parse allocated; accepts NULL. */
 void config_free(struct config *c);
 

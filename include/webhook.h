@@ -94,6 +94,17 @@ enum webhook_step webhook_begin(struct webhook *w, const char *body, size_t len,
 				const char *type_header, struct webhook_result *res,
 				struct webhook_pending *p);
 
+/* A notification whose envelope is vouched for by the caller, not by a
+ * signature (mailtrail import --trusted-ses: SES events exported without
+ * SNS): message is the SES JSON, stored as a verified notification with
+ * this MessageId, TopicArn and Timestamp would be (no topic, URL, age or
+ * signature rule applies).  WEBHOOK_WRITE or WEBHOOK_DONE. */
+enum webhook_step webhook_begin_trusted(struct webhook *w, const char *message,
+					size_t len, const char *message_id,
+					const char *topic, int64_t time_ms,
+					struct webhook_result *res,
+					struct webhook_pending *p);
+
 /* Off the event loops, after WEBHOOK_FETCH: gets the certificate (disk,
  * network, or another thread's download of the same URL; at most
  * FETCH_TIMEOUT_MS), verifies, and confirms a subscription.  Returns

@@ -718,6 +718,15 @@ static enum opt_id find_opt(const char *name, size_t len)
 	return OPT__COUNT;
 }
 
+bool config_option_known(const char *name, size_t len, bool *takes_value)
+{
+	enum opt_id id = find_opt(name, len);
+	if (id == OPT__COUNT)
+		return false;
+	*takes_value = opts[id].arg != NULL;
+	return true;
+}
+
 enum config_result config_parse(struct config *c, int argc, char **argv,
 				config_getenv_fn env, FILE *out, char *err,
 				size_t errsz)

@@ -17,6 +17,7 @@
 #include "fetch.h"
 #include "api.h"
 #include "http.h"
+#include "import.h"
 #include "ingest.h"
 #include "log.h"
 #include "mt_time.h"
@@ -79,8 +80,15 @@ int main(int argc, char **argv)
 	struct ingest *ing = NULL;
 	struct spool *spool = NULL;
 
+	/* mailtrail import ...: backfill from files (import.h), no listener. */
+	if (argc > 1 && strcmp(argv[1], "import") == 0)
+		return import_main(argc - 1, argv + 1, env_lookup);
 	switch (config_parse(&cfg, argc, argv, env_lookup, stdout, err, sizeof(err))) {
 	case CONFIG_EXIT:
+		for (int i = 1; i < argc; i++)
+			if (strcmp(argv[i], "--help") == 0)
+				printf("\nBackfill from captured deliveries (no listener):\n"
+				       "  mailtrail import [OPTION]... FILE|DIR...   see mailtrail import --help\n");
 		config_free(&cfg);
 		return 0;
 	case CONFIG_ERROR:

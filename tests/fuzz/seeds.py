@@ -2,10 +2,11 @@
 """Writes the seed corpora of the harnesses whose input is not a file of
 tests/data as it is: fuzz_sign (structured messages), fuzz_url (the
 SigningCertURL, SubscribeURL and UnsubscribeURL of the real envelopes) and
-fuzz_api (request targets), all made from tests/data.  Run from the
+fuzz_api (request targets), fuzz_import (files of captures: a limit
+byte, a seed byte, then NDJSON or a document), all made from tests/data.  Run from the
 repository root:
     python3 tests/fuzz/seeds.py
-The output is committed under tests/fuzz/corpus/{sign,url,api}/seed-*."""
+The output is committed under tests/fuzz/corpus/{sign,url,api,import}/seed-*."""
 import glob
 import hashlib
 import json
@@ -83,6 +84,21 @@ def api_seeds():
         write("api", t.encode())
 
 
+def import_seeds():
+    """fuzz_import: byte 0 the limit (255: 64 KiB, else byte + 1), byte 1
+    the seed of the piece sizes, then the file."""
+    paths = sorted(glob.glob("tests/data/real-sns/*/*.json"))[:4]
+    docs = [open(p, "rb").read() for p in paths]
+    compact = [json.dumps(json.loads(d)).encode() for d in docs]
+    write("import", b"\xff\x07" + b"\n".join(compact) + b"\n")          # NDJSON
+    write("import", b"\xff\x2a" + b"\n\n  \r\n" + docs[0])               # blank lines, a document
+    write("import", b"\xff\x03" + b"\r\n".join(compact) + b"\r\n\r\n")   # CRLF NDJSON
+    write("import", b"\x40\x11" + b"\n".join(compact[:2]))               # lines over 65 bytes
+    write("import", b"\x80\x05" + docs[1])                               # a document over 129
+    write("import", b"\x10\x09" + b'{"a":1}\n{}\n' + b"x" * 40 + b'\n{"b":2}')  # a long line
+
+
 sign_seeds()
 url_seeds()
 api_seeds()
+import_seeds()
