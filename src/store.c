@@ -562,20 +562,20 @@ static bool member_message_id(const char *member, size_t len, const char **id,
 
 /* The reference to an event (the recent feed's form, add_recent): "<
  * address> <message prefix>" into a malloc'd string (caller frees), its
- * length in *len.  NULL when out of memory. */
+ * length in *len (a NUL follows).  NULL when out of memory. */
 static char *reference_new(const char *address, const char *member, size_t member_len,
 			   size_t *len)
 {
 	size_t alen = strlen(address), plen = message_prefix_len(member, member_len);
 	if (plen == 0) /* no id: the whole member is its prefix */
 		plen = member_len;
-	char *ref = malloc(alen + 1 + plen);
+	*len = alen + 1 + plen;
+	char *ref = malloc(*len + 1);
 	if (!ref)
 		return NULL;
-	memcpy(ref, address, alen);
-	ref[alen] = ' ';
+	snprintf(ref, alen + 2, "%s ", address);
 	memcpy(ref + alen + 1, member, plen);
-	*len = alen + 1 + plen;
+	ref[*len] = '\0';
 	return ref;
 }
 
