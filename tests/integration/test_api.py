@@ -34,6 +34,7 @@ import datetime as dt
 import json
 import os
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -1139,6 +1140,33 @@ class TestMessages(ApiCase):
         for g in body["recipients"]:
             self.assertEqual([(e["id"], ms_of(e["time"])) for e in g["events"]],
                              [(items[2].id, T0 + 3000), (items[1].id, T0 + 2000)], g)
+
+    def test_erasure_forgets_references(self):
+        # store_forget_message_refs(), which the erasure route calls before
+        # it deletes a recipient's set: that recipient's references leave
+        # every message index its events are in; the others stay.  Run
+        # through tests/forget_refs (build/tests/), twice: idempotent.
+        m = self.start()
+        mail, other = ses_message_id(0x5000), ses_message_id(0x5001)
+        a, b = "eve@example.com", "fay@example.com"
+        items = [Item("delivery", [a, b], T0, 1, mail), Item("open", a, T0 + 10, 2, mail),
+                 Item("complaint", a, T0 + 20, 3, other), Item("delivery", b, T0 + 30, 4, other)]
+        self.deliver(m, items, threads=1)
+        tool = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(BINARY))),
+                            "tests", "forget_refs")
+        keys = [f"mailtrail:msg:{{{mail}}}", f"mailtrail:msg:{{{other}}}"]
+        self.assertEqual([ENV.redis("ZCARD", k) for k in keys], [3, 2])
+        for attempt in (1, 2):
+            r = subprocess.run([tool, ENV.redis_url, "mailtrail:", "90", "Eve@Example.com"],
+                               capture_output=True, timeout=60)
+            self.assertEqual(r.returncode, 0, f"attempt {attempt}: {r.stderr!r}")
+            self.assertEqual([ENV.redis("ZRANGE", k, 0, -1) for k in keys],
+                             [[f'{b} {{"id":"{items[0].id}",'.encode()],
+                              [f'{b} {{"id":"{items[3].id}",'.encode()]], f"attempt {attempt}")
+        self.assertEqual(self.grouped(self.message(m, mail)),
+                         [(b, [(items[0].id, "Delivery", T0)])])
+        # The recipient's own events are the erasure route's to delete.
+        self.assertEqual(ENV.redis("ZCARD", f"mailtrail:rcpt:{{{a}}}"), 3)
 
     def test_bad_ids(self):
         m = self.start()
