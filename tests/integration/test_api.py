@@ -19,7 +19,11 @@ type and before/after filters return exactly the expected subset; lookups
 are case-insensitive and URL-decoded ('+' stays a plus, %40 and %2B are
 decoded); the summary's counts, last event and suppression; the recent
 feed; the 400/401/404/405 answers with their exact JSON shape; the console
-assets; 503 while Redis is down.
+assets; 503 while Redis is down.  Issue 14: GET /v1/messages/{id} groups a
+mail's events by recipient, newest first, and a redelivery adds nothing to
+the message index; retention trims drop its references; its cap, its
+expiry, its id validation (400), and store_forget_message_refs() run
+through build/tests/forget_refs.
 
 MAILTRAIL_TEST_WRAPPER (e.g. "valgrind --error-exitcode=99 -q") is put in
 front of every mailtrail command.  Nothing is ever skipped: a missing tool or
