@@ -13,7 +13,7 @@
  *                             ms, member = "<address> <member prefix>",
  *                             a reference into the address's set (older
  *                             entries: the EVENT JSON itself)
- *   {prefix}msg:{<sesMessageId>}  sorted set per SES message id
+ *   {prefix}mail:{<sesMessageId>} sorted set per SES message id
  *                             (mail.messageId), the message index: score
  *                             = event ms, member = a reference like the
  *                             recent feed's, one per event of that mail;

@@ -607,9 +607,11 @@ static void keys_free(struct keys *k)
 	memset(k, 0, sizeof(*k));
 }
 
-/* The key of one SES message's index, "{prefix}msg:{<id>}" (caller
+/* The key of one SES message's index, "{prefix}mail:{<id>}" (caller
  * frees): the id is its hash tag, so in a Cluster it lives on a slot of
- * its own, written by a command of its own in the same round trip. */
+ * its own, written by a command of its own in the same round trip.  Not
+ * "msg:": older versions wrote "{prefix}msg:{<SNS MessageId>}" marker
+ * strings there. */
 static char *message_key(const struct store *st, const char *id, size_t id_len)
 {
 	char name[STORE_MESSAGE_ID_MAX + 1];
@@ -617,7 +619,7 @@ static char *message_key(const struct store *st, const char *id, size_t id_len)
 		return NULL;
 	memcpy(name, id, id_len);
 	name[id_len] = '\0';
-	return make_key(st, "msg", name);
+	return make_key(st, "mail", name);
 }
 
 /* Queues, for each run of puts of one SES message (a notification's

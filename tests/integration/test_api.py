@@ -1092,7 +1092,7 @@ class TestMessages(ApiCase):
                          {"messageId": ses_message_id(0x4dff), "recipients": []})
 
         # Redelivery adds nothing: the same references, the same answer.
-        key = f"mailtrail:msg:{{{mail}}}"
+        key = f"mailtrail:mail:{{{mail}}}"
         refs = ENV.redis("ZRANGE", key, 0, -1, "WITHSCORES")
         self.assertEqual(len(refs), 2 * 7, refs)
         for r in refs[::2]:
@@ -1123,7 +1123,7 @@ class TestMessages(ApiCase):
         self.deliver(m, [Item("complaint", b, T0 + self.DAY + 2000, 4)], threads=1)
         self.assertEqual(self.message(m, mail)["recipients"], [])
         # The index's expiry follows the retention period.
-        ttl = ENV.redis("PTTL", f"mailtrail:msg:{{{mail}}}")
+        ttl = ENV.redis("PTTL", f"mailtrail:mail:{{{mail}}}")
         self.assertGreater(ttl, self.DAY + self.HOUR - 60_000)
         self.assertLessEqual(ttl, self.DAY + self.HOUR)
 
@@ -1138,7 +1138,7 @@ class TestMessages(ApiCase):
                  Item("open", rcpts, T0 + 2000, 2, mail),
                  Item("open", rcpts, T0 + 3000, 3, mail)]
         self.deliver(m, items, threads=1)
-        self.assertEqual(ENV.redis("ZCARD", f"mailtrail:msg:{{{mail}}}"), 2000)
+        self.assertEqual(ENV.redis("ZCARD", f"mailtrail:mail:{{{mail}}}"), 2000)
         body = self.message(m, mail)
         self.assertEqual(len(body["recipients"]), 1000)
         for g in body["recipients"]:
@@ -1158,7 +1158,7 @@ class TestMessages(ApiCase):
         self.deliver(m, items, threads=1)
         tool = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(BINARY))),
                             "tests", "forget_refs")
-        keys = [f"mailtrail:msg:{{{mail}}}", f"mailtrail:msg:{{{other}}}"]
+        keys = [f"mailtrail:mail:{{{mail}}}", f"mailtrail:mail:{{{other}}}"]
         self.assertEqual([ENV.redis("ZCARD", k) for k in keys], [3, 2])
         for attempt in (1, 2):
             r = subprocess.run([tool, ENV.redis_url, "mailtrail:", "90", "Eve@Example.com"],

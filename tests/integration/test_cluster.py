@@ -628,7 +628,7 @@ class ClusterTest(harness.MailtrailTestCase):
         cl = ENV.cluster
         m = self.start()
         mail = "0100018e0000c1c1-4eca7ee8-dd82-4f94-8b91-3b4917f769ec-000000"
-        key = f"mailtrail:msg:{{{mail}}}"
+        key = f"mailtrail:mail:{{{mail}}}"
         mslot = crc16(mail.encode()) % 16384
         self.assertEqual(cl.c(cl.ports[0])("CLUSTER", "KEYSLOT", key), mslot)
         # Recipients on every master, none in the index's slot.
