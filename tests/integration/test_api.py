@@ -1187,6 +1187,13 @@ class TestMessages(ApiCase):
         self.assertEqual(self.api(m, f"/v1/messages/{ses_message_id(1)}/events").status, 400)
         body = self.get(m, f"/v1/messages/{ses_message_id(1)}?limit=5", 400)
         self.assertEqual(body["parameter"], "limit", body)
+        # Counted under the route's own label (never the id itself); a bad
+        # id, like a bad address, under "other".
+        text = m.request("GET", "/metrics").body.decode()
+        for status, n in (("200", 2), ("400", 1)):
+            self.assertIn(f'mailtrail_http_requests_total{{route="/v1/messages/{{sesMessageId}}",'
+                          f'status="{status}"}} {n}\n', text)
+        self.assertNotIn(ses_message_id(1), text)
 
 
 # ===================================================================================
