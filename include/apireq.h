@@ -7,6 +7,7 @@
  *   /v1/recipients/{address}/events  limit, before, after, type
  *   /v1/recipients/{address}         no parameters
  *   /v1/events                       limit, before, type
+ *   /v1/messages/{sesMessageId}      no parameters
  * Anything else under /v1/ is not found; paths outside /v1/ are the
  * console's files.
  */
@@ -22,6 +23,9 @@
 /* Events per page when no limit is given. */
 #define APIREQ_LIMIT_DEFAULT 50
 
+_Static_assert(STORE_MESSAGE_ID_MAX <= SES_ADDRESS_MAX,
+	       "apireq_parse_path writes a message id where an address goes");
+
 enum apireq_route {
 	APIREQ_CONSOLE,     /* not under /v1/: a console file */
 	APIREQ_NOT_FOUND,   /* under /v1/, but no such route */
@@ -29,10 +33,15 @@ enum apireq_route {
 	APIREQ_EVENTS,      /* /v1/events */
 	APIREQ_SUMMARY,     /* /v1/recipients/{address} */
 	APIREQ_TIMELINE,    /* /v1/recipients/{address}/events */
+	APIREQ_MESSAGE,     /* /v1/messages/{sesMessageId} */
+	APIREQ_BAD_MESSAGE_ID, /* a message route whose id is not one
+				* (store_message_id_valid) */
 };
 
 /* The route of path[0..len).  For APIREQ_SUMMARY and APIREQ_TIMELINE the
- * normalised address (ses_address_normalize) is written to address. */
+ * normalised address (ses_address_normalize) is written to address; for
+ * APIREQ_MESSAGE the SES message id, as given (store_message_id_valid:
+ * at most STORE_MESSAGE_ID_MAX bytes, which fit). */
 enum apireq_route apireq_parse_path(const char *path, size_t len,
 				    char address[SES_ADDRESS_MAX + 1]);
 

@@ -68,6 +68,7 @@ enum metric_gauge {
 	X(API_EVENTS, "/v1/recipients/{address}/events")                       \
 	X(API_SUMMARY, "/v1/recipients/{address}")                             \
 	X(API_RECENT, "/v1/events")                                            \
+	X(API_MESSAGE, "/v1/messages/{sesMessageId}")                          \
 	X(CONSOLE, "console")                                                  \
 	X(OTHER, "other")
 

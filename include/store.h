@@ -13,6 +13,11 @@
  *                             ms, member = "<address> <member prefix>",
  *                             a reference into the address's set (older
  *                             entries: the EVENT JSON itself)
+ *   {prefix}mail:{<sesMessageId>} sorted set per SES message id
+ *                             (mail.messageId), the message index: score
+ *                             = event ms, member = a reference like the
+ *                             recent feed's, one per event of that mail;
+ *                             the newest STORE_MESSAGE_REFS_MAX kept
  *   {prefix}topic:{<arn>}     sorted set per topic, score = SNS Timestamp
  *                             ms, member = a non-SES (or not indexable)
  *                             notification as JSON
@@ -131,6 +136,56 @@ enum mt_err store_recipient_summary(struct store *st, const char *address,
 				    struct store_summary *out, char *errbuf,
 				    size_t errsz);
 void store_summary_free(struct store_summary *sum);
+
+/* ---- the message index ----
+ * Written with the events (store_put_many, same round trip), one
+ * reference per event to the member of its recipient's set, like the
+ * recent feed's; expires with the events (the retention period after its
+ * last write, at most STORE_EXPIRY_SLACK_MS more). */
+
+/* Longest SES message id indexed and looked up.  SES writes 60
+ * characters ("0100018c1a2b3c4d-1a2b3c4d-...-000000"); its documentation
+ * promises no length, so there is room. */
+#define STORE_MESSAGE_ID_MAX 128
+/* Most references kept per SES message (the newest by event time).  SES
+ * allows 50 recipients a mail, each with a few events (send, delivery,
+ * opens, clicks...); a signed notification can name up to
+ * SES_RECIPIENTS_MAX (1,000) recipients.  Also the most events one
+ * lookup returns. */
+#define STORE_MESSAGE_REFS_MAX 2000
+
+/* Whether id[0..len) is an SES message id the index takes: 1 to
+ * STORE_MESSAGE_ID_MAX of [A-Za-z0-9-] (what SES writes; nothing that a
+ * key, a log line or a URL would have to escape). */
+static inline bool store_message_id_valid(const char *id, size_t len)
+{
+	if (len == 0 || len > STORE_MESSAGE_ID_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = id[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+/* Every stored event of one SES message (message_id valid, else
+ * MT_E_INTERNAL), grouped by recipient: *out is a new array (caller puts
+ * it) of {"recipient":"a@x","events":[EVENT,...]}, each group's events
+ * newest first, the groups ordered by their newest event (newest first),
+ * empty when nothing is known.  A reference whose event is no longer
+ * stored (trimmed by retention or size, erased) is left out. */
+enum mt_err store_message_events(struct store *st, const char *message_id,
+				 struct json_object **out, char *errbuf, size_t errsz);
+
+/* Erasure's part of the message index: removes the references of one
+ * recipient (normalised address) from the index of every message that
+ * its stored events belong to.  Reads the recipient's set, so call it
+ * before deleting that set; idempotent.  Costs a round trip a
+ * 1,000 events. */
+enum mt_err store_forget_message_refs(struct store *st, const char *address,
+				      char *errbuf, size_t errsz);
 
 /* PING.  MT_E_OK while Redis answers. */
 enum mt_err store_ping(struct store *st, char *errbuf, size_t errsz);

@@ -12,6 +12,10 @@
 	    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; " \
 	    "base-uri 'none'; form-action 'self'"
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define ID_MAX_STR STR(STORE_MESSAGE_ID_MAX)
+
 /* Constant-time check of "Bearer TOKEN". */
 static bool authorized(const struct api *a, struct MHD_Connection *conn)
 {
@@ -136,6 +140,31 @@ static enum MHD_Result summary(struct api *a, struct MHD_Connection *conn,
 	return http_send_json(conn, 200, o);
 }
 
+/* GET /v1/messages/{sesMessageId}. */
+static enum MHD_Result message(struct api *a, struct MHD_Connection *conn,
+			       const char *message_id)
+{
+	struct apireq_query p;
+	enum MHD_Result ret;
+	apireq_query_init(&p, APIREQ_MESSAGE);
+	if (bad_query(conn, &p, &ret))
+		return ret;
+
+	struct json_object *groups = NULL;
+	char err[256];
+	enum mt_err e = store_message_events(a->store, message_id, &groups, err, sizeof(err));
+	if (e)
+		return store_error(conn, e, err);
+	struct json_object *o = json_object_new_object();
+	if (!o) {
+		json_object_put(groups);
+		return MHD_NO;
+	}
+	json_object_object_add(o, "messageId", json_object_new_string(message_id));
+	json_object_object_add(o, "recipients", groups);
+	return http_send_json(conn, 200, o);
+}
+
 static enum MHD_Result console_file(struct MHD_Connection *conn, const char *url)
 {
 	for (size_t i = 0; i < console_assets_count; i++) {
@@ -162,7 +191,7 @@ static enum MHD_Result console_file(struct MHD_Connection *conn, const char *url
 static enum MHD_Result route(struct api *a, struct MHD_Connection *conn, const char *url)
 {
 	/* libmicrohttpd has already %-decoded the path. */
-	char address[SES_ADDRESS_MAX + 1];
+	char address[SES_ADDRESS_MAX + 1]; /* or the message id */
 	enum apireq_route r = apireq_parse_path(url, strlen(url), address);
 	if (r == APIREQ_CONSOLE)
 		return console_file(conn, url);
@@ -177,6 +206,12 @@ static enum MHD_Result route(struct api *a, struct MHD_Connection *conn, const c
 		return summary(a, conn, address);
 	case APIREQ_BAD_ADDRESS:
 		return bad_param(conn, "address", "not an email address");
+	case APIREQ_MESSAGE:
+		return message(a, conn, address);
+	case APIREQ_BAD_MESSAGE_ID:
+		return bad_param(conn, "messageId",
+				 "not an SES message id (1 to " ID_MAX_STR
+				 " of A-Z, a-z, 0-9 and '-')");
 	default:
 		return http_send_status(conn, 404, NULL, "not found");
 	}
@@ -209,6 +244,8 @@ static enum metric_route route_of(const char *url)
 		return METRIC_ROUTE_API_EVENTS;
 	case APIREQ_SUMMARY:
 		return METRIC_ROUTE_API_SUMMARY;
+	case APIREQ_MESSAGE:
+		return METRIC_ROUTE_API_MESSAGE;
 	case APIREQ_CONSOLE:
 		for (size_t i = 0; i < console_assets_count; i++)
 			if (strcmp(url, console_assets[i].path) == 0)

@@ -25,12 +25,24 @@ static bool equals(const char *path, size_t len, const char *s)
 enum apireq_route apireq_parse_path(const char *path, size_t len,
 				    char address[SES_ADDRESS_MAX + 1])
 {
-	static const char rcpt[] = "/v1/recipients/", events[] = "/events";
+	static const char rcpt[] = "/v1/recipients/", events[] = "/events",
+			  msgs[] = "/v1/messages/";
 
 	if (!starts_with(path, len, "/v1/"))
 		return APIREQ_CONSOLE;
 	if (equals(path, len, "/v1/events"))
 		return APIREQ_EVENTS;
+	if (starts_with(path, len, msgs)) {
+		const char *id = path + sizeof(msgs) - 1;
+		size_t il = len - (sizeof(msgs) - 1);
+		if (il == 0)
+			return APIREQ_NOT_FOUND;
+		if (!store_message_id_valid(id, il))
+			return APIREQ_BAD_MESSAGE_ID;
+		memcpy(address, id, il);
+		address[il] = '\0';
+		return APIREQ_MESSAGE;
+	}
 	if (!starts_with(path, len, rcpt))
 		return APIREQ_NOT_FOUND;
 
@@ -80,6 +92,8 @@ bool apireq_parse_param(struct apireq_query *p, const char *key, const char *val
 		return false;
 	if (p->route == APIREQ_SUMMARY)
 		return bad(p, key, "the summary takes no parameters");
+	if (p->route == APIREQ_MESSAGE)
+		return bad(p, key, "the message lookup takes no parameters");
 	if (strcmp(key, "limit") == 0) {
 		int64_t n;
 		if (!parse_ms(value, &n) || n < 1 || n > STORE_PAGE_MAX)

@@ -532,6 +532,173 @@ out:
 	free(argv);
 }
 
+/* ---- the message index ---------------------------------------------- */
+
+/* The SES message id (mail.messageId) in an EVENT member, when it is one
+ * the index takes (store_message_id_valid): *id points into member.
+ * ses.c writes every EVENT as {"id":...,"topicArn":...,"mail":{
+ * "messageId":"..." with JSON-escaped strings before it, so the first
+ * unescaped '"mail":{"messageId":"' is the mail's (a '"' inside a string
+ * is always written \").  An id with anything but [A-Za-z0-9-] in it
+ * (SES writes none) is not indexed: no lookup could name it. */
+static bool member_message_id(const char *member, size_t len, const char **id,
+			      size_t *id_len)
+{
+	static const char head[] = "\"mail\":{\"messageId\":\"";
+	const char *p = memmem(member, len, head, sizeof(head) - 1);
+	if (!p)
+		return false;
+	p += sizeof(head) - 1;
+	const char *end = memchr(p, '"', len - (size_t)(p - member));
+	if (!end || !store_message_id_valid(p, (size_t)(end - p)))
+		return false;
+	*id = p;
+	*id_len = (size_t)(end - p);
+	return true;
+}
+
+/* The reference to an event (the recent feed's form, add_recent): "<
+ * address> <message prefix>" into a malloc'd string (caller frees), its
+ * length in *len (a NUL follows).  NULL when out of memory. */
+static char *reference_new(const char *address, const char *member, size_t member_len,
+			   size_t *len)
+{
+	size_t alen = strlen(address), plen = message_prefix_len(member, member_len);
+	if (plen == 0) /* no id: the whole member is its prefix */
+		plen = member_len;
+	*len = alen + 1 + plen;
+	char *ref = malloc(*len + 1);
+	if (!ref)
+		return NULL;
+	snprintf(ref, alen + 2, "%s ", address);
+	memcpy(ref + alen + 1, member, plen);
+	ref[*len] = '\0';
+	return ref;
+}
+
+/* Keys that a batch's commands borrow (batch_push), freed after it. */
+struct keys {
+	char **v;
+	size_t n, cap;
+};
+
+static bool keys_add(struct keys *k, char *key)
+{
+	if (k->n == k->cap) {
+		size_t cap = k->cap ? 2 * k->cap : 8;
+		char **v = realloc(k->v, cap * sizeof(*v));
+		if (!v)
+			return false;
+		k->v = v;
+		k->cap = cap;
+	}
+	k->v[k->n++] = key;
+	return true;
+}
+
+static void keys_free(struct keys *k)
+{
+	for (size_t i = 0; i < k->n; i++)
+		free(k->v[i]);
+	free(k->v);
+	memset(k, 0, sizeof(*k));
+}
+
+/* The key of one SES message's index, "{prefix}mail:{<id>}" (caller
+ * frees): the id is its hash tag, so in a Cluster it lives on a slot of
+ * its own, written by a command of its own in the same round trip.  Not
+ * "msg:": older versions wrote "{prefix}msg:{<SNS MessageId>}" marker
+ * strings there. */
+static char *message_key(const struct store *st, const char *id, size_t id_len)
+{
+	char name[STORE_MESSAGE_ID_MAX + 1];
+	if (id_len > STORE_MESSAGE_ID_MAX)
+		return NULL;
+	memcpy(name, id, id_len);
+	name[id_len] = '\0';
+	return make_key(st, "mail", name);
+}
+
+/* Queues, for each run of puts of one SES message (a notification's
+ * events are consecutive and all of one mail), the message index's
+ * writes: one ZADD of the events' references at their scores (a
+ * redelivery's references are the same bytes at the same scores, so it
+ * adds nothing), a trim to the newest STORE_MESSAGE_REFS_MAX, and the
+ * expiry renewed to the retention period and STORE_EXPIRY_SLACK_MS more.
+ * A put without a usable id (a raw record, an id the index does not take)
+ * adds nothing.  Three plain commands a notification, about 5.5 us of
+ * Redis CPU when the key is new (the put script costs about 20 us an
+ * event; README, "Redis layout", has the measurement).  The expiry is
+ * renewed every time: knowing whether it is needed would cost a read or a
+ * script, more than the PEXPIRE. */
+static void add_message_refs(struct store *st, const struct put *puts, size_t n,
+			     struct batch *b, struct keys *keys)
+{
+	char ttl[32];
+	format_i64(ttl, st->retention_ms + STORE_EXPIRY_SLACK_MS);
+	for (size_t i = 0; i < n && !b->nomem;) {
+		const char *id = NULL;
+		size_t id_len = 0, j = i + 1;
+		if (!puts[i].recipient ||
+		    !member_message_id(puts[i].member, puts[i].member_len, &id, &id_len)) {
+			i++;
+			continue;
+		}
+		/* The run: the next puts of the same message. */
+		for (const char *id2; j < n && puts[j].recipient; j++) {
+			size_t l2;
+			if (!member_message_id(puts[j].member, puts[j].member_len, &id2, &l2) ||
+			    l2 != id_len || memcmp(id, id2, id_len) != 0)
+				break;
+		}
+		size_t nr = j - i, argc = 2;
+		char *key = message_key(st, id, id_len);
+		const char **argv = calloc(2 + 2 * nr, sizeof(*argv));
+		size_t *argl = calloc(2 + 2 * nr, sizeof(*argl));
+		char *scores = calloc(nr, 24);
+		char **refs = calloc(nr, sizeof(*refs));
+		if (!key || !argv || !argl || !scores || !refs) {
+			b->nomem = true;
+		} else {
+			argv[0] = "ZADD";
+			argl[0] = 4;
+			argv[1] = key;
+			argl[1] = strlen(key);
+			for (size_t k = 0; k < nr; k++) {
+				const struct put *p = &puts[i + k];
+				size_t rl;
+				refs[k] = reference_new(p->recipient, p->member, p->member_len, &rl);
+				if (!refs[k]) {
+					b->nomem = true;
+					break;
+				}
+				argv[argc] = scores + 24 * k;
+				argl[argc++] = format_i64(scores + 24 * k, p->score);
+				argv[argc] = refs[k];
+				argl[argc++] = rl;
+			}
+		}
+		if (!b->nomem) {
+			batch_add(b, key, (int)argc, argv, argl);
+			batch_addf(b, key, "ZREMRANGEBYRANK %s 0 %d", key,
+				   -STORE_MESSAGE_REFS_MAX - 1);
+			batch_addf(b, key, "PEXPIRE %s %s", key, ttl);
+		}
+		for (size_t k = 0; refs && k < nr; k++)
+			free(refs[k]);
+		free(refs);
+		free(scores);
+		free(argl);
+		free(argv);
+		/* The batch's commands borrow their keys. */
+		if (!b->nomem && !keys_add(keys, key))
+			b->nomem = true;
+		if (b->nomem)
+			free(key);
+		i = j;
+	}
+}
+
 /* Runs the script for each put and writes the events' recent feed: one
  * round trip with one server, one per node in a Cluster.  Each put's
  * answer goes to its item. */
@@ -573,11 +740,14 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 		batch_add(&b, puts[i].key, argc, argv, argl);
 	}
 	add_recent(st, puts, n, now_ms, &b);
+	struct keys msg_keys = {0};
+	add_message_refs(st, puts, n, &b, &msg_keys);
 	enum mt_err e = batch_run(st, &b, err, sizeof(err));
 	if (e != MT_E_OK) {
 		for (size_t i = 0; i < n; i++)
 			item_fail(puts[i].item, e, err);
 		batch_free(&b);
+		keys_free(&msg_keys);
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -592,7 +762,8 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 		}
 	}
 	/* The feed is one key: when it fails, every item that wrote to it
-	 * fails (and is delivered again: the events are not doubled). */
+	 * fails (and is delivered again: the events are not doubled).  So
+	 * does a message index's write (after the feed's). */
 	for (size_t c = n; c < b.n; c++) {
 		if (reply_ok(b.cmd[c].reply, -1, err, sizeof(err)))
 			continue;
@@ -606,6 +777,7 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 		break;
 	}
 	batch_free(&b);
+	keys_free(&msg_keys);
 }
 
 void store_put_many(struct store *st, struct store_item *const *items, size_t n)
@@ -1116,4 +1288,155 @@ void store_summary_free(struct store_summary *sum)
 	json_object_put(sum->counts);
 	json_object_put(sum->last_event);
 	memset(sum, 0, sizeof(*sum));
+}
+
+/* ---- the message index: reads and erasure ----------------------------- */
+
+/* The recipient an entry of a message index stands for: the reference's
+ * address, or (an EVENT entry, which no version wrote but which reads
+ * the same) its "recipient".  Borrowed; NULL when neither. */
+static const char *entry_recipient(const redisReply *entry, struct json_object *ev,
+				   char addr[SES_ADDRESS_MAX + 1])
+{
+	size_t alen = reference_address_len(entry);
+	if (alen > 0) {
+		memcpy(addr, entry->str, alen);
+		addr[alen] = '\0';
+		return addr;
+	}
+	struct json_object *r;
+	if (json_object_object_get_ex(ev, "recipient", &r) &&
+	    json_object_is_type(r, json_type_string))
+		return json_object_get_string(r);
+	return NULL;
+}
+
+enum mt_err store_message_events(struct store *st, const char *message_id,
+				 struct json_object **out, char *errbuf, size_t errsz)
+{
+	struct json_object *by_rcpt = NULL, *groups = NULL;
+	struct feed_events fe = {0};
+	redisReply *r = NULL;
+	enum mt_err err = MT_E_NOMEM;
+
+	*out = NULL;
+	if (!store_message_id_valid(message_id, strlen(message_id)))
+		return MT_E_INTERNAL;
+	char *key = message_key(st, message_id, strlen(message_id));
+	by_rcpt = json_object_new_object();
+	groups = json_object_new_array();
+	if (!key || !by_rcpt || !groups)
+		goto out;
+	/* Newest first; the cap bounds what one answer reads even if the
+	 * key were written past it. */
+	r = command(st, key, errbuf, errsz, "ZREVRANGE %s 0 %d WITHSCORES", key,
+		    STORE_MESSAGE_REFS_MAX - 1);
+	if (!r) {
+		err = MT_E_REDIS;
+		goto out;
+	}
+	err = feed_resolve(st, r, true, 0, true, &fe, errbuf, errsz);
+	size_t n = err == MT_E_OK && r->type == REDIS_REPLY_ARRAY ? r->elements / 2 : 0;
+	for (size_t i = 0; i < n; i++) {
+		/* A reference that no longer resolves (its event trimmed or
+		 * erased) is left out. */
+		struct json_object *ev = event_if_matches(fe.ev[i], NULL), *events;
+		char addr[SES_ADDRESS_MAX + 1];
+		const char *rcpt = ev ? entry_recipient(r->element[2 * i], ev, addr) : NULL;
+		if (!rcpt) {
+			json_object_put(ev);
+			continue;
+		}
+		/* Entries come newest first, so a recipient's group is made at
+		 * its newest event and the groups are in that order. */
+		if (!json_object_object_get_ex(by_rcpt, rcpt, &events)) {
+			struct json_object *g = json_object_new_object();
+			events = json_object_new_array();
+			if (!g || !events || json_object_array_add(groups, g) != 0) {
+				json_object_put(g);
+				json_object_put(events);
+				json_object_put(ev);
+				err = MT_E_NOMEM;
+				goto out;
+			}
+			json_object_object_add(g, "recipient", json_object_new_string(rcpt));
+			json_object_object_add(g, "events", events);
+			/* by_rcpt borrows the array through its own reference. */
+			json_object_object_add(by_rcpt, rcpt, json_object_get(events));
+		}
+		if (json_object_array_add(events, ev) != 0) {
+			json_object_put(ev);
+			err = MT_E_NOMEM;
+			goto out;
+		}
+	}
+	if (err == MT_E_OK) {
+		*out = groups;
+		groups = NULL;
+	}
+out:
+	feed_events_free(&fe);
+	freeReplyObject(r);
+	json_object_put(groups);
+	json_object_put(by_rcpt);
+	free(key);
+	return err;
+}
+
+/* Members of a recipient's set read at once by store_forget_message_refs. */
+#define FORGET_PAGE 1000
+
+enum mt_err store_forget_message_refs(struct store *st, const char *address,
+				      char *errbuf, size_t errsz)
+{
+	char *rkey = NULL;
+	struct keys keys = {0};
+	enum mt_err err = recipient_read_keys(st, address, &rkey, NULL, errbuf, errsz);
+	if (err != MT_E_OK)
+		goto out;
+	for (long long start = 0;; start += FORGET_PAGE) {
+		redisReply *r = command(st, rkey, errbuf, errsz, "ZRANGE %s %lld %lld", rkey,
+					start, start + FORGET_PAGE - 1);
+		if (!r) {
+			err = MT_E_REDIS;
+			goto out;
+		}
+		size_t n = r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+		struct batch b = {0};
+		for (size_t i = 0; i < n && !b.nomem; i++) {
+			const redisReply *m = r->element[i];
+			const char *id;
+			size_t id_len, rl;
+			if (m->type != REDIS_REPLY_STRING ||
+			    !member_message_id(m->str, m->len, &id, &id_len))
+				continue;
+			char *key = message_key(st, id, id_len);
+			char *ref = reference_new(address, m->str, m->len, &rl);
+			if (key && ref && keys_add(&keys, key)) {
+				const char *argv[] = {"ZREM", key, ref};
+				const size_t argl[] = {4, strlen(key), rl};
+				batch_add(&b, key, 3, argv, argl);
+			} else {
+				free(key);
+				b.nomem = true;
+			}
+			free(ref);
+		}
+		freeReplyObject(r);
+		err = b.n || b.nomem ? batch_run(st, &b, errbuf, errsz) : MT_E_OK;
+		for (size_t c = 0; err == MT_E_OK && c < b.n; c++) {
+			if (!reply_ok(b.cmd[c].reply, -1, errbuf, errsz)) {
+				count_fault(NULL);
+				err = MT_E_REDIS;
+			}
+		}
+		batch_free(&b);
+		keys_free(&keys);
+		if (err != MT_E_OK || n < FORGET_PAGE)
+			break;
+	}
+out:
+	keys_free(&keys);
+	free(rkey);
+	return err;
 }

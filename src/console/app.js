@@ -7,14 +7,21 @@
  * end, from a remote mail server) reaches the page through textContent or
  * createTextNode only.  No innerHTML, no insertAdjacentHTML.  Links in
  * events (click events) are shown as text, never as anchors; the only
- * anchors are the console's own "?address=..." links in the recent view,
- * whose href is built with encodeURIComponent and always stays on this page.
+ * anchors are the console's own "?address=..." links in the recent and
+ * message views, whose href is built with encodeURIComponent and always
+ * stays on this page.
+ *
+ * The search box takes an address or an SES message id, told apart by
+ * shape: with an '@' it is an address, else a message id (letters, digits
+ * and '-', as the API accepts them).
  */
 'use strict';
 
 (function () {
   var TOKEN_KEY = 'mailtrail.apiToken';
   var PAGE_SIZE = 50;
+  /* What GET /v1/messages/{id} accepts (STORE_MESSAGE_ID_MAX). */
+  var MESSAGE_ID_RE = /^[A-Za-z0-9-]{1,128}$/;
 
   var TYPE_ORDER = ['Bounce', 'Complaint', 'Reject', 'Rendering Failure',
     'DeliveryDelay', 'Delivery', 'Send', 'Open', 'Click', 'Subscription'];
@@ -244,7 +251,7 @@
   /* The query string is read by hand so that a literal '+' in an address
    * (alice+tag@example.com) stays a '+' instead of turning into a space. */
   function readQuery() {
-    var out = { address: '', type: '' };
+    var out = { address: '', type: '', message: '' };
     var q = window.location.search.replace(/^\?/, '');
     if (!q) return out;
     q.split('&').forEach(function (part) {
@@ -252,13 +259,14 @@
       var k = i < 0 ? part : part.slice(0, i);
       var v = i < 0 ? '' : part.slice(i + 1);
       try { k = decodeURIComponent(k); v = decodeURIComponent(v); } catch (e) { return; }
-      if (k === 'address' || k === 'type') out[k] = v;
+      if (k === 'address' || k === 'type' || k === 'message') out[k] = v;
     });
     return out;
   }
 
   function queryString(state) {
     var parts = [];
+    if (state.message && !state.address) parts.push('message=' + encodeURIComponent(state.message));
     if (state.address) parts.push('address=' + encodeURIComponent(state.address));
     if (state.address && state.type) parts.push('type=' + encodeURIComponent(state.type));
     return parts.length ? '?' + parts.join('&') : window.location.pathname;
@@ -269,6 +277,14 @@
     var m = /<([^<>]+)>\s*$/.exec(s);       /* "Alice <alice@example.com>" */
     if (m) s = m[1].trim();
     return s;
+  }
+
+  /* What the search box holds: an address when it has an '@', else an SES
+   * message id. */
+  function searchTarget(s) {
+    s = normaliseInput(s);
+    if (s.indexOf('@') >= 0) return { address: s, message: '' };
+    return { address: '', message: s };
   }
 
   /* ---- API access ------------------------------------------------------------ */
@@ -347,6 +363,10 @@
     if (before != null) q.push('before=' + encodeURIComponent(String(before)));
     if (type) q.push('type=' + encodeURIComponent(type));
     return recipientPath(address) + '/events?' + q.join('&');
+  }
+
+  function messagePath(id) {
+    return 'v1/messages/' + encodeURIComponent(id);
   }
 
   function recentPath(before) {
@@ -438,6 +458,19 @@
     dl.appendChild(item);
   }
 
+  /* A same-page link to a recipient's timeline, built only from our own
+   * query string. */
+  function recipientLink(rcpt) {
+    var a = el('a', 'rcpt-link', rcpt);
+    a.href = queryString({ address: rcpt, type: '' });
+    a.addEventListener('click', function (e) {
+      if (e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) return;
+      e.preventDefault();
+      navigate({ address: rcpt, type: '' });
+    });
+    return a;
+  }
+
   function eventRow(ev, withRecipient) {
     var tr = el('tr', 'ev ev-' + typeSlug(ev.type));
     tr.setAttribute('data-id', str(ev.id));
@@ -450,17 +483,7 @@
     if (withRecipient) {
       var tdR = el('td', 'col-rcpt');
       var rcpt = str(ev.recipient);
-      if (rcpt) {
-        /* A same-page link built only from our own query string. */
-        var a = el('a', 'rcpt-link', rcpt);
-        a.href = queryString({ address: rcpt, type: '' });
-        a.addEventListener('click', function (e) {
-          if (e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) return;
-          e.preventDefault();
-          navigate({ address: rcpt, type: '' });
-        });
-        tdR.appendChild(a);
-      }
+      if (rcpt) tdR.appendChild(recipientLink(rcpt));
       tr.appendChild(tdR);
     }
     tr.appendChild(el('td', 'col-sender', str(mail.source)));
@@ -514,17 +537,65 @@
     show('summary', true);
   }
 
+  /* One sent mail: a card per recipient (the API's order: the recipient
+   * with the newest event first), each with its events as a timeline. */
+  function renderMessage(id, groups) {
+    var box = $('message-groups');
+    clear(box);
+    var total = 0;
+    groups.forEach(function (g, i) {
+      if (!isObj(g)) return;
+      var rcpt = str(g.recipient);
+      var events = Array.isArray(g.events) ? g.events.filter(isObj) : [];
+      total += events.length;
+      var sec = el('section', 'msg-group');
+      sec.setAttribute('data-recipient', rcpt);
+      var head = el('div', 'msg-group-head');
+      var h = el('h3');
+      h.id = 'msg-rcpt-' + i;
+      h.appendChild(rcpt ? recipientLink(rcpt) : document.createTextNode('(no address)'));
+      head.appendChild(h);
+      if (events.length) {
+        head.appendChild(badge(events[0].type));
+        head.appendChild(el('span', 'muted', 'latest, ' + fmtUtc(events[0].time)));
+      }
+      sec.appendChild(head);
+      var table = el('table', 'events');
+      table.setAttribute('aria-labelledby', h.id);
+      var tr = el('tr');
+      [['col-time', 'Time'], ['col-type', 'Event'], ['col-sender', 'Sender'],
+        ['col-msgid', 'SES message id'], ['col-detail', 'Details']].forEach(function (c) {
+        var th = el('th', c[0], c[1]);
+        th.setAttribute('scope', 'col');
+        tr.appendChild(th);
+      });
+      table.appendChild(el('thead')).appendChild(tr);
+      var tbody = table.appendChild(el('tbody'));
+      events.forEach(function (ev) { tbody.appendChild(eventRow(ev, false)); });
+      sec.appendChild(table);
+      box.appendChild(sec);
+    });
+    $('message-id').textContent = id;
+    var n = groups.length;
+    $('message-count').textContent = n + ' recipient' + (n === 1 ? '' : 's') + ', ' + total +
+      ' event' + (total === 1 ? '' : 's') + '; the recipient with the newest event first, each one\'s events newest first.';
+    show('message-section', true);
+    setStatus('Showing ' + total + ' event' + (total === 1 ? '' : 's') + ' of ' + n +
+      ' recipient' + (n === 1 ? '' : 's') + '.');
+  }
+
   /* ---- views ----------------------------------------------------------------- */
 
-  var state = { address: '', type: '' };
+  var state = { address: '', type: '', message: '' };
   var generation = 0;          /* bumps on every new view; stale answers are dropped */
   var timeline = { seen: {}, next: null };
   var recent = { seen: {}, next: null };
 
   function resetViews() {
     ['summary', 'empty', 'timeline-section', 'recent', 'no-match', 'end-note', 'older',
-      'recent-older', 'recent-empty', 'banner', 'clear'].forEach(function (id) { show(id, false); });
+      'recent-older', 'recent-empty', 'banner', 'clear', 'message-section'].forEach(function (id) { show(id, false); });
     clear($('timeline').tBodies[0]);
+    clear($('message-groups'));
     clear($('recent-table').tBodies[0]);
     timeline = { seen: {}, next: null };
     recent = { seen: {}, next: null };
@@ -584,6 +655,33 @@
         show('timeline-section', true);
         updateOlder();
         setStatus(countText(timeline));
+      })
+      .catch(function (err) { if (gen === generation) showError(err); })
+      .then(function () { if (gen === generation) $('search').disabled = false; });
+  }
+
+  function loadMessage(id) {
+    var gen = ++generation;
+    resetViews();
+    document.title = id + ' · mailtrail';
+    if (!MESSAGE_ID_RE.test(id)) {
+      showError(new ApiError('"' + id + '" is neither an email address (it has no @) nor an SES message id (up to 128 letters, digits and dashes).', 0, ''));
+      return Promise.resolve();
+    }
+    setStatus('Loading message ' + id + '…');
+    $('search').disabled = true;
+    return api(messagePath(id))
+      .then(function (body) {
+        if (gen !== generation) return;
+        var groups = Array.isArray(body.recipients) ? body.recipients : [];
+        if (groups.length === 0) {
+          $('empty-text').textContent = 'mailtrail has no events for the SES message ' + id +
+            '. Either the id is mistyped, the mail was not sent through the SES account that reports here, or its events are older than the retention period.';
+          show('empty', true);
+          setStatus('No events for message ' + id + '.');
+          return;
+        }
+        renderMessage(id, groups);
       })
       .catch(function (err) { if (gen === generation) showError(err); })
       .then(function () { if (gen === generation) $('search').disabled = false; });
@@ -658,15 +756,17 @@
 
   /* Show the view for a state (from the URL or the form). */
   function render() {
-    $('address').value = state.address;
+    $('address').value = state.address || state.message;
     $('type-filter').value = state.type;
     if ($('type-filter').value !== state.type) $('type-filter').value = '';
     if (state.address) return loadAddress(state.address, state.type);
+    if (state.message) return loadMessage(state.message);
     return loadRecent();
   }
 
   function navigate(next) {
-    state = { address: next.address, type: next.address ? next.type : '' };
+    state = { address: next.address, type: next.address ? next.type : '',
+      message: next.address ? '' : str(next.message) };
     var url = queryString(state);
     var current = window.location.search || window.location.pathname;
     if (url !== current) window.history.pushState(state, '', url);
@@ -678,10 +778,11 @@
   function init() {
     $('search-form').addEventListener('submit', function (e) {
       e.preventDefault();
-      navigate({ address: normaliseInput($('address').value), type: $('type-filter').value });
+      var t = searchTarget($('address').value);
+      navigate({ address: t.address, message: t.message, type: $('type-filter').value });
     });
     $('type-filter').addEventListener('change', function () {
-      var address = normaliseInput($('address').value);
+      var address = searchTarget($('address').value).address;
       if (address) navigate({ address: address, type: $('type-filter').value });
     });
     $('home').addEventListener('click', function (e) {
@@ -698,8 +799,9 @@
     });
     state = readQuery();
     state.address = normaliseInput(state.address);
+    state.message = state.address ? '' : normaliseInput(state.message);
     render();
-    if (!state.address) $('address').focus();
+    if (!state.address && !state.message) $('address').focus();
   }
 
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init);

@@ -306,6 +306,86 @@ export async function runChecks({ bin, dataDir, outDir, shotName, launch }) {
     assert.equal(await page.visible('#banner'), false);
     assert.ok(await page.visible('#clear'));
   });
+  // ---- one sent mail, by its SES message id (GET /v1/messages/{id}) ---------------
+  // The delivery template's mail went to ADDRESS (delivery) and OTHER
+  // (other); the event templates' mail holds ADDRESS's click, open, delay
+  // and the hostile click.
+  const MAIL = '0000014644fe5ef6-9a483358-9170-4cb4-a269-f5dcdf415321-000000';
+  const EVENT_MAIL = 'EXAMPLE7c191be45-e9aedb9a-02f9-4d12-a87d-dd0099a07f8a-000000';
+  const groupRows = (p) => p.$$eval('#message-groups .msg-group', (ss) => ss.map((s) =>
+    [s.getAttribute('data-recipient'),
+      Array.from(s.querySelectorAll('tbody tr')).map((tr) => tr.getAttribute('data-id'))]));
+  const waitGroupRows = (p, n) => p.waitFunction((want) =>
+    document.querySelectorAll('#message-groups tbody tr').length === want &&
+    !document.getElementById('message-section').hidden, n);
+  await acheck('a message id in the search box shows every recipient of that mail, the newest first', async () => {
+    await page.fill('#address', MAIL);
+    await page.click('#search');
+    await waitGroupRows(page, 2);
+    assert.deepEqual(await groupRows(page), [[OTHER, [ids.other]], [ADDRESS, [ids.delivery]]]);
+    assert.equal((await page.text('#message-id')).trim(), MAIL);
+    assert.match(await page.text('#message-count'), /^2 recipients, 2 events/);
+    assert.ok(apiRequests.some((u) => u.endsWith(`/v1/messages/${MAIL}`)), apiRequests.join(' '));
+    assert.equal(new URL(page.url()).search, `?message=${MAIL}`);
+    assert.equal(await page.visible('#timeline-section'), false);
+    assert.equal(await page.visible('#summary'), false);
+    assert.equal(await page.visible('#recent'), false);
+  });
+  const messageShot = path.join(outDir, shotName.replace(/\.png$/, '-message.png'));
+  await page.screenshot(messageShot);
+  check(`screenshot of the message view saved to ${messageShot}`, () => {
+    const png = fs.readFileSync(messageShot);
+    assert.ok(png.length > 10000, `${png.length} bytes`);
+    assert.equal(png.subarray(1, 4).toString('latin1'), 'PNG');
+    assert.equal(png.readUInt32BE(16), VIEWPORT.width, 'width');
+  });
+  await acheck('message view: one recipient\'s events newest first, with the timeline\'s details; markup stays text', async () => {
+    await page.fill('#address', ` ${EVENT_MAIL} `);
+    await page.click('#search');
+    await waitGroupRows(page, 4);
+    assert.deepEqual(await groupRows(page),
+      [[ADDRESS, ['click', 'open', 'delay', 'xss-link'].map((k) => ids[k])]]);
+    const row = (k, f) => page.text(`#message-groups tr[data-id="${ids[k]}"] dd[data-field="${f}"]`);
+    assert.equal(await row('xss-link', 'link'), XSS_LINK);
+    assert.equal(await row('delay', 'delayType'), 'TransientCommunicationFailure');
+    assert.equal(await row('open', 'ipAddress'), '192.0.2.1');
+    assert.equal(await page.count('#message-groups img, #message-groups script, #message-groups iframe'), 0);
+    const hrefs = await page.$$eval('#message-groups a', (as) => as.map((a) => a.getAttribute('href')));
+    assert.deepEqual(hrefs, [`?address=${enc}`], 'the only link is the recipient\'s timeline');
+    await sleep(300);
+    assert.equal(await page.evaluate(() => typeof window.__pwned), 'undefined');
+  });
+  await acheck('the recipient links to its timeline; Back returns to the message', async () => {
+    await page.click('#message-groups .msg-group h3 a');
+    await waitRows(page, 50);
+    assert.equal(new URL(page.url()).search, `?address=${enc}`);
+    assert.equal(await page.visible('#message-section'), false);
+    await page.goBack();
+    await waitGroupRows(page, 4);
+    assert.equal(await page.value('#address'), EVENT_MAIL);
+  });
+  await acheck('a ?message= deep link opens the message view; an unknown id shows the empty state', async () => {
+    const p4 = await openPage(context, problems);
+    await p4.goto(`${mt.api}/?message=${MAIL}`);
+    await waitGroupRows(p4, 2);
+    assert.equal(await p4.value('#address'), MAIL);
+    await p4.fill('#address', '0100018c00000000-unknown-000000');
+    await p4.click('#search');
+    await p4.waitVisible('#empty');
+    assert.match(await p4.text('#empty'), /0100018c00000000-unknown-000000/);
+    assert.equal(await p4.visible('#message-section'), false);
+    assert.deepEqual(await p4.evaluate(() => window.__csp), []);
+    await p4.close();
+  });
+  await acheck('what is neither an address nor a message id is refused in the page, not sent', async () => {
+    const before = apiRequests.length;
+    await page.fill('#address', 'not an id!');
+    await page.click('#search');
+    await page.waitVisible('#error');
+    assert.match(await page.text('#error'), /neither an email address .* nor an SES message id/);
+    assert.equal(apiRequests.slice(before).filter((u) => u.includes('/v1/')).length, 0,
+      apiRequests.slice(before).join(' '));
+  });
   await acheck('no script error and no Content-Security-Policy violation on any page', async () => {
     assert.deepEqual(await page.evaluate(() => window.__csp), []);
     assert.deepEqual(problems, []);

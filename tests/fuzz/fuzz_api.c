@@ -47,6 +47,31 @@ static void check_address(const char *a)
 			abort();
 }
 
+/* A message route's id: 1..STORE_MESSAGE_ID_MAX of [A-Za-z0-9-], and
+ * exactly the path's last segment; a bad one is a message path whose id
+ * is not that. */
+static void check_message_id(const char *path, size_t len, enum apireq_route r,
+			     const char *id)
+{
+	static const char msgs[] = "/v1/messages/";
+	size_t ml = sizeof(msgs) - 1;
+	bool under = len > ml && memcmp(path, msgs, ml) == 0;
+	if (r == APIREQ_BAD_MESSAGE_ID) {
+		if (!under || store_message_id_valid(path + ml, len - ml))
+			abort();
+		return;
+	}
+	if (r != APIREQ_MESSAGE)
+		return;
+	size_t n = strlen(id);
+	if (!under || n == 0 || n > STORE_MESSAGE_ID_MAX || n != len - ml ||
+	    memcmp(id, path + ml, n) != 0)
+		abort();
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)id[i]) && id[i] != '-')
+			abort();
+}
+
 static void check_query(const struct apireq_query *p, bool ok)
 {
 	if (!ok) {
@@ -62,6 +87,10 @@ static void check_query(const struct apireq_query *p, bool ok)
 	if (q->has_before && q->has_after && q->after >= q->before)
 		abort();
 	if ((q->type && !*q->type) || (q->has_after && p->route != APIREQ_TIMELINE))
+		abort();
+	/* The message lookup takes no parameters. */
+	if (p->route == APIREQ_MESSAGE && (q->type || q->has_before || q->has_after ||
+					   q->limit != APIREQ_LIMIT_DEFAULT))
 		abort();
 }
 
@@ -82,6 +111,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	enum apireq_route r = apireq_parse_path(buf, path_len, address);
 	if (r == APIREQ_SUMMARY || r == APIREQ_TIMELINE)
 		check_address(address);
+	check_message_id(buf, path_len, r, address);
 
 	struct apireq_query p;
 	apireq_query_init(&p, r);

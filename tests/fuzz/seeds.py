@@ -76,7 +76,10 @@ def api_seeds():
                "/v1/recipients/alice@example.com/events?type=Rendering+Failure&after=1&before=2",
                "/v1/recipients/alice@example.com/events?type=Bounce&after=1764000000000",
                "/v1/recipients/alice@example.com/events?limit=0&foo=bar",
-               "/v1/recipients/alice@example.com/events/extra", "/v1/nope"]
+               "/v1/recipients/alice@example.com/events/extra", "/v1/nope",
+               "/v1/messages/0100018c1a2b3c4d-1a2b3c4d-5e6f-7a8b-9c0d-1e2f3a4b5c6d-000000",
+               "/v1/messages/EXAMPLE7c191be45-e9aedb9a?limit=5", "/v1/messages/",
+               "/v1/messages/a%2Fb", "/v1/messages/a.b", "/v1/messages/" + "x" * 129]
     for a in addresses():
         q = urllib.parse.quote(a, safe="@")
         targets += [f"/v1/recipients/{q}", f"/v1/recipients/{q}/events?limit=5&type=Delivery"]

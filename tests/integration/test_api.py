@@ -19,7 +19,11 @@ type and before/after filters return exactly the expected subset; lookups
 are case-insensitive and URL-decoded ('+' stays a plus, %40 and %2B are
 decoded); the summary's counts, last event and suppression; the recent
 feed; the 400/401/404/405 answers with their exact JSON shape; the console
-assets; 503 while Redis is down.
+assets; 503 while Redis is down.  Issue 14: GET /v1/messages/{id} groups a
+mail's events by recipient, newest first, and a redelivery adds nothing to
+the message index; retention trims drop its references; its cap, its
+expiry, its id validation (400), and store_forget_message_refs() run
+through build/tests/forget_refs.
 
 MAILTRAIL_TEST_WRAPPER (e.g. "valgrind --error-exitcode=99 -q") is put in
 front of every mailtrail command.  Nothing is ever skipped: a missing tool or
@@ -35,6 +39,7 @@ import json
 import os
 import random
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -114,6 +119,7 @@ KINDS = {
     "delivery": ("awsdoc-identity-delivery.json", "Delivery"),
     "complaint": ("awsdoc-identity-complaint-with-feedback-report.json", "Complaint"),
     "rendering-failure": ("awsdoc-event-rendering-failure.json", "Rendering Failure"),
+    "open": ("awsdoc-event-open.json", "Open"),
 }
 
 
@@ -122,13 +128,13 @@ class Item:
 
     __slots__ = ("kind", "addresses", "ms", "serial", "text", "msg", "type")
 
-    def __init__(self, kind, addresses, ms, serial):
+    def __init__(self, kind, addresses, ms, serial, mail_id=None):
         self.kind = kind
         self.addresses = [addresses] if isinstance(addresses, str) else list(addresses)
         self.ms = ms
         self.serial = serial
         self.type = KINDS[kind][1]
-        self.text = ses_event(kind, self.addresses, ms, serial)
+        self.text = ses_event(kind, self.addresses, ms, serial, mail_id)
         self.msg = None
 
     @property
@@ -147,18 +153,24 @@ def normalised(address):
     return address.lower()
 
 
-def ses_event(kind, addresses, ms, serial):
-    """The SES JSON (compact) of one event for these recipients at ms.
+def ses_message_id(serial):
+    """An SES message id (mail.messageId) of SES's shape."""
+    return f"0100018e{serial:08x}-4eca7ee8-dd82-4f94-8b91-3b4917f769ec-000000"
+
+
+def ses_event(kind, addresses, ms, serial, mail_id=None):
+    """The SES JSON (compact) of one event for these recipients at ms, of
+    the mail mail_id (default: one of its own).
 
     The mail's own timestamp is set 5 s earlier for the types that carry
-    their own time (bounce, complaint, delivery), so an event filed under
-    the wrong timestamp is seen; rendering failure has no time of its own
-    and uses the mail's."""
+    their own time (bounce, complaint, delivery, open), so an event filed
+    under the wrong timestamp is seen; rendering failure has no time of
+    its own and uses the mail's."""
     name, _ = KINDS[kind]
     obj = ENV.template(name)
     t = ms_iso(ms)
     mail = obj["mail"]
-    mail["messageId"] = f"0100018e{serial:08x}-4eca7ee8-dd82-4f94-8b91-3b4917f769ec-000000"
+    mail["messageId"] = mail_id or ses_message_id(serial)
     mail["destination"] = list(addresses)
     mail["timestamp"] = ms_iso(ms - 5000)
     if kind.startswith("bounce"):
@@ -176,6 +188,8 @@ def ses_event(kind, addresses, ms, serial):
         c["timestamp"] = t
     elif kind == "rendering-failure":
         mail["timestamp"] = t
+    elif kind == "open":
+        obj["open"]["timestamp"] = t
     else:
         raise ValueError(kind)
     return json.dumps(obj, separators=(",", ":"))
@@ -1060,6 +1074,175 @@ class TestRecentFeed(ApiCase):
 
 
 # ===================================================================================
+class TestMessages(ApiCase):
+    """GET /v1/messages/{sesMessageId}: every event of one sent mail,
+    grouped by recipient, from the message index written at ingest."""
+
+    DAY = 86400 * 1000
+    HOUR = 3600 * 1000
+
+    def message(self, m, mail_id, status=200):
+        body = self.get(m, f"/v1/messages/{mail_id}", status)
+        if status == 200:
+            self.assertEqual(sorted(body), ["messageId", "recipients"], body)
+            self.assertEqual(body["messageId"], mail_id)
+            for g in body["recipients"]:
+                self.assertEqual(sorted(g), ["events", "recipient"], g)
+        return body
+
+    def grouped(self, body):
+        """[(recipient, [(id, type, time ms)])] of an answer."""
+        return [(g["recipient"], [(e["id"], e["type"], ms_of(e["time"])) for e in g["events"]])
+                for g in body["recipients"]]
+
+    def test_grouped_newest_first(self):
+        m = self.start()
+        mail = ses_message_id(0x4d00)
+        other = ses_message_id(0x4d01)
+        rcpts = ["b1@example.com", "Bee Two <B2@Example.com>", "b3@example.net"]
+        items = [
+            Item("delivery", "dora@example.com", T0 + 1000, 1, mail),
+            Item("bounce-permanent", rcpts, T0 + 3000, 2, mail),
+            Item("delivery", "carl@example.org", T0 + 4000, 3, mail),
+            Item("open", "dora@example.com", T0 + 5000, 4, mail),
+            Item("bounce-transient", "carl@example.org", T0 + 2000, 5, mail),
+            # Another mail to the same recipients: not in the answer.
+            Item("complaint", ["dora@example.com", "b1@example.com"], T0 + 6000, 6, other),
+        ]
+        self.deliver(m, items, threads=1)
+        got = self.grouped(self.message(m, mail))
+        i = {it.serial: it for it in items}
+        expect = [
+            ("dora@example.com", [(i[4].id, "Open", T0 + 5000), (i[1].id, "Delivery", T0 + 1000)]),
+            ("carl@example.org", [(i[3].id, "Delivery", T0 + 4000),
+                                  (i[5].id, "Bounce", T0 + 2000)]),
+        ]
+        self.assertEqual(got[:2], expect, got)
+        # Three recipients' newest events share a millisecond: any order
+        # among them, each with its own one event.
+        self.assertEqual(sorted(got[2:]), sorted(
+            (a, [(i[2].id, "Bounce", T0 + 3000)])
+            for a in ("b1@example.com", "b2@example.com", "b3@example.net")), got)
+        # The EVENTs are the recipients' own, byte for byte as the timeline
+        # returns them.
+        body = self.message(m, mail)
+        for g in body["recipients"]:
+            timeline = self.get_page(m, timeline_path(g["recipient"]), g["recipient"])["events"]
+            self.assertEqual(g["events"], [e for e in timeline
+                                           if e["mail"]["messageId"] == mail], g["recipient"])
+        self.assertEqual(sorted(self.grouped(self.message(m, other))), [
+            ("b1@example.com", [(i[6].id, "Complaint", T0 + 6000)]),
+            ("dora@example.com", [(i[6].id, "Complaint", T0 + 6000)])])
+        # Never seen: an empty answer, not an error.
+        self.assertEqual(self.message(m, ses_message_id(0x4dff)),
+                         {"messageId": ses_message_id(0x4dff), "recipients": []})
+
+        # Redelivery adds nothing: the same references, the same answer.
+        key = f"mailtrail:mail:{{{mail}}}"
+        refs = ENV.redis("ZRANGE", key, 0, -1, "WITHSCORES")
+        self.assertEqual(len(refs), 2 * 7, refs)
+        for r in refs[::2]:
+            addr, prefix = r.decode().split(" ", 1)
+            self.assertTrue(prefix.startswith('{"id":"') and prefix.endswith('",'), r)
+        before = self.message(m, mail)
+        self.deliver(m, items[:5], threads=1, expect="duplicate")
+        self.assertEqual(ENV.redis("ZRANGE", key, 0, -1, "WITHSCORES"), refs)
+        self.assertEqual(self.message(m, mail), before)
+        # Kept for the retention period (90 days by default) and at most
+        # an hour more.
+        ttl = ENV.redis("PTTL", key)
+        self.assertGreater(ttl, 90 * self.DAY + self.HOUR - 60_000)
+        self.assertLessEqual(ttl, 90 * self.DAY + self.HOUR)
+
+    def test_retention_trim_drops_references(self):
+        m = self.start("--retention-days", "1")
+        a, b = "ria@example.com", "rob@example.com"
+        mail = ses_message_id(0x4e00)
+        old = [Item("delivery", [a, b], T0, 1, mail), Item("open", a, T0 + 500, 2, mail)]
+        self.deliver(m, old, threads=1)
+        self.assertEqual([g["recipient"] for g in self.message(m, mail)["recipients"]], [a, b])
+        # A newer event of another mail trims a's events of this mail (more
+        # than a day older): a leaves the answer, b stays.
+        self.deliver(m, [Item("delivery", a, T0 + self.DAY + 1000, 3)], threads=1)
+        got = self.grouped(self.message(m, mail))
+        self.assertEqual(got, [(b, [(old[0].id, "Delivery", T0)])])
+        self.deliver(m, [Item("complaint", b, T0 + self.DAY + 2000, 4)], threads=1)
+        self.assertEqual(self.message(m, mail)["recipients"], [])
+        # The index's expiry follows the retention period.
+        ttl = ENV.redis("PTTL", f"mailtrail:mail:{{{mail}}}")
+        self.assertGreater(ttl, self.DAY + self.HOUR - 60_000)
+        self.assertLessEqual(ttl, self.DAY + self.HOUR)
+
+    def test_references_capped(self):
+        # Three signed notifications of 1,000 recipients each (SES's
+        # Send, Delivery and Open of one big mail): 3,000 events, of which
+        # the index keeps the newest 2,000.
+        m = self.start()
+        mail = ses_message_id(0x4f00)
+        rcpts = [f"u{k:04d}@big.example" for k in range(1000)]
+        items = [Item("delivery", rcpts, T0 + 1000, 1, mail),
+                 Item("open", rcpts, T0 + 2000, 2, mail),
+                 Item("open", rcpts, T0 + 3000, 3, mail)]
+        self.deliver(m, items, threads=1)
+        self.assertEqual(ENV.redis("ZCARD", f"mailtrail:mail:{{{mail}}}"), 2000)
+        body = self.message(m, mail)
+        self.assertEqual(len(body["recipients"]), 1000)
+        for g in body["recipients"]:
+            self.assertEqual([(e["id"], ms_of(e["time"])) for e in g["events"]],
+                             [(items[2].id, T0 + 3000), (items[1].id, T0 + 2000)], g)
+
+    def test_erasure_forgets_references(self):
+        # store_forget_message_refs(), which the erasure route calls before
+        # it deletes a recipient's set: that recipient's references leave
+        # every message index its events are in; the others stay.  Run
+        # through tests/forget_refs (build/tests/), twice: idempotent.
+        m = self.start()
+        mail, other = ses_message_id(0x5000), ses_message_id(0x5001)
+        a, b = "eve@example.com", "fay@example.com"
+        items = [Item("delivery", [a, b], T0, 1, mail), Item("open", a, T0 + 10, 2, mail),
+                 Item("complaint", a, T0 + 20, 3, other), Item("delivery", b, T0 + 30, 4, other)]
+        self.deliver(m, items, threads=1)
+        tool = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(BINARY))),
+                            "tests", "forget_refs")
+        keys = [f"mailtrail:mail:{{{mail}}}", f"mailtrail:mail:{{{other}}}"]
+        self.assertEqual([ENV.redis("ZCARD", k) for k in keys], [3, 2])
+        for attempt in (1, 2):
+            r = subprocess.run([tool, ENV.redis_url, "mailtrail:", "90", "Eve@Example.com"],
+                               capture_output=True, timeout=60)
+            self.assertEqual(r.returncode, 0, f"attempt {attempt}: {r.stderr!r}")
+            self.assertEqual([ENV.redis("ZRANGE", k, 0, -1) for k in keys],
+                             [[f'{b} {{"id":"{items[0].id}",'.encode()],
+                              [f'{b} {{"id":"{items[3].id}",'.encode()]], f"attempt {attempt}")
+        self.assertEqual(self.grouped(self.message(m, mail)),
+                         [(b, [(items[0].id, "Delivery", T0)])])
+        # The recipient's own events are the erasure route's to delete.
+        self.assertEqual(ENV.redis("ZCARD", f"mailtrail:rcpt:{{{a}}}"), 3)
+
+    def test_bad_ids(self):
+        m = self.start()
+        for mid in ("has%20space", "a.b", "a_b", "a%2Fb", "x" * 129, "%C3%A9t%C3%A9",
+                    "a%00b", "..", "a:b", "%7Bx%7D"):
+            with self.subTest(id=mid):
+                body = self.get(m, f"/v1/messages/{mid}", 400)
+                self.assertEqual(body["parameter"], "messageId", body)
+                self.assertEqual(body["status"], "error", body)
+        self.message(m, "x" * 128)
+        self.message(m, "0-A-z-9")
+        self.assertEqual(self.api(m, "/v1/messages/").status, 404)
+        self.assertEqual(self.api(m, "/v1/messages").status, 404)
+        self.assertEqual(self.api(m, f"/v1/messages/{ses_message_id(1)}/events").status, 400)
+        body = self.get(m, f"/v1/messages/{ses_message_id(1)}?limit=5", 400)
+        self.assertEqual(body["parameter"], "limit", body)
+        # Counted under the route's own label (never the id itself); a bad
+        # id, like a bad address, under "other".
+        text = m.request("GET", "/metrics").body.decode()
+        for status, n in (("200", 2), ("400", 1)):
+            self.assertIn(f'mailtrail_http_requests_total{{route="/v1/messages/{{sesMessageId}}",'
+                          f'status="{status}"}} {n}\n', text)
+        self.assertNotIn(ses_message_id(1), text)
+
+
+# ===================================================================================
 class TestErrors(ApiCase):
 
     def assertBadParameter(self, m, path, param):  # noqa: N802
@@ -1180,7 +1363,8 @@ class TestErrors(ApiCase):
         ]
         for path in ("/v1/events", "/v1/recipients/alice@example.com/events",
                      "/v1/recipients/alice@example.com",
-                     "/v1/recipients/alice@example.com/events?limit=0"):
+                     "/v1/recipients/alice@example.com/events?limit=0",
+                     "/v1/messages/" + ses_message_id(1), "/v1/messages/not%20an%20id"):
             for what, header in cases:
                 with self.subTest(path=path, case=what):
                     h = {"Authorization": header} if header is not None else {}
@@ -1190,7 +1374,7 @@ class TestErrors(ApiCase):
                                     f"{what}: {r.headers}")
                     self.assertNotIn(TOKEN.encode(), r.body)
         for path in ("/v1/events", "/v1/recipients/alice@example.com/events",
-                     "/v1/recipients/alice@example.com"):
+                     "/v1/recipients/alice@example.com", "/v1/messages/" + ses_message_id(1)):
             with self.subTest(path=path, case="right token"):
                 self.get(m, path)
         self.assertFalse(any(TOKEN in ln for ln in m.out_lines + m.err_lines),

@@ -20,6 +20,9 @@ first node as its seed.  Then:
   braces     recipients whose addresses hold braces ('}x@example.com'):
              stored, their keys in one slot, read back, and drained from
              a spool.
+  messages   the message index (its own hash tag: the SES message id) is
+             written with events of recipients on every master, and
+             GET /v1/messages/{id} reads them back across the slots.
 
 The SNS-like client retries on 5xx or a timeout and stops on 2xx/4xx, as
 SNS does.  Each load phase prints sent / acknowledged / stored / duplicates
@@ -261,8 +264,9 @@ class Cluster:
                 proc.wait()
 
 
-def bounce(addresses, ms, serial):
-    """An SES bounce notification for these recipients at event time ms."""
+def bounce(addresses, ms, serial, mail_id=None):
+    """An SES bounce notification for these recipients at event time ms,
+    of the mail mail_id (default: one of its own)."""
     t = iso_ms(harness.dt.datetime.fromtimestamp(ms / 1000, harness.dt.timezone.utc))
     return json.dumps({
         "notificationType": "Bounce",
@@ -272,7 +276,8 @@ def bounce(addresses, ms, serial):
                                    "diagnosticCode": "smtp; 450 try later"} for a in addresses],
             "timestamp": t, "feedbackId": f"feedback-{serial}",
             "reportingMTA": "dsn; a.example.net"},
-        "mail": {"timestamp": t, "messageId": f"ses-{serial}", "source": "sender@example.net",
+        "mail": {"timestamp": t, "messageId": mail_id or f"ses-{serial}",
+                 "source": "sender@example.net",
                  "destination": list(addresses)},
     })
 
@@ -618,6 +623,53 @@ class ClusterTest(harness.MailtrailTestCase):
         self.assertFalse(body["spool"]["stalled"], body)
         for a, mid in msgs:
             self.assertIn(mid, self.api_ids(m2, a), a)
+
+    def test_message_index(self):
+        cl = ENV.cluster
+        m = self.start()
+        mail = "0100018e0000c1c1-4eca7ee8-dd82-4f94-8b91-3b4917f769ec-000000"
+        key = f"mailtrail:mail:{{{mail}}}"
+        mslot = crc16(mail.encode()) % 16384
+        self.assertEqual(cl.c(cl.ports[0])("CLUSTER", "KEYSLOT", key), mslot)
+        # Recipients on every master, none in the index's slot.
+        rcpts, owners, i = [], set(), 0
+        while len(owners) < len(cl.masters()) or len(rcpts) < 6:
+            a = f"m{i}@msg.example"
+            i += 1
+            if slot_of_address(a) != mslot:
+                rcpts.append(a)
+                owners.add(cl.owner(slot_of_address(a)))
+        half = len(rcpts) // 2
+        older = ENV.signer.notification(bounce(rcpts[:half], T0 + 50_000, 95_000, mail))
+        newer = ENV.signer.notification(bounce(rcpts[half:], T0 + 50_001, 95_001, mail))
+        other = ENV.signer.notification(bounce(rcpts[:2], T0 + 50_002, 95_002))
+        for msg in (older, newer, other):
+            r = m.post_sns(msg)
+            self.assertEqual((r.status, r.json()), (200, {"status": "stored"}), r)
+        # The index is on its own slot's owner (asked directly).
+        owner = cl.owner(mslot)
+        self.assertEqual(cl.c(owner)("ZCARD", key), len(rcpts))
+        self.assertGreater(cl.c(owner)("PTTL", key), 0)
+
+        def answer():
+            r = harness.http_request(m.api_port, "GET", f"/v1/messages/{mail}")
+            self.assertEqual(r.status, 200, r)
+            body = r.json()
+            self.assertEqual(body["messageId"], mail)
+            return [(g["recipient"], [(e["id"], e["mail"]["messageId"]) for e in g["events"]])
+                    for g in body["recipients"]]
+        got = answer()
+        # The newer notification's recipients first (any order among
+        # those sharing a millisecond), each with its one event.
+        self.assertEqual(sorted(got[:len(rcpts) - half]),
+                         [(a, [(newer["MessageId"], mail)]) for a in sorted(rcpts[half:])])
+        self.assertEqual(sorted(got[len(rcpts) - half:]),
+                         [(a, [(older["MessageId"], mail)]) for a in sorted(rcpts[:half])])
+        # A redelivery adds nothing.
+        r = m.post_sns(older)
+        self.assertEqual((r.status, r.json()), (200, {"status": "duplicate"}), r)
+        self.assertEqual(cl.c(owner)("ZCARD", key), len(rcpts))
+        self.assertEqual(answer(), got)
 
     def test_wrong_password(self):
         m = self.start(password="not-the-password")
