@@ -100,8 +100,10 @@ bool apireq_parse_export_param(struct apireq_export *e, const char *key,
 /* Largest body of a check (413 beyond): 1,000 addresses of the longest
  * kind, with a display name each, fit several times over. */
 #define APIREQ_CHECK_BODY_MAX (1024 * 1024)
-/* JSON nesting a check's body may have: the array and its strings. */
-#define APIREQ_CHECK_DEPTH_MAX 2
+/* JSON nesting a check's body may have (json-c's depth): the array, and
+ * one level more, so that an object or array in it is named as the wrong
+ * type rather than as too deep. */
+#define APIREQ_CHECK_DEPTH_MAX 3
 
 struct apireq_check_entry {
 	const char *given; /* the string as sent (decoded), borrowed from

@@ -1294,6 +1294,8 @@ enum mt_err store_suppressions_scan(struct store *st, uint64_t cursor, size_t co
 		s.address = address_of_counts_key(st, keys->element[i], &s.address_len);
 		if (!s.address)
 			continue;
+		if (c == b.n)
+			break; /* cannot be: one command per such key */
 		const redisReply *a = b.cmd[c++].reply;
 		if (a && a->type == REDIS_REPLY_ERROR) {
 			/* Not a hash (WRONGTYPE): not one of ours. */

@@ -157,8 +157,12 @@ static void test_suppressions(void)
 	check_body_err("[1]", MT_E_FIELD_TYPE);
 	check_body_err("[\"a@b.c\", null]", MT_E_FIELD_TYPE);
 	check_body_err("[{}]", MT_E_FIELD_TYPE);
-	check_body_err("[[\"a@b.c\"]]", MT_E_TOO_DEEP);
+	check_body_err("[{\"a\":1}]", MT_E_FIELD_TYPE);
+	check_body_err("[[\"a@b.c\"]]", MT_E_FIELD_TYPE);
+	check_body_err("{\"a\":[\"a@b.c\"]}", MT_E_BAD_JSON);
 	check_body_err("[[[\"a@b.c\"]]]", MT_E_TOO_DEEP);
+	check_body_err("[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"a@b.c\"]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+		       MT_E_TOO_DEEP);
 	/* 1,000 addresses pass, 1,001 do not. */
 	size_t cap = 20 * 1002 + 16;
 	char *big = malloc(cap);
