@@ -1102,10 +1102,17 @@ void store_summary_free(struct store_summary *sum)
 /* ---- suppressions and erasure (issue 14) -------------------------------- */
 
 /* The counts hash fields that decide a suppression, as put_script names
- * them; HMGET asks for them in this order. */
-#define SUPPRESSION_FIELDS                                                     \
-	"suppress:Bounce/Permanent suppress:Complaint last:Bounce/Permanent "  \
-	"last:Complaint"
+ * them, are asked for in this order: suppress:Bounce/Permanent,
+ * suppress:Complaint, last:Bounce/Permanent, last:Complaint. */
+
+/* Queues the HMGET of key's suppression fields (by its arguments: no printf). */
+static void hmget_suppression(struct batch *b, const char *key, size_t len)
+{
+	const char *argv[] = {"HMGET", key, "suppress:Bounce/Permanent", "suppress:Complaint",
+			      "last:Bounce/Permanent", "last:Complaint"};
+	const size_t argl[] = {5, len, 25, 18, 21, 14};
+	batch_add(b, key, 6, argv, argl);
+}
 
 static bool reply_int(const redisReply *r, long long *out)
 {
@@ -1119,7 +1126,7 @@ static bool reply_int(const redisReply *r, long long *out)
 	return true;
 }
 
-/* The suppression an HMGET of SUPPRESSION_FIELDS answers (the summary's
+/* The suppression hmget_suppression's answer says (the summary's
  * rule: a permanent bounce unless a complaint is later).  False when the
  * answer holds none of the fields (nothing known under that key). */
 static bool suppression_of(const redisReply *r, struct store_suppression *out)
@@ -1169,7 +1176,7 @@ enum mt_err store_suppression_check(struct store *st, const char *const *address
 				goto out;
 			keys[nkeys++] = k;
 			cmd[2 * i + (size_t)old] = b.n;
-			batch_addf(&b, k, "HMGET %s " SUPPRESSION_FIELDS, k);
+			hmget_suppression(&b, k, strlen(k));
 		}
 	}
 	err = b.n ? batch_run(st, &b, errbuf, errsz) : MT_E_OK;
@@ -1282,11 +1289,7 @@ enum mt_err store_suppressions_scan(struct store *st, uint64_t cursor, size_t co
 		size_t len;
 		if (!address_of_counts_key(st, keys->element[i], &len))
 			continue;
-		const char *argv[] = {"HMGET", keys->element[i]->str, "suppress:Bounce/Permanent",
-				      "suppress:Complaint", "last:Bounce/Permanent",
-				      "last:Complaint"};
-		const size_t argl[] = {5, keys->element[i]->len, 25, 18, 21, 14};
-		batch_add(&b, keys->element[i]->str, 6, argv, argl);
+		hmget_suppression(&b, keys->element[i]->str, keys->element[i]->len);
 	}
 	err = b.n ? batch_run(st, &b, errbuf, errsz) : MT_E_OK;
 	for (size_t i = 0, c = 0; err == MT_E_OK && i < keys->elements; i++) {
