@@ -204,7 +204,10 @@ static size_t json_escape(const char *s, size_t len, char *out)
 			out[o++] = '\\';
 			out[o++] = (char)c;
 		} else if (c < 0x20) {
-			memcpy(out + o, "\\u00", 4);
+			out[o] = '\\';
+			out[o + 1] = 'u';
+			out[o + 2] = '0';
+			out[o + 3] = '0';
 			out[o + 4] = hex[c >> 4];
 			out[o + 5] = hex[c & 15];
 			o += 6;

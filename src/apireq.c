@@ -226,6 +226,8 @@ enum mt_err apireq_parse_check(const char *body, size_t len, struct apireq_check
 {
 	memset(out, 0, sizeof(*out));
 	*why = "";
+	if (!body)
+		len = 0;
 	if (len > APIREQ_CHECK_BODY_MAX)
 		return check_fail(why, MT_E_TOO_LARGE, "body over 1048576 bytes");
 	if (len > INT_MAX)
@@ -234,7 +236,9 @@ enum mt_err apireq_parse_check(const char *body, size_t len, struct apireq_check
 	if (!tok)
 		return check_fail(why, MT_E_NOMEM, "out of memory");
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	out->root = json_tokener_parse_ex(tok, body ? body : "", (int)len);
+	if (!body)
+		body = "";
+	out->root = json_tokener_parse_ex(tok, body, (int)len);
 	enum json_tokener_error jerr = json_tokener_get_error(tok);
 	size_t used = json_tokener_get_parse_end(tok);
 	json_tokener_free(tok);
