@@ -57,6 +57,14 @@ CHECK = "/v1/suppressions/check"
 
 def setUpModule():
     api.BINARY, api.DATA = BINARY, DATA
+    # Under AddressSanitizer (the CI's asan stage) freed memory waits in a
+    # quarantine of 256 MB before it is reused, which would make any
+    # streamed answer look like it grows the process by what it sent:
+    # without the quarantine the peak RSS check means the same as in a
+    # plain build (the mailtrail processes inherit this environment).
+    opts = os.environ.get("ASAN_OPTIONS", "")
+    os.environ["ASAN_OPTIONS"] = (opts + ":" if opts else "") + \
+        "quarantine_size_mb=0:thread_local_quarantine_size_kb=0"
     api.setUpModule()
 
 
@@ -371,9 +379,14 @@ class ExportTest(SuppressionCase):
             self.assertEqual((o["reason"], o["time"]), (w, ms_iso(ms)))
         print(f"\n  export of {n_supp} addresses ({len(r.body)} bytes): {elapsed:.2f} s, "
               f"peak RSS +{hwm - rss_before} kB", file=sys.stderr)
-        # The body is about 11 MB: buffering it would show several times
+        # The body is about 12 MB: buffering it would show several times
         # that; streaming keeps one SCAN step's lines (about 100 KB).
-        self.assertLess(hwm - rss_before, 4 * 1024,
+        # Under valgrind (MAILTRAIL_TEST_WRAPPER) freed blocks wait in its
+        # 20 MB free list before reuse (--freelist-vol), so only growth
+        # beyond that is caught there.  Plain builds grow about 1.5 MB,
+        # ASan ones (no quarantine) about 4 MB.
+        limit = 8 * 1024 + (32 * 1024 if harness.WRAPPER else 0)
+        self.assertLess(hwm - rss_before, limit,
                         f"peak RSS grew by {hwm - rss_before} kB during the export")
 
         # CSV too, by count.
