@@ -381,13 +381,15 @@ class ExportTest(SuppressionCase):
               f"peak RSS +{hwm - rss_before} kB", file=sys.stderr)
         # The body is about 12 MB: buffering it would show several times
         # that; streaming keeps one SCAN step's lines (about 100 KB).
-        # Under valgrind (MAILTRAIL_TEST_WRAPPER) freed blocks wait in its
-        # 20 MB free list before reuse (--freelist-vol), so only growth
-        # beyond that is caught there.  Plain builds grow about 1.5 MB,
-        # ASan ones (no quarantine) about 4 MB.
-        limit = 8 * 1024 + (32 * 1024 if harness.WRAPPER else 0)
-        self.assertLess(hwm - rss_before, limit,
-                        f"peak RSS grew by {hwm - rss_before} kB during the export")
+        # Plain builds grow about 1.5 MB, ASan ones (no quarantine) about
+        # 4 MB.  Under MAILTRAIL_TEST_WRAPPER (valgrind) the process's RSS
+        # is valgrind's: its free list (freed blocks wait 20 MB before
+        # reuse), shadow memory and code cache grew 50 MB on this same
+        # export, so that run checks memory errors and leaks here, and the
+        # plain and ASan runs check the bound.
+        if not harness.WRAPPER:
+            self.assertLess(hwm - rss_before, 8 * 1024,
+                            f"peak RSS grew by {hwm - rss_before} kB during the export")
 
         # CSV too, by count.
         r = self.export({"format": "csv"})
