@@ -68,6 +68,8 @@ enum metric_gauge {
 	X(API_EVENTS, "/v1/recipients/{address}/events")                       \
 	X(API_SUMMARY, "/v1/recipients/{address}")                             \
 	X(API_RECENT, "/v1/events")                                            \
+	X(API_SUPPRESSIONS, "/v1/suppressions")                                \
+	X(API_SUPPRESSIONS_CHECK, "/v1/suppressions/check")                    \
 	X(CONSOLE, "console")                                                  \
 	X(OTHER, "other")
 

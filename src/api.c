@@ -652,8 +652,12 @@ static enum metric_route route_of(const char *url)
 		return METRIC_ROUTE_API_RECENT;
 	case APIREQ_TIMELINE:
 		return METRIC_ROUTE_API_EVENTS;
-	case APIREQ_SUMMARY:
+	case APIREQ_SUMMARY: /* also an erasure (DELETE) */
 		return METRIC_ROUTE_API_SUMMARY;
+	case APIREQ_SUPPRESSIONS:
+		return METRIC_ROUTE_API_SUPPRESSIONS;
+	case APIREQ_SUPPRESSIONS_CHECK:
+		return METRIC_ROUTE_API_SUPPRESSIONS_CHECK;
 	case APIREQ_CONSOLE:
 		for (size_t i = 0; i < console_assets_count; i++)
 			if (strcmp(url, console_assets[i].path) == 0)

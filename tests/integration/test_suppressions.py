@@ -279,6 +279,14 @@ class CheckTest(SuppressionCase):
                 self.assertEqual(r.status, 405, r)
         for path in ("/v1/suppressions", "/v1/suppressions?format=csv"):
             self.assertEqual(self.api(self.m, path, token=None).status, 401)
+        # The request metrics name the routes (never an address).
+        self.post_check(["a@b.c"])
+        self.export()
+        text = self.m.request("GET", "/metrics").body.decode()
+        for route, status in (("/v1/suppressions/check", 200), ("/v1/suppressions/check", 401),
+                              ("/v1/suppressions", 200), ("/v1/suppressions", 401)):
+            self.assertIn(f'mailtrail_http_requests_total{{route="{route}",status="{status}"}}',
+                          text)
 
 
 class ExportTest(SuppressionCase):
