@@ -1300,9 +1300,14 @@ enum mt_err store_suppressions_scan(struct store *st, uint64_t cursor, size_t co
 		if (c == b.n)
 			break; /* cannot be: one command per such key */
 		const redisReply *a = b.cmd[c++].reply;
-		if (a && a->type == REDIS_REPLY_ERROR) {
-			/* Not a hash (WRONGTYPE): not one of ours. */
-			continue;
+		if (a && a->type == REDIS_REPLY_ERROR && strncmp(a->str, "WRONGTYPE", 9) == 0)
+			continue; /* not a hash: not one of ours */
+		if (!reply_ok(a, REDIS_REPLY_ARRAY, errbuf, errsz)) {
+			/* Any other error (an ACL refusing HMGET...) fails the
+			 * step rather than leave addresses out unseen. */
+			count_fault(NULL);
+			err = MT_E_REDIS;
+			break;
 		}
 		if (!suppression_of(a, &s.s) || !s.s.reason || s.s.time_ms < since_ms)
 			continue;

@@ -304,6 +304,8 @@ class ExportTest(SuppressionCase):
         # An address with a comma and quotes (a quoted local part; written
         # by hand: mailtrail's normalisation does not take one today).
         self.load_counts([('"a,b"@example.com', "Complaint", T0 + 8000)])
+        # A key of the counts pattern that is not a hash: not ours, skipped.
+        self.env.redis("SET", "mailtrail:counts:{junk@example.com}", "x")
         want = {
             "perm@example.com": ("Bounce/Permanent", T0 + 1000),
             "compl@example.com": ("Complaint", T0 + 2000),
