@@ -29,15 +29,20 @@ What is checked:
   key name or value (sorted sets, hashes, the recent feed, its old JSON
   entries), another recipient's data is intact, a second erasure removes
   nothing (200, zero counts), auth, and no log line holds the address
-  (the erasure's line names the first 16 hex digits of its SHA-256).
+  (the erasure's line names the first 16 hex digits of its SHA-256);
+- Redis unavailable: 503 from the check, an erasure and an export page; a
+  streamed export whose Redis goes away mid-way ends without its last
+  chunk (the client sees a cut transfer, not a short list).
 """
 
 import hashlib
+import http.client
 import json
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 
@@ -521,6 +526,47 @@ class ErasureTest(SuppressionCase):
             h = hashlib.sha256(a.encode()).hexdigest()[:16]
             self.assertIn(f'"address_sha256":"{h}"', log)
         self.assertEqual(log.count('"msg":"recipient erased"'), 3)
+
+
+class OutageTest(api.ApiCase):
+    """Redis unavailable: every new route answers 503 (SNS-style "try
+    again"), and a stream cut in the middle is seen as cut."""
+
+    def test_redis_down(self):
+        rs = harness.RedisServer(tempfile.mkdtemp(dir=api.ENV.tmp, prefix="redis-supp-")).start()
+        self.addCleanup(rs.stop)
+        m = self.start(redis_url=f"redis://127.0.0.1:{rs.port}/0", token=TOKEN)
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        out = bytearray()
+        for i in range(60000):  # 5 MB of NDJSON: more than the socket buffers
+            out += resp_command("HSET", f"mailtrail:counts:{{u{i}@example.com}}",
+                                "suppress:Complaint", 1, "last:Complaint", T0 + i)
+        p = subprocess.run(["redis-cli", "-p", str(rs.port), "--pipe"], input=bytes(out),
+                           capture_output=True, timeout=60)
+        self.assertIn(b"errors: 0", p.stdout)
+
+        # A stream whose Redis goes away after the first step: the chunked
+        # body ends without its last chunk (never a short list that looks
+        # whole).
+        conn = http.client.HTTPConnection("127.0.0.1", m.api_port, timeout=30)
+        conn.request("GET", "/v1/suppressions", headers=auth)
+        r = conn.getresponse()
+        self.assertEqual(r.status, 200)
+        first = r.read(1000)
+        self.assertTrue(first.startswith(b'{"address":"u'), first)
+        rs.stop()
+        with self.assertRaises((http.client.IncompleteRead, ConnectionError)):
+            r.read()
+        conn.close()
+
+        for method, path, body in (("POST", CHECK, json.dumps(["u1@example.com"])),
+                                   ("DELETE", "/v1/recipients/u1@example.com", None),
+                                   ("GET", "/v1/suppressions?limit=100", None)):
+            with self.subTest(method=method, path=path):
+                r = harness.http_request(m.api_port, method, path, body=body, headers=auth)
+                self.assertEqual(r.status, 503, r)
+                self.assertEqual(r.json()["status"], "error")
+        self.assertIn('"msg":"erasure failed"', m.log())
 
 
 if __name__ == "__main__":
