@@ -3,6 +3,9 @@
  *   GET /v1/recipients/{address}/events?limit&before&after&type
  *   GET /v1/recipients/{address}
  *   GET /v1/events?limit&before&type
+ *   POST /v1/suppressions/check          (a JSON array of addresses)
+ *   GET /v1/suppressions?format&since&cursor&limit   (streamed, or a page)
+ *   DELETE /v1/recipients/{address}      (erasure)
  *   GET /, /app.js, /app.css   (the console, embedded)
  * With a token configured, /v1/ needs "Authorization: Bearer TOKEN"; the
  * console's files do not (they hold no data, and the page asks for the

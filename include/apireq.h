@@ -8,6 +8,8 @@
  *   /v1/recipients/{address}         no parameters
  *   /v1/events                       limit, before, type
  *   /v1/messages/{sesMessageId}      no parameters
+ *   /v1/suppressions                 format, since, cursor, limit
+ *   /v1/suppressions/check           no parameters; a JSON body
  * Anything else under /v1/ is not found; paths outside /v1/ are the
  * console's files.
  */
@@ -16,7 +18,11 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
+#include <json-c/json.h>
+
+#include "mt_error.h"
 #include "ses.h"
 #include "store.h"
 
@@ -36,6 +42,8 @@ enum apireq_route {
 	APIREQ_MESSAGE,     /* /v1/messages/{sesMessageId} */
 	APIREQ_BAD_MESSAGE_ID, /* a message route whose id is not one
 				* (store_message_id_valid) */
+	APIREQ_SUPPRESSIONS,       /* /v1/suppressions (the export) */
+	APIREQ_SUPPRESSIONS_CHECK, /* /v1/suppressions/check (bulk check) */
 };
 
 /* The route of path[0..len).  For APIREQ_SUMMARY and APIREQ_TIMELINE the
@@ -65,5 +73,76 @@ bool apireq_parse_param(struct apireq_query *p, const char *key, const char *val
 /* After the last parameter: the checks between parameters (after must be
  * less than before).  Returns false with p->bad and p->why set. */
 bool apireq_query_finish(struct apireq_query *p);
+
+/* ---- the suppression export: GET /v1/suppressions ---------------- */
+
+/* Keys examined per page when a page is asked for (cursor or limit given)
+ * without a limit, and the most a limit may ask. */
+#define APIREQ_EXPORT_LIMIT_DEFAULT 1000
+#define APIREQ_EXPORT_LIMIT_MAX 10000
+
+struct apireq_export {
+	bool csv;        /* format=csv: SES's bulk import CSV; else NDJSON */
+	bool paged;      /* cursor or limit given: one page, not the stream */
+	uint64_t cursor; /* where the page starts (Redis SCAN cursor; 0: start) */
+	size_t limit;    /* keys examined in the page */
+	bool has_since;
+	int64_t since;   /* only suppressions decided at or after (ms) */
+	const char *bad; /* name of the first bad parameter, or NULL */
+	const char *why; /* why it is bad (static string) */
+};
+
+void apireq_export_init(struct apireq_export *e);
+
+/* Takes one decoded parameter (value NULL when it had no '=').  Returns
+ * false with e->bad (borrowing key) and e->why set when it is unknown or
+ * its value is not acceptable; once false, stays false.  format: ndjson
+ * or csv; since: ms since the epoch; cursor: a decimal cursor below
+ * 2^64; limit: 1..APIREQ_EXPORT_LIMIT_MAX. */
+bool apireq_parse_export_param(struct apireq_export *e, const char *key,
+			       const char *value);
+
+/* ---- the bulk check: POST /v1/suppressions/check --------------------- */
+
+/* Most addresses in one check; more is refused whole (413). */
+#define APIREQ_CHECK_ADDRESSES_MAX 1000
+/* Largest body of a check (413 beyond): 1,000 addresses of the longest
+ * kind, with a display name each, fit several times over. */
+#define APIREQ_CHECK_BODY_MAX (1024 * 1024)
+/* JSON nesting a check's body may have (json-c's depth): the array, and
+ * one level more, so that an object or array in it is named as the wrong
+ * type rather than as too deep. */
+#define APIREQ_CHECK_DEPTH_MAX 3
+
+struct apireq_check_entry {
+	const char *given; /* the string as sent (decoded), borrowed from
+			    * the check's parsed body; may hold NULs */
+	size_t given_len;
+	bool valid;        /* ses_address_normalize accepted it */
+	char normalized[SES_ADDRESS_MAX + 1]; /* "" when not valid */
+};
+
+struct apireq_check {
+	struct json_object *root; /* the parsed body; owned */
+	struct apireq_check_entry *v; /* n entries, in the body's order; owned */
+	size_t n;
+};
+
+/* Reads a check's body, body[0..len): strict JSON (RFC 8259, valid UTF-8,
+ * nothing after the value), an array of at most APIREQ_CHECK_ADDRESSES_MAX
+ * strings.  An entry that is not an address is an entry with valid false,
+ * not an error.  Returns MT_E_OK, or MT_E_BAD_JSON (not JSON, not an array,
+ * trailing bytes), MT_E_TOO_DEEP, MT_E_FIELD_TYPE (an element that is not a
+ * string), MT_E_TOO_LARGE (too many addresses or bytes) with *why saying
+ * which (a static string).  Free out with apireq_check_free() in every
+ * case. */
+enum mt_err apireq_parse_check(const char *body, size_t len, struct apireq_check *out,
+			       const char **why);
+void apireq_check_free(struct apireq_check *c);
+
+/* Writes one CSV field (RFC 4180: quoted, with quotes doubled, when it
+ * holds a comma, a quote, CR or LF) of s[0..len) into out (at least
+ * 2 * len + 3 bytes).  Returns the bytes written (no NUL). */
+size_t apireq_csv_field(const char *s, size_t len, char *out);
 
 #endif

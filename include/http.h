@@ -149,6 +149,11 @@ enum MHD_Result http_send_json(struct MHD_Connection *conn, unsigned status,
 enum MHD_Result http_send_status(struct MHD_Connection *conn, unsigned code,
 				 const char *status, const char *error);
 
+/* Answers with r (destroyed here; NULL: MHD_NO), adding the headers every
+ * answer carries (Content-Type, no caching, nosniff, closing). */
+enum MHD_Result http_send_response(struct MHD_Connection *conn, unsigned status,
+				   struct MHD_Response *r, const char *content_type);
+
 /* Answers with malloc'd bytes (freed by the library). */
 enum MHD_Result http_send_owned(struct MHD_Connection *conn, unsigned code,
 				const char *content_type, char *data, size_t len);

@@ -69,6 +69,8 @@ enum metric_gauge {
 	X(API_SUMMARY, "/v1/recipients/{address}")                             \
 	X(API_RECENT, "/v1/events")                                            \
 	X(API_MESSAGE, "/v1/messages/{sesMessageId}")                          \
+	X(API_SUPPRESSIONS, "/v1/suppressions")                                \
+	X(API_SUPPRESSIONS_CHECK, "/v1/suppressions/check")                    \
 	X(CONSOLE, "console")                                                  \
 	X(OTHER, "other")
 

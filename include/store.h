@@ -190,4 +190,66 @@ enum mt_err store_forget_message_refs(struct store *st, const char *address,
 /* PING.  MT_E_OK while Redis answers. */
 enum mt_err store_ping(struct store *st, char *errbuf, size_t errsz);
 
+/* ---- suppressions and erasure (issue 14) -------------------------------
+ * A recipient is suppressed while its counts hash holds a permanent bounce
+ * or a complaint (put_script keeps suppress:<why> counts and last:<why>
+ * times as events come and are trimmed): the reason is the later of the
+ * two, a bounce on a tie, as the summary decides. */
+
+struct store_suppression {
+	const char *reason; /* "Bounce/Permanent", "Complaint" or NULL (static) */
+	int64_t time_ms;    /* the deciding event's time, when reason is set */
+};
+
+/* The suppression of each of n normalised addresses (NULL entries are
+ * skipped: out[i] is left not suppressed), in one round trip (per node in
+ * a Cluster), shared with concurrent callers'. */
+enum mt_err store_suppression_check(struct store *st, const char *const *addresses,
+				    size_t n, struct store_suppression *out,
+				    char *errbuf, size_t errsz);
+
+/* Keys one SCAN step of the export asks Redis for at most (COUNT). */
+#define STORE_SCAN_STEP_MAX 1000
+
+/* Whether store_suppressions_scan works here: not in a Redis Cluster
+ * (SCAN walks one server's keys; README says so). */
+bool store_can_scan(const struct store *st);
+
+struct store_suppressed {
+	const char *address; /* as its key names it; borrowed for the call */
+	size_t address_len;
+	struct store_suppression s;
+};
+
+/* Called for each suppressed address found; false stops the step (the
+ * step then fails with MT_E_NOMEM). */
+typedef bool (*store_suppressed_fn)(void *arg, const struct store_suppressed *s);
+
+/* One step of the walk over every recipient's counts hash: SCAN from
+ * cursor for about count (1..STORE_SCAN_STEP_MAX) keys, then their
+ * suppressions in one round trip; fn gets every suppressed one whose
+ * deciding event is at or after since_ms (INT64_MIN: all).  *next is the
+ * cursor of the next step, 0 when the walk is over.  Like SCAN, a walk
+ * returns every address that exists throughout it at least once, and may
+ * return one twice (Redis rehashing meanwhile). */
+enum mt_err store_suppressions_scan(struct store *st, uint64_t cursor, size_t count,
+				    int64_t since_ms, store_suppressed_fn fn, void *arg,
+				    uint64_t *next, char *errbuf, size_t errsz);
+
+/* What an erasure removed. */
+struct store_erasure {
+	size_t keys;         /* the recipient's keys that existed */
+	size_t feed_entries; /* its entries in the recent feed */
+};
+
+/* Removes what the store holds under one normalised address: every key
+ * named for it (its sorted set, counts hash, and their older names), its
+ * references in the message index (store_forget_message_refs) and
+ * its entries in the recent feed (references, and older entries that are
+ * its EVENT JSON).  Idempotent: a second call removes nothing.  Copies of
+ * the address inside other recipients' events (their mail.destination)
+ * are not touched. */
+enum mt_err store_recipient_erase(struct store *st, const char *address,
+				  struct store_erasure *out, char *errbuf, size_t errsz);
+
 #endif

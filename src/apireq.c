@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +44,10 @@ enum apireq_route apireq_parse_path(const char *path, size_t len,
 		address[il] = '\0';
 		return APIREQ_MESSAGE;
 	}
+	if (equals(path, len, "/v1/suppressions"))
+		return APIREQ_SUPPRESSIONS;
+	if (equals(path, len, "/v1/suppressions/check"))
+		return APIREQ_SUPPRESSIONS_CHECK;
 	if (!starts_with(path, len, rcpt))
 		return APIREQ_NOT_FOUND;
 
@@ -129,4 +134,156 @@ bool apireq_query_finish(struct apireq_query *p)
 	if (p->q.has_before && p->q.has_after && p->q.after >= p->q.before)
 		return bad(p, "after", "must be less than before");
 	return true;
+}
+
+/* ---- the suppression export -------------------------------------------- */
+
+void apireq_export_init(struct apireq_export *e)
+{
+	*e = (struct apireq_export){.limit = APIREQ_EXPORT_LIMIT_DEFAULT};
+}
+
+static bool export_bad(struct apireq_export *e, const char *key, const char *why)
+{
+	e->bad = key;
+	e->why = why;
+	return false;
+}
+
+/* A decimal integer below 2^64, at most 20 digits, nothing else. */
+static bool parse_u64(const char *s, uint64_t *out)
+{
+	if (!s || !*s || strlen(s) > 20)
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!isdigit((unsigned char)*p))
+			return false;
+	errno = 0;
+	char *end;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || *end)
+		return false;
+	*out = v;
+	return true;
+}
+
+bool apireq_parse_export_param(struct apireq_export *e, const char *key, const char *value)
+{
+	if (e->bad)
+		return false;
+	if (strcmp(key, "format") == 0) {
+		if (value && strcmp(value, "csv") == 0)
+			e->csv = true;
+		else if (value && strcmp(value, "ndjson") == 0)
+			e->csv = false;
+		else
+			return export_bad(e, key, "must be ndjson or csv");
+	} else if (strcmp(key, "since") == 0) {
+		if (!parse_ms(value, &e->since))
+			return export_bad(e, key, "must be a time in ms since the epoch");
+		e->has_since = true;
+	} else if (strcmp(key, "cursor") == 0) {
+		if (!parse_u64(value, &e->cursor))
+			return export_bad(e, key, "must be a cursor from Mailtrail-Next-Cursor");
+		e->paged = true;
+	} else if (strcmp(key, "limit") == 0) {
+		int64_t n;
+		if (!parse_ms(value, &n) || n < 1 || n > APIREQ_EXPORT_LIMIT_MAX)
+			return export_bad(e, key, "must be an integer from 1 to 10000");
+		e->limit = (size_t)n;
+		e->paged = true;
+	} else {
+		return export_bad(e, key, "unknown parameter");
+	}
+	return true;
+}
+
+size_t apireq_csv_field(const char *s, size_t len, char *out)
+{
+	bool quote = false;
+	for (size_t i = 0; i < len && !quote; i++)
+		quote = s[i] == ',' || s[i] == '"' || s[i] == '\r' || s[i] == '\n';
+	if (!quote) {
+		memcpy(out, s, len);
+		return len;
+	}
+	size_t o = 0;
+	out[o++] = '"';
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '"')
+			out[o++] = '"';
+		out[o++] = s[i];
+	}
+	out[o++] = '"';
+	return o;
+}
+
+/* ---- the bulk check ------------------------------------------------------ */
+
+void apireq_check_free(struct apireq_check *c)
+{
+	if (!c)
+		return;
+	json_object_put(c->root);
+	free(c->v);
+	memset(c, 0, sizeof(*c));
+}
+
+static enum mt_err check_fail(const char **why, enum mt_err e, const char *reason)
+{
+	*why = reason;
+	return e;
+}
+
+enum mt_err apireq_parse_check(const char *body, size_t len, struct apireq_check *out,
+			       const char **why)
+{
+	memset(out, 0, sizeof(*out));
+	*why = "";
+	if (!body)
+		len = 0;
+	if (len > APIREQ_CHECK_BODY_MAX)
+		return check_fail(why, MT_E_TOO_LARGE, "body over 1048576 bytes");
+	if (len > INT_MAX)
+		return check_fail(why, MT_E_TOO_LARGE, "body too large");
+	struct json_tokener *tok = json_tokener_new_ex(APIREQ_CHECK_DEPTH_MAX);
+	if (!tok)
+		return check_fail(why, MT_E_NOMEM, "out of memory");
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	if (!body)
+		body = "";
+	out->root = json_tokener_parse_ex(tok, body, (int)len);
+	enum json_tokener_error jerr = json_tokener_get_error(tok);
+	size_t used = json_tokener_get_parse_end(tok);
+	json_tokener_free(tok);
+	if (jerr == json_tokener_error_depth)
+		return check_fail(why, MT_E_TOO_DEEP,
+				  "body must be an array of strings (nested too deeply)");
+	if (jerr != json_tokener_success || !out->root)
+		return check_fail(why, MT_E_BAD_JSON, "body is not valid JSON");
+	for (size_t i = used; i < len; i++)
+		if (body[i] != ' ' && body[i] != '\t' && body[i] != '\n' && body[i] != '\r')
+			return check_fail(why, MT_E_BAD_JSON, "bytes after the JSON value");
+	if (!json_object_is_type(out->root, json_type_array))
+		return check_fail(why, MT_E_BAD_JSON, "body must be a JSON array of addresses");
+	size_t n = json_object_array_length(out->root);
+	if (n > APIREQ_CHECK_ADDRESSES_MAX)
+		return check_fail(why, MT_E_TOO_LARGE, "at most 1000 addresses per check");
+	out->v = calloc(n ? n : 1, sizeof(*out->v));
+	if (!out->v)
+		return check_fail(why, MT_E_NOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *a = json_object_array_get_idx(out->root, i);
+		if (!json_object_is_type(a, json_type_string))
+			return check_fail(why, MT_E_FIELD_TYPE,
+					  "every element must be a string (an address)");
+		struct apireq_check_entry *e = &out->v[i];
+		e->given = json_object_get_string(a);
+		e->given_len = (size_t)json_object_get_string_len(a);
+		e->valid = ses_address_normalize(e->given, e->given_len, e->normalized);
+		if (!e->valid)
+			e->normalized[0] = '\0';
+	}
+	out->n = n;
+	return MT_E_OK;
 }

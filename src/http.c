@@ -431,6 +431,12 @@ static enum MHD_Result queue(struct MHD_Connection *conn, unsigned status,
 	return ret;
 }
 
+enum MHD_Result http_send_response(struct MHD_Connection *conn, unsigned status,
+				   struct MHD_Response *r, const char *content_type)
+{
+	return queue(conn, status, r, content_type);
+}
+
 enum MHD_Result http_send_json(struct MHD_Connection *conn, unsigned status,
 			       struct json_object *body)
 {

@@ -1440,3 +1440,369 @@ out:
 	free(rkey);
 	return err;
 }
+
+
+/* ---- suppressions and erasure (issue 14) -------------------------------- */
+
+/* The counts hash fields that decide a suppression, as put_script names
+ * them, are asked for in this order: suppress:Bounce/Permanent,
+ * suppress:Complaint, last:Bounce/Permanent, last:Complaint. */
+
+/* Queues the HMGET of key's suppression fields (by its arguments: no printf). */
+static void hmget_suppression(struct batch *b, const char *key, size_t len)
+{
+	const char *argv[] = {"HMGET", key, "suppress:Bounce/Permanent", "suppress:Complaint",
+			      "last:Bounce/Permanent", "last:Complaint"};
+	const size_t argl[] = {5, len, 25, 18, 21, 14};
+	batch_add(b, key, 6, argv, argl);
+}
+
+static bool reply_int(const redisReply *r, long long *out)
+{
+	if (!r || r->type != REDIS_REPLY_STRING)
+		return false;
+	char *end;
+	long long v = strtoll(r->str, &end, 10);
+	if (end == r->str || *end)
+		return false;
+	*out = v;
+	return true;
+}
+
+/* The suppression hmget_suppression's answer says (the summary's
+ * rule: a permanent bounce unless a complaint is later).  False when the
+ * answer holds none of the fields (nothing known under that key). */
+static bool suppression_of(const redisReply *r, struct store_suppression *out)
+{
+	long long n_bounce = 0, n_complaint = 0, last_bounce = -1, last_complaint = -1;
+	*out = (struct store_suppression){NULL, 0};
+	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 4)
+		return false;
+	bool any = false;
+	for (size_t i = 0; i < 4; i++)
+		any |= r->element[i]->type == REDIS_REPLY_STRING;
+	reply_int(r->element[0], &n_bounce);
+	reply_int(r->element[1], &n_complaint);
+	reply_int(r->element[2], &last_bounce);
+	reply_int(r->element[3], &last_complaint);
+	if (n_bounce > 0 && (n_complaint <= 0 || last_bounce >= last_complaint))
+		*out = (struct store_suppression){"Bounce/Permanent", last_bounce};
+	else if (n_complaint > 0)
+		*out = (struct store_suppression){"Complaint", last_complaint};
+	return any;
+}
+
+enum mt_err store_suppression_check(struct store *st, const char *const *addresses,
+				    size_t n, struct store_suppression *out,
+				    char *errbuf, size_t errsz)
+{
+	struct batch b = {0};
+	/* Per address: the command of its counts hash, and for an address
+	 * with an empty tag the one of its older name (recipient_read_keys),
+	 * read when the new one holds nothing; SIZE_MAX: none. */
+	size_t *cmd = malloc(2 * (n ? n : 1) * sizeof(*cmd));
+	char **keys = calloc(2 * (n ? n : 1), sizeof(*keys));
+	size_t nkeys = 0;
+	enum mt_err err = MT_E_NOMEM;
+
+	if (!cmd || !keys)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		out[i] = (struct store_suppression){NULL, 0};
+		cmd[2 * i] = cmd[2 * i + 1] = SIZE_MAX;
+		if (!addresses[i])
+			continue;
+		for (int old = 0; old < 1 + address_tag_empty(addresses[i]); old++) {
+			char *k = old ? make_key(st, "counts", addresses[i])
+				      : recipient_key(st, "counts", addresses[i]);
+			if (!k)
+				goto out;
+			keys[nkeys++] = k;
+			cmd[2 * i + (size_t)old] = b.n;
+			hmget_suppression(&b, k, strlen(k));
+		}
+	}
+	err = b.n ? batch_run(st, &b, errbuf, errsz) : MT_E_OK;
+	for (size_t c = 0; err == MT_E_OK && c < b.n; c++) {
+		if (!reply_ok(b.cmd[c].reply, REDIS_REPLY_ARRAY, errbuf, errsz)) {
+			count_fault(NULL);
+			err = MT_E_REDIS;
+		}
+	}
+	for (size_t i = 0; err == MT_E_OK && i < n; i++) {
+		if (cmd[2 * i] == SIZE_MAX)
+			continue;
+		if (!suppression_of(b.cmd[cmd[2 * i]].reply, &out[i]) && cmd[2 * i + 1] != SIZE_MAX)
+			suppression_of(b.cmd[cmd[2 * i + 1]].reply, &out[i]);
+	}
+out:
+	batch_free(&b);
+	for (size_t i = 0; i < nkeys; i++)
+		free(keys[i]);
+	free(keys);
+	free(cmd);
+	return err;
+}
+
+bool store_can_scan(const struct store *st)
+{
+	return !st->cluster;
+}
+
+/* s with the glob characters of Redis's MATCH escaped, into out (at
+ * least 2 * strlen(s) + 1 bytes). */
+static void glob_escape(const char *s, char *out)
+{
+	for (; *s; s++) {
+		if (strchr("*?[]\\", *s))
+			*out++ = '\\';
+		*out++ = *s;
+	}
+	*out = '\0';
+}
+
+/* The address a counts key names (recipient_key's two forms, and the
+ * older name of an address with an empty tag), or NULL when key is not
+ * one; *len its length. */
+static const char *address_of_counts_key(const struct store *st, const redisReply *key,
+					 size_t *len)
+{
+	static const char kind[] = "counts:";
+	size_t lp = strlen(st->prefix), lk = sizeof(kind) - 1;
+	if (key->type != REDIS_REPLY_STRING || key->len < lp + lk + 3 ||
+	    memcmp(key->str, st->prefix, lp) != 0 || memcmp(key->str + lp, kind, lk) != 0)
+		return NULL;
+	const char *rest = key->str + lp + lk;
+	size_t rl = key->len - lp - lk;
+	if (rest[0] != '{')
+		return NULL;
+	/* "{sha256:<64 hex>}<address>": an address never ends with '}'. */
+	if (rl > DIGEST_TAG_LEN + 2 && memcmp(rest + 1, "sha256:", 7) == 0 &&
+	    rest[1 + DIGEST_TAG_LEN] == '}' && rest[rl - 1] != '}') {
+		*len = rl - DIGEST_TAG_LEN - 2;
+		return rest + DIGEST_TAG_LEN + 2;
+	}
+	if (rest[rl - 1] != '}')
+		return NULL;
+	*len = rl - 2;
+	return *len <= SES_ADDRESS_MAX ? rest + 1 : NULL;
+}
+
+enum mt_err store_suppressions_scan(struct store *st, uint64_t cursor, size_t count,
+				    int64_t since_ms, store_suppressed_fn fn, void *arg,
+				    uint64_t *next, char *errbuf, size_t errsz)
+{
+	struct batch b = {0};
+	enum mt_err err = MT_E_OK;
+	size_t lp = strlen(st->prefix);
+	char *pattern = malloc(2 * lp + 16);
+	redisReply *r = NULL;
+
+	*next = 0;
+	if (!pattern)
+		return MT_E_NOMEM;
+	if (st->cluster) {
+		snprintf(errbuf, errsz, "the export walks one server's keys: not in a Cluster");
+		free(pattern);
+		return MT_E_INTERNAL;
+	}
+	glob_escape(st->prefix, pattern);
+	memcpy(pattern + strlen(pattern), "counts:*", sizeof("counts:*"));
+	if (count < 1)
+		count = 1;
+	if (count > STORE_SCAN_STEP_MAX)
+		count = STORE_SCAN_STEP_MAX;
+	/* The store's one server: any key routes there. */
+	r = command(st, st->recent_key, errbuf, errsz, "SCAN %llu MATCH %s COUNT %llu",
+		    (unsigned long long)cursor, pattern, (unsigned long long)count);
+	if (!r) {
+		err = MT_E_REDIS;
+		goto out;
+	}
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    r->element[0]->type != REDIS_REPLY_STRING ||
+	    r->element[1]->type != REDIS_REPLY_ARRAY) {
+		snprintf(errbuf, errsz, "SCAN: unexpected answer");
+		err = MT_E_REDIS;
+		goto out;
+	}
+	unsigned long long nc = strtoull(r->element[0]->str, NULL, 10);
+	const redisReply *keys = r->element[1];
+	for (size_t i = 0; i < keys->elements; i++) {
+		size_t len;
+		if (!address_of_counts_key(st, keys->element[i], &len))
+			continue;
+		hmget_suppression(&b, keys->element[i]->str, keys->element[i]->len);
+	}
+	err = b.n ? batch_run(st, &b, errbuf, errsz) : MT_E_OK;
+	for (size_t i = 0, c = 0; err == MT_E_OK && i < keys->elements; i++) {
+		struct store_suppressed s;
+		s.address = address_of_counts_key(st, keys->element[i], &s.address_len);
+		if (!s.address)
+			continue;
+		if (c == b.n)
+			break; /* cannot be: one command per such key */
+		const redisReply *a = b.cmd[c++].reply;
+		if (a && a->type == REDIS_REPLY_ERROR && strncmp(a->str, "WRONGTYPE", 9) == 0)
+			continue; /* not a hash: not one of ours */
+		if (!reply_ok(a, REDIS_REPLY_ARRAY, errbuf, errsz)) {
+			/* Any other error (an ACL refusing HMGET...) fails the
+			 * step rather than leave addresses out unseen. */
+			count_fault(NULL);
+			err = MT_E_REDIS;
+			break;
+		}
+		if (!suppression_of(a, &s.s) || !s.s.reason || s.s.time_ms < since_ms)
+			continue;
+		if (!fn(arg, &s)) {
+			snprintf(errbuf, errsz, "out of memory");
+			err = MT_E_NOMEM;
+		}
+	}
+	if (err == MT_E_OK)
+		*next = nc;
+out:
+	freeReplyObject(r);
+	batch_free(&b);
+	free(pattern);
+	return err;
+}
+
+/* Most key names one recipient's data has (recipient_key_names). */
+#define RECIPIENT_KEYS_MAX 8
+
+/* Every key name under which the store may hold data of one recipient,
+ * malloc'd into names (caller frees each, also on failure); returns how
+ * many, or 0 when out of memory.  A key kind added for recipients (e.g.
+ * a per-type index) is added here, and erasure follows. */
+static size_t recipient_key_names(const struct store *st, const char *address,
+				  char *names[RECIPIENT_KEYS_MAX])
+{
+	static const char *const kinds[] = {"rcpt", "counts"};
+	size_t n = 0;
+	bool nomem = false;
+	for (size_t k = 0; k < sizeof(kinds) / sizeof(*kinds); k++) {
+		names[n] = recipient_key(st, kinds[k], address);
+		nomem |= !names[n++];
+		/* Older names of an address with an empty tag (a single
+		 * server took them). */
+		if (address_tag_empty(address)) {
+			names[n] = make_key(st, kinds[k], address);
+			nomem |= !names[n++];
+		}
+	}
+	return nomem ? 0 : n;
+}
+
+/* Removes the recent feed's entries that ZSCAN MATCH pattern finds (ZREM
+ * of each page's entries, pipelined after the next ZSCAN); adds how many
+ * went to *removed. */
+static enum mt_err feed_remove_matching(struct store *st, const char *pattern,
+					size_t *removed, char *errbuf, size_t errsz)
+{
+	const char *rk = st->recent_key;
+	unsigned long long cursor = 0;
+	enum mt_err err = MT_E_OK;
+	do {
+		redisReply *r = command(st, rk, errbuf, errsz, "ZSCAN %s %llu MATCH %s COUNT 1000",
+					rk, cursor, pattern);
+		if (!r)
+			return MT_E_REDIS;
+		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+		    r->element[0]->type != REDIS_REPLY_STRING ||
+		    r->element[1]->type != REDIS_REPLY_ARRAY) {
+			freeReplyObject(r);
+			snprintf(errbuf, errsz, "ZSCAN: unexpected answer");
+			return MT_E_REDIS;
+		}
+		cursor = strtoull(r->element[0]->str, NULL, 10);
+		const redisReply *e = r->element[1];
+		size_t nm = e->elements / 2; /* member, score */
+		if (nm > 0) {
+			const char **argv = calloc(nm + 2, sizeof(*argv));
+			size_t *argl = calloc(nm + 2, sizeof(*argl));
+			struct batch b = {0};
+			if (!argv || !argl) {
+				err = MT_E_NOMEM;
+			} else {
+				argv[0] = "ZREM";
+				argl[0] = 4;
+				argv[1] = rk;
+				argl[1] = strlen(rk);
+				for (size_t i = 0; i < nm; i++) {
+					argv[2 + i] = e->element[2 * i]->str;
+					argl[2 + i] = e->element[2 * i]->len;
+				}
+				batch_add(&b, rk, (int)nm + 2, argv, argl);
+				err = batch_run(st, &b, errbuf, errsz);
+				if (err == MT_E_OK &&
+				    !reply_ok(b.cmd[0].reply, REDIS_REPLY_INTEGER, errbuf, errsz)) {
+					count_fault(NULL);
+					err = MT_E_REDIS;
+				}
+				if (err == MT_E_OK)
+					*removed += (size_t)b.cmd[0].reply->integer;
+			}
+			batch_free(&b);
+			free(argl);
+			free(argv);
+		}
+		freeReplyObject(r);
+	} while (err == MT_E_OK && cursor != 0);
+	return err;
+}
+
+enum mt_err store_recipient_erase(struct store *st, const char *address,
+				  struct store_erasure *out, char *errbuf, size_t errsz)
+{
+	char *names[RECIPIENT_KEYS_MAX] = {0};
+	struct batch b = {0};
+	size_t la = strlen(address);
+	/* A glob pattern of the address (escaped) with room for the JSON
+	 * around it; an address holds no '"' or '\\' to JSON-escape
+	 * (ses_address_normalize). */
+	char *pattern = malloc(2 * la + 32);
+	char *esc = malloc(2 * la + 1);
+	enum mt_err err = MT_E_NOMEM;
+
+	*out = (struct store_erasure){0, 0};
+	size_t n = recipient_key_names(st, address, names);
+	if (n == 0 || !pattern || !esc)
+		goto out;
+	/* The message index's references are found from the recipient's
+	 * events: before the set goes. */
+	err = store_forget_message_refs(st, address, errbuf, errsz);
+	if (err != MT_E_OK)
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		batch_addf(&b, names[i], "UNLINK %s", names[i]);
+	err = batch_run(st, &b, errbuf, errsz);
+	for (size_t c = 0; err == MT_E_OK && c < b.n; c++) {
+		if (!reply_ok(b.cmd[c].reply, REDIS_REPLY_INTEGER, errbuf, errsz)) {
+			count_fault(NULL);
+			err = MT_E_REDIS;
+		} else {
+			out->keys += (size_t)b.cmd[c].reply->integer;
+		}
+	}
+	if (err != MT_E_OK)
+		goto out;
+	glob_escape(address, esc);
+	/* References, "<address> <message prefix>", then entries written
+	 * before references: the recipient's EVENT JSON. */
+	snprintf(pattern, 2 * la + 32, "%s *", esc);
+	err = feed_remove_matching(st, pattern, &out->feed_entries, errbuf, errsz);
+	if (err != MT_E_OK)
+		goto out;
+	snprintf(pattern, 2 * la + 32, "{*\"recipient\":\"%s\"*", esc);
+	err = feed_remove_matching(st, pattern, &out->feed_entries, errbuf, errsz);
+out:
+	if (err == MT_E_NOMEM)
+		snprintf(errbuf, errsz, "out of memory");
+	batch_free(&b);
+	for (size_t i = 0; i < RECIPIENT_KEYS_MAX; i++)
+		free(names[i]);
+	free(esc);
+	free(pattern);
+	return err;
+}

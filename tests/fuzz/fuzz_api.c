@@ -94,6 +94,18 @@ static void check_query(const struct apireq_query *p, bool ok)
 		abort();
 }
 
+static void check_export(const struct apireq_export *e, bool ok)
+{
+	if (!ok) {
+		if (!e->bad || !e->why || !*e->why)
+			abort();
+		return;
+	}
+	if (e->bad || e->limit < 1 || e->limit > APIREQ_EXPORT_LIMIT_MAX ||
+	    (e->has_since && e->since < 0))
+		abort();
+}
+
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
 	char *buf = malloc(size + 1);
@@ -114,7 +126,10 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	check_message_id(buf, path_len, r, address);
 
 	struct apireq_query p;
+	struct apireq_export ex;
+	bool ex_ok = true;
 	apireq_query_init(&p, r);
+	apireq_export_init(&ex);
 	char *save = NULL;
 	for (char *kv = qs ? strtok_r(qs, "&", &save) : NULL; kv; kv = strtok_r(NULL, "&", &save)) {
 		char *eq = strchr(kv, '=');
@@ -123,10 +138,19 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 			decode(eq, strlen(eq), true);
 		}
 		decode(kv, strlen(kv), true);
+		if (r == APIREQ_SUPPRESSIONS) {
+			/* The export's own parameters (api.c reads them so). */
+			if (!(ex_ok = apireq_parse_export_param(&ex, kv, eq)))
+				break;
+			continue;
+		}
 		if (!apireq_parse_param(&p, kv, eq))
 			break;
 	}
-	check_query(&p, apireq_query_finish(&p));
+	if (r == APIREQ_SUPPRESSIONS)
+		check_export(&ex, ex_ok);
+	else
+		check_query(&p, apireq_query_finish(&p));
 	free(buf);
 	return 0;
 }

@@ -3,10 +3,10 @@
 tests/data as it is: fuzz_sign (structured messages), fuzz_url (the
 SigningCertURL, SubscribeURL and UnsubscribeURL of the real envelopes) and
 fuzz_api (request targets), fuzz_import (files of captures: a limit
-byte, a seed byte, then NDJSON or a document), all made from tests/data.  Run from the
-repository root:
+byte, a seed byte, then NDJSON or a document) and fuzz_check (bulk check
+bodies), all made from tests/data.  Run from the repository root:
     python3 tests/fuzz/seeds.py
-The output is committed under tests/fuzz/corpus/{sign,url,api,import}/seed-*."""
+The output is committed under tests/fuzz/corpus/{sign,url,api,import,check}/seed-*."""
 import glob
 import hashlib
 import json
@@ -83,6 +83,9 @@ def api_seeds():
     for a in addresses():
         q = urllib.parse.quote(a, safe="@")
         targets += [f"/v1/recipients/{q}", f"/v1/recipients/{q}/events?limit=5&type=Delivery"]
+    targets += ["/v1/suppressions", "/v1/suppressions?format=csv&since=1764582000123",
+                "/v1/suppressions?cursor=18446744073709551615&limit=10000",
+                "/v1/suppressions?format=ndjson&limit=0", "/v1/suppressions/check"]
     for t in targets:
         write("api", t.encode())
 
@@ -101,7 +104,19 @@ def import_seeds():
     write("import", b"\x10\x09" + b'{"a":1}\n{}\n' + b"x" * 40 + b'\n{"b":2}')  # a long line
 
 
+def check_seeds():
+    """Bodies of POST /v1/suppressions/check: the real addresses, as given
+    and with display names, and a few wrong shapes."""
+    found = addresses()
+    write("check", json.dumps(found).encode())
+    write("check", json.dumps([f"Someone <{a}>" for a in found] + ["nope", ""]).encode())
+    for body in ['[]', '["a@b.c", 1]', '[["a@b.c"]]', '{"a":"b"}', '["a\\u0000b@c.d"]',
+                 '["\\"a,b\\"@example.com"] ']:
+        write("check", body.encode())
+
+
 sign_seeds()
 url_seeds()
 api_seeds()
 import_seeds()
+check_seeds()

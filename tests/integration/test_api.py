@@ -1340,7 +1340,8 @@ class TestErrors(ApiCase):
         for method, path in (("POST", "/v1/events"),
                              ("POST", "/v1/recipients/alice@example.com/events"),
                              ("POST", "/v1/recipients/alice@example.com"),
-                             ("PUT", "/v1/events"), ("DELETE", "/v1/recipients/a@b.com"),
+                             ("PUT", "/v1/events"), ("DELETE", "/v1/events"),
+                             ("DELETE", "/v1/recipients/alice@example.com/events"),
                              ("POST", "/")):
             with self.subTest(method=method, path=path):
                 self.assertError(self.api(m, path, method=method), 405, f"{method} {path}")

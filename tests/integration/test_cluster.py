@@ -678,6 +678,71 @@ class ClusterTest(harness.MailtrailTestCase):
         self.assertEqual(r.status, 503, r)
         self.assertEqual(m.request("GET", "/readyz").status, 503)
 
+    def test_suppressions_and_erasure(self):
+        """The bulk check reads recipients on every master in one call (a
+        pipeline per node); an erasure removes a recipient's keys on its
+        node and its entries in the feed (another node's key); the export
+        answers 501 (SCAN walks one server)."""
+        cl = ENV.cluster
+        m = self.start(extra=["--api-token", "cluster-token-0123456789"])
+        auth = {"Authorization": "Bearer cluster-token-0123456789"}
+        addrs = [f"supp{i}@c{i % 5}.example" for i in range(30)] + ["}supp@example.com"]
+        kinds = {}
+        for k, a in enumerate(addrs):
+            kind = ("Permanent", "Complaint", "Transient")[k % 3]
+            ms = T0 + 50_000 + k
+            msg = json.loads(bounce([a], ms, 95_000 + k))
+            if kind == "Permanent":
+                msg["bounce"]["bounceType"] = "Permanent"
+            elif kind == "Complaint":
+                msg = {"notificationType": "Complaint", "mail": msg["mail"],
+                       "complaint": {"complainedRecipients": [{"emailAddress": a}],
+                                     "timestamp": msg["bounce"]["timestamp"],
+                                     "feedbackId": f"complaint-{k}"}}
+            kinds[a] = (kind, ms)
+            r = m.post_sns(ENV.signer.notification(json.dumps(msg)))
+            self.assertEqual((r.status, r.json()), (200, {"status": "stored"}), (a, r))
+        owners = {cl.owner(crc16(recipient_key("counts", a).split("{")[1].split("}")[0]
+                                 .encode()) % 16384) for a in addrs}
+        self.assertGreater(len(owners), 1, "the addresses span several masters")
+
+        body = json.dumps(addrs + ["nobody@c1.example"])
+        r = harness.http_request(m.api_port, "POST", "/v1/suppressions/check", body=body,
+                                 headers=auth)
+        self.assertEqual(r.status, 200, r)
+        res = r.json()["results"]
+        for a, got in zip(addrs, res):
+            kind, ms = kinds[a]
+            reason = {"Permanent": "Bounce/Permanent", "Complaint": "Complaint"}.get(kind)
+            self.assertEqual((got["normalized"], got["reason"], got["suppressed"]),
+                             (a, reason, reason is not None), got)
+            if reason:
+                self.assertEqual(harness.iso_to_ms(got["time"]), ms)
+        self.assertFalse(res[-1]["suppressed"])
+
+        r = harness.http_request(m.api_port, "GET", "/v1/suppressions", headers=auth)
+        self.assertEqual(r.status, 501, r)
+
+        gone = [addrs[0], addrs[1], addrs[7], "}supp@example.com"]
+        for a in gone:
+            r = harness.http_request(m.api_port, "DELETE", "/v1/recipients/"
+                                     + urllib.parse.quote(a, safe=""), headers=auth)
+            self.assertEqual((r.status, r.json()),
+                             (200, {"status": "erased", "keys": 2, "feed_entries": 1}), (a, r))
+        left = []
+        for p in cl.masters():
+            node = cl.c(p)
+            for k in node("KEYS", "mailtrail:*"):
+                left.append(k)
+                if node("TYPE", k) == "zset":
+                    left += node("ZRANGE", k, 0, -1)
+                elif node("TYPE", k) == "hash":
+                    left += node("HGETALL", k)
+        for a in gone:
+            self.assertEqual([x for x in left if a.encode() in x], [], a)
+        kept = [a for a in addrs if a not in gone]
+        self.assertTrue(all(any(a.encode() in x for x in left) for a in kept))
+
 
 def _info_int(text, field):
     for line in text.decode().splitlines():

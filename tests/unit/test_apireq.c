@@ -38,6 +38,168 @@ static void check_query(enum apireq_route route, const char *qs, const char *wan
 		CHECK(p.why && *p.why, "'%s': no reason", qs);
 }
 
+/* Parses a check body; returns its error (MT_E_OK) and fills c. */
+static enum mt_err check_body(const char *body, size_t len, struct apireq_check *c)
+{
+	const char *why = NULL;
+	enum mt_err e = apireq_parse_check(body, len, c, &why);
+	CHECK(why != NULL && (e == MT_E_OK || *why), "body '%.40s': no reason for %d", body, e);
+	return e;
+}
+
+static void check_body_err(const char *body, enum mt_err want)
+{
+	struct apireq_check c;
+	enum mt_err e = check_body(body, strlen(body), &c);
+	CHECK(e == want, "body '%.60s': %s, want %s", body, mt_err_str(e), mt_err_str(want));
+	apireq_check_free(&c);
+}
+
+/* The export's parameters "k=v&..." (no escapes); the bad one or "". */
+static const char *export_query(const char *qs, struct apireq_export *e)
+{
+	static char buf[512];
+	snprintf(buf, sizeof(buf), "%s", qs);
+	apireq_export_init(e);
+	for (char *save = NULL, *kv = strtok_r(buf, "&", &save); kv; kv = strtok_r(NULL, "&", &save)) {
+		char *eq = strchr(kv, '=');
+		if (eq)
+			*eq = '\0';
+		if (!apireq_parse_export_param(e, kv, eq ? eq + 1 : NULL))
+			break;
+	}
+	return e->bad ? e->bad : "";
+}
+
+static void check_csv(const char *in, const char *want)
+{
+	char out[256];
+	size_t n = apireq_csv_field(in, strlen(in), out);
+	CHECK(n == strlen(want) && memcmp(out, want, n) == 0, "csv '%s': '%.*s', want '%s'",
+	      in, (int)n, out, want);
+}
+
+static void test_suppressions(void)
+{
+	check_path("/v1/suppressions", APIREQ_SUPPRESSIONS, NULL);
+	check_path("/v1/suppressions/check", APIREQ_SUPPRESSIONS_CHECK, NULL);
+	const char *nf[] = {"/v1/suppressions/", "/v1/suppressions/check/", "/v1/Suppressions",
+			    "/v1/suppressions/checks", "/v1/suppression"};
+	for (size_t i = 0; i < sizeof(nf) / sizeof(*nf); i++)
+		check_path(nf[i], APIREQ_NOT_FOUND, NULL);
+
+	/* Export parameters. */
+	struct apireq_export e;
+	CHECK(*export_query("", &e) == '\0' && !e.csv && !e.paged && !e.has_since &&
+	      e.cursor == 0 && e.limit == APIREQ_EXPORT_LIMIT_DEFAULT, "export defaults");
+	CHECK(*export_query("format=csv&since=1764582000123", &e) == '\0' && e.csv &&
+	      !e.paged && e.has_since && e.since == 1764582000123, "csv since");
+	CHECK(*export_query("format=ndjson&cursor=18446744073709551615", &e) == '\0' && !e.csv &&
+	      e.paged && e.cursor == UINT64_MAX && e.limit == APIREQ_EXPORT_LIMIT_DEFAULT,
+	      "largest cursor");
+	CHECK(*export_query("limit=10000", &e) == '\0' && e.paged && e.limit == 10000, "limit");
+	const char *bad[][2] = {
+		{"format=CSV", "format"}, {"format=", "format"}, {"format", "format"},
+		{"since=x", "since"}, {"since=-1", "since"}, {"since", "since"},
+		{"cursor=18446744073709551616", "cursor"}, {"cursor=-1", "cursor"},
+		{"cursor=", "cursor"}, {"cursor=1x", "cursor"}, {"cursor= 1", "cursor"},
+		{"limit=0", "limit"}, {"limit=10001", "limit"}, {"limit=1&x=1", "x"},
+		{"type=Bounce", "type"}, {"before=5", "before"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		const char *got = export_query(bad[i][0], &e);
+		CHECK(strcmp(got, bad[i][1]) == 0 && e.why && *e.why, "export '%s': bad '%s', want '%s'",
+		      bad[i][0], got, bad[i][1]);
+	}
+	apireq_export_init(&e);
+	CHECK(!apireq_parse_export_param(&e, "limit", "0") &&
+	      !apireq_parse_export_param(&e, "limit", "5") && strcmp(e.bad, "limit") == 0,
+	      "export stays bad");
+
+	/* CSV fields (RFC 4180). */
+	check_csv("alice@example.com", "alice@example.com");
+	check_csv("\"a,b\"@example.com", "\"\"\"a,b\"\"@example.com\"");
+	check_csv("a,b@example.com", "\"a,b@example.com\"");
+	check_csv("a\nb@x", "\"a\nb@x\"");
+	check_csv("a\rb@x", "\"a\rb@x\"");
+	check_csv("", "");
+
+	/* Check bodies. */
+	struct apireq_check c;
+	static const char ok[] = " [\"Alice@Example.COM\", \"Joe <joe@example.com>\", \"nope\", "
+				 "\"\", \"a\\u0000b@x.com\", \"bob@example.com\"]\r\n";
+	CHECK(check_body(ok, sizeof(ok) - 1, &c) == MT_E_OK && c.n == 6, "check body");
+	if (c.n == 6) {
+		CHECK(c.v[0].valid && strcmp(c.v[0].normalized, "alice@example.com") == 0 &&
+		      c.v[0].given_len == 17 && memcmp(c.v[0].given, "Alice@Example.COM", 17) == 0,
+		      "first entry");
+		CHECK(c.v[1].valid && strcmp(c.v[1].normalized, "joe@example.com") == 0, "display name");
+		CHECK(!c.v[2].valid && c.v[2].normalized[0] == '\0', "not an address");
+		CHECK(!c.v[3].valid && c.v[3].given_len == 0, "empty");
+		CHECK(!c.v[4].valid && c.v[4].given_len == 9, "NUL inside");
+		CHECK(c.v[5].valid, "last entry");
+	}
+	apireq_check_free(&c);
+	CHECK(check_body("[]", 2, &c) == MT_E_OK && c.n == 0, "empty array");
+	apireq_check_free(&c);
+	/* The length is honoured: bytes after it are not read. */
+	CHECK(check_body("[\"a@b.c\"]xyz", 9, &c) == MT_E_OK && c.n == 1, "length");
+	apireq_check_free(&c);
+	check_body_err("", MT_E_BAD_JSON);
+	check_body_err("{\"a\":1}", MT_E_BAD_JSON);
+	check_body_err("\"a@b.c\"", MT_E_BAD_JSON);
+	check_body_err("[\"a@b.c\"", MT_E_BAD_JSON);
+	check_body_err("[\"a@b.c\"] x", MT_E_BAD_JSON);
+	check_body_err("[\"a@b.c\"][]", MT_E_BAD_JSON);
+	check_body_err("['a@b.c']", MT_E_BAD_JSON);
+	check_body_err("[\"a@b.c\",]", MT_E_BAD_JSON);
+	check_body_err("[\"\xff@b.c\"]", MT_E_BAD_JSON);
+	check_body_err("[1]", MT_E_FIELD_TYPE);
+	check_body_err("[\"a@b.c\", null]", MT_E_FIELD_TYPE);
+	check_body_err("[{}]", MT_E_FIELD_TYPE);
+	check_body_err("[{\"a\":1}]", MT_E_FIELD_TYPE);
+	check_body_err("[[\"a@b.c\"]]", MT_E_FIELD_TYPE);
+	check_body_err("{\"a\":[\"a@b.c\"]}", MT_E_BAD_JSON);
+	check_body_err("[[[\"a@b.c\"]]]", MT_E_TOO_DEEP);
+	check_body_err("[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"a@b.c\"]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+		       MT_E_TOO_DEEP);
+	/* 1,000 addresses pass, 1,001 do not. */
+	size_t cap = 20 * 1002 + 16;
+	char *big = malloc(cap);
+	if (big) {
+		for (int n = 1000; n <= 1001; n++) {
+			size_t o = 0;
+			big[o++] = '[';
+			for (int i = 0; i < n; i++)
+				o += (size_t)snprintf(big + o, cap - o, "%s\"u%d@x.com\"", i ? "," : "", i);
+			big[o++] = ']';
+			enum mt_err got = check_body(big, o, &c);
+			CHECK(got == (n == 1000 ? MT_E_OK : MT_E_TOO_LARGE) &&
+			      (n > 1000 || (c.n == 1000 && c.v[999].valid)), "%d addresses: %s", n,
+			      mt_err_str(got));
+			apireq_check_free(&c);
+		}
+		free(big);
+	}
+	/* A body over APIREQ_CHECK_BODY_MAX is refused before it is parsed;
+	 * one huge string within it is one invalid entry. */
+	char *huge = malloc(APIREQ_CHECK_BODY_MAX + 2);
+	if (huge) {
+		memset(huge, 'a', APIREQ_CHECK_BODY_MAX + 1);
+		huge[0] = '[';
+		huge[1] = '"';
+		huge[APIREQ_CHECK_BODY_MAX - 2] = '"';
+		huge[APIREQ_CHECK_BODY_MAX - 1] = ']';
+		CHECK(check_body(huge, APIREQ_CHECK_BODY_MAX, &c) == MT_E_OK && c.n == 1 &&
+		      !c.v[0].valid, "huge string");
+		apireq_check_free(&c);
+		CHECK(check_body(huge, APIREQ_CHECK_BODY_MAX + 1, &c) == MT_E_TOO_LARGE, "huge body");
+		apireq_check_free(&c);
+		free(huge);
+	}
+	apireq_check_free(NULL);
+}
+
 int main(void)
 {
 	check_path("/v1/events", APIREQ_EVENTS, NULL);
@@ -126,5 +288,6 @@ int main(void)
 	CHECK(!apireq_parse_param(&p, "limit", "0"), "limit=0 refused");
 	CHECK(!apireq_parse_param(&p, "limit", "5") && strcmp(p.bad, "limit") == 0 &&
 	      !apireq_query_finish(&p), "stays bad");
+	test_suppressions();
 	return test_report("apireq");
 }
