@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "evmember.h"
 #include "groupcommit.h"
 #include "metrics.h"
 #include "rcluster.h"
@@ -50,7 +51,9 @@
 static const char put_script[] =
 	"local zkey, ckey = KEYS[1], KEYS[2]\n"
 	"local sc, member, ret = ARGV[1], ARGV[2], ARGV[3]\n"
+	"local trimmed = {} -- drop()'s lists, for the type index below\n"
 	"local function drop(list)\n"
+	"  trimmed[#trimmed + 1] = list\n"
 	"  if not ckey then return end\n"
 	"  for i = 1, #list, 2 do\n"
 	"    local ok, e = pcall(cjson.decode, list[i])\n"
@@ -106,6 +109,85 @@ static const char put_script[] =
 	"  redis.call('PEXPIRE', zkey, ms)\n"
 	"  if ckey then redis.call('PEXPIRE', ckey, ms) end\n"
 	"end\n"
+	/* ... type_index_script, then "return added" */;
+
+/* The type index of a recipient's events (store.h), put_script's part
+ * that keeps it, run after everything else (a macro, as ISO C limits one
+ * string literal to 4095 bytes).  KEYS[3] is the index key of this
+ * event's type; another type's is the same key ending in that type.
+ * Members are the events' message prefixes (as ARGV[6]; a member without
+ * one is its own prefix), scores their scores.  The set's size after the
+ * trims decides: from STORE_INDEX_MIN the index is built from every member
+ * (once: the counts hash's field "index" says it is there), then kept
+ * with each add and trim, and dropped below STORE_INDEX_OFF.  The type of
+ * a trimmed member is read on its first bytes ({"id":"...","type":"T"),
+ * JSON-decoded only when they are another layout.  Index keys expire
+ * together with the set: whenever the set's expiry has been renewed (or
+ * a new type's key appeared), every type's key is set to the set's. */
+static const char type_index_script[] =
+	"local ikey = KEYS[3]\n"
+	"if ikey then\n"
+	"  local base = string.sub(ikey, 1, #ikey - #ARGV[4])\n"
+	"  local function idp(m)\n"
+	"    if string.sub(m, 1, 7) ~= '{\"id\":\"' then return m end\n"
+	"    local i = 8\n"
+	"    while true do\n"
+	"      local j = string.find(m, '[\"\\\\]', i)\n"
+	"      if not j or j == #m then return m end\n"
+	"      if string.byte(m, j) == 34 then return string.sub(m, 1, j + 1) end\n"
+	"      i = j + 2\n"
+	"    end\n"
+	"  end\n"
+	"  local function mtype(m, p)\n"
+	"    local t = p ~= m and string.match(m, '^\"type\":\"([^\"\\\\]*)\"', #p + 1)\n"
+	"    if t then return t end\n"
+	"    local ok, e = pcall(cjson.decode, m)\n"
+	"    if ok and type(e) == 'table' and type(e.type) == 'string' then return e.type end\n"
+	"  end\n"
+	"  local function renew(force)\n"
+	"    local zt = redis.call('PTTL', zkey)\n"
+	"    if zt < 0 or (not force and redis.call('PTTL', ikey) == zt) then return end\n"
+	"    local h = redis.call('HGETALL', ckey)\n"
+	"    for i = 1, #h, 2 do\n"
+	"      if string.sub(h[i], 1, 5) == 'type:' then\n"
+	"        redis.call('PEXPIRE', base .. string.sub(h[i], 6), tostring(zt))\n"
+	"      end\n"
+	"    end\n"
+	"  end\n"
+	"  local card = math.min(over, 0) + " STR(STORE_RCPT_EVENTS_MAX) "\n"
+	"  local on = false\n"
+	"  if card >= " STR(STORE_INDEX_OFF) " or #trimmed > 0 then\n"
+	"    on = redis.call('HGET', ckey, 'index') == '1'\n"
+	"  end\n"
+	"  if on and card < " STR(STORE_INDEX_OFF) " then\n"
+	"    local h = redis.call('HGETALL', ckey)\n"
+	"    for i = 1, #h, 2 do\n"
+	"      if string.sub(h[i], 1, 5) == 'type:' then redis.call('DEL', base .. string.sub(h[i], 6)) end\n"
+	"    end\n"
+	"    redis.call('HDEL', ckey, 'index')\n"
+	"  elseif on then\n"
+	"    for _, list in ipairs(trimmed) do\n"
+	"      for i = 1, #list, 2 do\n"
+	"        local p = idp(list[i])\n"
+	"        local t = mtype(list[i], p)\n"
+	"        if t then redis.call('ZREM', base .. t, p) end\n"
+	"      end\n"
+	"    end\n"
+	"    if added == 1 then\n"
+	"      redis.call('ZADD', ikey, sc, ARGV[6] ~= '' and ARGV[6] or member)\n"
+	"    end\n"
+	"    renew(false)\n"
+	"  elseif card >= " STR(STORE_INDEX_MIN) " then\n"
+	"    local all = redis.call('ZRANGE', zkey, '0', '-1', 'WITHSCORES')\n"
+	"    for i = 1, #all, 2 do\n"
+	"      local p = idp(all[i])\n"
+	"      local t = mtype(all[i], p)\n"
+	"      if t then redis.call('ZADD', base .. t, all[i + 1], p) end\n"
+	"    end\n"
+	"    redis.call('HSET', ckey, 'index', '1')\n"
+	"    renew(true)\n"
+	"  end\n"
+	"end\n"
 	"return added\n";
 
 struct store {
@@ -115,7 +197,8 @@ struct store {
 	char *prefix;
 	char recent_key[160]; /* {prefix}recent */
 	int64_t retention_ms;
-	char script_sha[41]; /* put_script's SHA1, as SCRIPT LOAD answers it */
+	char *script;        /* put_script and type_index_script; owned */
+	char script_sha[41]; /* its SHA1, as SCRIPT LOAD answers it */
 };
 
 /* Every new connection makes sure its server has the script (it may have
@@ -123,7 +206,7 @@ struct store {
 static bool load_script(redisContext *c, void *arg, char *errbuf, size_t errsz)
 {
 	const struct store *st = arg;
-	redisReply *r = redisCommand(c, "SCRIPT LOAD %s", put_script);
+	redisReply *r = redisCommand(c, "SCRIPT LOAD %s", st->script);
 	bool ok = r && r->type == REDIS_REPLY_STRING && strcmp(r->str, st->script_sha) == 0;
 	if (!ok)
 		snprintf(errbuf, errsz, "SCRIPT LOAD: %s",
@@ -160,7 +243,12 @@ struct store *store_new(const struct config_redis *redis, const char *prefix,
 	snprintf(st->recent_key, sizeof(st->recent_key), "%srecent", prefix);
 	st->retention_ms = (int64_t)retention_days * 86400 * 1000;
 	unsigned char md[SHA_DIGEST_LENGTH];
-	SHA1((const unsigned char *)put_script, sizeof(put_script) - 1, md);
+	st->script = malloc(sizeof(put_script) + sizeof(type_index_script) - 1);
+	if (!st->script)
+		goto fail;
+	memcpy(st->script, put_script, sizeof(put_script) - 1);
+	memcpy(st->script + sizeof(put_script) - 1, type_index_script, sizeof(type_index_script));
+	SHA1((const unsigned char *)st->script, strlen(st->script), md);
 	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
 		snprintf(st->script_sha + 2 * i, 3, "%02x", md[i]);
 	struct rcluster_opts o = {
@@ -193,6 +281,7 @@ void store_free(struct store *st)
 	groupcommit_free(st->group);
 	rcluster_free(st->rc);
 	free(st->prefix);
+	free(st->script);
 	free(st);
 }
 
@@ -256,6 +345,26 @@ static char *recipient_key(const struct store *st, const char *kind, const char 
 	char *k = malloc(n);
 	if (k)
 		snprintf(k, n, "%s%s:{%s}%s", st->prefix, kind, tag, address);
+	return k;
+}
+
+/* The type index key of one recipient's events of one type, into a
+ * malloc'd string (caller frees): recipient_key()'s "bytype" key, ':' and
+ * the type (the store script finds the other types' keys by replacing
+ * that last part). */
+static char *type_index_key(const struct store *st, const char *address, const char *type)
+{
+	char *base = recipient_key(st, "bytype", address);
+	if (!base)
+		return NULL;
+	size_t lb = strlen(base), lt = strlen(type);
+	char *k = realloc(base, lb + 1 + lt + 1);
+	if (!k) {
+		free(base);
+		return NULL;
+	}
+	k[lb] = ':';
+	memcpy(k + lb + 1, type, lt + 1);
 	return k;
 }
 
@@ -435,6 +544,7 @@ struct put {
 	size_t member_len;
 	struct store_item *item; /* whose write it is */
 	const char *recipient; /* an event's (normalised) address; NULL: no event */
+	const char *index_key; /* its type's index key (type_index_key) */
 };
 
 /* The bytes that begin every member stored for one SNS message
@@ -540,13 +650,18 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 		format_i64(score, puts[i].score);
 		cutoff[0] = '(';
 		format_i64(cutoff + 1, puts[i].score - st->retention_ms);
-		const char *argv[12] = {"EVALSHA", st->script_sha, "1", puts[i].key};
-		size_t argl[12] = {7, 40, 1, strlen(puts[i].key)};
+		const char *argv[13] = {"EVALSHA", st->script_sha, "1", puts[i].key};
+		size_t argl[13] = {7, 40, 1, strlen(puts[i].key)};
 		int argc = 4;
 		if (puts[i].counts_key) {
 			argv[2] = "2";
 			argv[argc] = puts[i].counts_key;
 			argl[argc++] = strlen(puts[i].counts_key);
+		}
+		if (puts[i].index_key) {
+			argv[2] = "3";
+			argv[argc] = puts[i].index_key;
+			argl[argc++] = strlen(puts[i].index_key);
 		}
 		const char *type = puts[i].type ? puts[i].type : "";
 		const char *why = puts[i].suppress ? puts[i].suppress : "";
@@ -609,7 +724,7 @@ void store_put_many(struct store *st, struct store_item *const *items, size_t n)
 	if (nputs == 0)
 		return;
 	struct put *puts = calloc(nputs, sizeof(*puts));
-	char **keys = calloc(2 * nputs, sizeof(*keys));
+	char **keys = calloc(3 * nputs, sizeof(*keys));
 	if (!puts || !keys) {
 		for (size_t i = 0; i < n; i++)
 			item_fail(items[i], MT_E_NOMEM, "out of memory");
@@ -625,13 +740,16 @@ void store_put_many(struct store *st, struct store_item *const *items, size_t n)
 			nomem |= !keys[2 * k] || !keys[2 * k + 1];
 			puts[k] = (struct put){keys[2 * k], keys[2 * k + 1], e->type,
 					       e->suppress, e->time_ms, e->json, e->json_len, it,
-					       e->recipient};
+					       e->recipient, NULL};
+			keys[2 * nputs + k] = type_index_key(st, e->recipient, e->type);
+			nomem |= !keys[2 * nputs + k];
+			puts[k].index_key = keys[2 * nputs + k];
 		}
 		if (it->raw_topic) {
 			keys[2 * k] = make_key(st, "topic", it->raw_topic);
 			nomem |= !keys[2 * k];
 			puts[k] = (struct put){keys[2 * k], NULL, NULL, NULL, it->raw_time_ms,
-					       it->raw_json, it->raw_len, it, NULL};
+					       it->raw_json, it->raw_len, it, NULL, NULL};
 			k++;
 		}
 	}
@@ -642,7 +760,7 @@ void store_put_many(struct store *st, struct store_item *const *items, size_t n)
 	}
 	run_puts(st, puts, k);
 out:
-	for (size_t i = 0; keys && i < 2 * k; i++)
+	for (size_t i = 0; keys && i < 3 * nputs; i++)
 		free(keys[i]);
 	free(keys);
 	free(puts);
@@ -672,54 +790,66 @@ static bool parse_score(const redisReply *r, int64_t *out)
 	return true;
 }
 
-/* The EVENT in a member, when it parses and (with type) is of that type.
- * Returns a new json-c object (caller puts it) or NULL. */
-static struct json_object *event_if_matches(const redisReply *member, const char *type)
+/* Whether member m holds an EVENT of this type: read on its first bytes
+ * (evmember_type); only a member of another layout is parsed. */
+static bool member_has_type(const redisReply *m, const char *type)
 {
-	if (!member || member->type != REDIS_REPLY_STRING)
-		return NULL;
-	struct json_object *ev = json_tokener_parse(member->str);
-	if (!ev || !json_object_is_type(ev, json_type_object)) {
-		json_object_put(ev);
-		return NULL;
-	}
-	if (type) {
-		struct json_object *t;
-		if (!json_object_object_get_ex(ev, "type", &t) ||
-		    !json_object_is_type(t, json_type_string) ||
-		    strcmp(json_object_get_string(t), type) != 0) {
-			json_object_put(ev);
-			return NULL;
-		}
-	}
-	return ev;
+	const char *t;
+	size_t tl;
+	if (!m || m->type != REDIS_REPLY_STRING)
+		return false;
+	if (evmember_type(m->str, m->len, &t, &tl))
+		return tl == strlen(type) && memcmp(t, type, tl) == 0;
+	struct json_object *ev = json_tokener_parse(m->str), *jt;
+	bool yes = ev && json_object_object_get_ex(ev, "type", &jt) &&
+		   json_object_is_type(jt, json_type_string) &&
+		   strcmp(json_object_get_string(jt), type) == 0;
+	json_object_put(ev);
+	return yes;
 }
 
-/* The recent feed's entries as EVENT members (add_recent): an old entry
- * is its own EVENT, a reference is looked up in its recipient's set (one
- * round trip for all, one lookup for the references of one recipient and
- * millisecond).  ev[i] is entry i's EVENT member, borrowed from the entry
- * or from look's answers, or NULL when that event is no longer stored
- * (trimmed or expired with its recipient's set). */
-struct feed_events {
-	const redisReply **ev;
-	struct batch look;
-	char **keys; /* the lookups' keys (batch commands borrow them) */
-	size_t nkeys;
+/* What a page is read from: a sorted set whose entries are EVENT members
+ * (a recipient's), references "<address> <member prefix>" or old EVENT
+ * members (the recent feed, add_recent), or member prefixes of one
+ * recipient's events (its type index). */
+enum query_source { SRC_EVENTS, SRC_FEED, SRC_INDEX };
+
+struct query_ctx {
+	const char *key;     /* the set read */
+	enum query_source src;
+	const char *rcpt_key; /* SRC_INDEX: the set its prefixes point into */
+	const char *address;  /* the recipient; NULL for the feed */
+	const struct store_query *q;
+	struct store_page *page;
 };
 
-static void feed_events_free(struct feed_events *fe)
+/* A set's entries as EVENT members: ev[i] is entry i's member, borrowed
+ * from the entry or from look's answers, or NULL when that event is no
+ * longer stored (trimmed or expired with its recipient's set); who[i] the
+ * recipient it belongs to (NULL when unknown).  A reference is looked up
+ * in its recipient's set at its score: one round trip for all, one lookup
+ * for the references of one recipient and millisecond. */
+struct resolved {
+	const redisReply **ev;
+	const char **who;
+	struct batch look;
+	char **owned; /* the feed's lookup keys and addresses */
+	size_t nowned;
+};
+
+static void resolved_free(struct resolved *rs)
 {
-	for (size_t i = 0; i < fe->nkeys; i++)
-		free(fe->keys[i]);
-	free(fe->keys);
-	free(fe->ev);
-	batch_free(&fe->look);
-	memset(fe, 0, sizeof(*fe));
+	for (size_t i = 0; i < rs->nowned; i++)
+		free(rs->owned[i]);
+	free(rs->owned);
+	free(rs->ev);
+	free(rs->who);
+	batch_free(&rs->look);
+	memset(rs, 0, sizeof(*rs));
 }
 
-/* The address part of a reference (its length), 0 for an EVENT entry or
- * a malformed one. */
+/* The address part of a feed reference (its length), 0 for an EVENT entry
+ * or a malformed one. */
 static size_t reference_address_len(const redisReply *m)
 {
 	if (!m || m->type != REDIS_REPLY_STRING || (m->len >= 2 && memcmp(m->str, "{\"", 2) == 0))
@@ -730,11 +860,10 @@ static size_t reference_address_len(const redisReply *m)
 }
 
 /* Entries are r's elements (with their scores after each when
- * withscores, else all at score); refs: they are the feed's (else every
- * entry is its own EVENT). */
-static enum mt_err feed_resolve(struct store *st, const redisReply *r, bool withscores,
-				int64_t score, bool refs, struct feed_events *fe,
-				char *errbuf, size_t errsz)
+ * withscores, else all at score). */
+static enum mt_err resolve(struct store *st, const struct query_ctx *qc, const redisReply *r,
+			   bool withscores, int64_t score, struct resolved *rs,
+			   char *errbuf, size_t errsz)
 {
 	size_t step = withscores ? 2 : 1;
 	size_t n = r->type == REDIS_REPLY_ARRAY ? r->elements / step : 0;
@@ -743,42 +872,57 @@ static enum mt_err feed_resolve(struct store *st, const redisReply *r, bool with
 	const redisReply *prev = NULL;
 	enum mt_err err = MT_E_NOMEM;
 
-	memset(fe, 0, sizeof(*fe));
-	fe->ev = calloc(n + 1, sizeof(const redisReply *));
-	fe->keys = calloc(n + 1, sizeof(*fe->keys));
-	if (!lookup || !fe->ev || !fe->keys)
+	memset(rs, 0, sizeof(*rs));
+	rs->ev = calloc(n + 1, sizeof(const redisReply *));
+	rs->who = calloc(n + 1, sizeof(*rs->who));
+	rs->owned = calloc(2 * n + 1, sizeof(*rs->owned));
+	if (!lookup || !rs->ev || !rs->who || !rs->owned)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
 		const redisReply *m = r->element[step * i];
-		size_t alen = refs ? reference_address_len(m) : 0;
 		lookup[i] = SIZE_MAX;
 		if (withscores && !parse_score(r->element[step * i + 1], &score))
 			continue;
-		if (alen == 0) {
-			fe->ev[i] = m;
+		if (qc->src == SRC_EVENTS) {
+			rs->ev[i] = m;
+			rs->who[i] = qc->address;
 			continue;
 		}
-		if (prev && prev_score == score && reference_address_len(prev) == alen &&
-		    memcmp(prev->str, m->str, alen) == 0) {
-			lookup[i] = fe->look.n - 1;
+		if (!m || m->type != REDIS_REPLY_STRING)
+			continue;
+		size_t alen = qc->src == SRC_FEED ? reference_address_len(m) : 0;
+		if (qc->src == SRC_FEED && alen == 0) { /* an old entry: its EVENT */
+			rs->ev[i] = m;
 			continue;
 		}
-		char addr[SES_ADDRESS_MAX + 1];
-		memcpy(addr, m->str, alen);
-		addr[alen] = '\0';
-		char *key = recipient_key(st, "rcpt", addr);
-		if (!key)
-			goto out;
-		fe->keys[fe->nkeys++] = key;
-		lookup[i] = fe->look.n;
-		batch_addf(&fe->look, key, "ZRANGEBYSCORE %s %lld %lld", key, (long long)score,
+		if (prev && prev_score == score &&
+		    (qc->src == SRC_INDEX ||
+		     (reference_address_len(prev) == alen && memcmp(prev->str, m->str, alen) == 0))) {
+			lookup[i] = rs->look.n - 1;
+			rs->who[i] = rs->who[i - 1];
+			continue;
+		}
+		const char *key = qc->rcpt_key;
+		rs->who[i] = qc->address;
+		if (qc->src == SRC_FEED) {
+			char *addr = strndup(m->str, alen);
+			rs->owned[rs->nowned++] = addr;
+			char *k = addr ? recipient_key(st, "rcpt", addr) : NULL;
+			if (!k)
+				goto out;
+			rs->owned[rs->nowned++] = k;
+			key = k;
+			rs->who[i] = addr;
+		}
+		lookup[i] = rs->look.n;
+		batch_addf(&rs->look, key, "ZRANGEBYSCORE %s %lld %lld", key, (long long)score,
 			   (long long)score);
 		prev = m;
 		prev_score = score;
 	}
-	err = fe->look.n ? batch_run(st, &fe->look, errbuf, errsz) : MT_E_OK;
-	for (size_t c = 0; err == MT_E_OK && c < fe->look.n; c++) {
-		if (!reply_ok(fe->look.cmd[c].reply, REDIS_REPLY_ARRAY, errbuf, errsz)) {
+	err = rs->look.n ? batch_run(st, &rs->look, errbuf, errsz) : MT_E_OK;
+	for (size_t c = 0; err == MT_E_OK && c < rs->look.n; c++) {
+		if (!reply_ok(rs->look.cmd[c].reply, REDIS_REPLY_ARRAY, errbuf, errsz)) {
 			count_fault(NULL);
 			err = MT_E_REDIS;
 		}
@@ -787,13 +931,14 @@ static enum mt_err feed_resolve(struct store *st, const redisReply *r, bool with
 		if (lookup[i] == SIZE_MAX)
 			continue;
 		const redisReply *m = r->element[step * i];
-		size_t skip = reference_address_len(m) + 1, plen = m->len - skip;
-		const redisReply *a = fe->look.cmd[lookup[i]].reply;
+		size_t skip = qc->src == SRC_FEED ? reference_address_len(m) + 1 : 0;
+		size_t plen = m->len - skip;
+		const redisReply *a = rs->look.cmd[lookup[i]].reply;
 		for (size_t j = 0; j < a->elements; j++) {
 			const redisReply *e = a->element[j];
 			if (e->type == REDIS_REPLY_STRING && e->len >= plen &&
 			    memcmp(e->str, m->str + skip, plen) == 0) {
-				fe->ev[i] = e;
+				rs->ev[i] = e;
 				break;
 			}
 		}
@@ -803,16 +948,35 @@ out:
 	return err;
 }
 
-struct query_ctx {
-	const char *key;
-	bool feed; /* the recent feed: entries are references */
-	const struct store_query *q;
-	struct store_page *page;
-};
+/* Appends the EVENT of member m (evmember_to_event) to the page; *added
+ * says whether it was one. */
+static enum mt_err page_add(struct store_page *page, const redisReply *m, const char *who,
+			    int64_t score, bool *added)
+{
+	size_t at = page->events.len;
+	enum mt_err err = MT_E_OK;
+	*added = false;
+	if (page->n && buf_append(&page->events, ",", 1, STORE_PAGE_BYTES_MAX) != BUF_OK)
+		err = MT_E_NOMEM;
+	if (err == MT_E_OK)
+		err = evmember_to_event(m->str, m->len, who, score, &page->events,
+					STORE_PAGE_BYTES_MAX);
+	if (err == MT_E_OK) {
+		page->n++;
+		*added = true;
+		return MT_E_OK;
+	}
+	page->events.len = at;
+	if (page->events.p)
+		page->events.p[at] = '\0';
+	/* A member that is no EVENT is left out; a page too large for
+	 * STORE_PAGE_BYTES_MAX is an error, not a shorter page. */
+	return err == MT_E_BAD_JSON ? MT_E_OK : err == MT_E_TOO_LARGE ? MT_E_INTERNAL : err;
+}
 
 struct match {
-	struct json_object *ev;
 	int64_t score;
+	size_t at; /* page->events.len before it */
 };
 
 /* Scans newest first from the query's bounds until limit matches are found
@@ -820,28 +984,27 @@ struct match {
  * examined is the boundary: matches with that score are left for the next
  * page (whose cursor then includes it), so a page never splits one
  * millisecond's events between two pages.  Only when a whole page shares
- * the boundary score is that millisecond returned in one go. */
+ * the boundary score is that millisecond returned in one go.  Each read
+ * continues from the last score seen (a score cursor, skipping the entries
+ * at that score already seen) instead of an offset from the top, so a
+ * long scan costs Redis the entries it returns, not the ones before. */
 static enum mt_err query_page(struct store *st, struct query_ctx *qc,
 			      char *errbuf, size_t errsz)
 {
 	const struct store_query *q = qc->q;
 	struct store_page *page = qc->page;
 	char max[32], min[32];
-	size_t batch = q->type ? 256 : q->limit + 1;
-	size_t offset = 0, scanned = 0, nm = 0;
-	bool bounded = false, first = true;
-	int64_t boundary = 0, top = 0;
+	bool filter = q->type && qc->src != SRC_INDEX ? true : false;
+	size_t batch = filter ? 256 : q->limit + 1;
+	size_t skip = 0, scanned = 0, nm = 0;
+	bool bounded = false, first = true, at_cursor = false;
+	int64_t boundary = 0, top = 0, cursor = 0;
 	enum mt_err err = MT_E_OK;
 	struct match *m = calloc(q->limit, sizeof(*m));
 	redisReply *r = NULL;
 
 	if (!m)
 		return MT_E_NOMEM;
-	page->events = json_object_new_array();
-	if (!page->events) {
-		free(m);
-		return MT_E_NOMEM;
-	}
 	if (q->has_before)
 		snprintf(max, sizeof(max), "(%lld", (long long)q->before);
 	else
@@ -854,19 +1017,29 @@ static enum mt_err query_page(struct store *st, struct query_ctx *qc,
 	while (!bounded) {
 		r = command(st, qc->key, errbuf, errsz,
 			    "ZREVRANGEBYSCORE %s %s %s WITHSCORES LIMIT %llu %llu",
-			    qc->key, max, min, (unsigned long long)offset,
+			    qc->key, max, min, (unsigned long long)skip,
 			    (unsigned long long)batch);
 		if (!r) {
 			err = MT_E_REDIS;
 			goto out;
 		}
 		size_t n = r->type == REDIS_REPLY_ARRAY ? r->elements / 2 : 0;
-		struct feed_events fe;
-		err = feed_resolve(st, r, true, 0, qc->feed, &fe, errbuf, errsz);
+		struct resolved rs;
+		err = resolve(st, qc, r, true, 0, &rs, errbuf, errsz);
 		for (size_t i = 0; err == MT_E_OK && i < n; i++) {
 			int64_t score;
 			if (!parse_score(r->element[2 * i + 1], &score))
 				continue;
+			/* The cursor: the last score read, and how many
+			 * entries at it were read (all of this batch's when
+			 * the cursor did not move). */
+			if (at_cursor && score == cursor) {
+				skip++;
+			} else {
+				cursor = score;
+				skip = 1;
+				at_cursor = true;
+			}
 			if (nm == q->limit || scanned == STORE_SCAN_MAX) {
 				boundary = score;
 				bounded = true;
@@ -877,24 +1050,32 @@ static enum mt_err query_page(struct store *st, struct query_ctx *qc,
 				first = false;
 			}
 			scanned++;
-			struct json_object *ev = event_if_matches(fe.ev[i], q->type);
-			if (ev)
-				m[nm++] = (struct match){ev, score};
+			const redisReply *ev = rs.ev[i];
+			if (!ev || (q->type && !member_has_type(ev, q->type)))
+				continue;
+			bool added;
+			size_t at = page->events.len;
+			err = page_add(page, ev, rs.who[i], score, &added);
+			if (added)
+				m[nm++] = (struct match){score, at};
 		}
-		feed_events_free(&fe);
+		resolved_free(&rs);
 		freeReplyObject(r);
 		r = NULL;
 		if (err != MT_E_OK)
 			goto out;
 		if (n < batch)
 			break;
-		offset += n;
+		snprintf(max, sizeof(max), "%lld", (long long)cursor);
 	}
 
 	page->more = bounded;
 	if (bounded) {
-		while (nm > 0 && m[nm - 1].score == boundary)
-			json_object_put(m[--nm].ev);
+		while (nm > 0 && m[nm - 1].score == boundary) {
+			page->events.len = m[--nm].at;
+			page->events.p[page->events.len] = '\0';
+			page->n--;
+		}
 		/* Exclusive cursor: below the last event shown, or, when a
 		 * filtered scan found nothing, down to the boundary itself. */
 		page->next_before = nm ? m[nm - 1].score : boundary + 1;
@@ -907,15 +1088,16 @@ static enum mt_err query_page(struct store *st, struct query_ctx *qc,
 				err = MT_E_REDIS;
 				goto out;
 			}
-			struct feed_events fe;
-			err = feed_resolve(st, r, false, boundary, qc->feed, &fe, errbuf, errsz);
+			struct resolved rs;
+			err = resolve(st, qc, r, false, boundary, &rs, errbuf, errsz);
 			for (size_t i = 0; err == MT_E_OK && i < r->elements; i++) {
-				struct json_object *ev = event_if_matches(fe.ev[i], q->type);
-				if (ev)
-					json_object_array_add(page->events, ev);
+				bool added;
+				if (rs.ev[i] && (!q->type || member_has_type(rs.ev[i], q->type)))
+					err = page_add(page, rs.ev[i], rs.who[i], boundary, &added);
 			}
-			feed_events_free(&fe);
+			resolved_free(&rs);
 			freeReplyObject(r);
+			r = NULL;
 			if (err != MT_E_OK)
 				goto out;
 			r = command(st, qc->key, errbuf, errsz,
@@ -931,13 +1113,7 @@ static enum mt_err query_page(struct store *st, struct query_ctx *qc,
 			r = NULL;
 		}
 	}
-	for (size_t i = 0; i < nm; i++) {
-		json_object_array_add(page->events, m[i].ev);
-		m[i].ev = NULL;
-	}
 out:
-	for (size_t i = 0; i < nm; i++)
-		json_object_put(m[i].ev);
 	free(m);
 	return err;
 }
@@ -974,28 +1150,80 @@ static enum mt_err recipient_read_keys(struct store *st, const char *address, ch
 	return !*rcpt || (counts && !*counts) ? MT_E_NOMEM : MT_E_OK;
 }
 
+/* Whether the recipient's type index can answer a filter on type: the
+ * store script has built it (the counts hash says so) and it holds as
+ * many events of the type as the counts (else, say after its key expired
+ * apart from the set, the set itself is scanned). */
+static enum mt_err type_index_usable(struct store *st, const char *counts, const char *index,
+				     const char *type, bool *usable, char *errbuf, size_t errsz)
+{
+	struct batch b = {0};
+	char field[64];
+	enum mt_err err;
+
+	*usable = false;
+	snprintf(field, sizeof(field), "type:%s", type);
+	batch_addf(&b, counts, "HMGET %s index %s", counts, field);
+	batch_addf(&b, index, "ZCARD %s", index);
+	err = batch_run(st, &b, errbuf, errsz);
+	if (err == MT_E_OK && (!reply_ok(b.cmd[0].reply, REDIS_REPLY_ARRAY, errbuf, errsz) ||
+			       !reply_ok(b.cmd[1].reply, REDIS_REPLY_INTEGER, errbuf, errsz))) {
+		count_fault(NULL);
+		err = MT_E_REDIS;
+	}
+	if (err == MT_E_OK && b.cmd[0].reply->elements == 2) {
+		const redisReply *on = b.cmd[0].reply->element[0], *n = b.cmd[0].reply->element[1];
+		long long count = n->type == REDIS_REPLY_STRING ? strtoll(n->str, NULL, 10) : 0;
+		*usable = on->type == REDIS_REPLY_STRING && strcmp(on->str, "1") == 0 &&
+			  count == b.cmd[1].reply->integer;
+	}
+	batch_free(&b);
+	return err;
+}
+
 enum mt_err store_query_events(struct store *st, const char *address,
 			       const struct store_query *q,
 			       struct store_page *out, char *errbuf,
 			       size_t errsz)
 {
 	char recent[256];
-	char *key = NULL;
+	char *key = NULL, *counts = NULL, *index = NULL;
+	enum mt_err err = MT_E_OK;
 
 	memset(out, 0, sizeof(*out));
 	if (q->limit == 0 || q->limit > STORE_PAGE_MAX)
 		return MT_E_INTERNAL;
+	struct query_ctx qc = {NULL, address ? SRC_EVENTS : SRC_FEED, NULL, address, q, out};
 	if (address) {
-		enum mt_err err = recipient_read_keys(st, address, &key, NULL, errbuf, errsz);
-		if (err != MT_E_OK) {
-			free(key);
-			return err;
-		}
+		err = recipient_read_keys(st, address, &key, q->type ? &counts : NULL, errbuf,
+					  errsz);
+		if (err != MT_E_OK)
+			goto out;
+		qc.key = key;
 	} else {
 		snprintf(recent, sizeof(recent), "%srecent", st->prefix);
+		qc.key = recent;
 	}
-	struct query_ctx qc = {key ? key : recent, !key, q, out};
-	enum mt_err err = query_page(st, &qc, errbuf, errsz);
+	if (address && q->type) {
+		bool usable;
+		index = type_index_key(st, address, q->type);
+		if (!index) {
+			err = MT_E_NOMEM;
+			goto out;
+		}
+		err = type_index_usable(st, counts, index, q->type, &usable, errbuf, errsz);
+		if (err != MT_E_OK)
+			goto out;
+		if (usable) {
+			qc.src = SRC_INDEX;
+			qc.rcpt_key = key;
+			qc.key = index;
+		}
+	}
+	err = query_page(st, &qc, errbuf, errsz);
+out:
+	free(index);
+	free(counts);
 	free(key);
 	return err;
 }
@@ -1004,12 +1232,13 @@ void store_page_free(struct store_page *page)
 {
 	if (!page)
 		return;
-	json_object_put(page->events);
+	buf_free(&page->events);
 	memset(page, 0, sizeof(*page));
 }
 
 struct summary_ctx {
 	const char *key, *counts_key;
+	const char *address;
 	struct store_summary *sum;
 };
 
@@ -1017,7 +1246,7 @@ static enum mt_err summary(struct store *st, struct summary_ctx *sc,
 			   char *errbuf, size_t errsz)
 {
 	struct store_summary *sum = sc->sum;
-	int64_t last_bounce = -1, last_complaint = -1;
+	int64_t last_bounce = -1, last_complaint = -1, score;
 	long long n_bounce = 0, n_complaint = 0;
 
 	sum->counts = json_object_new_object();
@@ -1048,11 +1277,18 @@ static enum mt_err summary(struct store *st, struct summary_ctx *sc,
 	else if (n_complaint > 0)
 		sum->reason = "Complaint";
 
-	r = command(st, sc->key, errbuf, errsz, "ZREVRANGE %s 0 0", sc->key);
+	r = command(st, sc->key, errbuf, errsz, "ZREVRANGE %s 0 0 WITHSCORES", sc->key);
 	if (!r)
 		return MT_E_REDIS;
-	if (r->type == REDIS_REPLY_ARRAY && r->elements == 1)
-		sum->last_event = event_if_matches(r->element[0], NULL);
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	    r->element[0]->type == REDIS_REPLY_STRING && parse_score(r->element[1], &score)) {
+		struct buf ev = {0};
+		const redisReply *m = r->element[0];
+		if (evmember_to_event(m->str, m->len, sc->address, score, &ev,
+				      STORE_PAGE_BYTES_MAX) == MT_E_OK)
+			sum->last_event = json_tokener_parse(ev.p);
+		buf_free(&ev);
+	}
 	freeReplyObject(r);
 	return MT_E_OK;
 }
@@ -1067,7 +1303,7 @@ enum mt_err store_recipient_summary(struct store *st, const char *address,
 	enum mt_err err = recipient_read_keys(st, address, &key, &counts, errbuf, errsz);
 	if (err != MT_E_OK)
 		goto out;
-	struct summary_ctx sc = {key, counts, out};
+	struct summary_ctx sc = {key, counts, address, out};
 	err = summary(st, &sc, errbuf, errsz);
 out:
 	free(counts);
