@@ -119,7 +119,8 @@ static const char put_script[] =
  * one is its own prefix), scores their scores.  The set's size after the
  * trims decides: from STORE_INDEX_MIN the index is built from every member
  * (once: the counts hash's field "index" says it is there), then kept
- * with each add and trim, and dropped below STORE_INDEX_OFF.  The type of
+ * with each add and trim (in that order: a member out of the window is
+ * added and trimmed at once), and dropped below STORE_INDEX_OFF.  The type of
  * a trimmed member is read on its first bytes ({"id":"...","type":"T"),
  * JSON-decoded only when they are another layout.  Index keys expire
  * together with the set: whenever the set's expiry has been renewed (or
@@ -166,15 +167,15 @@ static const char type_index_script[] =
 	"    end\n"
 	"    redis.call('HDEL', ckey, 'index')\n"
 	"  elseif on then\n"
+	"    if added == 1 then\n"
+	"      redis.call('ZADD', ikey, sc, ARGV[6] ~= '' and ARGV[6] or member)\n"
+	"    end\n"
 	"    for _, list in ipairs(trimmed) do\n"
 	"      for i = 1, #list, 2 do\n"
 	"        local p = idp(list[i])\n"
 	"        local t = mtype(list[i], p)\n"
 	"        if t then redis.call('ZREM', base .. t, p) end\n"
 	"      end\n"
-	"    end\n"
-	"    if added == 1 then\n"
-	"      redis.call('ZADD', ikey, sc, ARGV[6] ~= '' and ARGV[6] or member)\n"
 	"    end\n"
 	"    renew(false)\n"
 	"  elseif card >= " STR(STORE_INDEX_MIN) " then\n"
