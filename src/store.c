@@ -113,8 +113,15 @@ static const char put_script[] =
 
 /* The type index of a recipient's events (store.h), put_script's part
  * that keeps it, run after everything else (a macro, as ISO C limits one
- * string literal to 4095 bytes).  KEYS[3] is the index key of this
- * event's type; another type's is the same key ending in that type.
+ * string literal to 4095 bytes).  ARGV[8] is the index key of this
+ * event's type; another type's is the same key ending in that type.  They
+ * are not declared KEYS: they share the recipient's hash tag (so its slot,
+ * which its declared keys fix), and a key declared but missing, as an
+ * index key is for every recipient without one, would make a Cluster
+ * answer TRYAGAIN for as long as the slot is being migrated.  A script
+ * stopped half-way by such a migration leaves an index that disagrees
+ * with the counts, which the reader then does not use (store.c,
+ * type_index_usable).
  * Members are the events' message prefixes (as ARGV[6]; a member without
  * one is its own prefix), scores their scores.  The set's size after the
  * trims decides: from STORE_INDEX_MIN the index is built from every member
@@ -126,7 +133,7 @@ static const char put_script[] =
  * together with the set: whenever the set's expiry has been renewed (or
  * a new type's key appeared), every type's key is set to the set's. */
 static const char type_index_script[] =
-	"local ikey = KEYS[3]\n"
+	"local ikey = ckey and ARGV[8]\n"
 	"if ikey then\n"
 	"  local base = string.sub(ikey, 1, #ikey - #ARGV[4])\n"
 	"  local function idp(m)\n"
@@ -659,11 +666,6 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 			argv[argc] = puts[i].counts_key;
 			argl[argc++] = strlen(puts[i].counts_key);
 		}
-		if (puts[i].index_key) {
-			argv[2] = "3";
-			argv[argc] = puts[i].index_key;
-			argl[argc++] = strlen(puts[i].index_key);
-		}
 		const char *type = puts[i].type ? puts[i].type : "";
 		const char *why = puts[i].suppress ? puts[i].suppress : "";
 		const char *args[] = {score, puts[i].member, ret, type, why,
@@ -675,6 +677,10 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 		for (int a = 0; a < 7; a++) {
 			argv[argc] = args[a];
 			argl[argc++] = lens[a];
+		}
+		if (puts[i].index_key) { /* ARGV[8]: type_index_script's */
+			argv[argc] = puts[i].index_key;
+			argl[argc++] = strlen(puts[i].index_key);
 		}
 		batch_add(&b, puts[i].key, argc, argv, argl);
 	}
