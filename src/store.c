@@ -51,8 +51,9 @@
 static const char put_script[] =
 	"local zkey, ckey = KEYS[1], KEYS[2]\n"
 	"local sc, member, ret = ARGV[1], ARGV[2], ARGV[3]\n"
-	"local trimmed = {} -- drop()'s lists, for the type index below\n"
+	"local trimmed -- drop()'s lists, for type_index_script\n"
 	"local function drop(list)\n"
+	"  trimmed = trimmed or {}\n"
 	"  trimmed[#trimmed + 1] = list\n"
 	"  if not ckey then return end\n"
 	"  for i = 1, #list, 2 do\n"
@@ -111,89 +112,88 @@ static const char put_script[] =
 	"end\n"
 	/* ... type_index_script, then "return added" */;
 
-/* The type index of a recipient's events (store.h), put_script's part
- * that keeps it, run after everything else (a macro, as ISO C limits one
- * string literal to 4095 bytes).  ARGV[8] is the index key of this
- * event's type; another type's is the same key ending in that type.  They
- * are not declared KEYS: they share the recipient's hash tag (so its slot,
- * which its declared keys fix), and a key declared but missing, as an
- * index key is for every recipient without one, would make a Cluster
- * answer TRYAGAIN for as long as the slot is being migrated.  A script
+/* The type index of a recipient's events (store.h): put_script's part
+ * that keeps it, run after everything else (its own string: ISO C limits
+ * one literal to 4095 bytes; store_new() joins them, with a line "local
+ * plen = <length of --redis-prefix>" between).  A recipient's index keys
+ * are named after its counts key (KEYS[2]): "counts:" after the prefix
+ * becomes "bytype:", and ':' and the type end it.  They are not declared
+ * KEYS: they share the recipient's hash tag, so its slot, and a declared
+ * key that does not exist, as an index key for nearly every recipient,
+ * would make a Cluster answer TRYAGAIN while its slot migrates (a script
  * stopped half-way by such a migration leaves an index that disagrees
- * with the counts, which the reader then does not use (store.c,
- * type_index_usable).
- * Members are the events' message prefixes (as ARGV[6]; a member without
- * one is its own prefix), scores their scores.  The set's size after the
- * trims decides: from STORE_INDEX_MIN the index is built from every member
- * (once: the counts hash's field "index" says it is there), then kept
- * with each add and trim (in that order: a member out of the window is
- * added and trimmed at once), and dropped below STORE_INDEX_OFF.  The type of
- * a trimmed member is read on its first bytes ({"id":"...","type":"T"),
- * JSON-decoded only when they are another layout.  Index keys expire
- * together with the set: whenever the set's expiry has been renewed (or
- * a new type's key appeared), every type's key is set to the set's. */
+ * with the counts, which the reader then does not use: store.c,
+ * type_index_usable).  Members are the events' message prefixes (as
+ * ARGV[6]; a member without one is its own prefix), scores their scores.
+ * The set's size after the trims decides: from STORE_INDEX_MIN the index
+ * is built from every member (once: the counts hash's field "index" says
+ * it is there), then kept with each add and trim (in that order: a member
+ * out of the window is added and trimmed at once), and dropped below
+ * STORE_INDEX_OFF.  A smaller set that trimmed nothing costs one
+ * comparison.  The type of a trimmed member is read on its first bytes
+ * ({"id":"...","type":"T"), JSON-decoded only when they are another
+ * layout.  Index keys expire together with the set: whenever the set's
+ * expiry has been renewed (or a new type's key appeared), every type's
+ * key is set to the set's. */
 static const char type_index_script[] =
-	"local ikey = ckey and ARGV[8]\n"
-	"if ikey then\n"
-	"  local base = string.sub(ikey, 1, #ikey - #ARGV[4])\n"
-	"  local function idp(m)\n"
-	"    if string.sub(m, 1, 7) ~= '{\"id\":\"' then return m end\n"
-	"    local i = 8\n"
-	"    while true do\n"
-	"      local j = string.find(m, '[\"\\\\]', i)\n"
-	"      if not j or j == #m then return m end\n"
-	"      if string.byte(m, j) == 34 then return string.sub(m, 1, j + 1) end\n"
-	"      i = j + 2\n"
-	"    end\n"
-	"  end\n"
-	"  local function mtype(m, p)\n"
-	"    local t = p ~= m and string.match(m, '^\"type\":\"([^\"\\\\]*)\"', #p + 1)\n"
-	"    if t then return t end\n"
-	"    local ok, e = pcall(cjson.decode, m)\n"
-	"    if ok and type(e) == 'table' and type(e.type) == 'string' then return e.type end\n"
-	"  end\n"
-	"  local function renew(force)\n"
-	"    local zt = redis.call('PTTL', zkey)\n"
-	"    if zt < 0 or (not force and redis.call('PTTL', ikey) == zt) then return end\n"
-	"    local h = redis.call('HGETALL', ckey)\n"
-	"    for i = 1, #h, 2 do\n"
-	"      if string.sub(h[i], 1, 5) == 'type:' then\n"
-	"        redis.call('PEXPIRE', base .. string.sub(h[i], 6), tostring(zt))\n"
+	"local card = ckey and math.min(over, 0) + " STR(STORE_RCPT_EVENTS_MAX) "\n"
+	"if card and (card >= " STR(STORE_INDEX_OFF) " or trimmed) then\n"
+	"  local on = redis.call('HGET', ckey, 'index') == '1'\n"
+	"  if on or card >= " STR(STORE_INDEX_MIN) " then\n"
+	"    local base = string.sub(ckey, 1, plen) .. 'bytype:' .. string.sub(ckey, plen + 8) .. ':'\n"
+	"    local ikey = base .. ARGV[4]\n"
+	"    local function idp(m)\n"
+	"      if string.sub(m, 1, 7) ~= '{\"id\":\"' then return m end\n"
+	"      local i = 8\n"
+	"      while true do\n"
+	"        local j = string.find(m, '[\"\\\\]', i)\n"
+	"        if not j or j == #m then return m end\n"
+	"        if string.byte(m, j) == 34 then return string.sub(m, 1, j + 1) end\n"
+	"        i = j + 2\n"
 	"      end\n"
 	"    end\n"
-	"  end\n"
-	"  local card = math.min(over, 0) + " STR(STORE_RCPT_EVENTS_MAX) "\n"
-	"  local on = false\n"
-	"  if card >= " STR(STORE_INDEX_OFF) " or #trimmed > 0 then\n"
-	"    on = redis.call('HGET', ckey, 'index') == '1'\n"
-	"  end\n"
-	"  if on and card < " STR(STORE_INDEX_OFF) " then\n"
-	"    local h = redis.call('HGETALL', ckey)\n"
-	"    for i = 1, #h, 2 do\n"
-	"      if string.sub(h[i], 1, 5) == 'type:' then redis.call('DEL', base .. string.sub(h[i], 6)) end\n"
+	"    local function mtype(m, p)\n"
+	"      local t = p ~= m and string.match(m, '^\"type\":\"([^\"\\\\]*)\"', #p + 1)\n"
+	"      if t then return t end\n"
+	"      local ok, e = pcall(cjson.decode, m)\n"
+	"      if ok and type(e) == 'table' and type(e.type) == 'string' then return e.type end\n"
 	"    end\n"
-	"    redis.call('HDEL', ckey, 'index')\n"
-	"  elseif on then\n"
-	"    if added == 1 then\n"
-	"      redis.call('ZADD', ikey, sc, ARGV[6] ~= '' and ARGV[6] or member)\n"
-	"    end\n"
-	"    for _, list in ipairs(trimmed) do\n"
-	"      for i = 1, #list, 2 do\n"
-	"        local p = idp(list[i])\n"
-	"        local t = mtype(list[i], p)\n"
-	"        if t then redis.call('ZREM', base .. t, p) end\n"
+	"    local function each_type(f)\n"
+	"      local h = redis.call('HGETALL', ckey)\n"
+	"      for i = 1, #h, 2 do\n"
+	"        if string.sub(h[i], 1, 5) == 'type:' then f(base .. string.sub(h[i], 6)) end\n"
 	"      end\n"
 	"    end\n"
-	"    renew(false)\n"
-	"  elseif card >= " STR(STORE_INDEX_MIN) " then\n"
-	"    local all = redis.call('ZRANGE', zkey, '0', '-1', 'WITHSCORES')\n"
-	"    for i = 1, #all, 2 do\n"
-	"      local p = idp(all[i])\n"
-	"      local t = mtype(all[i], p)\n"
-	"      if t then redis.call('ZADD', base .. t, all[i + 1], p) end\n"
+	"    local function renew(force)\n"
+	"      local zt = redis.call('PTTL', zkey)\n"
+	"      if zt < 0 or (not force and redis.call('PTTL', ikey) == zt) then return end\n"
+	"      each_type(function(k) redis.call('PEXPIRE', k, tostring(zt)) end)\n"
 	"    end\n"
-	"    redis.call('HSET', ckey, 'index', '1')\n"
-	"    renew(true)\n"
+	"    if on and card < " STR(STORE_INDEX_OFF) " then\n"
+	"      each_type(function(k) redis.call('DEL', k) end)\n"
+	"      redis.call('HDEL', ckey, 'index')\n"
+	"    elseif on then\n"
+	"      if added == 1 then\n"
+	"        redis.call('ZADD', ikey, sc, ARGV[6] ~= '' and ARGV[6] or member)\n"
+	"      end\n"
+	"      for _, list in ipairs(trimmed or {}) do\n"
+	"        for i = 1, #list, 2 do\n"
+	"          local p = idp(list[i])\n"
+	"          local t = mtype(list[i], p)\n"
+	"          if t then redis.call('ZREM', base .. t, p) end\n"
+	"        end\n"
+	"      end\n"
+	"      renew(false)\n"
+	"    else\n"
+	"      local all = redis.call('ZRANGE', zkey, '0', '-1', 'WITHSCORES')\n"
+	"      for i = 1, #all, 2 do\n"
+	"        local p = idp(all[i])\n"
+	"        local t = mtype(all[i], p)\n"
+	"        if t then redis.call('ZADD', base .. t, all[i + 1], p) end\n"
+	"      end\n"
+	"      redis.call('HSET', ckey, 'index', '1')\n"
+	"      renew(true)\n"
+	"    end\n"
 	"  end\n"
 	"end\n"
 	"return added\n";
@@ -251,11 +251,20 @@ struct store *store_new(const struct config_redis *redis, const char *prefix,
 	snprintf(st->recent_key, sizeof(st->recent_key), "%srecent", prefix);
 	st->retention_ms = (int64_t)retention_days * 86400 * 1000;
 	unsigned char md[SHA_DIGEST_LENGTH];
-	st->script = malloc(sizeof(put_script) + sizeof(type_index_script) - 1);
+	/* type_index_script finds a recipient's index keys from its counts
+	 * key: the prefix, "counts:" replaced with "bytype:", the rest. */
+	char plen[48];
+	int pn = snprintf(plen, sizeof(plen), "local plen = %zu\n", strlen(prefix));
+	if (pn < 0 || (size_t)pn >= sizeof(plen))
+		goto fail;
+	size_t pl = (size_t)pn;
+	st->script = malloc(sizeof(put_script) - 1 + pl + sizeof(type_index_script));
 	if (!st->script)
 		goto fail;
 	memcpy(st->script, put_script, sizeof(put_script) - 1);
-	memcpy(st->script + sizeof(put_script) - 1, type_index_script, sizeof(type_index_script));
+	memcpy(st->script + sizeof(put_script) - 1, plen, pl);
+	memcpy(st->script + sizeof(put_script) - 1 + pl, type_index_script,
+	       sizeof(type_index_script));
 	SHA1((const unsigned char *)st->script, strlen(st->script), md);
 	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
 		snprintf(st->script_sha + 2 * i, 3, "%02x", md[i]);
@@ -552,7 +561,6 @@ struct put {
 	size_t member_len;
 	struct store_item *item; /* whose write it is */
 	const char *recipient; /* an event's (normalised) address; NULL: no event */
-	const char *index_key; /* its type's index key (type_index_key) */
 };
 
 /* The bytes that begin every member stored for one SNS message
@@ -658,8 +666,8 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 		format_i64(score, puts[i].score);
 		cutoff[0] = '(';
 		format_i64(cutoff + 1, puts[i].score - st->retention_ms);
-		const char *argv[13] = {"EVALSHA", st->script_sha, "1", puts[i].key};
-		size_t argl[13] = {7, 40, 1, strlen(puts[i].key)};
+		const char *argv[12] = {"EVALSHA", st->script_sha, "1", puts[i].key};
+		size_t argl[12] = {7, 40, 1, strlen(puts[i].key)};
 		int argc = 4;
 		if (puts[i].counts_key) {
 			argv[2] = "2";
@@ -677,10 +685,6 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 		for (int a = 0; a < 7; a++) {
 			argv[argc] = args[a];
 			argl[argc++] = lens[a];
-		}
-		if (puts[i].index_key) { /* ARGV[8]: type_index_script's */
-			argv[argc] = puts[i].index_key;
-			argl[argc++] = strlen(puts[i].index_key);
 		}
 		batch_add(&b, puts[i].key, argc, argv, argl);
 	}
@@ -731,7 +735,7 @@ void store_put_many(struct store *st, struct store_item *const *items, size_t n)
 	if (nputs == 0)
 		return;
 	struct put *puts = calloc(nputs, sizeof(*puts));
-	char **keys = calloc(3 * nputs, sizeof(*keys));
+	char **keys = calloc(2 * nputs, sizeof(*keys));
 	if (!puts || !keys) {
 		for (size_t i = 0; i < n; i++)
 			item_fail(items[i], MT_E_NOMEM, "out of memory");
@@ -747,16 +751,13 @@ void store_put_many(struct store *st, struct store_item *const *items, size_t n)
 			nomem |= !keys[2 * k] || !keys[2 * k + 1];
 			puts[k] = (struct put){keys[2 * k], keys[2 * k + 1], e->type,
 					       e->suppress, e->time_ms, e->json, e->json_len, it,
-					       e->recipient, NULL};
-			keys[2 * nputs + k] = type_index_key(st, e->recipient, e->type);
-			nomem |= !keys[2 * nputs + k];
-			puts[k].index_key = keys[2 * nputs + k];
+					       e->recipient};
 		}
 		if (it->raw_topic) {
 			keys[2 * k] = make_key(st, "topic", it->raw_topic);
 			nomem |= !keys[2 * k];
 			puts[k] = (struct put){keys[2 * k], NULL, NULL, NULL, it->raw_time_ms,
-					       it->raw_json, it->raw_len, it, NULL, NULL};
+					       it->raw_json, it->raw_len, it, NULL};
 			k++;
 		}
 	}
@@ -767,7 +768,7 @@ void store_put_many(struct store *st, struct store_item *const *items, size_t n)
 	}
 	run_puts(st, puts, k);
 out:
-	for (size_t i = 0; keys && i < 3 * nputs; i++)
+	for (size_t i = 0; keys && i < 2 * k; i++)
 		free(keys[i]);
 	free(keys);
 	free(puts);

@@ -31,6 +31,7 @@ import collections
 import concurrent.futures
 import copy
 import datetime as dt
+import hashlib
 import json
 import os
 import random
@@ -763,6 +764,26 @@ class TestTypeIndex(ApiCase):
         self.deliver(m, again)
         self.assertIndexed(a, far + again, "rebuilt")
         self.assertTypePages(m, a, far + again, (20,), "rebuilt")
+
+    def test_index_of_an_address_tagged_by_its_digest(self):
+        # An address that begins with '}' has keys tagged by its SHA-256
+        # (README, Redis layout): its index keys too, named like its
+        # counts key, which is all the store script knows.
+        m = self.start()
+        a = "}brace@example.com"
+        tag = "sha256:" + hashlib.sha256(a.encode()).hexdigest()
+        items = [Item(("delivery", "complaint")[i % 2], a, T0 + i, 8000 + i)
+                 for i in range(self.INDEX_MIN + 1)]
+        self.deliver(m, items)
+        self.assertEqual(ENV.redis("HGET", f"mailtrail:counts:{{{tag}}}{a}", "index"), b"1")
+        for etype in ("Delivery", "Complaint"):
+            members = ENV.redis("ZRANGE", f"mailtrail:bytype:{{{tag}}}{a}:{etype}", 0, -1)
+            self.assertEqual(sorted(x.decode() for x in members),
+                             sorted(f'{{"id":"{it.id}",' for it in items if it.type == etype))
+        pages = self.walk(m, a, len(items) // 2, filtered=True, type="Complaint")
+        self.assertEqual(len(pages), 1, "read through the index")
+        self.assertEventsExactly(concat(pages), [it for it in items if it.type == "Complaint"],
+                                 "complaints")
 
     def test_stale_index_is_not_used(self):
         # An index whose size disagrees with the counts (say its key was
