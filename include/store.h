@@ -7,7 +7,13 @@
  *                             reads as empty) {prefix}rcpt:{sha256:<hex
  *                             digest of the address>}<address>
  *   {prefix}counts:{...}      hash per recipient, the summary's counts,
- *                             named like its sorted set
+ *                             named like its sorted set (and "index" = 1
+ *                             while it has a type index)
+ *   {prefix}bytype:{...}:<T>  sorted set per type of a recipient with at
+ *                             least STORE_INDEX_MIN events (its type
+ *                             index): score = event ms, member = the
+ *                             event's message prefix; named like its
+ *                             sorted set, then ':' and the type
  *   {prefix}recent            sorted set, the newest STORE_RECENT_MAX
  *                             events across recipients: score = event
  *                             ms, member = "<address> <member prefix>",

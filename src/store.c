@@ -878,6 +878,7 @@ static enum mt_err resolve(struct store *st, const struct query_ctx *qc, const r
 	size_t *lookup = calloc(n + 1, sizeof(*lookup)); /* entry -> command */
 	int64_t prev_score = 0;
 	const redisReply *prev = NULL;
+	const char *prev_who = NULL;
 	enum mt_err err = MT_E_NOMEM;
 
 	memset(rs, 0, sizeof(*rs));
@@ -907,7 +908,7 @@ static enum mt_err resolve(struct store *st, const struct query_ctx *qc, const r
 		    (qc->src == SRC_INDEX ||
 		     (reference_address_len(prev) == alen && memcmp(prev->str, m->str, alen) == 0))) {
 			lookup[i] = rs->look.n - 1;
-			rs->who[i] = rs->who[i - 1];
+			rs->who[i] = prev_who;
 			continue;
 		}
 		const char *key = qc->rcpt_key;
@@ -927,6 +928,7 @@ static enum mt_err resolve(struct store *st, const struct query_ctx *qc, const r
 			   (long long)score);
 		prev = m;
 		prev_score = score;
+		prev_who = rs->who[i];
 	}
 	err = rs->look.n ? batch_run(st, &rs->look, errbuf, errsz) : MT_E_OK;
 	for (size_t c = 0; err == MT_E_OK && c < rs->look.n; c++) {
