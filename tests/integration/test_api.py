@@ -19,7 +19,11 @@ type and before/after filters return exactly the expected subset; lookups
 are case-insensitive and URL-decoded ('+' stays a plus, %40 and %2B are
 decoded); the summary's counts, last event and suppression; the recent
 feed; the 400/401/404/405 answers with their exact JSON shape; the console
-assets; 503 while Redis is down.
+assets; 503 while Redis is down.  Issue 12: type-filtered pages of a
+3,000-event recipient read through its type index (every type at limits 7,
+50 and 1000, windows at the edges of runs in one millisecond), and the
+index the store script keeps across its threshold, retention trims,
+redelivery, expiry renewal, drop and rebuild.
 
 MAILTRAIL_TEST_WRAPPER (e.g. "valgrind --error-exitcode=99 -q") is put in
 front of every mailtrail command.  Nothing is ever skipped: a missing tool or
