@@ -769,6 +769,53 @@ class TestTypeIndex(ApiCase):
         self.assertIndexed(a, far + again, "rebuilt")
         self.assertTypePages(m, a, far + again, (20,), "rebuilt")
 
+    FILL = """
+local zkey, ikey, ckey = KEYS[1], KEYS[2], KEYS[3]
+for i = 1, tonumber(ARGV[1]) do
+  local id = string.format('fill-%06d', i)
+  local sc = tonumber(ARGV[2]) + i
+  redis.call('ZADD', zkey, sc, '{"id":"' .. id .. '","type":"Delivery","detail":{}}')
+  redis.call('ZADD', ikey, sc, '{"id":"' .. id .. '",')
+end
+redis.call('HINCRBY', ckey, 'type:Delivery', ARGV[1])
+return redis.call('ZCARD', zkey)
+"""
+
+    def test_index_follows_the_size_cap(self):
+        # A recipient at STORE_RCPT_EVENTS_MAX: each new event trims the
+        # oldest, from the set, the counts and the index.  The set is
+        # filled up directly in Redis (as the store script would have,
+        # members of ses.c's layout), older than the delivered events.
+        m = self.start()
+        a = "capped@example.com"
+        items = [Item(("delivery", "complaint")[i % 2], a, T0 + i, 9000 + i)
+                 for i in range(self.INDEX_MIN)]
+        self.deliver(m, items)
+        cap = 100_000
+        n = cap - len(items)
+        self.assertEqual(ENV.redis("EVAL", self.FILL, 3, f"mailtrail:rcpt:{{{a}}}",
+                                   self.index_key(a, "Delivery"),
+                                   f"mailtrail:counts:{{{a}}}", n, T0 - 10_000_000), cap)
+        newer = [Item("delivery", a, T0 + 5000, 9900), Item("complaint", a, T0 + 5001, 9901)]
+        self.deliver(m, newer, threads=1)
+        self.assertEqual(ENV.redis("ZCARD", f"mailtrail:rcpt:{{{a}}}"), cap)
+        delivery = ENV.redis("ZRANGE", self.index_key(a, "Delivery"), 0, -1)
+        self.assertEqual(len(delivery), n - 2 + len(items) // 2 + 1)
+        self.assertNotIn(b'{"id":"fill-000001",', delivery, "trimmed, still indexed")
+        self.assertNotIn(b'{"id":"fill-000002",', delivery, "trimmed, still indexed")
+        self.assertIn(b'{"id":"fill-000003",', delivery)
+        s = self.get(m, f"/v1/recipients/{a}")
+        self.assertEqual(s["counts"], {"Delivery": len(delivery),
+                                       "Complaint": len(items) // 2 + 1})
+        complaints = [it for it in items + newer if it.type == "Complaint"]
+        pages = self.walk(m, a, len(complaints), filtered=True, type="Complaint")
+        self.assertEqual(len(pages), 1, "read through the index")
+        self.assertEventsExactly(concat(pages), complaints, "complaints")
+        body = self.get_page(m, timeline_path(a, type="Delivery", limit=3), a)
+        self.assertEqual([e["id"] for e in body["events"]],
+                         [newer[0].id] + [it.id for it in reversed(items)
+                                          if it.type == "Delivery"][:2])
+
     def test_index_of_an_address_tagged_by_its_digest(self):
         # An address that begins with '}' has keys tagged by its SHA-256
         # (README, Redis layout): its index keys too, named like its
