@@ -16,8 +16,8 @@ function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
     'QUERY_RESULT {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,' ..
-    '"max_us":%d,"non2xx":%d,"socket_errors":%d}\n',
+    '"max_us":%d,"non2xx":%d,"connect":%d,"read":%d,"write":%d,"timeout":%d}\n',
     summary.requests, summary.duration, latency:percentile(50),
     latency:percentile(99), latency.max, e.status,
-    e.connect + e.read + e.write + e.timeout))
+    e.connect, e.read, e.write, e.timeout))
 end

@@ -109,9 +109,10 @@ def measure(b, label, path, conns, seconds):
         raise bench.CheckFailed(f"wrk failed ({p.returncode}): {shlex.join(cmd)}\n{text}")
     w = json.loads(m.group(1))
     n = w["requests"]
-    if n == 0 or w["non2xx"] or w["socket_errors"]:
+    errors = {k: w[k] for k in ("connect", "read", "write", "timeout") if w[k]}
+    if n == 0 or w["non2xx"] or errors:
         raise bench.CheckFailed(f"{label}: {n} requests, {w['non2xx']} not 2xx, "
-                                f"{w['socket_errors']} socket errors")
+                                f"socket errors {errors}")
     usec, calls = redis_command_usec(env)
     r = {"label": label, "conns": conns, "requests": n, "rps": n / (w["duration_us"] / 1e6),
          "p50": w["p50_us"] / 1000, "p99": w["p99_us"] / 1000, "max": w["max_us"] / 1000,
@@ -184,7 +185,7 @@ def main():
                                "--redis", env.redis_url, "--cert-host-pattern",
                                "^" + re.escape(env.sns.authority) + "$",
                                "--ca-file", env.pki.ca_cert, "--topic", bench.TOPIC,
-                               "--log-format", "json"],
+                               "--max-connections-per-ip", "0", "--log-format", "json"],
                       b.tmp, env.child_env(), "mailtrail")
     bench.log(f"mailtrail pid {b_mt.proc.pid} ({bench.build_type(binary)}), "
               f"redis-server pid {env.redis_server.proc.pid}; {b.nproc} CPUs "
