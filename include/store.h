@@ -7,7 +7,13 @@
  *                             reads as empty) {prefix}rcpt:{sha256:<hex
  *                             digest of the address>}<address>
  *   {prefix}counts:{...}      hash per recipient, the summary's counts,
- *                             named like its sorted set
+ *                             named like its sorted set (and "index" = 1
+ *                             while it has a type index)
+ *   {prefix}bytype:{...}:<T>  sorted set per type of a recipient with at
+ *                             least STORE_INDEX_MIN events (its type
+ *                             index): score = event ms, member = the
+ *                             event's message prefix; named like its
+ *                             sorted set, then ':' and the type
  *   {prefix}recent            sorted set, the newest STORE_RECENT_MAX
  *                             events across recipients: score = event
  *                             ms, member = "<address> <member prefix>",
@@ -41,6 +47,7 @@
 
 #include <json-c/json.h>
 
+#include "buf.h"
 #include "config.h"
 #include "mt_error.h"
 #include "ses.h"
@@ -51,6 +58,11 @@
  * retention period (the store script costs less that way). */
 #define STORE_EXPIRY_SLACK_MS (3600 * 1000)
 #define STORE_RCPT_EVENTS_MAX 100000
+/* A recipient's set of this many events gets a type index (store.h's
+ * layout), which it keeps until trims bring it below STORE_INDEX_OFF: a
+ * type-filtered page then reads the events of its type only. */
+#define STORE_INDEX_MIN 256
+#define STORE_INDEX_OFF 128
 #define STORE_TOPIC_MESSAGES_MAX 10000
 /* Idle connections kept for reuse (per node in a Redis Cluster). */
 #define STORE_POOL_MAX 128
@@ -109,9 +121,15 @@ struct store_query {
 	size_t limit;          /* 1..STORE_PAGE_MAX */
 };
 
+/* Most bytes of EVENT JSON in one page (a page of large events that would
+ * pass it is an error, not a shorter page). */
+#define STORE_PAGE_BYTES_MAX (64u << 20)
+
 struct store_page {
-	struct json_object *events; /* array of EVENT objects; owned */
-	bool more;                  /* then next_before is the cursor */
+	struct buf events; /* the EVENTs' JSON, comma-separated: what goes
+			    * between an array's brackets; owned */
+	size_t n;          /* how many */
+	bool more;         /* then next_before is the cursor */
 	int64_t next_before;
 };
 

@@ -78,10 +78,42 @@ static enum MHD_Result store_error(struct MHD_Connection *conn, enum mt_err err,
 	return http_send_status(conn, mt_err_http_status(err), NULL, mt_err_str(err));
 }
 
-static void add_cursor(struct json_object *o, const struct store_page *page)
+/* The page's answer, {"recipient":...,"events":[...],"next_before":...},
+ * into a malloc'd string (caller frees; NULL when out of memory): the
+ * page holds its EVENTs' JSON already, so they are copied, not parsed and
+ * printed again. */
+static char *page_answer(const char *address, const struct store_page *page, size_t *len)
 {
-	json_object_object_add(o, "next_before",
-			       page->more ? json_object_new_int64(page->next_before) : NULL);
+	struct buf b = {0};
+	char tail[64];
+	bool ok = true;
+	const size_t max = (size_t)STORE_PAGE_BYTES_MAX + 1024;
+
+	if (address) {
+		struct json_object *a = json_object_new_string(address);
+		size_t al;
+		const char *s = a ? json_object_to_json_string_length(
+					    a, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &al)
+				  : NULL;
+		ok = s && buf_append(&b, "{\"recipient\":", 13, max) == BUF_OK &&
+		     buf_append(&b, s, al, max) == BUF_OK && buf_append(&b, ",", 1, max) == BUF_OK;
+		json_object_put(a);
+	} else {
+		ok = buf_append(&b, "{", 1, max) == BUF_OK;
+	}
+	int n = page->more ? snprintf(tail, sizeof(tail), "],\"next_before\":%lld}",
+				      (long long)page->next_before)
+			   : snprintf(tail, sizeof(tail), "],\"next_before\":null}");
+	ok = ok && buf_append(&b, "\"events\":[", 10, max) == BUF_OK &&
+	     (page->events.len == 0 ||
+	      buf_append(&b, page->events.p, page->events.len, max) == BUF_OK) &&
+	     buf_append(&b, tail, (size_t)n, max) == BUF_OK;
+	if (!ok) {
+		buf_free(&b);
+		return NULL;
+	}
+	*len = b.len;
+	return buf_take(&b);
 }
 
 static enum MHD_Result events_page(struct api *a, struct MHD_Connection *conn,
@@ -100,17 +132,12 @@ static enum MHD_Result events_page(struct api *a, struct MHD_Connection *conn,
 		store_page_free(&page);
 		return store_error(conn, e, err);
 	}
-	struct json_object *o = json_object_new_object();
-	if (!o) {
-		store_page_free(&page);
-		return MHD_NO;
-	}
-	if (address)
-		json_object_object_add(o, "recipient", json_object_new_string(address));
-	json_object_object_add(o, "events", json_object_get(page.events));
-	add_cursor(o, &page);
+	size_t len = 0;
+	char *body = page_answer(address, &page, &len);
 	store_page_free(&page);
-	return http_send_json(conn, 200, o);
+	if (!body)
+		return MHD_NO;
+	return http_send_owned(conn, 200, "application/json", body, len);
 }
 
 static enum MHD_Result summary(struct api *a, struct MHD_Connection *conn,

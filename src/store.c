@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "evmember.h"
 #include "groupcommit.h"
 #include "metrics.h"
 #include "mt_time.h"
@@ -60,7 +61,10 @@
 static const char put_script[] =
 	"local zkey, ckey = KEYS[1], KEYS[2]\n"
 	"local sc, member, ret = ARGV[1], ARGV[2], ARGV[3]\n"
+	"local trimmed -- drop()'s lists, for type_index_script\n"
 	"local function drop(list)\n"
+	"  trimmed = trimmed or {}\n"
+	"  trimmed[#trimmed + 1] = list\n"
 	"  if not ckey then return end\n"
 	"  for i = 1, #list, 2 do\n"
 	"    local ok, e = pcall(cjson.decode, list[i])\n"
@@ -116,6 +120,92 @@ static const char put_script[] =
 	"  redis.call('PEXPIRE', zkey, ms)\n"
 	"  if ckey then redis.call('PEXPIRE', ckey, ms) end\n"
 	"end\n"
+	/* ... type_index_script, then "return added" */;
+
+/* The type index of a recipient's events (store.h): put_script's part
+ * that keeps it, run after everything else (its own string: ISO C limits
+ * one literal to 4095 bytes; store_new() joins them, with a line "local
+ * plen = <length of --redis-prefix>" between).  A recipient's index keys
+ * are named after its counts key (KEYS[2]): "counts:" after the prefix
+ * becomes "bytype:", and ':' and the type end it.  They are not declared
+ * KEYS: they share the recipient's hash tag, so its slot, and a declared
+ * key that does not exist, as an index key for nearly every recipient,
+ * would make a Cluster answer TRYAGAIN while its slot migrates (a script
+ * stopped half-way by such a migration leaves an index that disagrees
+ * with the counts, which the reader then does not use: store.c,
+ * type_index_usable).  Members are the events' message prefixes (as
+ * ARGV[6]; a member without one is its own prefix), scores their scores.
+ * The set's size after the trims decides: from STORE_INDEX_MIN the index
+ * is built from every member (once: the counts hash's field "index" says
+ * it is there), then kept with each add and trim (in that order: a member
+ * out of the window is added and trimmed at once), and dropped below
+ * STORE_INDEX_OFF.  A smaller set that trimmed nothing costs one
+ * comparison.  The type of a trimmed member is read on its first bytes
+ * ({"id":"...","type":"T"), JSON-decoded only when they are another
+ * layout.  Index keys expire together with the set: whenever the set's
+ * expiry has been renewed (or a new type's key appeared), every type's
+ * key is set to the set's. */
+static const char type_index_script[] =
+	"local card = ckey and math.min(over, 0) + " STR(STORE_RCPT_EVENTS_MAX) "\n"
+	"if card and (card >= " STR(STORE_INDEX_OFF) " or trimmed) then\n"
+	"  local on = redis.call('HGET', ckey, 'index') == '1'\n"
+	"  if on or card >= " STR(STORE_INDEX_MIN) " then\n"
+	"    local base = string.sub(ckey, 1, plen) .. 'bytype:' .. string.sub(ckey, plen + 8) .. ':'\n"
+	"    local ikey = base .. ARGV[4]\n"
+	"    local function idp(m)\n"
+	"      if string.sub(m, 1, 7) ~= '{\"id\":\"' then return m end\n"
+	"      local i = 8\n"
+	"      while true do\n"
+	"        local j = string.find(m, '[\"\\\\]', i)\n"
+	"        if not j or j == #m then return m end\n"
+	"        if string.byte(m, j) == 34 then return string.sub(m, 1, j + 1) end\n"
+	"        i = j + 2\n"
+	"      end\n"
+	"    end\n"
+	"    local function mtype(m, p)\n"
+	"      local t = p ~= m and string.match(m, '^\"type\":\"([^\"\\\\]*)\"', #p + 1)\n"
+	"      if t then return t end\n"
+	"      local ok, e = pcall(cjson.decode, m)\n"
+	"      if ok and type(e) == 'table' and type(e.type) == 'string' then return e.type end\n"
+	"    end\n"
+	"    local function each_type(f)\n"
+	"      local h = redis.call('HGETALL', ckey)\n"
+	"      for i = 1, #h, 2 do\n"
+	"        if string.sub(h[i], 1, 5) == 'type:' then f(base .. string.sub(h[i], 6)) end\n"
+	"      end\n"
+	"    end\n"
+	"    local function renew(force)\n"
+	"      local zt = redis.call('PTTL', zkey)\n"
+	"      if zt < 0 or (not force and redis.call('PTTL', ikey) == zt) then return end\n"
+	"      each_type(function(k) redis.call('PEXPIRE', k, tostring(zt)) end)\n"
+	"    end\n"
+	"    if on and card < " STR(STORE_INDEX_OFF) " then\n"
+	"      each_type(function(k) redis.call('DEL', k) end)\n"
+	"      redis.call('HDEL', ckey, 'index')\n"
+	"    elseif on then\n"
+	"      if added == 1 then\n"
+	"        redis.call('ZADD', ikey, sc, ARGV[6] ~= '' and ARGV[6] or member)\n"
+	"      end\n"
+	"      for _, list in ipairs(trimmed or {}) do\n"
+	"        for i = 1, #list, 2 do\n"
+	"          local p = idp(list[i])\n"
+	"          local t = mtype(list[i], p)\n"
+	"          if t then redis.call('ZREM', base .. t, p) end\n"
+	"        end\n"
+	"      end\n"
+	"      renew(false)\n"
+	"    else\n"
+	"      local all = redis.call('ZRANGE', zkey, '0', '-1', 'WITHSCORES')\n"
+	"      for i = 1, #all, 2 do\n"
+	"        local p = idp(all[i])\n"
+	"        local t = mtype(all[i], p)\n"
+	"        if t then redis.call('ZADD', base .. t, all[i + 1], p) end\n"
+	"      end\n"
+	"      redis.call('HSET', ckey, 'index', '1')\n"
+	"      renew(true)\n"
+	"    end\n"
+	"  end\n"
+	"end\n"
 	"return added\n";
 
 struct store {
@@ -125,7 +215,8 @@ struct store {
 	char *prefix;
 	char recent_key[160]; /* {prefix}recent */
 	int64_t retention_ms;
-	char script_sha[41]; /* put_script's SHA1, as SCRIPT LOAD answers it */
+	char *script;        /* put_script and type_index_script; owned */
+	char script_sha[41]; /* its SHA1, as SCRIPT LOAD answers it */
 };
 
 /* Every new connection makes sure its server has the script (it may have
@@ -133,7 +224,7 @@ struct store {
 static bool load_script(struct rconn *c, void *arg, char *errbuf, size_t errsz)
 {
 	const struct store *st = arg;
-	redisReply *r = rconn_command(c, "SCRIPT LOAD %s", put_script);
+	redisReply *r = rconn_command(c, "SCRIPT LOAD %s", st->script);
 	bool ok = r && r->type == REDIS_REPLY_STRING && strcmp(r->str, st->script_sha) == 0;
 	if (!ok)
 		snprintf(errbuf, errsz, "SCRIPT LOAD: %s",
@@ -170,7 +261,21 @@ struct store *store_new(const struct config_redis *redis, const char *prefix,
 	snprintf(st->recent_key, sizeof(st->recent_key), "%srecent", prefix);
 	st->retention_ms = (int64_t)retention_days * 86400 * 1000;
 	unsigned char md[SHA_DIGEST_LENGTH];
-	SHA1((const unsigned char *)put_script, sizeof(put_script) - 1, md);
+	/* type_index_script finds a recipient's index keys from its counts
+	 * key: the prefix, "counts:" replaced with "bytype:", the rest. */
+	char plen[48];
+	int pn = snprintf(plen, sizeof(plen), "local plen = %zu\n", strlen(prefix));
+	if (pn < 0 || (size_t)pn >= sizeof(plen))
+		goto fail;
+	size_t pl = (size_t)pn;
+	st->script = malloc(sizeof(put_script) - 1 + pl + sizeof(type_index_script));
+	if (!st->script)
+		goto fail;
+	memcpy(st->script, put_script, sizeof(put_script) - 1);
+	memcpy(st->script + sizeof(put_script) - 1, plen, pl);
+	memcpy(st->script + sizeof(put_script) - 1 + pl, type_index_script,
+	       sizeof(type_index_script));
+	SHA1((const unsigned char *)st->script, strlen(st->script), md);
 	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
 		snprintf(st->script_sha + 2 * i, 3, "%02x", md[i]);
 	struct rcluster_opts o = {
@@ -203,6 +308,7 @@ void store_free(struct store *st)
 	groupcommit_free(st->group);
 	rcluster_free(st->rc);
 	free(st->prefix);
+	free(st->script);
 	free(st);
 }
 
@@ -266,6 +372,26 @@ static char *recipient_key(const struct store *st, const char *kind, const char 
 	char *k = malloc(n);
 	if (k)
 		snprintf(k, n, "%s%s:{%s}%s", st->prefix, kind, tag, address);
+	return k;
+}
+
+/* The type index key of one recipient's events of one type, into a
+ * malloc'd string (caller frees): recipient_key()'s "bytype" key, ':' and
+ * the type (the store script finds the other types' keys by replacing
+ * that last part). */
+static char *type_index_key(const struct store *st, const char *address, const char *type)
+{
+	char *base = recipient_key(st, "bytype", address);
+	if (!base)
+		return NULL;
+	size_t lb = strlen(base), lt = strlen(type);
+	char *k = realloc(base, lb + 1 + lt + 1);
+	if (!k) {
+		free(base);
+		return NULL;
+	}
+	k[lb] = ':';
+	memcpy(k + lb + 1, type, lt + 1);
 	return k;
 }
 
@@ -856,54 +982,69 @@ static bool parse_score(const redisReply *r, int64_t *out)
 	return true;
 }
 
-/* The EVENT in a member, when it parses and (with type) is of that type.
- * Returns a new json-c object (caller puts it) or NULL. */
-static struct json_object *event_if_matches(const redisReply *member, const char *type)
+/* Whether member m holds an EVENT of this type: read on its first bytes
+ * (evmember_type); only a member of another layout is parsed. */
+static bool member_has_type(const redisReply *m, const char *type)
 {
-	if (!member || member->type != REDIS_REPLY_STRING)
-		return NULL;
-	struct json_object *ev = json_tokener_parse(member->str);
-	if (!ev || !json_object_is_type(ev, json_type_object)) {
-		json_object_put(ev);
-		return NULL;
-	}
-	if (type) {
-		struct json_object *t;
-		if (!json_object_object_get_ex(ev, "type", &t) ||
-		    !json_object_is_type(t, json_type_string) ||
-		    strcmp(json_object_get_string(t), type) != 0) {
-			json_object_put(ev);
-			return NULL;
-		}
-	}
-	return ev;
+	const char *t;
+	size_t tl;
+	if (!m || m->type != REDIS_REPLY_STRING)
+		return false;
+	if (evmember_type(m->str, m->len, &t, &tl))
+		return tl == strlen(type) && memcmp(t, type, tl) == 0;
+	struct json_object *ev = json_tokener_parse(m->str), *jt;
+	bool yes = ev && json_object_object_get_ex(ev, "type", &jt) &&
+		   json_object_is_type(jt, json_type_string) &&
+		   strcmp(json_object_get_string(jt), type) == 0;
+	json_object_put(ev);
+	return yes;
 }
 
-/* The recent feed's entries as EVENT members (add_recent): an old entry
- * is its own EVENT, a reference is looked up in its recipient's set (one
- * round trip for all, one lookup for the references of one recipient and
- * millisecond).  ev[i] is entry i's EVENT member, borrowed from the entry
- * or from look's answers, or NULL when that event is no longer stored
- * (trimmed or expired with its recipient's set). */
-struct feed_events {
-	const redisReply **ev;
-	struct batch look;
-	char **keys; /* the lookups' keys (batch commands borrow them) */
-	size_t nkeys;
+/* What a page is read from: a sorted set whose entries are EVENT members
+ * (a recipient's), references "<address> <member prefix>" or old EVENT
+ * members (the recent feed, add_recent), or member prefixes of one
+ * recipient's events (its type index). */
+enum query_source { SRC_EVENTS, SRC_FEED, SRC_INDEX };
+
+struct query_ctx {
+	const char *key;     /* the set read */
+	enum query_source src;
+	const char *rcpt_key; /* SRC_INDEX: the set its prefixes point into */
+	const char *address;  /* the recipient; NULL for the feed */
+	const struct store_query *q;
+	struct store_page *page;
 };
 
-static void feed_events_free(struct feed_events *fe)
+/* A set's entries as EVENT members: ev[i] is entry i's member, borrowed
+ * from the entry or from look's answers, or NULL when that event is no
+ * longer stored (trimmed or expired with its recipient's set); who[i] the
+ * recipient it belongs to (NULL when unknown).  A reference is looked up
+ * in its recipient's set at its score: one round trip for all, one lookup
+ * for the references of one recipient and millisecond. */
+struct resolved {
+	const redisReply **ev;
+	const char **who;
+	int64_t *at; /* at[i]: the event's own score (a feed reference dated
+		      * ahead is filed earlier than its event) */
+	struct batch look;
+	char **owned; /* the feed's lookup keys and addresses */
+	size_t nowned;
+};
+
+static void resolved_free(struct resolved *rs)
 {
-	for (size_t i = 0; i < fe->nkeys; i++)
-		free(fe->keys[i]);
-	free(fe->keys);
-	free(fe->ev);
-	batch_free(&fe->look);
-	memset(fe, 0, sizeof(*fe));
+	for (size_t i = 0; i < rs->nowned; i++)
+		free(rs->owned[i]);
+	free(rs->owned);
+	free(rs->ev);
+	free(rs->who);
+	free(rs->at);
+	batch_free(&rs->look);
+	memset(rs, 0, sizeof(*rs));
 }
 
-/* The address part of a reference (its length), 0 for an EVENT entry or
- * a malformed one. */
+/* The address part of a feed reference (its length), 0 for an EVENT entry
+ * or a malformed one. */
 static size_t reference_address_len(const redisReply *m)
 {
 	if (!m || m->type != REDIS_REPLY_STRING || (m->len >= 2 && memcmp(m->str, "{\"", 2) == 0))
@@ -932,57 +1073,77 @@ static size_t reference_prefix_at(const redisReply *m, size_t alen, int64_t *sco
 }
 
 /* Entries are r's elements (with their scores after each when
- * withscores, else all at score); refs: they are the feed's (else every
- * entry is its own EVENT). */
-static enum mt_err feed_resolve(struct store *st, const redisReply *r, bool withscores,
-				int64_t score, bool refs, struct feed_events *fe,
-				char *errbuf, size_t errsz)
+ * withscores, else all at score). */
+static enum mt_err resolve(struct store *st, const struct query_ctx *qc, const redisReply *r,
+			   bool withscores, int64_t score, struct resolved *rs,
+			   char *errbuf, size_t errsz)
 {
 	size_t step = withscores ? 2 : 1;
 	size_t n = r->type == REDIS_REPLY_ARRAY ? r->elements / step : 0;
 	size_t *lookup = calloc(n + 1, sizeof(*lookup)); /* entry -> command */
 	int64_t prev_score = 0;
 	const redisReply *prev = NULL;
+	const char *prev_who = NULL;
 	enum mt_err err = MT_E_NOMEM;
 
-	memset(fe, 0, sizeof(*fe));
-	fe->ev = calloc(n + 1, sizeof(const redisReply *));
-	fe->keys = calloc(n + 1, sizeof(*fe->keys));
-	if (!lookup || !fe->ev || !fe->keys)
+	memset(rs, 0, sizeof(*rs));
+	rs->ev = calloc(n + 1, sizeof(const redisReply *));
+	rs->who = calloc(n + 1, sizeof(*rs->who));
+	rs->at = calloc(n + 1, sizeof(*rs->at));
+	rs->owned = calloc(2 * n + 1, sizeof(*rs->owned));
+	if (!lookup || !rs->ev || !rs->who || !rs->at || !rs->owned)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
 		const redisReply *m = r->element[step * i];
-		size_t alen = refs ? reference_address_len(m) : 0;
 		lookup[i] = SIZE_MAX;
 		if (withscores && !parse_score(r->element[step * i + 1], &score))
 			continue;
-		if (alen == 0) {
-			fe->ev[i] = m;
+		rs->at[i] = score;
+		if (qc->src == SRC_EVENTS) {
+			rs->ev[i] = m;
+			rs->who[i] = qc->address;
+			continue;
+		}
+		if (!m || m->type != REDIS_REPLY_STRING)
+			continue;
+		size_t alen = qc->src == SRC_FEED ? reference_address_len(m) : 0;
+		if (qc->src == SRC_FEED && alen == 0) { /* an old entry: its EVENT */
+			rs->ev[i] = m;
 			continue;
 		}
 		int64_t at = score; /* the event's score */
-		reference_prefix_at(m, alen, &at);
-		if (prev && prev_score == at && reference_address_len(prev) == alen &&
-		    memcmp(prev->str, m->str, alen) == 0) {
-			lookup[i] = fe->look.n - 1;
+		if (qc->src == SRC_FEED)
+			reference_prefix_at(m, alen, &at);
+		rs->at[i] = at;
+		if (prev && prev_score == at &&
+		    (qc->src == SRC_INDEX ||
+		     (reference_address_len(prev) == alen && memcmp(prev->str, m->str, alen) == 0))) {
+			lookup[i] = rs->look.n - 1;
+			rs->who[i] = prev_who;
 			continue;
 		}
-		char addr[SES_ADDRESS_MAX + 1];
-		memcpy(addr, m->str, alen);
-		addr[alen] = '\0';
-		char *key = recipient_key(st, "rcpt", addr);
-		if (!key)
-			goto out;
-		fe->keys[fe->nkeys++] = key;
-		lookup[i] = fe->look.n;
-		batch_addf(&fe->look, key, "ZRANGEBYSCORE %s %lld %lld", key, (long long)at,
+		const char *key = qc->rcpt_key;
+		rs->who[i] = qc->address;
+		if (qc->src == SRC_FEED) {
+			char *addr = strndup(m->str, alen);
+			rs->owned[rs->nowned++] = addr;
+			char *k = addr ? recipient_key(st, "rcpt", addr) : NULL;
+			if (!k)
+				goto out;
+			rs->owned[rs->nowned++] = k;
+			key = k;
+			rs->who[i] = addr;
+		}
+		lookup[i] = rs->look.n;
+		batch_addf(&rs->look, key, "ZRANGEBYSCORE %s %lld %lld", key, (long long)at,
 			   (long long)at);
 		prev = m;
 		prev_score = at;
+		prev_who = rs->who[i];
 	}
-	err = fe->look.n ? batch_run(st, &fe->look, errbuf, errsz) : MT_E_OK;
-	for (size_t c = 0; err == MT_E_OK && c < fe->look.n; c++) {
-		if (!reply_ok(fe->look.cmd[c].reply, REDIS_REPLY_ARRAY, errbuf, errsz)) {
+	err = rs->look.n ? batch_run(st, &rs->look, errbuf, errsz) : MT_E_OK;
+	for (size_t c = 0; err == MT_E_OK && c < rs->look.n; c++) {
+		if (!reply_ok(rs->look.cmd[c].reply, REDIS_REPLY_ARRAY, errbuf, errsz)) {
 			count_fault(NULL);
 			err = MT_E_REDIS;
 		}
@@ -992,14 +1153,15 @@ static enum mt_err feed_resolve(struct store *st, const redisReply *r, bool with
 			continue;
 		const redisReply *m = r->element[step * i];
 		int64_t at = 0;
-		size_t skip = reference_prefix_at(m, reference_address_len(m), &at);
+		size_t skip = qc->src == SRC_FEED
+			? reference_prefix_at(m, reference_address_len(m), &at) : 0;
 		size_t plen = m->len - skip;
-		const redisReply *a = fe->look.cmd[lookup[i]].reply;
+		const redisReply *a = rs->look.cmd[lookup[i]].reply;
 		for (size_t j = 0; j < a->elements; j++) {
 			const redisReply *e = a->element[j];
 			if (e->type == REDIS_REPLY_STRING && e->len >= plen &&
 			    memcmp(e->str, m->str + skip, plen) == 0) {
-				fe->ev[i] = e;
+				rs->ev[i] = e;
 				break;
 			}
 		}
@@ -1009,16 +1171,35 @@ out:
 	return err;
 }
 
-struct query_ctx {
-	const char *key;
-	bool feed; /* the recent feed: entries are references */
-	const struct store_query *q;
-	struct store_page *page;
-};
+/* Appends the EVENT of member m (evmember_to_event) to the page; *added
+ * says whether it was one. */
+static enum mt_err page_add(struct store_page *page, const redisReply *m, const char *who,
+			    int64_t score, bool *added)
+{
+	size_t at = page->events.len;
+	enum mt_err err = MT_E_OK;
+	*added = false;
+	if (page->n && buf_append(&page->events, ",", 1, STORE_PAGE_BYTES_MAX) != BUF_OK)
+		err = MT_E_NOMEM;
+	if (err == MT_E_OK)
+		err = evmember_to_event(m->str, m->len, who, score, &page->events,
+					STORE_PAGE_BYTES_MAX);
+	if (err == MT_E_OK) {
+		page->n++;
+		*added = true;
+		return MT_E_OK;
+	}
+	page->events.len = at;
+	if (page->events.p)
+		page->events.p[at] = '\0';
+	/* A member that is no EVENT is left out; a page too large for
+	 * STORE_PAGE_BYTES_MAX is an error, not a shorter page. */
+	return err == MT_E_BAD_JSON ? MT_E_OK : err == MT_E_TOO_LARGE ? MT_E_INTERNAL : err;
+}
 
 struct match {
-	struct json_object *ev;
 	int64_t score;
+	size_t at; /* page->events.len before it */
 };
 
 /* Scans newest first from the query's bounds until limit matches are found
@@ -1026,28 +1207,27 @@ struct match {
  * examined is the boundary: matches with that score are left for the next
  * page (whose cursor then includes it), so a page never splits one
  * millisecond's events between two pages.  Only when a whole page shares
- * the boundary score is that millisecond returned in one go. */
+ * the boundary score is that millisecond returned in one go.  Each read
+ * continues from the last score seen (a score cursor, skipping the entries
+ * at that score already seen) instead of an offset from the top, so a
+ * long scan costs Redis the entries it returns, not the ones before. */
 static enum mt_err query_page(struct store *st, struct query_ctx *qc,
 			      char *errbuf, size_t errsz)
 {
 	const struct store_query *q = qc->q;
 	struct store_page *page = qc->page;
 	char max[32], min[32];
-	size_t batch = q->type ? 256 : q->limit + 1;
-	size_t offset = 0, scanned = 0, nm = 0;
-	bool bounded = false, first = true;
-	int64_t boundary = 0, top = 0;
+	bool filter = q->type && qc->src != SRC_INDEX ? true : false;
+	size_t batch = filter ? 256 : q->limit + 1;
+	size_t skip = 0, scanned = 0, nm = 0;
+	bool bounded = false, first = true, at_cursor = false;
+	int64_t boundary = 0, top = 0, cursor = 0;
 	enum mt_err err = MT_E_OK;
 	struct match *m = calloc(q->limit, sizeof(*m));
 	redisReply *r = NULL;
 
 	if (!m)
 		return MT_E_NOMEM;
-	page->events = json_object_new_array();
-	if (!page->events) {
-		free(m);
-		return MT_E_NOMEM;
-	}
 	if (q->has_before)
 		snprintf(max, sizeof(max), "(%lld", (long long)q->before);
 	else
@@ -1060,19 +1240,29 @@ static enum mt_err query_page(struct store *st, struct query_ctx *qc,
 	while (!bounded) {
 		r = command(st, qc->key, errbuf, errsz,
 			    "ZREVRANGEBYSCORE %s %s %s WITHSCORES LIMIT %llu %llu",
-			    qc->key, max, min, (unsigned long long)offset,
+			    qc->key, max, min, (unsigned long long)skip,
 			    (unsigned long long)batch);
 		if (!r) {
 			err = MT_E_REDIS;
 			goto out;
 		}
 		size_t n = r->type == REDIS_REPLY_ARRAY ? r->elements / 2 : 0;
-		struct feed_events fe;
-		err = feed_resolve(st, r, true, 0, qc->feed, &fe, errbuf, errsz);
+		struct resolved rs;
+		err = resolve(st, qc, r, true, 0, &rs, errbuf, errsz);
 		for (size_t i = 0; err == MT_E_OK && i < n; i++) {
 			int64_t score;
 			if (!parse_score(r->element[2 * i + 1], &score))
 				continue;
+			/* The cursor: the last score read, and how many
+			 * entries at it were read (all of this batch's when
+			 * the cursor did not move). */
+			if (at_cursor && score == cursor) {
+				skip++;
+			} else {
+				cursor = score;
+				skip = 1;
+				at_cursor = true;
+			}
 			if (nm == q->limit || scanned == STORE_SCAN_MAX) {
 				boundary = score;
 				bounded = true;
@@ -1083,24 +1273,32 @@ static enum mt_err query_page(struct store *st, struct query_ctx *qc,
 				first = false;
 			}
 			scanned++;
-			struct json_object *ev = event_if_matches(fe.ev[i], q->type);
-			if (ev)
-				m[nm++] = (struct match){ev, score};
+			const redisReply *ev = rs.ev[i];
+			if (!ev || (q->type && !member_has_type(ev, q->type)))
+				continue;
+			bool added;
+			size_t at = page->events.len;
+			err = page_add(page, ev, rs.who[i], rs.at[i], &added);
+			if (added)
+				m[nm++] = (struct match){score, at};
 		}
-		feed_events_free(&fe);
+		resolved_free(&rs);
 		freeReplyObject(r);
 		r = NULL;
 		if (err != MT_E_OK)
 			goto out;
 		if (n < batch)
 			break;
-		offset += n;
+		snprintf(max, sizeof(max), "%lld", (long long)cursor);
 	}
 
 	page->more = bounded;
 	if (bounded) {
-		while (nm > 0 && m[nm - 1].score == boundary)
-			json_object_put(m[--nm].ev);
+		while (nm > 0 && m[nm - 1].score == boundary) {
+			page->events.len = m[--nm].at;
+			page->events.p[page->events.len] = '\0';
+			page->n--;
+		}
 		/* Exclusive cursor: below the last event shown, or, when a
 		 * filtered scan found nothing, down to the boundary itself. */
 		page->next_before = nm ? m[nm - 1].score : boundary + 1;
@@ -1113,15 +1311,16 @@ static enum mt_err query_page(struct store *st, struct query_ctx *qc,
 				err = MT_E_REDIS;
 				goto out;
 			}
-			struct feed_events fe;
-			err = feed_resolve(st, r, false, boundary, qc->feed, &fe, errbuf, errsz);
+			struct resolved rs;
+			err = resolve(st, qc, r, false, boundary, &rs, errbuf, errsz);
 			for (size_t i = 0; err == MT_E_OK && i < r->elements; i++) {
-				struct json_object *ev = event_if_matches(fe.ev[i], q->type);
-				if (ev)
-					json_object_array_add(page->events, ev);
+				bool added;
+				if (rs.ev[i] && (!q->type || member_has_type(rs.ev[i], q->type)))
+					err = page_add(page, rs.ev[i], rs.who[i], rs.at[i], &added);
 			}
-			feed_events_free(&fe);
+			resolved_free(&rs);
 			freeReplyObject(r);
+			r = NULL;
 			if (err != MT_E_OK)
 				goto out;
 			r = command(st, qc->key, errbuf, errsz,
@@ -1137,13 +1336,7 @@ static enum mt_err query_page(struct store *st, struct query_ctx *qc,
 			r = NULL;
 		}
 	}
-	for (size_t i = 0; i < nm; i++) {
-		json_object_array_add(page->events, m[i].ev);
-		m[i].ev = NULL;
-	}
 out:
-	for (size_t i = 0; i < nm; i++)
-		json_object_put(m[i].ev);
 	free(m);
 	return err;
 }
@@ -1180,28 +1373,80 @@ static enum mt_err recipient_read_keys(struct store *st, const char *address, ch
 	return !*rcpt || (counts && !*counts) ? MT_E_NOMEM : MT_E_OK;
 }
 
+/* Whether the recipient's type index can answer a filter on type: the
+ * store script has built it (the counts hash says so) and it holds as
+ * many events of the type as the counts (else, say after its key expired
+ * apart from the set, the set itself is scanned). */
+static enum mt_err type_index_usable(struct store *st, const char *counts, const char *index,
+				     const char *type, bool *usable, char *errbuf, size_t errsz)
+{
+	struct batch b = {0};
+	char field[64];
+	enum mt_err err;
+
+	*usable = false;
+	snprintf(field, sizeof(field), "type:%s", type);
+	batch_addf(&b, counts, "HMGET %s index %s", counts, field);
+	batch_addf(&b, index, "ZCARD %s", index);
+	err = batch_run(st, &b, errbuf, errsz);
+	if (err == MT_E_OK && (!reply_ok(b.cmd[0].reply, REDIS_REPLY_ARRAY, errbuf, errsz) ||
+			       !reply_ok(b.cmd[1].reply, REDIS_REPLY_INTEGER, errbuf, errsz))) {
+		count_fault(NULL);
+		err = MT_E_REDIS;
+	}
+	if (err == MT_E_OK && b.cmd[0].reply->elements == 2) {
+		const redisReply *on = b.cmd[0].reply->element[0], *n = b.cmd[0].reply->element[1];
+		long long count = n->type == REDIS_REPLY_STRING ? strtoll(n->str, NULL, 10) : 0;
+		*usable = on->type == REDIS_REPLY_STRING && strcmp(on->str, "1") == 0 &&
+			  count == b.cmd[1].reply->integer;
+	}
+	batch_free(&b);
+	return err;
+}
+
 enum mt_err store_query_events(struct store *st, const char *address,
 			       const struct store_query *q,
 			       struct store_page *out, char *errbuf,
 			       size_t errsz)
 {
 	char recent[256];
-	char *key = NULL;
+	char *key = NULL, *counts = NULL, *index = NULL;
+	enum mt_err err = MT_E_OK;
 
 	memset(out, 0, sizeof(*out));
 	if (q->limit == 0 || q->limit > STORE_PAGE_MAX)
 		return MT_E_INTERNAL;
+	struct query_ctx qc = {NULL, address ? SRC_EVENTS : SRC_FEED, NULL, address, q, out};
 	if (address) {
-		enum mt_err err = recipient_read_keys(st, address, &key, NULL, errbuf, errsz);
-		if (err != MT_E_OK) {
-			free(key);
-			return err;
-		}
+		err = recipient_read_keys(st, address, &key, q->type ? &counts : NULL, errbuf,
+					  errsz);
+		if (err != MT_E_OK)
+			goto out;
+		qc.key = key;
 	} else {
 		snprintf(recent, sizeof(recent), "%srecent", st->prefix);
+		qc.key = recent;
 	}
-	struct query_ctx qc = {key ? key : recent, !key, q, out};
-	enum mt_err err = query_page(st, &qc, errbuf, errsz);
+	if (address && q->type) {
+		bool usable;
+		index = type_index_key(st, address, q->type);
+		if (!index) {
+			err = MT_E_NOMEM;
+			goto out;
+		}
+		err = type_index_usable(st, counts, index, q->type, &usable, errbuf, errsz);
+		if (err != MT_E_OK)
+			goto out;
+		if (usable) {
+			qc.src = SRC_INDEX;
+			qc.rcpt_key = key;
+			qc.key = index;
+		}
+	}
+	err = query_page(st, &qc, errbuf, errsz);
+out:
+	free(index);
+	free(counts);
 	free(key);
 	return err;
 }
@@ -1210,12 +1455,13 @@ void store_page_free(struct store_page *page)
 {
 	if (!page)
 		return;
-	json_object_put(page->events);
+	buf_free(&page->events);
 	memset(page, 0, sizeof(*page));
 }
 
 struct summary_ctx {
 	const char *key, *counts_key;
+	const char *address;
 	struct store_summary *sum;
 };
 
@@ -1223,7 +1469,7 @@ static enum mt_err summary(struct store *st, struct summary_ctx *sc,
 			   char *errbuf, size_t errsz)
 {
 	struct store_summary *sum = sc->sum;
-	int64_t last_bounce = -1, last_complaint = -1;
+	int64_t last_bounce = -1, last_complaint = -1, score;
 	long long n_bounce = 0, n_complaint = 0;
 
 	sum->counts = json_object_new_object();
@@ -1254,11 +1500,18 @@ static enum mt_err summary(struct store *st, struct summary_ctx *sc,
 	else if (n_complaint > 0)
 		sum->reason = "Complaint";
 
-	r = command(st, sc->key, errbuf, errsz, "ZREVRANGE %s 0 0", sc->key);
+	r = command(st, sc->key, errbuf, errsz, "ZREVRANGE %s 0 0 WITHSCORES", sc->key);
 	if (!r)
 		return MT_E_REDIS;
-	if (r->type == REDIS_REPLY_ARRAY && r->elements == 1)
-		sum->last_event = event_if_matches(r->element[0], NULL);
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	    r->element[0]->type == REDIS_REPLY_STRING && parse_score(r->element[1], &score)) {
+		struct buf ev = {0};
+		const redisReply *m = r->element[0];
+		if (evmember_to_event(m->str, m->len, sc->address, score, &ev,
+				      STORE_PAGE_BYTES_MAX) == MT_E_OK)
+			sum->last_event = json_tokener_parse(ev.p);
+		buf_free(&ev);
+	}
 	freeReplyObject(r);
 	return MT_E_OK;
 }
@@ -1273,7 +1526,7 @@ enum mt_err store_recipient_summary(struct store *st, const char *address,
 	enum mt_err err = recipient_read_keys(st, address, &key, &counts, errbuf, errsz);
 	if (err != MT_E_OK)
 		goto out;
-	struct summary_ctx sc = {key, counts, out};
+	struct summary_ctx sc = {key, counts, address, out};
 	err = summary(st, &sc, errbuf, errsz);
 out:
 	free(counts);
@@ -1292,30 +1545,11 @@ void store_summary_free(struct store_summary *sum)
 
 /* ---- the message index: reads and erasure ----------------------------- */
 
-/* The recipient an entry of a message index stands for: the reference's
- * address, or (an EVENT entry, which no version wrote but which reads
- * the same) its "recipient".  Borrowed; NULL when neither. */
-static const char *entry_recipient(const redisReply *entry, struct json_object *ev,
-				   char addr[SES_ADDRESS_MAX + 1])
-{
-	size_t alen = reference_address_len(entry);
-	if (alen > 0) {
-		memcpy(addr, entry->str, alen);
-		addr[alen] = '\0';
-		return addr;
-	}
-	struct json_object *r;
-	if (json_object_object_get_ex(ev, "recipient", &r) &&
-	    json_object_is_type(r, json_type_string))
-		return json_object_get_string(r);
-	return NULL;
-}
-
 enum mt_err store_message_events(struct store *st, const char *message_id,
 				 struct json_object **out, char *errbuf, size_t errsz)
 {
 	struct json_object *by_rcpt = NULL, *groups = NULL;
-	struct feed_events fe = {0};
+	struct resolved rs = {0};
 	redisReply *r = NULL;
 	enum mt_err err = MT_E_NOMEM;
 
@@ -1335,18 +1569,26 @@ enum mt_err store_message_events(struct store *st, const char *message_id,
 		err = MT_E_REDIS;
 		goto out;
 	}
-	err = feed_resolve(st, r, true, 0, true, &fe, errbuf, errsz);
+	/* Its entries are references of the recent feed's form. */
+	struct query_ctx qc = {key, SRC_FEED, NULL, NULL, NULL, NULL};
+	err = resolve(st, &qc, r, true, 0, &rs, errbuf, errsz);
 	size_t n = err == MT_E_OK && r->type == REDIS_REPLY_ARRAY ? r->elements / 2 : 0;
 	for (size_t i = 0; i < n; i++) {
 		/* A reference that no longer resolves (its event trimmed or
-		 * erased) is left out. */
-		struct json_object *ev = event_if_matches(fe.ev[i], NULL), *events;
-		char addr[SES_ADDRESS_MAX + 1];
-		const char *rcpt = ev ? entry_recipient(r->element[2 * i], ev, addr) : NULL;
-		if (!rcpt) {
-			json_object_put(ev);
-			continue;
+		 * erased) is left out, and so is an entry that is not a
+		 * reference (no version wrote one). */
+		const redisReply *m = rs.ev[i];
+		const char *rcpt = rs.who[i];
+		struct json_object *ev = NULL, *events;
+		if (m && rcpt) {
+			struct buf b = {0};
+			if (evmember_to_event(m->str, m->len, rcpt, rs.at[i], &b,
+					      STORE_PAGE_BYTES_MAX) == MT_E_OK)
+				ev = json_tokener_parse(b.p);
+			buf_free(&b);
 		}
+		if (!ev)
+			continue;
 		/* Entries come newest first, so a recipient's group is made at
 		 * its newest event and the groups are in that order. */
 		if (!json_object_object_get_ex(by_rcpt, rcpt, &events)) {
@@ -1375,7 +1617,7 @@ enum mt_err store_message_events(struct store *st, const char *message_id,
 		groups = NULL;
 	}
 out:
-	feed_events_free(&fe);
+	resolved_free(&rs);
 	freeReplyObject(r);
 	json_object_put(groups);
 	json_object_put(by_rcpt);
@@ -1752,10 +1994,49 @@ static enum mt_err feed_remove_matching(struct store *st, const char *pattern,
 	return err;
 }
 
+/* Type index keys one erasure removes at most: one per event type
+ * (ses.c names ten). */
+#define ERASE_TYPE_KEYS_MAX 32
+
+/* Adds an UNLINK to b for each type index key the recipient may have: the
+ * types its counts hash counts (put_script's "type:<T>" fields).  The key
+ * names go to keys[] (the batch routes by them: the caller frees them
+ * after the batch ran). */
+static enum mt_err add_type_index_unlinks(struct store *st, const char *address,
+					  struct batch *b, char *keys[ERASE_TYPE_KEYS_MAX],
+					  char *errbuf, size_t errsz)
+{
+	char *counts = recipient_key(st, "counts", address);
+	if (!counts)
+		return MT_E_NOMEM;
+	redisReply *r = command(st, counts, errbuf, errsz, "HKEYS %s", counts);
+	free(counts);
+	if (!r)
+		return MT_E_REDIS;
+	enum mt_err err = MT_E_OK;
+	size_t nk = 0;
+	for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements &&
+			   nk < ERASE_TYPE_KEYS_MAX; i++) {
+		const redisReply *f = r->element[i];
+		if (f->type != REDIS_REPLY_STRING || f->len <= 5 || memcmp(f->str, "type:", 5) != 0 ||
+		    memchr(f->str, '\0', f->len))
+			continue;
+		keys[nk] = type_index_key(st, address, f->str + 5);
+		if (!keys[nk]) {
+			err = MT_E_NOMEM;
+			break;
+		}
+		batch_addf(b, keys[nk], "UNLINK %s", keys[nk]);
+		nk++;
+	}
+	freeReplyObject(r);
+	return err;
+}
+
 enum mt_err store_recipient_erase(struct store *st, const char *address,
 				  struct store_erasure *out, char *errbuf, size_t errsz)
 {
-	char *names[RECIPIENT_KEYS_MAX] = {0};
+	char *names[RECIPIENT_KEYS_MAX] = {0}, *tkeys[ERASE_TYPE_KEYS_MAX] = {0};
 	struct batch b = {0};
 	size_t la = strlen(address);
 	/* A glob pattern of the address (escaped) with room for the JSON
@@ -1776,6 +2057,11 @@ enum mt_err store_recipient_erase(struct store *st, const char *address,
 		goto out;
 	for (size_t i = 0; i < n; i++)
 		batch_addf(&b, names[i], "UNLINK %s", names[i]);
+	/* Its type index keys (a recipient of STORE_INDEX_MIN events or
+	 * more): one per type its counts hash names. */
+	err = add_type_index_unlinks(st, address, &b, tkeys, errbuf, errsz);
+	if (err != MT_E_OK)
+		goto out;
 	err = batch_run(st, &b, errbuf, errsz);
 	for (size_t c = 0; err == MT_E_OK && c < b.n; c++) {
 		if (!reply_ok(b.cmd[c].reply, REDIS_REPLY_INTEGER, errbuf, errsz)) {
@@ -1800,6 +2086,8 @@ out:
 	if (err == MT_E_NOMEM)
 		snprintf(errbuf, errsz, "out of memory");
 	batch_free(&b);
+	for (size_t i = 0; i < ERASE_TYPE_KEYS_MAX; i++)
+		free(tkeys[i]);
 	for (size_t i = 0; i < RECIPIENT_KEYS_MAX; i++)
 		free(names[i]);
 	free(esc);

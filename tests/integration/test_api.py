@@ -23,7 +23,11 @@ assets; 503 while Redis is down.  Issue 14: GET /v1/messages/{id} groups a
 mail's events by recipient, newest first, and a redelivery adds nothing to
 the message index; retention trims drop its references; its cap, its
 expiry, its id validation (400), and store_forget_message_refs() run
-through build/tests/forget_refs.
+through build/tests/forget_refs.  Issue 12: type-filtered pages of a
+3,000-event recipient read through its type index (every type at limits 7,
+50 and 1000, windows at the edges of runs in one millisecond), and the
+index the store script keeps across its threshold, retention trims,
+redelivery, expiry renewal, drop and rebuild.
 
 MAILTRAIL_TEST_WRAPPER (e.g. "valgrind --error-exitcode=99 -q") is put in
 front of every mailtrail command.  Nothing is ever skipped: a missing tool or
@@ -35,6 +39,7 @@ import collections
 import concurrent.futures
 import copy
 import datetime as dt
+import hashlib
 import json
 import os
 import random
@@ -600,6 +605,281 @@ class TestPaging(ApiCase):
         s = self.get(self.m, f"/v1/recipients/{self.ADDRESS}")
         counts = collections.Counter(it.type for it in self.items)
         self.assertEqual(s["counts"], dict(counts))
+
+
+# ===================================================================================
+class TestTypeIndex(ApiCase):
+    """Type-filtered pages of recipients big enough for a type index
+    (store.h: STORE_INDEX_MIN events and more): every type's pages, the
+    index the store script keeps across trims and redelivery, and the
+    index dropped and rebuilt."""
+
+    INDEX_MIN = 256     # STORE_INDEX_MIN
+    INDEX_OFF = 128     # STORE_INDEX_OFF
+    TYPES = ("Delivery", "Bounce", "Complaint", "Rendering Failure")
+
+    @staticmethod
+    def index_key(address, etype):
+        return f"mailtrail:bytype:{{{address}}}:{etype}"
+
+    def index_of(self, address):
+        """{type: [(member, score)]} as Redis holds the index, and whether
+        the counts hash says it is built."""
+        out = {}
+        for etype in self.TYPES:
+            raw = ENV.redis("ZRANGE", self.index_key(address, etype), 0, -1, "WITHSCORES")
+            if raw:
+                out[etype] = sorted((raw[i].decode(), int(raw[i + 1]))
+                                    for i in range(0, len(raw), 2))
+        on = ENV.redis("HGET", f"mailtrail:counts:{{{address}}}", "index")
+        return out, on == b"1"
+
+    def assertIndexed(self, address, items, what):  # noqa: N802
+        """The index holds exactly the items' events, by type: member the
+        event's message prefix, score its time; and expires with the set."""
+        want = collections.defaultdict(list)
+        for it in items:
+            want[it.type].append((f'{{"id":"{it.id}",', it.ms))
+        got, on = self.index_of(address)
+        self.assertTrue(on, f"{what}: no index")
+        self.assertEqual(got, {t: sorted(v) for t, v in want.items()}, f"{what}: index")
+        ttl = ENV.redis("PTTL", f"mailtrail:rcpt:{{{address}}}")
+        for etype in got:
+            self.assertAlmostEqual(ENV.redis("PTTL", self.index_key(address, etype)), ttl,
+                                   delta=2000, msg=f"{what}: {etype} index expiry")
+
+    def assertNotIndexed(self, address, what):  # noqa: N802
+        self.assertEqual(self.index_of(address), ({}, False), f"{what}: an index left")
+
+    def assertTypePages(self, m, address, items, limits, what, **window):  # noqa: N802
+        after, before = window.get("after"), window.get("before")
+        for etype in self.TYPES:
+            expected = [it for it in items if it.type == etype
+                        and (after is None or it.ms > after)
+                        and (before is None or it.ms < before)]
+            for limit in limits:
+                with self.subTest(what=what, type=etype, limit=limit, **window):
+                    pages = self.walk(m, address, limit, filtered=True, type=etype, **window)
+                    self.assertEventsExactly(concat(pages), expected,
+                                             f"{what}: type={etype} limit={limit}")
+
+    def test_erasure_removes_the_type_index(self):
+        m = self.start()
+        a = "erase-big@example.com"
+        kinds = ("delivery", "bounce-permanent", "complaint", "rendering-failure")
+        items = [Item(kinds[k % 4], a, T0 + 60_000_000 + 1000 * k, 400000 + k)
+                 for k in range(self.INDEX_MIN + 20)]
+        self.deliver(m, items)
+        self.assertIndexed(a, items, "before the erasure")
+        r = self.api(m, "/v1/recipients/" + urllib.parse.quote(a), method="DELETE")
+        self.assertEqual(r.status, 200, r)
+        left = [k for k in ENV.redis("KEYS", "*") if a.encode() in k]
+        self.assertEqual(left, [], "keys of the erased address are left")
+        self.assertNotIndexed(a, "after the erasure")
+
+    def test_filtered_pages_of_a_big_set(self):
+        m = self.start()
+        a = "big@example.com"
+        rng = random.Random(12)
+        kinds = (["delivery"] * 14 + ["bounce-transient"] * 2 + ["bounce-permanent"]
+                 + ["complaint"] + ["rendering-failure"] * 2)
+        # Newest first: mostly distinct ms, and runs in one ms: 120 of
+        # mixed types, 60 complaints (more than a page of 50 of that type),
+        # 40 rendering failures among 40 deliveries; the oldest a delivery.
+        plan = [("mixed", 1)] * 300 + [("mixed", 120)] + [("mixed", 1)] * 700 \
+            + [("complaint", 60)] + [("mixed", 1)] * 900 + [("rf+delivery", 80)] \
+            + [("mixed", 1)] * 839 + [("delivery", 1)]
+        items, t, serial = [], T0 + 50_000_000, 300000
+        for what, n in plan:
+            for k in range(n):
+                if what == "mixed":
+                    kind = rng.choice(kinds)
+                elif what == "rf+delivery":
+                    kind = ("rendering-failure", "delivery")[k % 2]
+                else:
+                    kind = what
+                items.append(Item(kind, a, t, serial))
+                serial += 1
+            t -= rng.randint(1, 2000)
+        self.assertEqual(len(items), 3000)
+        order = list(items)
+        rng.shuffle(order)
+        self.deliver(m, order)
+        self.assertIndexed(a, items, "3,000 events")
+        counts = collections.Counter(it.type for it in items)
+        self.assertEqual(self.get(m, f"/v1/recipients/{a}")["counts"], dict(counts))
+
+        self.assertTypePages(m, a, items, (7, 50, 1000), "whole set")
+        # Windows whose bounds are the runs' own milliseconds (exclusive).
+        runs = [it.ms for it in items if sum(1 for x in items if x.ms == it.ms) >= 60]
+        for ms in sorted(set(runs)):
+            self.assertTypePages(m, a, items, (50,), "window", after=ms - 1, before=ms + 1)
+            self.assertTypePages(m, a, items, (13,), "below a run", before=ms)
+            self.assertTypePages(m, a, items, (13,), "above a run", after=ms)
+
+        # The run of 60 complaints comes whole on one page of 50.
+        cms = items[1120].ms
+        body = self.get_page(m, timeline_path(a, type="Complaint", limit=50, before=cms + 1), a)
+        self.assertEqual([ms_of(e["time"]) for e in body["events"]], [cms] * 60)
+        self.assertEqual(body["next_before"], cms)
+
+        # The page of the oldest complaints is the last one, though older
+        # events of other types follow it: the index is what was read (a
+        # scan of the set would stop at the limit and give a cursor).
+        complaints = [it for it in items if it.type == "Complaint"]
+        pages = self.walk(m, a, len(complaints), filtered=True, type="Complaint")
+        self.assertEqual(len(pages), 1, "an index read ends with the last complaint")
+        self.assertEventsExactly(pages[0][0], complaints, "all complaints")
+
+        # Redelivery adds nothing, to the set or to the index.
+        self.deliver(m, items[::97], expect="duplicate")
+        self.assertIndexed(a, items, "after redelivery")
+        self.assertTypePages(m, a, items, (100,), "after redelivery")
+
+    def test_index_follows_trims_and_redelivery(self):
+        m = self.start("--retention-days", "1")
+        day = 86400 * 1000
+        a = "trims@example.com"
+        kinds = ["delivery", "delivery", "bounce-transient", "complaint", "rendering-failure",
+                 "delivery", "bounce-permanent"]
+
+        def make(n, start, serial, step=1000):
+            return [Item(kinds[(serial + i) % len(kinds)], a, start + i * step, serial + i)
+                    for i in range(n)]
+
+        first = make(self.INDEX_MIN - 1, T0, 1000)
+        self.deliver(m, first)
+        self.assertNotIndexed(a, f"{len(first)} events")
+        self.assertTypePages(m, a, first, (50,), "below the threshold")
+        one_more = make(1, T0 + 1_000_000, 2000)
+        self.deliver(m, one_more)
+        stored = first + one_more
+        self.assertIndexed(a, stored, f"{self.INDEX_MIN} events")
+
+        # Newer events a day later: the retention trims the oldest from the
+        # set, from the counts and from the index.
+        later = make(100, T0 + day + 50_000, 3000)
+        self.deliver(m, later, threads=1)
+        cutoff = later[-1].ms - day
+        stored = [it for it in stored + later if it.ms >= cutoff]
+        self.assertLess(len(stored), len(first) + 101)
+        self.assertGreaterEqual(len(stored), self.INDEX_OFF)
+        self.assertIndexed(a, stored, "after retention trims")
+        self.assertTypePages(m, a, stored, (9,), "after retention trims")
+
+        # Redelivered: the ones still stored are duplicates; one trimmed is
+        # stored and trimmed again at once (out of the window).
+        self.deliver(m, later[:5] + first[-3:], threads=1, expect="duplicate")
+        self.deliver(m, first[:2], threads=1)
+        self.assertIndexed(a, stored, "after redelivery")
+        s = self.get(m, f"/v1/recipients/{a}")
+        self.assertEqual(s["counts"], dict(collections.Counter(it.type for it in stored)))
+
+        # The set's expiry renewed: the index keys' with it.
+        rkey = f"mailtrail:rcpt:{{{a}}}"
+        for k in [rkey, f"mailtrail:counts:{{{a}}}"] + [self.index_key(a, t)
+                                                          for t in self.TYPES]:
+            ENV.redis("PEXPIRE", k, day - 1000)
+        nxt = make(1, later[-1].ms + 10, 4000)
+        self.deliver(m, nxt, threads=1)
+        stored = [it for it in stored + nxt if it.ms >= nxt[-1].ms - day]
+        self.assertGreater(ENV.redis("PTTL", rkey), day + 3_000_000)
+        self.assertIndexed(a, stored, "after the expiry was renewed")
+
+        # Far newer: everything else is trimmed, the set falls below
+        # STORE_INDEX_OFF, and the index goes.
+        far = make(3, nxt[-1].ms + 2 * day, 5000)
+        self.deliver(m, far, threads=1)
+        self.assertNotIndexed(a, "3 events left")
+        self.assertTypePages(m, a, far, (1, 50), "without an index")
+        # ... and comes back from STORE_INDEX_MIN on.
+        again = make(self.INDEX_MIN, far[-1].ms + 1, 6000, step=7)
+        self.deliver(m, again)
+        self.assertIndexed(a, far + again, "rebuilt")
+        self.assertTypePages(m, a, far + again, (20,), "rebuilt")
+
+    FILL = """
+local zkey, ikey, ckey = KEYS[1], KEYS[2], KEYS[3]
+for i = 1, tonumber(ARGV[1]) do
+  local id = string.format('fill-%06d', i)
+  local sc = tonumber(ARGV[2]) + i
+  redis.call('ZADD', zkey, sc, '{"id":"' .. id .. '","type":"Delivery","detail":{}}')
+  redis.call('ZADD', ikey, sc, '{"id":"' .. id .. '",')
+end
+redis.call('HINCRBY', ckey, 'type:Delivery', ARGV[1])
+return redis.call('ZCARD', zkey)
+"""
+
+    def test_index_follows_the_size_cap(self):
+        # A recipient at STORE_RCPT_EVENTS_MAX: each new event trims the
+        # oldest, from the set, the counts and the index.  The set is
+        # filled up directly in Redis (as the store script would have,
+        # members of ses.c's layout), older than the delivered events.
+        m = self.start()
+        a = "capped@example.com"
+        items = [Item(("delivery", "complaint")[i % 2], a, T0 + i, 9000 + i)
+                 for i in range(self.INDEX_MIN)]
+        self.deliver(m, items)
+        cap = 100_000
+        n = cap - len(items)
+        self.assertEqual(ENV.redis("EVAL", self.FILL, 3, f"mailtrail:rcpt:{{{a}}}",
+                                   self.index_key(a, "Delivery"),
+                                   f"mailtrail:counts:{{{a}}}", n, T0 - 10_000_000), cap)
+        newer = [Item("delivery", a, T0 + 5000, 9900), Item("complaint", a, T0 + 5001, 9901)]
+        self.deliver(m, newer, threads=1)
+        self.assertEqual(ENV.redis("ZCARD", f"mailtrail:rcpt:{{{a}}}"), cap)
+        delivery = ENV.redis("ZRANGE", self.index_key(a, "Delivery"), 0, -1)
+        self.assertEqual(len(delivery), n - 2 + len(items) // 2 + 1)
+        self.assertNotIn(b'{"id":"fill-000001",', delivery, "trimmed, still indexed")
+        self.assertNotIn(b'{"id":"fill-000002",', delivery, "trimmed, still indexed")
+        self.assertIn(b'{"id":"fill-000003",', delivery)
+        s = self.get(m, f"/v1/recipients/{a}")
+        self.assertEqual(s["counts"], {"Delivery": len(delivery),
+                                       "Complaint": len(items) // 2 + 1})
+        complaints = [it for it in items + newer if it.type == "Complaint"]
+        pages = self.walk(m, a, len(complaints), filtered=True, type="Complaint")
+        self.assertEqual(len(pages), 1, "read through the index")
+        self.assertEventsExactly(concat(pages), complaints, "complaints")
+        body = self.get_page(m, timeline_path(a, type="Delivery", limit=3), a)
+        self.assertEqual([e["id"] for e in body["events"]],
+                         [newer[0].id] + [it.id for it in reversed(items)
+                                          if it.type == "Delivery"][:2])
+
+    def test_index_of_an_address_tagged_by_its_digest(self):
+        # An address that begins with '}' has keys tagged by its SHA-256
+        # (README, Redis layout): its index keys too, named like its
+        # counts key, which is all the store script knows.
+        m = self.start()
+        a = "}brace@example.com"
+        tag = "sha256:" + hashlib.sha256(a.encode()).hexdigest()
+        items = [Item(("delivery", "complaint")[i % 2], a, T0 + i, 8000 + i)
+                 for i in range(self.INDEX_MIN + 1)]
+        self.deliver(m, items)
+        self.assertEqual(ENV.redis("HGET", f"mailtrail:counts:{{{tag}}}{a}", "index"), b"1")
+        for etype in ("Delivery", "Complaint"):
+            members = ENV.redis("ZRANGE", f"mailtrail:bytype:{{{tag}}}{a}:{etype}", 0, -1)
+            self.assertEqual(sorted(x.decode() for x in members),
+                             sorted(f'{{"id":"{it.id}",' for it in items if it.type == etype))
+        pages = self.walk(m, a, len(items) // 2, filtered=True, type="Complaint")
+        self.assertEqual(len(pages), 1, "read through the index")
+        self.assertEventsExactly(concat(pages), [it for it in items if it.type == "Complaint"],
+                                 "complaints")
+
+    def test_stale_index_is_not_used(self):
+        # An index whose size disagrees with the counts (say its key was
+        # lost) is not read: the set itself is scanned, 256 entries a read
+        # from a score cursor.  Newest first: 100 in distinct ms, 200 in
+        # one (the first read ends inside them), 64 more.
+        m = self.start()
+        a = "stale@example.com"
+        times = [T0 + 10_000 - i for i in range(100)] + [T0 + 5000] * 200 \
+            + [T0 + 1000 - i for i in range(64)]
+        items = [Item(("delivery", "complaint", "bounce-transient")[i % 3], a, ms, 7000 + i)
+                 for i, ms in enumerate(times)]
+        self.deliver(m, items)
+        self.assertIndexed(a, items, "built")
+        ENV.redis("DEL", self.index_key(a, "Complaint"))
+        self.assertTypePages(m, a, items, (50, 1000), "a lost index key")
 
 
 # ===================================================================================
