@@ -2,7 +2,8 @@
  *
  * Keys (prefix = --redis-prefix):
  *   {prefix}rcpt:{<address>}  sorted set per recipient, score = event ms,
- *                             member = EVENT JSON; for an address that
+ *                             member = the EVENT as member.h stores it
+ *                             (older members: the EVENT JSON); for an address that
  *                             begins with '}' (whose own hash tag Redis
  *                             reads as empty) {prefix}rcpt:{sha256:<hex
  *                             digest of the address>}<address>
@@ -13,6 +14,8 @@
  *                             ms, member = "<address> <member prefix>",
  *                             a reference into the address's set (older
  *                             entries: the EVENT JSON itself)
+ *   {prefix}topics            hash, the topic references of compact
+ *                             members (member.h) -> the ARN's JSON text
  *   {prefix}topic:{<arn>}     sorted set per topic, score = SNS Timestamp
  *                             ms, member = a non-SES (or not indexable)
  *                             notification as JSON
@@ -41,6 +44,11 @@
 #include "ses.h"
 
 #define STORE_RECENT_MAX 10000
+/* Topic references this process keeps in memory (it reads a missing one
+ * from {prefix}topics again); a topic is written to {prefix}topics again
+ * when this process has not written it for STORE_TOPIC_RENEW_MS. */
+#define STORE_TOPICS_MAX 64
+#define STORE_TOPIC_RENEW_MS (600 * 1000)
 /* A key expires between the retention period and this much more after
  * its last write: its expiry is renewed only when it has fallen below the
  * retention period (the store script costs less that way). */

@@ -2,12 +2,14 @@
 
 #include <hiredis/hiredis.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "groupcommit.h"
+#include "member.h"
 #include "metrics.h"
 #include "mt_time.h"
 #include "rcluster.h"
@@ -24,7 +26,8 @@
  * writer's clock (now, ms).  The size cap
  * is STORE_RCPT_EVENTS_MAX with a counts hash (a recipient's events), else
  * STORE_TOPIC_MESSAGES_MAX.  A trimmed member's type and suppression are
- * read back from its EVENT JSON (as ses.c sets them).
+ * read back from its JSON (as ses.c sets them; member.h's compact member
+ * keeps "type", and "detail" as "x").
  *
  * The window ends at the newest score or at now, whichever is earlier:
  * a replayed old payload into an empty set stays, but no event, however
@@ -64,11 +67,13 @@ static const char put_script[] =
 	"  for i = 1, #list, 2 do\n"
 	"    local ok, e = pcall(cjson.decode, list[i])\n"
 	"    if ok and type(e) == 'table' and type(e.type) == 'string' then\n"
+	/* A compact member (member.h) keeps its detail under "x". */
+	"      local detail = e.detail or e.x\n"
 	"      redis.call('HINCRBY', ckey, 'type:' .. e.type, '-1')\n"
 	"      local why = ''\n"
 	"      if e.type == 'Complaint' then why = 'Complaint'\n"
-	"      elseif e.type == 'Bounce' and type(e.detail) == 'table' and\n"
-	"             e.detail.bounceType == 'Permanent' then why = 'Bounce/Permanent' end\n"
+	"      elseif e.type == 'Bounce' and type(detail) == 'table' and\n"
+	"             detail.bounceType == 'Permanent' then why = 'Bounce/Permanent' end\n"
 	"      if why ~= '' and redis.call('HINCRBY', ckey, 'suppress:' .. why, '-1') <= 0 then\n"
 	"        redis.call('HDEL', ckey, 'suppress:' .. why, 'last:' .. why)\n"
 	"      end\n"
@@ -117,12 +122,25 @@ static const char put_script[] =
 	"end\n"
 	"return added\n";
 
+/* A topic reference of the compact members (member.h) and its ARN: what
+ * {prefix}topics holds, as far as this process has written or read it. */
+struct topic_entry {
+	char ref[MEMBER_TOPIC_REF_LEN + 1];
+	char *arn; /* JSON text between the quotes; owned */
+	size_t arn_len;
+	int64_t written_ms; /* when this process last wrote it; 0: never */
+};
+
 struct store {
 	struct rcluster *rc;
 	bool cluster;
 	struct groupcommit *group; /* every batch goes through it */
 	char *prefix;
 	char recent_key[160]; /* {prefix}recent */
+	char topics_key[160]; /* {prefix}topics */
+	pthread_mutex_t topics_lock;
+	struct topic_entry topics[STORE_TOPICS_MAX];
+	size_t topics_next; /* the slot a new topic takes (round robin) */
 	int64_t retention_ms;
 	char script_sha[41]; /* put_script's SHA1, as SCRIPT LOAD answers it */
 };
@@ -163,10 +181,12 @@ struct store *store_new(const struct config_redis *redis, const char *prefix,
 	if (!st)
 		return NULL;
 	st->cluster = redis->cluster;
+	pthread_mutex_init(&st->topics_lock, NULL);
 	st->prefix = strdup(prefix);
 	if (!st->prefix)
 		goto fail;
 	snprintf(st->recent_key, sizeof(st->recent_key), "%srecent", prefix);
+	snprintf(st->topics_key, sizeof(st->topics_key), "%stopics", prefix);
 	st->retention_ms = (int64_t)retention_days * 86400 * 1000;
 	unsigned char md[SHA_DIGEST_LENGTH];
 	SHA1((const unsigned char *)put_script, sizeof(put_script) - 1, md);
@@ -201,6 +221,9 @@ void store_free(struct store *st)
 		return;
 	groupcommit_free(st->group);
 	rcluster_free(st->rc);
+	for (size_t i = 0; i < STORE_TOPICS_MAX; i++)
+		free(st->topics[i].arn);
+	pthread_mutex_destroy(&st->topics_lock);
 	free(st->prefix);
 	free(st);
 }
@@ -444,7 +467,95 @@ struct put {
 	size_t member_len;
 	struct store_item *item; /* whose write it is */
 	const char *recipient; /* an event's (normalised) address; NULL: no event */
+	const struct member_compact *compact; /* an event's member; NULL: none */
 };
+
+/* The ARN of topic reference ref into arn (a malloc'd copy, caller frees;
+ * NULL when not known here), and when this process last wrote it. */
+static void topic_find(struct store *st, const char *ref, char **arn, size_t *arn_len,
+		       int64_t *written_ms)
+{
+	*arn = NULL;
+	*arn_len = 0;
+	*written_ms = 0;
+	pthread_mutex_lock(&st->topics_lock);
+	for (size_t i = 0; i < STORE_TOPICS_MAX; i++) {
+		const struct topic_entry *t = &st->topics[i];
+		if (t->arn && strcmp(t->ref, ref) == 0) {
+			*arn = malloc(t->arn_len + 1);
+			if (*arn) {
+				memcpy(*arn, t->arn, t->arn_len);
+				(*arn)[t->arn_len] = '\0';
+				*arn_len = t->arn_len;
+			}
+			*written_ms = t->written_ms;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&st->topics_lock);
+}
+
+/* Remembers ref -> arn (written_ms 0: read, not written), in its slot or
+ * the round robin's next one. */
+static void topic_remember(struct store *st, const char *ref, const char *arn,
+			   size_t arn_len, int64_t written_ms)
+{
+	char *copy = malloc(arn_len + 1);
+	if (!copy)
+		return;
+	memcpy(copy, arn, arn_len);
+	copy[arn_len] = '\0';
+	pthread_mutex_lock(&st->topics_lock);
+	struct topic_entry *t = NULL;
+	for (size_t i = 0; i < STORE_TOPICS_MAX && !t; i++)
+		if (st->topics[i].arn && strcmp(st->topics[i].ref, ref) == 0)
+			t = &st->topics[i];
+	if (!t) {
+		t = &st->topics[st->topics_next];
+		st->topics_next = (st->topics_next + 1) % STORE_TOPICS_MAX;
+		t->written_ms = 0;
+	}
+	free(t->arn);
+	memcpy(t->ref, ref, sizeof(t->ref));
+	t->arn = copy;
+	t->arn_len = arn_len;
+	if (written_ms > t->written_ms)
+		t->written_ms = written_ms;
+	pthread_mutex_unlock(&st->topics_lock);
+}
+
+/* The HSETNX {prefix}topics that the compact members of these puts need:
+ * each topic once, when this process has not written it for
+ * STORE_TOPIC_RENEW_MS (so a registry deleted by hand comes back).  They
+ * go first in the batch, so a reader never finds a member whose topic is
+ * not there yet (single server; in a Cluster the registry's node may
+ * answer a moment later).  Returns how many were added; regs[i] is the
+ * put whose topic command i writes. */
+static size_t add_topics(struct store *st, const struct put *puts, size_t n, int64_t now_ms,
+			 struct batch *b, size_t *regs)
+{
+	size_t nreg = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct member_compact *c = puts[i].compact;
+		if (!c || !c->topic_ref[0])
+			continue;
+		bool dup = false;
+		for (size_t k = 0; k < nreg && !dup; k++)
+			dup = strcmp(puts[regs[k]].compact->topic_ref, c->topic_ref) == 0;
+		char *arn;
+		size_t arn_len;
+		int64_t written;
+		topic_find(st, c->topic_ref, &arn, &arn_len, &written);
+		free(arn);
+		if (dup || (written && now_ms - written < STORE_TOPIC_RENEW_MS))
+			continue;
+		const char *argv[] = {"HSETNX", st->topics_key, c->topic_ref, c->arn};
+		const size_t argl[] = {6, strlen(st->topics_key), MEMBER_TOPIC_REF_LEN, c->arn_len};
+		batch_add(b, st->topics_key, 4, argv, argl);
+		regs[nreg++] = i;
+	}
+	return nreg;
+}
 
 /* The bytes that begin every member stored for one SNS message
  * ('{"id":"<MessageId>"' and the character after it); 0 when the member
@@ -547,6 +658,13 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 	int64_t now_ms = mt_time_now_ms();
 	format_i64(ret, st->retention_ms);
 	size_t now_len = format_i64(now, now_ms);
+	size_t *regs = calloc(n + 1, sizeof(*regs));
+	if (!regs) {
+		for (size_t i = 0; i < n; i++)
+			item_fail(puts[i].item, MT_E_NOMEM, "out of memory");
+		return;
+	}
+	size_t nreg = add_topics(st, puts, n, now_ms, &b, regs);
 	for (size_t i = 0; i < n; i++) {
 		char score[32], cutoff[32];
 		int64_t end = puts[i].score < now_ms ? puts[i].score : now_ms;
@@ -581,10 +699,27 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 		for (size_t i = 0; i < n; i++)
 			item_fail(puts[i].item, e, err);
 		batch_free(&b);
+		free(regs);
 		return;
 	}
+	/* A topic not written fails every event of the batch (delivered
+	 * again, they are duplicates, and the topic is written then). */
+	for (size_t c = 0; c < nreg; c++) {
+		const redisReply *r = b.cmd[c].reply;
+		if (!reply_ok(r, REDIS_REPLY_INTEGER, err, sizeof(err))) {
+			count_fault(NULL);
+			for (size_t i = 0; i < n; i++)
+				if (puts[i].recipient)
+					item_fail(puts[i].item,
+						  reply_refused(r) ? MT_E_REDIS_REFUSED : MT_E_REDIS, err);
+		} else {
+			const struct member_compact *mc = puts[regs[c]].compact;
+			topic_remember(st, mc->topic_ref, mc->arn, mc->arn_len, now_ms);
+		}
+	}
+	free(regs);
 	for (size_t i = 0; i < n; i++) {
-		const redisReply *r = b.cmd[i].reply;
+		const redisReply *r = b.cmd[nreg + i].reply;
 		if (!reply_ok(r, -1, err, sizeof(err))) {
 			count_fault(NULL);
 			item_fail(puts[i].item, reply_refused(r) ? MT_E_REDIS_REFUSED : MT_E_REDIS, err);
@@ -596,7 +731,7 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 	}
 	/* The feed is one key: when it fails, every item that wrote to it
 	 * fails (and is delivered again: the events are not doubled). */
-	for (size_t c = n; c < b.n; c++) {
+	for (size_t c = nreg + n; c < b.n; c++) {
 		if (reply_ok(b.cmd[c].reply, -1, err, sizeof(err)))
 			continue;
 		count_fault(NULL);
@@ -623,7 +758,8 @@ void store_put_many(struct store *st, struct store_item *const *items, size_t n)
 		return;
 	struct put *puts = calloc(nputs, sizeof(*puts));
 	char **keys = calloc(2 * nputs, sizeof(*keys));
-	if (!puts || !keys) {
+	struct member_compact *members = calloc(nputs, sizeof(*members));
+	if (!puts || !keys || !members) {
 		for (size_t i = 0; i < n; i++)
 			item_fail(items[i], MT_E_NOMEM, "out of memory");
 		goto out;
@@ -636,15 +772,18 @@ void store_put_many(struct store *st, struct store_item *const *items, size_t n)
 			keys[2 * k] = recipient_key(st, "rcpt", e->recipient);
 			keys[2 * k + 1] = recipient_key(st, "counts", e->recipient);
 			nomem |= !keys[2 * k] || !keys[2 * k + 1];
+			/* What the set stores: the compact member (member.h). */
+			nomem |= member_from_event(e->json, e->json_len, e->time_ms,
+						   &members[k]) != MT_E_OK;
 			puts[k] = (struct put){keys[2 * k], keys[2 * k + 1], e->type,
-					       e->suppress, e->time_ms, e->json, e->json_len, it,
-					       e->recipient};
+					       e->suppress, e->time_ms, members[k].member,
+					       members[k].len, it, e->recipient, &members[k]};
 		}
 		if (it->raw_topic) {
 			keys[2 * k] = make_key(st, "topic", it->raw_topic);
 			nomem |= !keys[2 * k];
 			puts[k] = (struct put){keys[2 * k], NULL, NULL, NULL, it->raw_time_ms,
-					       it->raw_json, it->raw_len, it, NULL};
+					       it->raw_json, it->raw_len, it, NULL, NULL};
 			k++;
 		}
 	}
@@ -657,6 +796,9 @@ void store_put_many(struct store *st, struct store_item *const *items, size_t n)
 out:
 	for (size_t i = 0; keys && i < 2 * k; i++)
 		free(keys[i]);
+	for (size_t i = 0; members && i < k; i++)
+		free(members[i].member);
+	free(members);
 	free(keys);
 	free(puts);
 }
@@ -685,13 +827,50 @@ static bool parse_score(const redisReply *r, int64_t *out)
 	return true;
 }
 
-/* The EVENT in a member, when it parses and (with type) is of that type.
+/* The ARN that a compact member's topic reference stands for (a malloc'd
+ * copy, caller frees), from memory or else from {prefix}topics; NULL when
+ * unknown (or on a failure: the event is shown with "topicArn":null). */
+static char *topic_arn(struct store *st, const char *ref, size_t *len)
+{
+	char *arn, err[128];
+	int64_t written;
+	topic_find(st, ref, &arn, len, &written);
+	if (arn)
+		return arn;
+	redisReply *r = command(st, st->topics_key, err, sizeof(err), "HGET %s %s",
+				st->topics_key, ref);
+	if (r && r->type == REDIS_REPLY_STRING) {
+		topic_remember(st, ref, r->str, r->len, 0);
+		arn = malloc(r->len + 1);
+		if (arn) {
+			memcpy(arn, r->str, r->len);
+			arn[r->len] = '\0';
+			*len = r->len;
+		}
+	}
+	freeReplyObject(r);
+	return arn;
+}
+
+/* The EVENT in a member of recipient's set at score (member.h rebuilds
+ * a compact one), when it parses and (with type) is of that type.
  * Returns a new json-c object (caller puts it) or NULL. */
-static struct json_object *event_if_matches(const redisReply *member, const char *type)
+static struct json_object *event_if_matches(struct store *st, const redisReply *member,
+					    const char *recipient, int64_t score,
+					    const char *type)
 {
 	if (!member || member->type != REDIS_REPLY_STRING)
 		return NULL;
-	struct json_object *ev = json_tokener_parse(member->str);
+	char ref[MEMBER_TOPIC_REF_LEN + 1];
+	size_t arn_len = 0;
+	char *arn = member_find_topic_ref(member->str, member->len, ref)
+			    ? topic_arn(st, ref, &arn_len) : NULL;
+	struct buf text = {0};
+	enum mt_err err = member_to_event(member->str, member->len, recipient, score, arn,
+					  arn_len, &text);
+	free(arn);
+	struct json_object *ev = err == MT_E_OK ? json_tokener_parse(text.p) : NULL;
+	buf_free(&text);
 	if (!ev || !json_object_is_type(ev, json_type_object)) {
 		json_object_put(ev);
 		return NULL;
@@ -818,6 +997,7 @@ out:
 
 struct query_ctx {
 	const char *key;
+	const char *address; /* the recipient's; NULL for the feed */
 	bool feed; /* the recent feed: entries are references */
 	const struct store_query *q;
 	struct store_page *page;
@@ -827,6 +1007,19 @@ struct match {
 	struct json_object *ev;
 	int64_t score;
 };
+
+/* The recipient of an entry: the query's, or a feed reference's address
+ * (copied into buf); "" for an entry that is its own EVENT. */
+static const char *entry_recipient(const struct query_ctx *qc, const redisReply *entry,
+				   char buf[SES_ADDRESS_MAX + 1])
+{
+	if (!qc->feed)
+		return qc->address;
+	size_t n = reference_address_len(entry);
+	memcpy(buf, n ? entry->str : "", n);
+	buf[n] = '\0';
+	return buf;
+}
 
 /* Scans newest first from the query's bounds until limit matches are found
  * (or STORE_SCAN_MAX entries examined).  The score of the first entry not
@@ -890,7 +1083,10 @@ static enum mt_err query_page(struct store *st, struct query_ctx *qc,
 				first = false;
 			}
 			scanned++;
-			struct json_object *ev = event_if_matches(fe.ev[i], q->type);
+			char addr[SES_ADDRESS_MAX + 1];
+			struct json_object *ev = event_if_matches(
+				st, fe.ev[i], entry_recipient(qc, r->element[2 * i], addr), score,
+				q->type);
 			if (ev)
 				m[nm++] = (struct match){ev, score};
 		}
@@ -923,7 +1119,10 @@ static enum mt_err query_page(struct store *st, struct query_ctx *qc,
 			struct feed_events fe;
 			err = feed_resolve(st, r, false, boundary, qc->feed, &fe, errbuf, errsz);
 			for (size_t i = 0; err == MT_E_OK && i < r->elements; i++) {
-				struct json_object *ev = event_if_matches(fe.ev[i], q->type);
+				char addr[SES_ADDRESS_MAX + 1];
+				struct json_object *ev = event_if_matches(
+					st, fe.ev[i], entry_recipient(qc, r->element[i], addr),
+					boundary, q->type);
 				if (ev)
 					json_object_array_add(page->events, ev);
 			}
@@ -1007,7 +1206,7 @@ enum mt_err store_query_events(struct store *st, const char *address,
 	} else {
 		snprintf(recent, sizeof(recent), "%srecent", st->prefix);
 	}
-	struct query_ctx qc = {key ? key : recent, !key, q, out};
+	struct query_ctx qc = {key ? key : recent, address, !key, q, out};
 	enum mt_err err = query_page(st, &qc, errbuf, errsz);
 	free(key);
 	return err;
@@ -1022,7 +1221,7 @@ void store_page_free(struct store_page *page)
 }
 
 struct summary_ctx {
-	const char *key, *counts_key;
+	const char *key, *counts_key, *address;
 	struct store_summary *sum;
 };
 
@@ -1061,11 +1260,12 @@ static enum mt_err summary(struct store *st, struct summary_ctx *sc,
 	else if (n_complaint > 0)
 		sum->reason = "Complaint";
 
-	r = command(st, sc->key, errbuf, errsz, "ZREVRANGE %s 0 0", sc->key);
+	r = command(st, sc->key, errbuf, errsz, "ZREVRANGE %s 0 0 WITHSCORES", sc->key);
 	if (!r)
 		return MT_E_REDIS;
-	if (r->type == REDIS_REPLY_ARRAY && r->elements == 1)
-		sum->last_event = event_if_matches(r->element[0], NULL);
+	int64_t score;
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && parse_score(r->element[1], &score))
+		sum->last_event = event_if_matches(st, r->element[0], sc->address, score, NULL);
 	freeReplyObject(r);
 	return MT_E_OK;
 }
@@ -1080,7 +1280,7 @@ enum mt_err store_recipient_summary(struct store *st, const char *address,
 	enum mt_err err = recipient_read_keys(st, address, &key, &counts, errbuf, errsz);
 	if (err != MT_E_OK)
 		goto out;
-	struct summary_ctx sc = {key, counts, out};
+	struct summary_ctx sc = {key, counts, address, out};
 	err = summary(st, &sc, errbuf, errsz);
 out:
 	free(counts);

@@ -395,7 +395,8 @@ local out = {}
 for _, k in ipairs(redis.call('KEYS', ARGV[1] .. 'rcpt:{*')) do
   for _, m in ipairs(redis.call('ZRANGE', k, 0, -1)) do
     local id = string.match(m, '^{"id":"([^"]*)"')
-    local rc = string.match(m, '"recipient":"([^"]*)"')
+    -- the key names the recipient (compact members leave it out)
+    local rc = string.match(m, '"recipient":"([^"]*)"') or string.match(k, 'rcpt:{(.*)}$')
     out[#out + 1] = (id or '?') .. ' ' .. (rc or '?')
   end
 end

@@ -164,6 +164,51 @@ def now_iso(offset_seconds=0):
                   + dt.timedelta(seconds=offset_seconds))
 
 
+def ms_to_iso(ms):
+    """ms since the epoch -> 'YYYY-MM-DDTHH:MM:SS.mmmZ'."""
+    return iso_ms(dt.datetime.fromtimestamp(ms // 1000, dt.timezone.utc)
+                  + dt.timedelta(milliseconds=ms % 1000))
+
+
+_B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def event_from_member(member, recipient, score, topics):
+    """The EVENT (a dict, keys in SPEC order) of a member of recipient's
+    set at score: a compact member (include/member.h) rebuilt, written
+    here apart from src/member.c so that each checks the other; a full one
+    (what versions before compact members stored) as it is.  topics: the
+    {prefix}topics hash (Redis.topics())."""
+    m = json.loads(member)
+    if "time" in m or "t" not in m:
+        return m
+    mail = {}
+    if "m" in m:
+        mail["messageId"] = m["m"]
+    elif "p" in m:
+        raw = "".join(f"{_B64URL.index(c):06b}" for c in m["p"][:32])
+        h = "".join(f"{int(raw[i:i + 4], 2):x}" for i in range(0, 192, 4))
+        mail["messageId"] = "-".join([h[:16], h[16:24], h[24:28], h[28:32], h[32:36],
+                                      h[36:48], m["p"][32:]])
+    if "s" in m:
+        mail["source"] = m["s"]
+    ts = m.get("ts", 0)
+    if ts is not None:
+        mail["timestamp"] = ts if isinstance(ts, str) else ms_to_iso(score + ts)
+    rcpt = m.get("r", recipient)
+    d = m.get("d", [rcpt])
+    if d != 0:
+        mail["destination"] = d
+    if "n" in m:
+        mail["destinationCount"] = m["n"]
+    if "h" in m:
+        mail["commonHeaders"] = m["h"]
+    arn = topics.get(m["t"])
+    return {"id": m["id"], "type": m["type"], "time": ms_to_iso(score), "recipient": rcpt,
+            "topicArn": None if arn is None else json.loads('"' + arn + '"'),
+            "mail": mail, "detail": m.get("x", {})}
+
+
 def iso_to_ms(s):
     """'2016-01-27T14:59:38.237Z' -> ms since the epoch."""
     t = dt.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ")
@@ -423,6 +468,12 @@ class Redis:
     # conveniences
     def keys(self, pattern="*"):
         return sorted(k.decode() for k in self("KEYS", pattern))
+
+    def topics(self, prefix="mailtrail:"):
+        """{prefix}topics: the compact members' topic references -> ARN
+        (JSON text between the quotes)."""
+        flat = self("HGETALL", prefix + "topics")
+        return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
 
     def zrange_withscores(self, key):
         """[(member_bytes, score_int), ...] lowest score first."""
