@@ -140,6 +140,31 @@ enum mt_err store_recipient_summary(struct store *st, const char *address,
 				    size_t errsz);
 void store_summary_free(struct store_summary *sum);
 
+/* Redis keeps a sorted set or hash compact (a listpack: about 10 bytes an
+ * entry besides its bytes) while it has at most *-max-listpack-entries
+ * entries none longer than *-max-listpack-value bytes, else converts it
+ * for good (skiplist or hashtable: about 850 bytes for an empty one and
+ * 140 an entry more).  Redis's defaults (128 entries, 64 bytes) make every
+ * recipient's set a skiplist from its first event.  A compact member of
+ * the usual SES events is under STORE_MEMBER_TYPICAL_MAX bytes; README's
+ * "Redis memory" recommends zset-max-listpack-value 1024 so that longer
+ * ones (a Click's link) stay in too. */
+#define STORE_MEMBER_TYPICAL_MAX 512
+#define STORE_SET_TYPICAL_ENTRIES 16
+/* A counts hash's longest field ("suppress:Bounce/Permanent" ...). */
+#define STORE_COUNTS_FIELD_MAX 32
+
+struct store_encoding {
+	long long zset_entries, zset_value; /* -1: not told */
+	long long hash_entries, hash_value;
+	bool skiplists; /* typical recipients' sets or hashes would not stay listpacks */
+};
+
+/* Reads the thresholds with CONFIG GET (which managed Redis may refuse:
+ * then MT_E_REDIS and errbuf says why). */
+enum mt_err store_check_encoding(struct store *st, struct store_encoding *out, char *errbuf,
+				 size_t errsz);
+
 /* PING.  MT_E_OK while Redis answers. */
 enum mt_err store_ping(struct store *st, char *errbuf, size_t errsz);
 

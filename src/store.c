@@ -813,6 +813,37 @@ enum mt_err store_ping(struct store *st, char *errbuf, size_t errsz)
 	return ok ? MT_E_OK : MT_E_REDIS;
 }
 
+enum mt_err store_check_encoding(struct store *st, struct store_encoding *out, char *errbuf,
+				 size_t errsz)
+{
+	static const char *const names[] = {"zset-max-*-entries", "zset-max-*-value",
+					    "hash-max-*-entries", "hash-max-*-value"};
+	long long *vals[] = {&out->zset_entries, &out->zset_value, &out->hash_entries,
+			     &out->hash_value};
+	for (size_t i = 0; i < 4; i++) {
+		*vals[i] = -1;
+		/* Redis 7 names them *-listpack-*, 6 *-ziplist-* (7 answers
+		 * both): the first pair with a number is the value. */
+		redisReply *r = command(st, st->recent_key, errbuf, errsz, "CONFIG GET %s", names[i]);
+		if (!r)
+			return MT_E_REDIS;
+		for (size_t k = 1; r->type == REDIS_REPLY_ARRAY && k < r->elements && *vals[i] < 0;
+		     k += 2) {
+			const redisReply *v = r->element[k];
+			char *end;
+			long long n = v->type == REDIS_REPLY_STRING ? strtoll(v->str, &end, 10) : -1;
+			if (v->type == REDIS_REPLY_STRING && end != v->str && *end == '\0' && n >= 0)
+				*vals[i] = n;
+		}
+		freeReplyObject(r);
+	}
+	out->skiplists = (out->zset_value >= 0 && out->zset_value < STORE_MEMBER_TYPICAL_MAX) ||
+			 (out->zset_entries >= 0 && out->zset_entries < STORE_SET_TYPICAL_ENTRIES) ||
+			 (out->hash_value >= 0 && out->hash_value < STORE_COUNTS_FIELD_MAX) ||
+			 (out->hash_entries >= 0 && out->hash_entries < STORE_SET_TYPICAL_ENTRIES);
+	return MT_E_OK;
+}
+
 /* ---- queries ---------------------------------------------------------- */
 
 static bool parse_score(const redisReply *r, int64_t *out)

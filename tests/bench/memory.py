@@ -41,8 +41,7 @@ TOPIC = harness.SnsSigner.TOPIC
 TEMPLATES = {k: f"ses/awsdoc-event-{k.lower()}.json"
              for k in ("Send", "Delivery", "Bounce", "Open", "Click", "Complaint")}
 # What README's "Redis memory" section recommends (and deploy/ sets).
-RECOMMENDED = ["--zset-max-listpack-entries", "128", "--zset-max-listpack-value", "1024",
-               "--hash-max-listpack-entries", "128", "--hash-max-listpack-value", "64"]
+RECOMMENDED = harness.RedisServer.RECOMMENDED.strip().replace("\n", ", ")
 
 
 class MixBodies:
@@ -171,11 +170,13 @@ def main():
     b.env = env = harness.Environment("mailtrail-mem-")
     b.tmp = env.tmp
     atexit.register(env.close)
-    if a.redis_settings == "recommended":
-        # The harness's redis-server takes extra flags through its aof list.
-        env.redis_server.stop()
-        env.redis_server.aof = env.redis_server.aof + RECOMMENDED
-        env.redis_server.start()
+    if a.redis_settings == "default":
+        # The harness's redis-server runs with the recommended thresholds.
+        old = env.redis_server
+        old.stop()
+        env.redis_server = harness.RedisServer(old.dir + "-defaults", port=old.port,
+                                               redis_defaults=True).start()
+        env.redis = env.redis_server.client
     cert_url = env.signer.cert_url()
     mt = bench.Mailtrail(binary, ["--listen", f"{harness.LOOPBACK}:0", "--api-listen", "off",
                                   "--redis", env.redis_url, "--cert-host-pattern",
@@ -210,7 +211,7 @@ def main():
     members = env.redis("ZRANGE", bench.PREFIX + "rcpt:{" + b.gen.address(0) + "}", 0, -1)
     mt.stop()
     per_k = lambda cpu: cpu * 1000 / run.sent  # noqa: E731
-    cfg = " ".join(RECOMMENDED) if a.redis_settings == "recommended" else "Redis defaults"
+    cfg = RECOMMENDED if a.redis_settings == "recommended" else "Redis defaults"
     print()
     print(f"machine: {bench.cpu_model()}, {b.nproc} cores; redis-server "
           f"{mem.get('redis_version', '') or harness.run(['redis-server', '--version']).stdout.decode().split()[2]}"

@@ -484,9 +484,17 @@ class Redis:
 class RedisServer:
     """A real redis-server on 127.0.0.1 with a generated config."""
 
-    def __init__(self, directory, port=None, durable=False):
+    # The encoding thresholds README ("Redis memory") recommends and
+    # deploy/ sets: recipients' sets and counts hashes stay listpacks.
+    RECOMMENDED = ("zset-max-listpack-entries 128\nzset-max-listpack-value 1024\n"
+                   "hash-max-listpack-entries 128\nhash-max-listpack-value 64\n")
+
+    def __init__(self, directory, port=None, durable=False, redis_defaults=False,
+                 extra_conf=""):
         """durable: an append-only file synced on every write, so that a
-        kill -9 and a start again lose nothing Redis acknowledged."""
+        kill -9 and a start again lose nothing Redis acknowledged.
+        redis_defaults: Redis's own encoding thresholds instead of
+        RECOMMENDED; extra_conf: more redis.conf lines."""
         require_command("redis-server")
         require_command("redis-cli")
         self.dir = directory
@@ -499,7 +507,8 @@ class RedisServer:
         with open(self.conf, "w") as f:
             f.write(f"port {self.port}\nbind 127.0.0.1\nsave \"\"\n"
                     f"appendonly no\ndir {directory}\ndaemonize no\n"
-                    f"protected-mode yes\n")
+                    f"protected-mode yes\n"
+                    + ("" if redis_defaults else self.RECOMMENDED) + extra_conf)
         self.client = Redis(self.port)
 
     def start(self, timeout=10.0):
