@@ -177,6 +177,17 @@ static bool id_pack(const char *id, char out[PACKED_ID_LEN])
 	return true;
 }
 
+static int b64_value(char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	return c == '-' ? 62 : c == '_' ? 63 : -1;
+}
+
 /* The inverse: out gets SES_ID_LEN bytes; false for what id_pack() never
  * writes. */
 static bool id_unpack(const char *p, char out[SES_ID_LEN])
@@ -186,10 +197,10 @@ static bool id_unpack(const char *p, char out[SES_ID_LEN])
 	for (size_t i = 0; i < 8; i++) {
 		uint32_t v = 0;
 		for (size_t j = 0; j < 4; j++) {
-			const char *c = memchr(b64, p[4 * i + j], 64);
-			if (!c || !p[4 * i + j])
+			int d = b64_value(p[4 * i + j]);
+			if (d < 0)
 				return false;
-			v = v << 6 | (uint32_t)(c - b64);
+			v = v << 6 | (uint32_t)d;
 		}
 		bytes[3 * i] = (unsigned char)(v >> 16);
 		bytes[3 * i + 1] = (unsigned char)(v >> 8);
