@@ -470,20 +470,23 @@ struct put {
 	const struct member_compact *compact; /* an event's member; NULL: none */
 };
 
-/* The ARN of topic reference ref into arn (a malloc'd copy, caller frees;
- * NULL when not known here), and when this process last wrote it. */
+/* The ARN of topic reference ref into *arn (a malloc'd copy, caller
+ * frees; NULL when not known here; arn NULL: not wanted), and when this
+ * process last wrote it. */
 static void topic_find(struct store *st, const char *ref, char **arn, size_t *arn_len,
 		       int64_t *written_ms)
 {
-	*arn = NULL;
+	if (arn)
+		*arn = NULL;
 	*arn_len = 0;
 	*written_ms = 0;
 	pthread_mutex_lock(&st->topics_lock);
 	for (size_t i = 0; i < STORE_TOPICS_MAX; i++) {
 		const struct topic_entry *t = &st->topics[i];
 		if (t->arn && strcmp(t->ref, ref) == 0) {
-			*arn = malloc(t->arn_len + 1);
-			if (*arn) {
+			if (arn)
+				*arn = malloc(t->arn_len + 1);
+			if (arn && *arn) {
 				memcpy(*arn, t->arn, t->arn_len);
 				(*arn)[t->arn_len] = '\0';
 				*arn_len = t->arn_len;
@@ -542,11 +545,9 @@ static size_t add_topics(struct store *st, const struct put *puts, size_t n, int
 		bool dup = false;
 		for (size_t k = 0; k < nreg && !dup; k++)
 			dup = strcmp(puts[regs[k]].compact->topic_ref, c->topic_ref) == 0;
-		char *arn;
 		size_t arn_len;
 		int64_t written;
-		topic_find(st, c->topic_ref, &arn, &arn_len, &written);
-		free(arn);
+		topic_find(st, c->topic_ref, NULL, &arn_len, &written);
 		if (dup || (written && now_ms - written < STORE_TOPIC_RENEW_MS))
 			continue;
 		const char *argv[] = {"HSETNX", st->topics_key, c->topic_ref, c->arn};
