@@ -2,7 +2,8 @@
  *
  * Keys (prefix = --redis-prefix):
  *   {prefix}rcpt:{<address>}  sorted set per recipient, score = event ms,
- *                             member = EVENT JSON; for an address that
+ *                             member = the EVENT as member.h stores it
+ *                             (older members: the EVENT JSON); for an address that
  *                             begins with '}' (whose own hash tag Redis
  *                             reads as empty) {prefix}rcpt:{sha256:<hex
  *                             digest of the address>}<address>
@@ -24,6 +25,8 @@
  *                             = event ms, member = a reference like the
  *                             recent feed's, one per event of that mail;
  *                             the newest STORE_MESSAGE_REFS_MAX kept
+ *   {prefix}topics            hash, the topic references of compact
+ *                             members (member.h) -> the ARN's JSON text
  *   {prefix}topic:{<arn>}     sorted set per topic, score = SNS Timestamp
  *                             ms, member = a non-SES (or not indexable)
  *                             notification as JSON
@@ -53,6 +56,11 @@
 #include "ses.h"
 
 #define STORE_RECENT_MAX 10000
+/* Topic references this process keeps in memory (it reads a missing one
+ * from {prefix}topics again); a topic is written to {prefix}topics again
+ * when this process has not written it for STORE_TOPIC_RENEW_MS. */
+#define STORE_TOPICS_MAX 64
+#define STORE_TOPIC_RENEW_MS (600 * 1000)
 /* A key expires between the retention period and this much more after
  * its last write: its expiry is renewed only when it has fallen below the
  * retention period (the store script costs less that way). */
@@ -204,6 +212,30 @@ enum mt_err store_message_events(struct store *st, const char *message_id,
  * 1,000 events. */
 enum mt_err store_forget_message_refs(struct store *st, const char *address,
 				      char *errbuf, size_t errsz);
+/* Redis keeps a sorted set or hash compact (a listpack: about 10 bytes an
+ * entry besides its bytes) while it has at most *-max-listpack-entries
+ * entries none longer than *-max-listpack-value bytes, else converts it
+ * for good (skiplist or hashtable: about 850 bytes for an empty one and
+ * 140 an entry more).  Redis's defaults (128 entries, 64 bytes) make every
+ * recipient's set a skiplist from its first event.  A compact member of
+ * the usual SES events is under STORE_MEMBER_TYPICAL_MAX bytes; README's
+ * "Redis memory" recommends zset-max-listpack-value 1024 so that longer
+ * ones (a Click's link) stay in too. */
+#define STORE_MEMBER_TYPICAL_MAX 512
+#define STORE_SET_TYPICAL_ENTRIES 16
+/* A counts hash's longest field ("suppress:Bounce/Permanent" ...). */
+#define STORE_COUNTS_FIELD_MAX 32
+
+struct store_encoding {
+	long long zset_entries, zset_value; /* -1: not told */
+	long long hash_entries, hash_value;
+	bool skiplists; /* typical recipients' sets or hashes would not stay listpacks */
+};
+
+/* Reads the thresholds with CONFIG GET (which managed Redis may refuse:
+ * then MT_E_REDIS and errbuf says why). */
+enum mt_err store_check_encoding(struct store *st, struct store_encoding *out, char *errbuf,
+				 size_t errsz);
 
 /* PING.  MT_E_OK while Redis answers. */
 enum mt_err store_ping(struct store *st, char *errbuf, size_t errsz);

@@ -204,8 +204,17 @@ int main(int argc, char **argv)
 		LOG(LOG_INFO, "api listening", "listen=%s token=%s", where,
 		    cfg.api_token ? "required" : "none");
 	}
+	struct store_encoding enc;
 	if (store_ping(store, err, sizeof(err)) != MT_E_OK)
 		LOG(LOG_WARN, "redis not reachable yet", "error=\"%s\"", err);
+	else if (store_check_encoding(store, &enc, err, sizeof(err)) != MT_E_OK)
+		LOG(LOG_DEBUG, "redis encoding thresholds unknown", "error=\"%s\"", err);
+	else if (enc.skiplists)
+		LOG(LOG_WARN, "redis encoding thresholds make recipients' sets skiplists, about twice "
+		    "the memory: set zset-max-listpack-value 1024 (README: Redis memory)",
+		    "zset_max_listpack_entries=%lld zset_max_listpack_value=%lld "
+		    "hash_max_listpack_entries=%lld hash_max_listpack_value=%lld",
+		    enc.zset_entries, enc.zset_value, enc.hash_entries, enc.hash_value);
 
 	int sig = wait_for_stop(&sigs, &cfg);
 	stop_gracefully(http, api_http, sig);

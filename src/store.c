@@ -2,6 +2,7 @@
 
 #include <hiredis/hiredis.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 
 #include "evmember.h"
 #include "groupcommit.h"
+#include "member.h"
 #include "metrics.h"
 #include "mt_time.h"
 #include "rcluster.h"
@@ -26,7 +28,8 @@
  * writer's clock (now, ms).  The size cap
  * is STORE_RCPT_EVENTS_MAX with a counts hash (a recipient's events), else
  * STORE_TOPIC_MESSAGES_MAX.  A trimmed member's type and suppression are
- * read back from its EVENT JSON (as ses.c sets them).
+ * read back from its JSON (as ses.c sets them; member.h's compact member
+ * keeps "type", and "detail" as "x").
  *
  * The window ends at the newest score or at now, whichever is earlier:
  * a replayed old payload into an empty set stays, but no event, however
@@ -69,11 +72,13 @@ static const char put_script[] =
 	"  for i = 1, #list, 2 do\n"
 	"    local ok, e = pcall(cjson.decode, list[i])\n"
 	"    if ok and type(e) == 'table' and type(e.type) == 'string' then\n"
+	/* A compact member (member.h) keeps its detail under "x". */
+	"      local detail = e.detail or e.x\n"
 	"      redis.call('HINCRBY', ckey, 'type:' .. e.type, '-1')\n"
 	"      local why = ''\n"
 	"      if e.type == 'Complaint' then why = 'Complaint'\n"
-	"      elseif e.type == 'Bounce' and type(e.detail) == 'table' and\n"
-	"             e.detail.bounceType == 'Permanent' then why = 'Bounce/Permanent' end\n"
+	"      elseif e.type == 'Bounce' and type(detail) == 'table' and\n"
+	"             detail.bounceType == 'Permanent' then why = 'Bounce/Permanent' end\n"
 	"      if why ~= '' and redis.call('HINCRBY', ckey, 'suppress:' .. why, '-1') <= 0 then\n"
 	"        redis.call('HDEL', ckey, 'suppress:' .. why, 'last:' .. why)\n"
 	"      end\n"
@@ -208,12 +213,25 @@ static const char type_index_script[] =
 	"end\n"
 	"return added\n";
 
+/* A topic reference of the compact members (member.h) and its ARN: what
+ * {prefix}topics holds, as far as this process has written or read it. */
+struct topic_entry {
+	char ref[MEMBER_TOPIC_REF_LEN + 1];
+	char *arn; /* JSON text between the quotes; owned */
+	size_t arn_len;
+	int64_t written_ms; /* when this process last wrote it; 0: never */
+};
+
 struct store {
 	struct rcluster *rc;
 	bool cluster;
 	struct groupcommit *group; /* every batch goes through it */
 	char *prefix;
 	char recent_key[160]; /* {prefix}recent */
+	char topics_key[160]; /* {prefix}topics */
+	pthread_mutex_t topics_lock;
+	struct topic_entry topics[STORE_TOPICS_MAX];
+	size_t topics_next; /* the slot a new topic takes (round robin) */
 	int64_t retention_ms;
 	char *script;        /* put_script and type_index_script; owned */
 	char script_sha[41]; /* its SHA1, as SCRIPT LOAD answers it */
@@ -255,10 +273,12 @@ struct store *store_new(const struct config_redis *redis, const char *prefix,
 	if (!st)
 		return NULL;
 	st->cluster = redis->cluster;
+	pthread_mutex_init(&st->topics_lock, NULL);
 	st->prefix = strdup(prefix);
 	if (!st->prefix)
 		goto fail;
 	snprintf(st->recent_key, sizeof(st->recent_key), "%srecent", prefix);
+	snprintf(st->topics_key, sizeof(st->topics_key), "%stopics", prefix);
 	st->retention_ms = (int64_t)retention_days * 86400 * 1000;
 	unsigned char md[SHA_DIGEST_LENGTH];
 	/* type_index_script finds a recipient's index keys from its counts
@@ -307,6 +327,9 @@ void store_free(struct store *st)
 		return;
 	groupcommit_free(st->group);
 	rcluster_free(st->rc);
+	for (size_t i = 0; i < STORE_TOPICS_MAX; i++)
+		free(st->topics[i].arn);
+	pthread_mutex_destroy(&st->topics_lock);
 	free(st->prefix);
 	free(st->script);
 	free(st);
@@ -553,7 +576,98 @@ struct put {
 	size_t member_len;
 	struct store_item *item; /* whose write it is */
 	const char *recipient; /* an event's (normalised) address; NULL: no event */
+	const struct member_compact *compact; /* an event's member; NULL: none */
+	const char *event; /* an event's full EVENT JSON (ses.c's); NULL: none */
+	size_t event_len;
 };
+
+/* The ARN of topic reference ref into *arn (a malloc'd copy, caller
+ * frees; NULL when not known here; arn NULL: not wanted), and when this
+ * process last wrote it. */
+static void topic_find(struct store *st, const char *ref, char **arn, size_t *arn_len,
+		       int64_t *written_ms)
+{
+	if (arn)
+		*arn = NULL;
+	*arn_len = 0;
+	*written_ms = 0;
+	pthread_mutex_lock(&st->topics_lock);
+	for (size_t i = 0; i < STORE_TOPICS_MAX; i++) {
+		const struct topic_entry *t = &st->topics[i];
+		if (t->arn && strcmp(t->ref, ref) == 0) {
+			if (arn)
+				*arn = malloc(t->arn_len + 1);
+			if (arn && *arn) {
+				memcpy(*arn, t->arn, t->arn_len);
+				(*arn)[t->arn_len] = '\0';
+				*arn_len = t->arn_len;
+			}
+			*written_ms = t->written_ms;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&st->topics_lock);
+}
+
+/* Remembers ref -> arn (written_ms 0: read, not written), in its slot or
+ * the round robin's next one. */
+static void topic_remember(struct store *st, const char *ref, const char *arn,
+			   size_t arn_len, int64_t written_ms)
+{
+	char *copy = malloc(arn_len + 1);
+	if (!copy)
+		return;
+	memcpy(copy, arn, arn_len);
+	copy[arn_len] = '\0';
+	pthread_mutex_lock(&st->topics_lock);
+	struct topic_entry *t = NULL;
+	for (size_t i = 0; i < STORE_TOPICS_MAX && !t; i++)
+		if (st->topics[i].arn && strcmp(st->topics[i].ref, ref) == 0)
+			t = &st->topics[i];
+	if (!t) {
+		t = &st->topics[st->topics_next];
+		st->topics_next = (st->topics_next + 1) % STORE_TOPICS_MAX;
+		t->written_ms = 0;
+	}
+	free(t->arn);
+	memcpy(t->ref, ref, sizeof(t->ref));
+	t->arn = copy;
+	t->arn_len = arn_len;
+	if (written_ms > t->written_ms)
+		t->written_ms = written_ms;
+	pthread_mutex_unlock(&st->topics_lock);
+}
+
+/* The HSETNX {prefix}topics that the compact members of these puts need:
+ * each topic once, when this process has not written it for
+ * STORE_TOPIC_RENEW_MS (so a registry deleted by hand comes back).  They
+ * go first in the batch, so a reader never finds a member whose topic is
+ * not there yet (single server; in a Cluster the registry's node may
+ * answer a moment later).  Returns how many were added; regs[i] is the
+ * put whose topic command i writes. */
+static size_t add_topics(struct store *st, const struct put *puts, size_t n, int64_t now_ms,
+			 struct batch *b, size_t *regs)
+{
+	size_t nreg = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct member_compact *c = puts[i].compact;
+		if (!c || !c->topic_ref[0])
+			continue;
+		bool dup = false;
+		for (size_t k = 0; k < nreg && !dup; k++)
+			dup = strcmp(puts[regs[k]].compact->topic_ref, c->topic_ref) == 0;
+		size_t arn_len;
+		int64_t written;
+		topic_find(st, c->topic_ref, NULL, &arn_len, &written);
+		if (dup || (written && now_ms - written < STORE_TOPIC_RENEW_MS))
+			continue;
+		const char *argv[] = {"HSETNX", st->topics_key, c->topic_ref, c->arn};
+		const size_t argl[] = {6, strlen(st->topics_key), MEMBER_TOPIC_REF_LEN, c->arn_len};
+		batch_add(b, st->topics_key, 4, argv, argl);
+		regs[nreg++] = i;
+	}
+	return nreg;
+}
 
 /* The bytes that begin every member stored for one SNS message
  * ('{"id":"<MessageId>"' and the character after it); 0 when the member
@@ -766,14 +880,14 @@ static void add_message_refs(struct store *st, const struct put *puts, size_t n,
 		const char *id = NULL;
 		size_t id_len = 0, j = i + 1;
 		if (!puts[i].recipient ||
-		    !member_message_id(puts[i].member, puts[i].member_len, &id, &id_len)) {
+		    !member_message_id(puts[i].event, puts[i].event_len, &id, &id_len)) {
 			i++;
 			continue;
 		}
 		/* The run: the next puts of the same message. */
 		for (const char *id2; j < n && puts[j].recipient; j++) {
 			size_t l2;
-			if (!member_message_id(puts[j].member, puts[j].member_len, &id2, &l2) ||
+			if (!member_message_id(puts[j].event, puts[j].event_len, &id2, &l2) ||
 			    l2 != id_len || memcmp(id, id2, id_len) != 0)
 				break;
 		}
@@ -837,6 +951,13 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 	int64_t now_ms = mt_time_now_ms();
 	format_i64(ret, st->retention_ms);
 	size_t now_len = format_i64(now, now_ms);
+	size_t *regs = calloc(n + 1, sizeof(*regs));
+	if (!regs) {
+		for (size_t i = 0; i < n; i++)
+			item_fail(puts[i].item, MT_E_NOMEM, "out of memory");
+		return;
+	}
+	size_t nreg = add_topics(st, puts, n, now_ms, &b, regs);
 	for (size_t i = 0; i < n; i++) {
 		char score[32], cutoff[32];
 		int64_t end = puts[i].score < now_ms ? puts[i].score : now_ms;
@@ -874,10 +995,27 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 			item_fail(puts[i].item, e, err);
 		batch_free(&b);
 		keys_free(&msg_keys);
+		free(regs);
 		return;
 	}
+	/* A topic not written fails every event of the batch (delivered
+	 * again, they are duplicates, and the topic is written then). */
+	for (size_t c = 0; c < nreg; c++) {
+		const redisReply *r = b.cmd[c].reply;
+		if (!reply_ok(r, REDIS_REPLY_INTEGER, err, sizeof(err))) {
+			count_fault(NULL);
+			for (size_t i = 0; i < n; i++)
+				if (puts[i].recipient)
+					item_fail(puts[i].item,
+						  reply_refused(r) ? MT_E_REDIS_REFUSED : MT_E_REDIS, err);
+		} else {
+			const struct member_compact *mc = puts[regs[c]].compact;
+			topic_remember(st, mc->topic_ref, mc->arn, mc->arn_len, now_ms);
+		}
+	}
+	free(regs);
 	for (size_t i = 0; i < n; i++) {
-		const redisReply *r = b.cmd[i].reply;
+		const redisReply *r = b.cmd[nreg + i].reply;
 		if (!reply_ok(r, -1, err, sizeof(err))) {
 			count_fault(NULL);
 			item_fail(puts[i].item, reply_refused(r) ? MT_E_REDIS_REFUSED : MT_E_REDIS, err);
@@ -890,7 +1028,7 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 	/* The feed is one key: when it fails, every item that wrote to it
 	 * fails (and is delivered again: the events are not doubled).  So
 	 * does a message index's write (after the feed's). */
-	for (size_t c = n; c < b.n; c++) {
+	for (size_t c = nreg + n; c < b.n; c++) {
 		if (reply_ok(b.cmd[c].reply, -1, err, sizeof(err)))
 			continue;
 		count_fault(NULL);
@@ -918,7 +1056,8 @@ void store_put_many(struct store *st, struct store_item *const *items, size_t n)
 		return;
 	struct put *puts = calloc(nputs, sizeof(*puts));
 	char **keys = calloc(2 * nputs, sizeof(*keys));
-	if (!puts || !keys) {
+	struct member_compact *members = calloc(nputs, sizeof(*members));
+	if (!puts || !keys || !members) {
 		for (size_t i = 0; i < n; i++)
 			item_fail(items[i], MT_E_NOMEM, "out of memory");
 		goto out;
@@ -931,15 +1070,19 @@ void store_put_many(struct store *st, struct store_item *const *items, size_t n)
 			keys[2 * k] = recipient_key(st, "rcpt", e->recipient);
 			keys[2 * k + 1] = recipient_key(st, "counts", e->recipient);
 			nomem |= !keys[2 * k] || !keys[2 * k + 1];
+			/* What the set stores: the compact member (member.h). */
+			nomem |= member_from_event(e->json, e->json_len, e->time_ms,
+						   &members[k]) != MT_E_OK;
 			puts[k] = (struct put){keys[2 * k], keys[2 * k + 1], e->type,
-					       e->suppress, e->time_ms, e->json, e->json_len, it,
-					       e->recipient};
+					       e->suppress, e->time_ms, members[k].member,
+					       members[k].len, it, e->recipient, &members[k],
+					       e->json, e->json_len};
 		}
 		if (it->raw_topic) {
 			keys[2 * k] = make_key(st, "topic", it->raw_topic);
 			nomem |= !keys[2 * k];
 			puts[k] = (struct put){keys[2 * k], NULL, NULL, NULL, it->raw_time_ms,
-					       it->raw_json, it->raw_len, it, NULL};
+					       it->raw_json, it->raw_len, it, NULL, NULL, NULL, 0};
 			k++;
 		}
 	}
@@ -952,6 +1095,9 @@ void store_put_many(struct store *st, struct store_item *const *items, size_t n)
 out:
 	for (size_t i = 0; keys && i < 2 * k; i++)
 		free(keys[i]);
+	for (size_t i = 0; members && i < k; i++)
+		free(members[i].member);
+	free(members);
 	free(keys);
 	free(puts);
 }
@@ -968,6 +1114,37 @@ enum mt_err store_ping(struct store *st, char *errbuf, size_t errsz)
 	return ok ? MT_E_OK : MT_E_REDIS;
 }
 
+enum mt_err store_check_encoding(struct store *st, struct store_encoding *out, char *errbuf,
+				 size_t errsz)
+{
+	static const char *const names[] = {"zset-max-*-entries", "zset-max-*-value",
+					    "hash-max-*-entries", "hash-max-*-value"};
+	long long *vals[] = {&out->zset_entries, &out->zset_value, &out->hash_entries,
+			     &out->hash_value};
+	for (size_t i = 0; i < 4; i++) {
+		*vals[i] = -1;
+		/* Redis 7 names them *-listpack-*, 6 *-ziplist-* (7 answers
+		 * both): the first pair with a number is the value. */
+		redisReply *r = command(st, st->recent_key, errbuf, errsz, "CONFIG GET %s", names[i]);
+		if (!r)
+			return MT_E_REDIS;
+		for (size_t k = 1; r->type == REDIS_REPLY_ARRAY && k < r->elements && *vals[i] < 0;
+		     k += 2) {
+			const redisReply *v = r->element[k];
+			char *end;
+			long long n = v->type == REDIS_REPLY_STRING ? strtoll(v->str, &end, 10) : -1;
+			if (v->type == REDIS_REPLY_STRING && end != v->str && *end == '\0' && n >= 0)
+				*vals[i] = n;
+		}
+		freeReplyObject(r);
+	}
+	out->skiplists = (out->zset_value >= 0 && out->zset_value < STORE_MEMBER_TYPICAL_MAX) ||
+			 (out->zset_entries >= 0 && out->zset_entries < STORE_SET_TYPICAL_ENTRIES) ||
+			 (out->hash_value >= 0 && out->hash_value < STORE_COUNTS_FIELD_MAX) ||
+			 (out->hash_entries >= 0 && out->hash_entries < STORE_SET_TYPICAL_ENTRIES);
+	return MT_E_OK;
+}
+
 /* ---- queries ---------------------------------------------------------- */
 
 static bool parse_score(const redisReply *r, int64_t *out)
@@ -980,6 +1157,31 @@ static bool parse_score(const redisReply *r, int64_t *out)
 		return false;
 	*out = (int64_t)d;
 	return true;
+}
+
+/* The ARN that a compact member's topic reference stands for (a malloc'd
+ * copy, caller frees), from memory or else from {prefix}topics; NULL when
+ * unknown (or on a failure: the event is shown with "topicArn":null). */
+static char *topic_arn(struct store *st, const char *ref, size_t *len)
+{
+	char *arn, err[128];
+	int64_t written;
+	topic_find(st, ref, &arn, len, &written);
+	if (arn)
+		return arn;
+	redisReply *r = command(st, st->topics_key, err, sizeof(err), "HGET %s %s",
+				st->topics_key, ref);
+	if (r && r->type == REDIS_REPLY_STRING) {
+		topic_remember(st, ref, r->str, r->len, 0);
+		arn = malloc(r->len + 1);
+		if (arn) {
+			memcpy(arn, r->str, r->len);
+			arn[r->len] = '\0';
+			*len = r->len;
+		}
+	}
+	freeReplyObject(r);
+	return arn;
 }
 
 /* Whether member m holds an EVENT of this type: read on its first bytes
@@ -1171,10 +1373,40 @@ out:
 	return err;
 }
 
-/* Appends the EVENT of member m (evmember_to_event) to the page; *added
- * says whether it was one. */
-static enum mt_err page_add(struct store_page *page, const redisReply *m, const char *who,
-			    int64_t score, bool *added)
+/* The one place where a stored member becomes the bytes of an EVENT in an
+ * answer: appends to out (keeping out->len at most max) the EVENT that
+ * member m of recipient's set at score stands for.  A compact member
+ * (member.h) is rebuilt with its topic's ARN; a member in the full form
+ * (what versions before compact members stored, and old entries of the
+ * recent feed, whose recipient is NULL) is checked to be one JSON object
+ * and copied (evmember.h).  Returns what evmember_to_event() does. */
+static enum mt_err member_event(struct store *st, const redisReply *m, const char *recipient,
+				int64_t score, struct buf *out, size_t max)
+{
+	char ref[MEMBER_TOPIC_REF_LEN + 1];
+	if (!member_find_topic_ref(m->str, m->len, ref))
+		return evmember_to_event(m->str, m->len, recipient, score, out, max);
+	if (!recipient) /* a compact member is only ever in its recipient's set */
+		return MT_E_BAD_JSON;
+	size_t arn_len = 0;
+	char *arn = topic_arn(st, ref, &arn_len);
+	struct buf text = {0};
+	enum mt_err err = member_to_event(m->str, m->len, recipient, score, arn, arn_len, &text);
+	free(arn);
+	if (err == MT_E_OK && !evmember_is_object(text.p, text.len))
+		err = MT_E_BAD_JSON;
+	if (err == MT_E_OK) {
+		enum buf_result br = buf_append(out, text.p, text.len, max);
+		err = br == BUF_OK ? MT_E_OK : br == BUF_TOO_LARGE ? MT_E_TOO_LARGE : MT_E_NOMEM;
+	}
+	buf_free(&text);
+	return err;
+}
+
+/* Appends the EVENT of member m (member_event) to the page; *added says
+ * whether it was one. */
+static enum mt_err page_add(struct store *st, struct store_page *page, const redisReply *m,
+			    const char *who, int64_t score, bool *added)
 {
 	size_t at = page->events.len;
 	enum mt_err err = MT_E_OK;
@@ -1182,8 +1414,7 @@ static enum mt_err page_add(struct store_page *page, const redisReply *m, const 
 	if (page->n && buf_append(&page->events, ",", 1, STORE_PAGE_BYTES_MAX) != BUF_OK)
 		err = MT_E_NOMEM;
 	if (err == MT_E_OK)
-		err = evmember_to_event(m->str, m->len, who, score, &page->events,
-					STORE_PAGE_BYTES_MAX);
+		err = member_event(st, m, who, score, &page->events, STORE_PAGE_BYTES_MAX);
 	if (err == MT_E_OK) {
 		page->n++;
 		*added = true;
@@ -1278,7 +1509,7 @@ static enum mt_err query_page(struct store *st, struct query_ctx *qc,
 				continue;
 			bool added;
 			size_t at = page->events.len;
-			err = page_add(page, ev, rs.who[i], rs.at[i], &added);
+			err = page_add(st, page, ev, rs.who[i], rs.at[i], &added);
 			if (added)
 				m[nm++] = (struct match){score, at};
 		}
@@ -1316,7 +1547,7 @@ static enum mt_err query_page(struct store *st, struct query_ctx *qc,
 			for (size_t i = 0; err == MT_E_OK && i < r->elements; i++) {
 				bool added;
 				if (rs.ev[i] && (!q->type || member_has_type(rs.ev[i], q->type)))
-					err = page_add(page, rs.ev[i], rs.who[i], rs.at[i], &added);
+					err = page_add(st, page, rs.ev[i], rs.who[i], rs.at[i], &added);
 			}
 			resolved_free(&rs);
 			freeReplyObject(r);
@@ -1507,8 +1738,7 @@ static enum mt_err summary(struct store *st, struct summary_ctx *sc,
 	    r->element[0]->type == REDIS_REPLY_STRING && parse_score(r->element[1], &score)) {
 		struct buf ev = {0};
 		const redisReply *m = r->element[0];
-		if (evmember_to_event(m->str, m->len, sc->address, score, &ev,
-				      STORE_PAGE_BYTES_MAX) == MT_E_OK)
+		if (member_event(st, m, sc->address, score, &ev, STORE_PAGE_BYTES_MAX) == MT_E_OK)
 			sum->last_event = json_tokener_parse(ev.p);
 		buf_free(&ev);
 	}
@@ -1582,8 +1812,7 @@ enum mt_err store_message_events(struct store *st, const char *message_id,
 		struct json_object *ev = NULL, *events;
 		if (m && rcpt) {
 			struct buf b = {0};
-			if (evmember_to_event(m->str, m->len, rcpt, rs.at[i], &b,
-					      STORE_PAGE_BYTES_MAX) == MT_E_OK)
+			if (member_event(st, m, rcpt, rs.at[i], &b, STORE_PAGE_BYTES_MAX) == MT_E_OK)
 				ev = json_tokener_parse(b.p);
 			buf_free(&b);
 		}
@@ -1649,10 +1878,18 @@ enum mt_err store_forget_message_refs(struct store *st, const char *address,
 			const redisReply *m = r->element[i];
 			const char *id;
 			size_t id_len, rl;
-			if (m->type != REDIS_REPLY_STRING ||
-			    !member_message_id(m->str, m->len, &id, &id_len))
+			char ref_[MEMBER_TOPIC_REF_LEN + 1];
+			struct buf full = {0}; /* a compact member's EVENT: its mail id */
+			if (m->type != REDIS_REPLY_STRING)
 				continue;
-			char *key = message_key(st, id, id_len);
+			bool found = member_message_id(m->str, m->len, &id, &id_len);
+			if (!found && member_find_topic_ref(m->str, m->len, ref_) &&
+			    member_to_event(m->str, m->len, address, 0, NULL, 0, &full) == MT_E_OK)
+				found = member_message_id(full.p, full.len, &id, &id_len);
+			char *key = found ? message_key(st, id, id_len) : NULL;
+			buf_free(&full);
+			if (!found)
+				continue;
 			char *ref = reference_new(address, m->str, m->len, &rl);
 			if (key && ref && keys_add(&keys, key)) {
 				const char *argv[] = {"ZREM", key, ref};

@@ -316,6 +316,7 @@ def wrk_run(bench, mt, label, conns, rate=0):
     that Redis holds every sent notification.  Returns a Run."""
     a, rc = bench.args, bench.env.redis
     rc("FLUSHALL")
+    mem0 = redis_used_memory(rc)
     threads = min(conns, bench.nproc)
     scheme = "https" if mt is bench.mt_tls else "http"
     url = f"{scheme}://{LOOPBACK}:{mt.port}/sns"
@@ -371,6 +372,8 @@ def wrk_run(bench, mt, label, conns, rate=0):
     r.rps = r.sent / r.secs if r.secs else 0.0
     r.rss, r.hwm = st["VmRSS"] / 1024, st["VmHWM"] / 1024
     r.cpu_mt, r.cpu_redis, r.cpu_wrk = (b - a_ for a_, b in zip(cpu0, cpu1))
+    r.events = sum(len(bench.gen.expected(i)[2]) for i in sent_ids)
+    r.mem_per_event = (redis_used_memory(rc) - mem0) / r.events if r.events else float("nan")
     r.missing = check_stored(bench, sent_ids)
     # A request answered other than 200, or not answered (socket error,
     # timeout), may be missing; every other one must be there.
@@ -395,12 +398,19 @@ local out = {}
 for _, k in ipairs(redis.call('KEYS', ARGV[1] .. 'rcpt:{*')) do
   for _, m in ipairs(redis.call('ZRANGE', k, 0, -1)) do
     local id = string.match(m, '^{"id":"([^"]*)"')
-    local rc = string.match(m, '"recipient":"([^"]*)"')
+    -- the key names the recipient (compact members leave it out)
+    local rc = string.match(m, '"recipient":"([^"]*)"') or string.match(k, 'rcpt:{(.*)}$')
     out[#out + 1] = (id or '?') .. ' ' .. (rc or '?')
   end
 end
 return out
 """
+
+
+def redis_used_memory(rc):
+    text = rc("INFO", "memory")
+    text = text.decode() if isinstance(text, bytes) else text
+    return int(re.search(r"^used_memory:(\d+)", text, re.M).group(1))
 
 
 def check_stored(bench, sent_ids):
@@ -586,6 +596,8 @@ def main():
           + f" MiB (idle after start {idle['VmRSS'] / 1024:.1f} MiB)")
     print(f"CPU seconds per 1,000 notifications (median run): mailtrail {per_k(med, med.cpu_mt):.3f}, "
           f"redis-server {per_k(med, med.cpu_redis):.3f}, wrk {per_k(med, med.cpu_wrk):.3f}")
+    print(f"Redis used_memory per stored event (median run, this mix; the typical mix: "
+          f"tests/bench/memory.py): {med.mem_per_event:,.0f} bytes ({med.events} events)")
     if verify1 == verify1:
         # One process measures its own CPU time; -multi measures wall time,
         # so on a busy machine it is the lower figure.

@@ -165,6 +165,51 @@ def now_iso(offset_seconds=0):
                   + dt.timedelta(seconds=offset_seconds))
 
 
+def ms_to_iso(ms):
+    """ms since the epoch -> 'YYYY-MM-DDTHH:MM:SS.mmmZ'."""
+    return iso_ms(dt.datetime.fromtimestamp(ms // 1000, dt.timezone.utc)
+                  + dt.timedelta(milliseconds=ms % 1000))
+
+
+_B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def event_from_member(member, recipient, score, topics):
+    """The EVENT (a dict, keys in SPEC order) of a member of recipient's
+    set at score: a compact member (include/member.h) rebuilt, written
+    here apart from src/member.c so that each checks the other; a full one
+    (what versions before compact members stored) as it is.  topics: the
+    {prefix}topics hash (Redis.topics())."""
+    m = json.loads(member)
+    if "time" in m or "t" not in m:
+        return m
+    mail = {}
+    if "m" in m:
+        mail["messageId"] = m["m"]
+    elif "p" in m:
+        raw = "".join(f"{_B64URL.index(c):06b}" for c in m["p"][:32])
+        h = "".join(f"{int(raw[i:i + 4], 2):x}" for i in range(0, 192, 4))
+        mail["messageId"] = "-".join([h[:16], h[16:24], h[24:28], h[28:32], h[32:36],
+                                      h[36:48], m["p"][32:]])
+    if "s" in m:
+        mail["source"] = m["s"]
+    ts = m.get("ts", 0)
+    if ts is not None:
+        mail["timestamp"] = ts if isinstance(ts, str) else ms_to_iso(score + ts)
+    rcpt = m.get("r", recipient)
+    d = m.get("d", [rcpt])
+    if d != 0:
+        mail["destination"] = d
+    if "n" in m:
+        mail["destinationCount"] = m["n"]
+    if "h" in m:
+        mail["commonHeaders"] = m["h"]
+    arn = topics.get(m["t"])
+    return {"id": m["id"], "type": m["type"], "time": ms_to_iso(score), "recipient": rcpt,
+            "topicArn": None if arn is None else json.loads('"' + arn + '"'),
+            "mail": mail, "detail": m.get("x", {})}
+
+
 def iso_to_ms(s):
     """'2016-01-27T14:59:38.237Z' -> ms since the epoch."""
     t = dt.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ")
@@ -434,6 +479,12 @@ class Redis:
     def keys(self, pattern="*"):
         return sorted(k.decode() for k in self("KEYS", pattern))
 
+    def topics(self, prefix="mailtrail:"):
+        """{prefix}topics: the compact members' topic references -> ARN
+        (JSON text between the quotes)."""
+        flat = self("HGETALL", prefix + "topics")
+        return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
+
     def zrange_withscores(self, key):
         """[(member_bytes, score_int), ...] lowest score first."""
         flat = self("ZRANGE", key, 0, -1, "WITHSCORES")
@@ -443,9 +494,17 @@ class Redis:
 class RedisServer:
     """A real redis-server on 127.0.0.1 with a generated config."""
 
-    def __init__(self, directory, port=None, durable=False):
+    # The encoding thresholds README ("Redis memory") recommends and
+    # deploy/ sets: recipients' sets and counts hashes stay listpacks.
+    RECOMMENDED = ("zset-max-listpack-entries 128\nzset-max-listpack-value 1024\n"
+                   "hash-max-listpack-entries 128\nhash-max-listpack-value 64\n")
+
+    def __init__(self, directory, port=None, durable=False, redis_defaults=False,
+                 extra_conf=""):
         """durable: an append-only file synced on every write, so that a
-        kill -9 and a start again lose nothing Redis acknowledged."""
+        kill -9 and a start again lose nothing Redis acknowledged.
+        redis_defaults: Redis's own encoding thresholds instead of
+        RECOMMENDED; extra_conf: more redis.conf lines."""
         require_command("redis-server")
         require_command("redis-cli")
         self.dir = directory
@@ -458,7 +517,8 @@ class RedisServer:
         with open(self.conf, "w") as f:
             f.write(f"port {self.port}\nbind 127.0.0.1\nsave \"\"\n"
                     f"appendonly no\ndir {directory}\ndaemonize no\n"
-                    f"protected-mode yes\n")
+                    f"protected-mode yes\n"
+                    + ("" if redis_defaults else self.RECOMMENDED) + extra_conf)
         self.client = Redis(self.port)
 
     def start(self, timeout=10.0):

@@ -1718,5 +1718,159 @@ class TestRedisOutage(ApiCase):
         self.assertEqual(self.get(m, f"/v1/recipients/{a}")["reason"], "Complaint")
 
 
+class TestStorageFormats(ApiCase):
+    """Compact members (include/member.h) answer exactly as the full EVENT
+    members that earlier versions stored, and the two forms are one
+    message for redelivery."""
+
+    ADDRS = ("sam@example.com", "Kai.Two@Example.COM", "lee@example.com")
+
+    def assertAnswer(self, r, status, st):  # noqa: N802
+        self.assertEqual((r.status, r.json().get("status")), (status, st), r.body)
+
+    def config_event(self, name, address, ms, serial):
+        """A configuration-set event (Send, Open, Click) for address at ms."""
+        with open(os.path.join(DATA, "ses", name)) as f:
+            obj = json.load(f)
+        mail = obj["mail"]
+        mail["messageId"] = f"0100018f{serial:08x}-4eca7ee8-dd82-4f94-8b91-3b4917f769ec-000000"
+        mail["destination"] = [address]
+        mail["timestamp"] = ms_iso(ms - (0 if obj["eventType"] == "Send" else 60000))
+        own = obj.get(obj["eventType"].lower())
+        if isinstance(own, dict) and "timestamp" in own:
+            own["timestamp"] = ms_iso(ms)
+        return ENV.signer.notification(json.dumps(obj, separators=(",", ":")))
+
+    def load(self, m):
+        """Delivers every kind of event to ADDRS; returns the messages."""
+        sam, kai, lee = self.ADDRS
+        items = [Item("delivery", sam, T0 + 1000, 9001),
+                 Item("bounce-permanent", sam, T0 + 2000, 9002),
+                 Item("complaint", sam, T0 + 3000, 9003),
+                 Item("bounce-transient", [sam, kai], T0 + 4000, 9004),
+                 Item("delivery", [f"Kai Two <{kai}>", lee], T0 + 5000, 9005),
+                 Item("rendering-failure", lee, T0 + 6000, 9006)]
+        self.deliver(m, items, threads=1)
+        msgs = [self.config_event("awsdoc-event-send.json", lee, T0 + 7000, 9007),
+                self.config_event("awsdoc-event-open.json", lee, T0 + 8000, 9008),
+                self.config_event("awsdoc-event-click.json", sam, T0 + 9000, 9009)]
+        for msg in msgs:
+            self.assertAnswer(m.post_sns(msg), 200, "stored")
+        return [it.msg for it in items] + msgs
+
+    def answers(self, m):
+        """The raw bytes of every answer about ADDRS (timelines, filtered
+        pages, summaries, the feed)."""
+        out = {}
+        paths = ["/v1/events?limit=1000", "/v1/events?type=Bounce"]
+        for a in self.ADDRS:
+            paths += [timeline_path(a, limit=1000), timeline_path(a, limit=2),
+                      timeline_path(a, type="Bounce"), f"/v1/recipients/{a}"]
+        for p in paths:
+            r = self.api(m, p)
+            self.assertEqual(r.status, 200, f"GET {p}: {r!r}")
+            out[p] = r.body
+        return out
+
+    def to_old_form(self, m, address):
+        """Replaces address's compact members by the full EVENTs that the
+        API answers for them (the bytes an earlier version stored)."""
+        a = normalised(address)
+        key = f"mailtrail:rcpt:{{{a}}}"
+        events = self.get(m, timeline_path(a, limit=1000))["events"]
+        flat = ENV.redis("ZRANGE", key, 0, -1, "WITHSCORES")
+        self.assertEqual(len(flat), 2 * len(events))
+        ENV.redis("DEL", key)
+        for ev in events:
+            full = json.dumps(ev, separators=(",", ":"), ensure_ascii=False)
+            ENV.redis("ZADD", key, ms_of(ev["time"]), full.encode())
+        ENV.redis("PEXPIRE", key, 86400000)
+        return key
+
+    def test_old_members_answer_identically(self):
+        ENV.redis("FLUSHALL")
+        m = self.start()
+        self.load(m)
+        # Stored compact: no recipient, time or topic ARN in any member.
+        for a in self.ADDRS:
+            members = ENV.redis("ZRANGE", f"mailtrail:rcpt:{{{normalised(a)}}}", 0, -1)
+            self.assertTrue(members)
+            for mem in members:
+                self.assertNotIn(b'"recipient"', mem)
+                self.assertNotIn(b'"time"', mem)
+                self.assertNotIn(b"arn:aws:sns", mem)
+        new = self.answers(m)
+        # The SPEC EVENT, as the API answers it.
+        ev = self.get(m, timeline_path("lee@example.com", type="Send"))["events"][0]
+        self.assertEqual(list(ev), ["id", "type", "time", "recipient", "topicArn", "mail",
+                                    "detail"])
+        self.assertEqual(ev["recipient"], "lee@example.com")
+        self.assertEqual(ev["topicArn"], SnsSigner.TOPIC)
+        self.assertEqual(ev["mail"]["destination"], ["lee@example.com"])
+        self.assertEqual(ev["time"], ms_iso(T0 + 7000))
+        self.assertEqual(ev["mail"]["timestamp"], ms_iso(T0 + 7000))
+        # Another process (nothing in memory: it reads {prefix}topics)
+        # answers the same bytes.
+        other = self.start()
+        self.assertEqual(self.answers(other), new)
+        # The same events as full EVENT members, as earlier versions wrote
+        # them: every answer is byte for byte the same.
+        for a in self.ADDRS:
+            self.to_old_form(m, a)
+            members = ENV.redis("ZRANGE", f"mailtrail:rcpt:{{{normalised(a)}}}", 0, -1)
+            self.assertTrue(all(b'"recipient"' in mem for mem in members))
+        old = self.answers(m)
+        for p in new:
+            self.assertEqual(old[p], new[p], f"GET {p}: old members answer otherwise")
+
+    def test_redelivery_across_formats(self):
+        ENV.redis("FLUSHALL")
+        m = self.start()
+        msgs = self.load(m)
+        before = self.answers(m)
+        for a in self.ADDRS:
+            self.to_old_form(m, a)
+        stored = {a: ENV.redis("ZRANGE", f"mailtrail:rcpt:{{{normalised(a)}}}", 0, -1)
+                  for a in self.ADDRS}
+        # Every message again: already stored (in the old form), nothing added.
+        for msg in msgs:
+            self.assertAnswer(m.post_sns(msg), 200, "duplicate")
+        for a in self.ADDRS:
+            self.assertEqual(ENV.redis("ZRANGE", f"mailtrail:rcpt:{{{normalised(a)}}}", 0, -1),
+                             stored[a], a)
+        self.assertEqual(self.answers(m), before)
+        self.assertEqual(self.get(m, "/v1/recipients/sam@example.com")["counts"],
+                         {"Bounce": 2, "Click": 1, "Complaint": 1, "Delivery": 1})
+
+    def test_encoding_warning(self):
+        # Redis's own thresholds make every recipient's set a skiplist: one
+        # warning line at start.  The recommended ones (the harness's), or
+        # a Redis that refuses CONFIG (managed Redis): none.
+        warn = "redis encoding thresholds make recipients' sets skiplists"
+        plain = RedisServer(tempfile.mkdtemp(dir=ENV.tmp, prefix="redis-defaults-"),
+                            redis_defaults=True).start()
+        self.addCleanup(plain.stop)
+        closed = RedisServer(tempfile.mkdtemp(dir=ENV.tmp, prefix="redis-noconfig-"),
+                             redis_defaults=True, extra_conf='rename-command CONFIG ""\n').start()
+        self.addCleanup(closed.stop)
+        m = self.start(redis_url=f"redis://127.0.0.1:{plain.port}/0")
+        deadline = time.monotonic() + 10
+        while warn not in m.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        lines = [json.loads(x) for x in m.log().splitlines() if warn in x]
+        self.assertEqual(len(lines), 1, m.log())
+        self.assertEqual(lines[0]["level"], "warn")
+        self.assertEqual(lines[0]["zset_max_listpack_value"], "64")
+        quiet = [self.start(), self.start(redis_url=f"redis://127.0.0.1:{closed.port}/0")]
+        time.sleep(1.0)
+        for q_ in quiet:
+            self.assertNotIn(warn, q_.log())
+            self.assertNotIn("skiplist", q_.log())
+        # Both still store and answer.
+        it = Item("delivery", "enc@example.com", T0, 9100)
+        self.deliver(quiet[1], [it], threads=1)
+        self.assertEqual(len(self.get(quiet[1], timeline_path("enc@example.com"))["events"]), 1)
+
+
 if __name__ == "__main__":
     sys.exit(harness.suite_main(sys.modules[__name__], sys.argv))

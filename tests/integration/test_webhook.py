@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
 from harness import (TIME_FACTOR, HarnessError,  # noqa: E402
-                     RedisServer, SnsSigner, WebHost, iso_to_ms, now_iso,
+                     RedisServer, SnsSigner, WebHost, event_from_member, iso_to_ms, now_iso,
                      pem_body, string_to_sign)
 
 BINARY = None
@@ -162,10 +162,10 @@ class MailtrailCase(harness.MailtrailTestCase):
 
     def events(self, address):
         """[(EVENT dict, score)] of one recipient, oldest first."""
-        out = []
+        out, topics = [], self.redis.topics()
         for member, score in self.redis.zrange_withscores(f"mailtrail:rcpt:{{{address}}}"):
             try:
-                out.append((json.loads(member), score))
+                out.append((event_from_member(member, address, score, topics), score))
             except ValueError:
                 self.fail(f"member of rcpt:{{{address}}} is not JSON: {member!r}")
         return out
