@@ -159,7 +159,13 @@ class ImportTestCase(harness.MailtrailTestCase):
         return self.env.signer.notification(json.dumps(ses), **kw)
 
     def events_of(self, address):
-        return self.env.redis("ZRANGE", f"mailtrail:rcpt:{{{address}}}", 0, -1)
+        """The recipient's events as JSON text, compact members rebuilt
+        (harness.event_from_member)."""
+        raw = self.env.redis("ZRANGE", f"mailtrail:rcpt:{{{address}}}", 0, -1, "WITHSCORES")
+        topics = self.env.redis.topics()
+        return [json.dumps(harness.event_from_member(raw[i], address, int(float(raw[i + 1])),
+                                                     topics))
+                for i in range(0, len(raw), 2)]
 
 
 class RealCapturesTest(ImportTestCase):
