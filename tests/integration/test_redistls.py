@@ -379,6 +379,17 @@ class Base(harness.MailtrailTestCase):
         self.assertIn("sns", said, f"no 'sns' 503 log line saying {why!r}")
 
 
+def acl_denials(log):
+    """ACL LOG entries but the one README expects: the CONFIG GET of the
+    encoding thresholds at start, which README's rule leaves out."""
+    out = []
+    for entry in log:
+        fields = dict(zip(entry[::2], entry[1::2]))
+        if fields.get(b"object") != b"config|get":
+            out.append(entry)
+    return out
+
+
 class RedisTlsTest(Base):
 
     def setUp(self):
@@ -391,7 +402,7 @@ class RedisTlsTest(Base):
         return f"rediss://{user}:{password}@{host}:{ENV.rport}"
 
     def acl_denials(self, client):
-        return client("ACL", "LOG")
+        return acl_denials(client("ACL", "LOG"))
 
     def test_tls_acl_user_every_write_and_query(self):
         m = self.start(self.url(), "--redis-ca-file", ENV.tls.ca, "--retention-days", "1")
@@ -546,7 +557,7 @@ class RedisTlsTest(Base):
         self.assertEqual(len(self.events(m, "plain0@example.com")), 1)
         self.assertTrue(self.api(m, "/v1/recipients/plain0%40example.com")["suppressed"])
         self.assertEqual(len(self.api(m, "/v1/events")["events"]), 5)
-        self.assertEqual(ENV.redis("ACL", "LOG"), [])
+        self.assertEqual(acl_denials(ENV.redis("ACL", "LOG")), [])
         ENV.redis("SELECT", "3")
         try:
             self.assertEqual(len(ENV.redis("KEYS", "mailtrail:rcpt:*")), 5)
@@ -655,7 +666,8 @@ class RedisTlsClusterTest(Base):
         self.assertEqual(len(nodes[dst]("ZRANGE", f"mailtrail:rcpt:{{{a}}}", 0, -1)), 1)
         self.assertEqual(len(self.events(m, a)), 1)
         for p, c in nodes.items():
-            self.assertEqual(c("ACL", "LOG"), [], f"node {p}: README's ACL rule lacks a command")
+            self.assertEqual(acl_denials(c("ACL", "LOG")), [],
+                             f"node {p}: README's ACL rule lacks a command")
         self.assertNoSecret(m, PW, ADMIN_PW)
 
 
