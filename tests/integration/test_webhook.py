@@ -1188,12 +1188,28 @@ class TestImplausibleTimes(MailtrailCase):
         self.assertEqual(len(self.topic_items(SnsSigner.TOPIC)), 1)
 
 
+def sanitized(binary):
+    """Whether binary was built with AddressSanitizer."""
+    with open(binary, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 class TestBoundedWork(MailtrailCase):
     """What one message can make mailtrail and Redis hold (issue 11): every
     EVENT carries a bounded copy of the mail, and a 256 KB message with
     1,000 recipients stays within README's Limits."""
 
     SNS_MAX = 256 * 1024   # the most an SNS message (Message) can hold
+
+    def start(self, *extra, **kw):
+        if sanitized(BINARY):
+            # ASan keeps freed memory in a quarantine (256 MiB by default)
+            # that would count as peak RSS: keep it small, so that the
+            # bounds measure mailtrail's memory as in a normal build.
+            kw["env"] = dict(kw.get("env") or {}, ASAN_OPTIONS=(
+                os.environ.get("ASAN_OPTIONS", "") +
+                ":quarantine_size_mb=4:thread_local_quarantine_size_kb=64").lstrip(":"))
+        return super().start(*extra, **kw)
 
     def test_destination_and_headers_cut(self):
         m = self.start("--keep-headers")
@@ -1350,7 +1366,10 @@ class TestBoundedWork(MailtrailCase):
             self.assertAnswer(r, 200, "stored")
         self.assertEqual(len(answers), 8)
         if not harness.WRAPPER:
-            self.assertLess(rss_mib, 128, "peak RSS added by eight large deliveries at once")
+            # ASan's redzones and shadow add about a half to these
+            # allocations (measured +128 MiB where a plain build adds 70-94).
+            bound = 192 if sanitized(BINARY) else 128
+            self.assertLess(rss_mib, bound, "peak RSS added by eight large deliveries at once")
 
 
 class TestConfiguration(unittest.TestCase):
