@@ -19,6 +19,7 @@
 struct api {
 	struct store *store;
 	const char *token; /* NULL: open */
+	bool message_index; /* --message-index: else GET /v1/messages/{id} is 404 */
 };
 
 /* The routes for a; a must outlive the listener. */

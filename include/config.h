@@ -75,6 +75,7 @@ struct config {
 	bool auto_confirm;
 	unsigned retention_days;
 	bool keep_headers;
+	bool message_index; /* --message-index: GET /v1/messages/{id} */
 	size_t max_body;
 	unsigned max_connections;        /* per listener */
 	unsigned max_connections_per_ip; /* 0: no per-address limit */

@@ -91,6 +91,11 @@ struct store *store_new(const struct config_redis *redis, const char *prefix,
 			unsigned retention_days);
 void store_free(struct store *st);
 
+/* Whether writes also keep the message index (--message-index; off after
+ * store_new): {prefix}mail:{<sesMessageId>}, about 170 bytes of Redis an
+ * event on a typical mix (README, "Redis memory"). */
+void store_set_message_index(struct store *st, bool on);
+
 /* One notification's writes: its events (each also in the recent feed)
  * and/or, for a notification that is not an indexable SES event, a record
  * kept under its topic (raw_json is the member to store). */

@@ -179,6 +179,9 @@ static enum MHD_Result message(struct api *a, struct MHD_Connection *conn,
 	apireq_query_init(&p, APIREQ_MESSAGE);
 	if (bad_query(conn, &p, &ret))
 		return ret;
+	if (!a->message_index)
+		return http_send_status(conn, MHD_HTTP_NOT_FOUND, NULL,
+					"no message index: mailtrail runs without --message-index");
 
 	struct json_object *groups = NULL;
 	char err[256];

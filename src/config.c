@@ -43,6 +43,7 @@ enum opt_id {
 	OPT_AUTO_CONFIRM,
 	OPT_RETENTION_DAYS,
 	OPT_KEEP_HEADERS,
+	OPT_MESSAGE_INDEX,
 	OPT_MAX_BODY,
 	OPT_MAX_CONNECTIONS,
 	OPT_MAX_CONNECTIONS_PER_IP,
@@ -85,6 +86,7 @@ static const struct opt opts[OPT__COUNT] = {
 	[OPT_AUTO_CONFIRM] = {"auto-confirm", "yes|no", "yes", "confirm SubscriptionConfirmation messages"},
 	[OPT_RETENTION_DAYS] = {"retention-days", "N", "90", "trim events older than this"},
 	[OPT_KEEP_HEADERS] = {"keep-headers", NULL, NULL, "also store mail.commonHeaders"},
+	[OPT_MESSAGE_INDEX] = {"message-index", NULL, NULL, "index events by SES message id (GET /v1/messages/{id}; about 170 bytes of Redis an event)"},
 	[OPT_MAX_BODY] = {"max-body", "BYTES", "1048576", "larger request bodies get 413"},
 	[OPT_MAX_CONNECTIONS] = {"max-connections", "N", "256", "connections served at once per listener; more wait"},
 	[OPT_MAX_CONNECTIONS_PER_IP] = {"max-connections-per-ip", "N", "32", "connections per client address (0: no limit; behind a load balancer)"},
@@ -663,6 +665,10 @@ static bool apply(struct config *c, enum opt_id id, const char *v, char *err,
 		return true;
 	case OPT_KEEP_HEADERS:
 		if (!parse_bool(v, &c->keep_headers))
+			goto bad;
+		return true;
+	case OPT_MESSAGE_INDEX:
+		if (!parse_bool(v, &c->message_index))
 			goto bad;
 		return true;
 	case OPT_MAX_BODY:

@@ -158,6 +158,8 @@ int main(int argc, char **argv)
 	};
 	certs = certcache_new(cfg.cert_cache_dir, &fo);
 	store = store_new(&cfg.redis, cfg.redis_prefix, cfg.retention_days);
+	if (store)
+		store_set_message_index(store, cfg.message_index);
 	if (!certs || !store) {
 		fprintf(stderr, "mailtrail: out of memory\n");
 		goto out;
@@ -191,7 +193,8 @@ int main(int argc, char **argv)
 	    cfg.ntopics, cfg.any_topic ? "yes" : "no", cfg.auto_confirm ? "yes" : "no",
 	    cfg.max_connections, cfg.max_connections_per_ip);
 
-	struct api api = {.store = store, .token = cfg.api_token};
+	struct api api = {.store = store, .token = cfg.api_token,
+			  .message_index = cfg.message_index};
 	struct http_routes api_r = api_routes(&api);
 	if (cfg.api_enabled) {
 		api_http = http_start(&cfg.api_listen, NULL, NULL, &api_r, &limits, err,

@@ -225,6 +225,7 @@ struct topic_entry {
 struct store {
 	struct rcluster *rc;
 	bool cluster;
+	bool message_index; /* store_set_message_index */
 	struct groupcommit *group; /* every batch goes through it */
 	char *prefix;
 	char recent_key[160]; /* {prefix}recent */
@@ -319,6 +320,11 @@ struct store *store_new(const struct config_redis *redis, const char *prefix,
 fail:
 	store_free(st);
 	return NULL;
+}
+
+void store_set_message_index(struct store *st, bool on)
+{
+	st->message_index = on;
 }
 
 void store_free(struct store *st)
@@ -988,7 +994,8 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 	}
 	add_recent(st, puts, n, now_ms, &b);
 	struct keys msg_keys = {0};
-	add_message_refs(st, puts, n, &b, &msg_keys);
+	if (st->message_index)
+		add_message_refs(st, puts, n, &b, &msg_keys);
 	enum mt_err e = batch_run(st, &b, err, sizeof(err));
 	if (e != MT_E_OK) {
 		for (size_t i = 0; i < n; i++)

@@ -85,7 +85,7 @@ class MixBodies:
 
     def expected(self, i):
         t, r, kind, _ = self.events[i]
-        return kind, f"m{self.seed:07d}-0000-4000-8000-{i:012d}", [self.address(r)]
+        return kind, f"{self.seed:08x}-0000-4000-8000-{i:012d}", [self.address(r)]
 
     def one(self, i, signer):
         t, r, kind, permanent = self.events[i]

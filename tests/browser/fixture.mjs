@@ -200,7 +200,7 @@ export async function startMailtrail(bin, redisPort, certDir, extra, name) {
   for (const k of Object.keys(env)) if (k.startsWith('MAILTRAIL_')) delete env[k];
   const args = ['--listen', '127.0.0.1:0', '--api-listen', '127.0.0.1:0',
     '--redis', `redis://127.0.0.1:${redisPort}/0`, '--cert-cache-dir', certDir,
-    '--topic', TOPIC, '--log-format', 'json', ...extra];
+    '--topic', TOPIC, '--message-index', '--log-format', 'json', ...extra];
   const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
   const lines = track(name, child);
   let hook = null;

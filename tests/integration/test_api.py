@@ -1361,6 +1361,9 @@ class TestMessages(ApiCase):
     DAY = 86400 * 1000
     HOUR = 3600 * 1000
 
+    def start(self, *extra, **kw):
+        return super().start("--message-index", *extra, **kw)
+
     def message(self, m, mail_id, status=200):
         body = self.get(m, f"/v1/messages/{mail_id}", status)
         if status == 200:
@@ -1523,6 +1526,17 @@ class TestMessages(ApiCase):
 
 
 # ===================================================================================
+
+    def test_index_off_by_default(self):
+        m = ApiCase.start(self)
+        a = "noindex@example.com"
+        self.deliver(m, [Item("delivery", a, T0 + 5000, 777001)])
+        self.assertEqual(ENV.redis.keys("mailtrail:mail:*"), [])
+        r = self.api(m, "/v1/messages/0100018c1a2b3c4d-1a2b3c4d-1a2b-3c4d-5e6f-1a2b3c4d5e6f-000000")
+        self.assertEqual(r.status, 404, r)
+        self.assertIn(b"--message-index", r.body)
+
+
 class TestErrors(ApiCase):
 
     def assertBadParameter(self, m, path, param):  # noqa: N802
@@ -1627,7 +1641,7 @@ class TestErrors(ApiCase):
                 self.assertError(self.api(m, path, method=method), 405, f"{method} {path}")
 
     def test_token(self):
-        m = self.start(token=TOKEN)
+        m = self.start("--message-index", token=TOKEN)
         wrong_same_length = "x" * len(TOKEN)
         basic = base64.b64encode(f"user:{TOKEN}".encode()).decode()
         cases = [

@@ -626,7 +626,7 @@ class ClusterTest(harness.MailtrailTestCase):
 
     def test_message_index(self):
         cl = ENV.cluster
-        m = self.start()
+        m = self.start(extra=["--message-index"])
         mail = "0100018e0000c1c1-4eca7ee8-dd82-4f94-8b91-3b4917f769ec-000000"
         key = f"mailtrail:mail:{{{mail}}}"
         mslot = crc16(mail.encode()) % 16384

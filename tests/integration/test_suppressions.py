@@ -437,6 +437,12 @@ class ExportTest(SuppressionCase):
 
 
 class ErasureTest(SuppressionCase):
+    @classmethod
+    def setUpClass(cls):
+        # With the message index: an erasure must reach it too.
+        cls.m = api.ApiCase.launch("--message-index", token=TOKEN)
+        cls.class_procs = [cls.m]
+
     def everything(self):
         """Every key and every byte stored under it, as one list of bytes."""
         r = self.env.redis
