@@ -287,11 +287,20 @@ class CheckTest(SuppressionCase):
         # The request metrics name the routes (never an address).
         self.post_check(["a@b.c"])
         self.export()
-        text = self.m.request("GET", "/metrics").body.decode()
-        for route, status in (("/v1/suppressions/check", 200), ("/v1/suppressions/check", 401),
-                              ("/v1/suppressions", 200), ("/v1/suppressions", 401)):
-            self.assertIn(f'mailtrail_http_requests_total{{route="{route}",status="{status}"}}',
-                          text)
+        want = [f'mailtrail_http_requests_total{{route="{route}",status="{status}"}}'
+                for route, status in (("/v1/suppressions/check", 200),
+                                      ("/v1/suppressions/check", 401),
+                                      ("/v1/suppressions", 200), ("/v1/suppressions", 401))]
+        # A streamed answer is counted when libmicrohttpd has finished it,
+        # which may be just after the client read its last byte.
+        deadline = time.monotonic() + 10
+        while True:
+            text = self.m.request("GET", "/metrics").body.decode()
+            if all(w in text for w in want) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        for w in want:
+            self.assertIn(w, text)
 
 
 class ExportTest(SuppressionCase):
