@@ -59,7 +59,7 @@ class OneRecipient(bench.Bodies):
         rnd = random.Random(self.seed * 1000003 + i)
         r = rnd.random()
         kind = "Complaint" if r < 0.005 else "Bounce" if r < 0.2 else "Delivery"
-        return kind, f"q{self.seed:07d}-0000-4000-8000-{i:012d}", [ADDRESS]
+        return kind, f"{self.seed:08x}-0000-4000-8000-{i:012d}", [ADDRESS]
 
 
 class Api(bench.Mailtrail):
