@@ -32,12 +32,13 @@ bool evmember_type(const char *m, size_t len, const char **type, size_t *type_le
  * whitespace around it. */
 bool evmember_is_object(const char *m, size_t len);
 
-/* The one place where a stored member becomes the bytes of an EVENT in an
- * answer: appends to out the EVENT JSON that member m[0..len) of
- * recipient (normalised address; NULL when unknown, as for an old entry of
- * the recent feed) at score (event ms) stands for, keeping out->len at
- * most max.  Today a member is its EVENT: the bytes are copied once they
- * are one JSON object.  Returns MT_E_OK, MT_E_BAD_JSON when the member is
+/* A member in the full form (the EVENT itself, as versions before compact
+ * members stored it, and old entries of the recent feed) as the bytes of
+ * an EVENT in an answer: appends m[0..len) to out once it is one JSON
+ * object, keeping out->len at most max.  recipient and score are not
+ * needed by that form.  store.c's member_event() is the one place a
+ * stored member becomes an answer's EVENT: it sends compact members
+ * (member.h) to member_to_event() and the rest here.  Returns MT_E_OK, MT_E_BAD_JSON when the member is
  * not an EVENT (out unchanged: the caller leaves it out), MT_E_TOO_LARGE
  * when max would be passed, or MT_E_NOMEM. */
 enum mt_err evmember_to_event(const char *m, size_t len, const char *recipient,

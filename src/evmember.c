@@ -121,12 +121,5 @@ enum mt_err evmember_to_event(const char *m, size_t len, const char *recipient,
 	(void)score;
 	if (!evmember_is_object(m, len))
 		return MT_E_BAD_JSON;
-	switch (buf_append(out, m, len, max)) {
-	case BUF_OK:
-		return MT_E_OK;
-	case BUF_TOO_LARGE:
-		return MT_E_TOO_LARGE;
-	default:
-		return MT_E_NOMEM;
-	}
+	return buf_result_err(buf_append(out, m, len, max));
 }

@@ -496,14 +496,7 @@ static bool ts_delta(struct span s, int64_t *out)
 
 static enum mt_err append(struct buf *out, const char *s, size_t n)
 {
-	switch (buf_append(out, s, n, MEMBER_EVENT_MAX)) {
-	case BUF_OK:
-		return MT_E_OK;
-	case BUF_TOO_LARGE:
-		return MT_E_TOO_LARGE;
-	default:
-		return MT_E_NOMEM;
-	}
+	return buf_result_err(buf_append(out, s, n, MEMBER_EVENT_MAX));
 }
 
 enum mt_err member_to_event(const char *m, size_t len, const char *recipient,

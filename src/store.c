@@ -1402,10 +1402,8 @@ static enum mt_err member_event(struct store *st, const redisReply *m, const cha
 	free(arn);
 	if (err == MT_E_OK && !evmember_is_object(text.p, text.len))
 		err = MT_E_BAD_JSON;
-	if (err == MT_E_OK) {
-		enum buf_result br = buf_append(out, text.p, text.len, max);
-		err = br == BUF_OK ? MT_E_OK : br == BUF_TOO_LARGE ? MT_E_TOO_LARGE : MT_E_NOMEM;
-	}
+	if (err == MT_E_OK)
+		err = buf_result_err(buf_append(out, text.p, text.len, max));
 	buf_free(&text);
 	return err;
 }
