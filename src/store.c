@@ -1259,8 +1259,11 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 		} else if (r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
 			puts[i].added = true;
 			puts[i].item->added++;
-			if (puts[i].counts_key) /* an event, not a raw message */
+			if (puts[i].counts_key) { /* an event, not a raw message */
 				metrics_count_event(puts[i].type);
+				metrics_count_identity_event(puts[i].identity,
+							     puts[i].count_type);
+			}
 		}
 	}
 	/* The feed is one key: when it fails, every item that wrote to it
