@@ -33,6 +33,7 @@
 	X(http_headers_too_large_total, "requests answered 431: headers over the connection memory") \
 	X(http_request_read_timeouts_total, "connections closed for not delivering a whole request in time") \
 	X(redis_errors_total, "Redis operations that failed (connect, I/O or error reply)") \
+	X(stats_write_failures_total, "events stored but not counted in the deliverability counters (Redis Cluster: their round trip failed)") \
 	X(spool_spooled_total, "verified messages synced to the spool (Redis unavailable)") \
 	X(spool_drained_total, "spooled messages stored in Redis by the drainer") \
 	X(spool_quarantined_total, "spooled messages Redis refuses for good, moved to the spool's quarantine file")
@@ -96,6 +97,15 @@ void metrics_count_result(enum mt_err err);
 
 /* An event newly stored, by SES type (NULL or unknown: "other"). */
 void metrics_count_event(const char *type);
+
+/* mailtrail_identity_events_total{identity,type}: an event newly stored,
+ * by sending identity (ses.h's, a valid name or STATS_OTHER) and count
+ * type (stats.h's field text; NULL: not counted).  The label values are
+ * bounded: the first METRICS_IDENTITIES_MAX identities this process sees
+ * have their own, the rest count as "(other)"; the type label is the
+ * count type without '/' and spaces (stats_type_labels). */
+#define METRICS_IDENTITIES_MAX 100
+void metrics_count_identity_event(const char *identity, const char *count_type);
 
 /* A signing certificate found without a download: in memory or on disk. */
 void metrics_count_cert_hit(bool from_disk);
