@@ -836,10 +836,12 @@
   var HEALTH_LIMIT = 100;        /* identities listed */
   var DOMAINS_LIMIT = 10;        /* domains per list */
   var POINTS_MAX = 2000;         /* what one series answer may hold (the API's own limit) */
-  /* A name the API accepts as an identity or domain (the contract's rule);
-   * anything else, above all the overflow name "(other)", is shown as text
-   * and never linked or asked for. */
+  /* A name the API accepts as an identity, and a domain that
+   * /v1/events?domain= accepts; anything else is shown as text and never
+   * linked or asked for.  The overflow name "(other)" (names past the daily
+   * cap, or not valid) has a series of its own but no events feed. */
   var NAME_RE = /^[a-z0-9._@+-]{1,253}$/;
+  var DOMAIN_RE = /^[a-z0-9._+-]{1,253}$/;
   var OTHER_NAME = '(other)';
   var DEFAULT_THRESHOLDS = {
     bounce: { warning: 0.025, review: 0.05, pause: 0.1 },
@@ -995,25 +997,25 @@
     return a;
   }
 
-  function nameCell(name, link, what) {
+  /* A row's name: the link when linkable, else the name as text; what
+   * says what "(other)" gathers. */
+  function nameCell(name, linkable, link, what) {
     var th = el('th', 'col-identity');
     th.setAttribute('scope', 'row');
-    if (NAME_RE.test(name)) {
-      th.appendChild(link);
-    } else {
-      th.appendChild(el('span', 'other-name', name || '(no name)'));
-      if (name === OTHER_NAME) {
-        th.appendChild(el('span', 'other-note', what));
-      }
-    }
+    if (linkable) th.appendChild(link);
+    else th.appendChild(el('span', 'other-name', name || '(no name)'));
+    if (name === OTHER_NAME) th.appendChild(el('span', 'other-note', what));
     return th;
   }
+
+  function identityOk(name) { return NAME_RE.test(name) || name === OTHER_NAME; }
 
   function healthRow(item) {
     var name = str(item.name);
     var tr = el('tr', 'hrow');
     tr.setAttribute('data-name', name);
-    tr.appendChild(nameCell(name, viewLink(name, { view: 'health', name: name }, 'identity-link'),
+    tr.appendChild(nameCell(name, identityOk(name),
+      viewLink(name, { view: 'health', name: name }, 'identity-link'),
       'identities past the daily limit of names, or not valid as names'));
     var tdS = el('td', 'col-hstatus');
     tdS.appendChild(statusBadge(item.status));
@@ -1072,9 +1074,9 @@
         show('health-table', true);
         show('health-domains', true);
         loadDomains();
-        var pick = name;
+        var pick = name ? name.toLowerCase() : '';   /* identities are lower-case */
         for (var i = 0; !pick && i < items.length; i++) {
-          if (NAME_RE.test(str(items[i].name))) pick = str(items[i].name);
+          if (identityOk(str(items[i].name))) pick = str(items[i].name);
         }
         setStatus('Showing ' + plural(items.length, 'sending identity', 'sending identities') + '.');
         if (pick) selectIdentity(pick, false);
@@ -1126,8 +1128,8 @@
     var name = health.name;
     clearCharts();
     show('health-series-error', false);
-    if (!NAME_RE.test(name)) {
-      showError(new ApiError('"' + name + '" is not an identity name (letters, digits and . _ @ + -, at most 253).', 0, ''),
+    if (!identityOk(name)) {
+      showError(new ApiError('"' + name + '" is not an identity name (lower-case letters, digits and . _ @ + -, at most 253).', 0, ''),
         'health-series-error');
       return Promise.resolve();
     }
@@ -1365,7 +1367,7 @@
       var name = str(d.domain);
       var tr = el('tr');
       tr.setAttribute('data-domain', name);
-      tr.appendChild(nameCell(name, viewLink(name, { domain: name }, 'domain-link'),
+      tr.appendChild(nameCell(name, DOMAIN_RE.test(name), viewLink(name, { domain: name }, 'domain-link'),
         'domains past the daily limit, or not plain host names'));
       var cells = by === 'bounces'
         ? [fmtInt(d.bounces), fmtInt(d.permanent_bounces), fmtPct(d.bounce_rate)]
