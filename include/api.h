@@ -2,7 +2,10 @@
  * API of SPEC.md and the support console.
  *   GET /v1/recipients/{address}/events?limit&before&after&type
  *   GET /v1/recipients/{address}
- *   GET /v1/events?limit&before&type
+ *   GET /v1/events?limit&before&type&domain
+ *   GET /v1/health?dimension&limit       (deliverability, health.h)
+ *   GET /v1/health/series?dimension&name&from&to&step
+ *   GET /v1/health/domains?window&by&limit
  *   POST /v1/suppressions/check          (a JSON array of addresses)
  *   GET /v1/suppressions?format&since&cursor&limit   (streamed, or a page)
  *   DELETE /v1/recipients/{address}      (erasure)
@@ -20,6 +23,8 @@ struct api {
 	struct store *store;
 	const char *token; /* NULL: open */
 	bool message_index; /* --message-index: else GET /v1/messages/{id} is 404 */
+	unsigned health_min_volume; /* --health-min-volume */
+	unsigned retention_days;    /* --retention-days: health reads no older day */
 };
 
 /* The routes for a; a must outlive the listener. */

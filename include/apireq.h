@@ -10,6 +10,9 @@
  *   /v1/messages/{sesMessageId}      no parameters
  *   /v1/suppressions                 format, since, cursor, limit
  *   /v1/suppressions/check           no parameters; a JSON body
+ *   /v1/health                       dimension, limit
+ *   /v1/health/series                dimension, name, from, to, step
+ *   /v1/health/domains               window, by, limit
  * Anything else under /v1/ is not found; paths outside /v1/ are the
  * console's files.
  */
@@ -24,6 +27,7 @@
 
 #include "mt_error.h"
 #include "ses.h"
+#include "stats.h"
 #include "store.h"
 
 /* Events per page when no limit is given. */
@@ -44,6 +48,9 @@ enum apireq_route {
 				* (store_message_id_valid) */
 	APIREQ_SUPPRESSIONS,       /* /v1/suppressions (the export) */
 	APIREQ_SUPPRESSIONS_CHECK, /* /v1/suppressions/check (bulk check) */
+	APIREQ_HEALTH,             /* /v1/health */
+	APIREQ_HEALTH_SERIES,      /* /v1/health/series */
+	APIREQ_HEALTH_DOMAINS,     /* /v1/health/domains */
 };
 
 /* The route of path[0..len).  For APIREQ_SUMMARY and APIREQ_TIMELINE the
@@ -58,6 +65,7 @@ struct apireq_query {
 	struct store_query q; /* what the parameters ask for */
 	const char *bad;      /* name of the first bad parameter, or NULL */
 	const char *why;      /* why it is bad (static string) */
+	char domain[STATS_NAME_MAX + 1]; /* q.domain points here when set */
 };
 
 /* Starts an empty query for route: the defaults (limit APIREQ_LIMIT_DEFAULT). */
@@ -67,12 +75,75 @@ void apireq_query_init(struct apireq_query *p, enum apireq_route route);
  * false, with p->bad (borrowing key) and p->why set, when it is unknown for
  * the route or its value is not acceptable; once false, stays false.
  * limit: 1..STORE_PAGE_MAX; before, after: ms since the epoch (the timeline
- * only takes after); type: an SES event type name. */
+ * only takes after); type: an SES event type name; domain (the recent feed
+ * only): a recipient domain, lower-cased here, then a valid name of the
+ * domain dimension (stats_name_valid) without '@'. */
 bool apireq_parse_param(struct apireq_query *p, const char *key, const char *value);
 
 /* After the last parameter: the checks between parameters (after must be
  * less than before).  Returns false with p->bad and p->why set. */
 bool apireq_query_finish(struct apireq_query *p);
+
+/* ---- deliverability: GET /v1/health, /v1/health/series, /v1/health/domains ---- */
+
+/* Names listed by GET /v1/health when no limit is given, and at most. */
+#define APIREQ_HEALTH_LIMIT_DEFAULT 100
+#define APIREQ_HEALTH_LIMIT_MAX 1000
+/* Domains listed by GET /v1/health/domains when no limit is given (at
+ * most APIREQ_HEALTH_LIMIT_MAX). */
+#define APIREQ_HEALTH_DOMAINS_DEFAULT 20
+/* Most points of one series (buckets of the step that meet [from, to)). */
+#define APIREQ_SERIES_POINTS_MAX 2000
+/* The series' range when from is not given: to minus this. */
+#define APIREQ_SERIES_RANGE_DEFAULT_MS (7 * STATS_DAY_MS)
+
+/* The windows of the health answers: the 24 hourly buckets ending with
+ * the current hour, the 7 and the 30 UTC days ending with today. */
+enum apireq_window { APIREQ_WINDOW_24H, APIREQ_WINDOW_7D, APIREQ_WINDOW_30D, APIREQ_WINDOWS };
+
+/* "24h", "7d", "30d". */
+const char *apireq_window_name(enum apireq_window w);
+
+struct apireq_health {
+	enum apireq_route route; /* one of the three above */
+	enum stats_dim dim;      /* dimension: default identity */
+	size_t limit;            /* names (health) or domains listed */
+	char name[STATS_NAME_MAX + 1]; /* the series' name ("" until given) */
+	bool has_from, has_to;
+	int64_t from, to;        /* the series' range, ms: [from, to) */
+	bool step_day;           /* step=day; default hour */
+	enum apireq_window window; /* the domains' window: default 7d */
+	bool by_complaints;      /* by=complaints; default bounces */
+	const char *bad;         /* name of the first bad parameter, or NULL */
+	const char *why;         /* why it is bad (static string) */
+};
+
+/* Starts the parameters of route (one of the APIREQ_HEALTH* routes) with
+ * their defaults. */
+void apireq_health_init(struct apireq_health *h, enum apireq_route route);
+
+/* Takes one decoded parameter (value NULL when it had no '=').  Returns
+ * false with h->bad (borrowing key) and h->why set when it is unknown for
+ * the route or its value is not acceptable; once false, stays false.
+ *   dimension (health, series): identity, configuration-set or domain;
+ *   limit (health, domains): 1..APIREQ_HEALTH_LIMIT_MAX;
+ *   name (series): a valid name of the dimension (stats_name_valid, or
+ *     STATS_OTHER), lower-cased first unless the dimension is
+ *     configuration-set (whose names keep their case);
+ *   from, to (series): ms since the epoch;  step (series): hour or day;
+ *   window (domains): 24h, 7d or 30d;  by (domains): bounces or complaints. */
+bool apireq_parse_health_param(struct apireq_health *h, const char *key, const char *value);
+
+/* After the last parameter, at now_ms: the defaults that depend on the
+ * others (to = now_ms, from = to - APIREQ_SERIES_RANGE_DEFAULT_MS) and the
+ * checks between parameters (the series needs a name; from < to; at most
+ * APIREQ_SERIES_POINTS_MAX points).  Returns false with h->bad and h->why
+ * set. */
+bool apireq_health_finish(struct apireq_health *h, int64_t now_ms);
+
+/* The buckets of the series' step that meet [from, to): the first one's
+ * start into *first, their number as the result (0 when from >= to). */
+uint64_t apireq_series_points(const struct apireq_health *h, int64_t *first);
 
 /* ---- the suppression export: GET /v1/suppressions ---------------- */
 

@@ -25,6 +25,9 @@
 #define CONFIG_SPOOL_MAX_BYTES_MIN (64ull << 10)
 #define CONFIG_SPOOL_MAX_BYTES_MAX (1ull << 50)
 
+/* --health-min-volume at most (0 rates every window, however small). */
+#define CONFIG_HEALTH_MIN_VOLUME_MAX 1000000000u
+
 enum log_format { LOG_FORMAT_JSON, LOG_FORMAT_TEXT };
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 
@@ -74,6 +77,7 @@ struct config {
 	int64_t max_age_s;
 	bool auto_confirm;
 	unsigned retention_days;
+	unsigned health_min_volume; /* sends below which a window is low_volume */
 	bool keep_headers;
 	bool message_index; /* --message-index: GET /v1/messages/{id} */
 	size_t max_body;

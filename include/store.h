@@ -53,6 +53,7 @@
 #include "buf.h"
 #include "config.h"
 #include "mt_error.h"
+#include "rcluster.h"
 #include "ses.h"
 
 #define STORE_RECENT_MAX 10000
@@ -121,9 +122,15 @@ void store_put_many(struct store *st, struct store_item *const *items, size_t n)
 
 /* Most events in one page of a query. */
 #define STORE_PAGE_MAX 1000
-/* Most entries a type-filtered query examines before it returns a
- * (possibly short) page with a cursor. */
+/* Most entries a filtered query (by type, or the recent feed by domain)
+ * examines before it returns a (possibly short) page with a cursor.  The
+ * recent feed holds about STORE_RECENT_MAX entries, so a domain filter
+ * examines the whole feed at most once per page. */
 #define STORE_SCAN_MAX 20000
+/* Entries of the recent feed read per round trip by a domain filter
+ * without a type filter: an entry of another domain costs no member
+ * read (its reference begins with its address). */
+#define STORE_FEED_DOMAIN_BATCH 1000
 /* Most events sharing one millisecond returned together. */
 #define STORE_GROUP_MAX 10000
 
@@ -131,6 +138,8 @@ struct store_query {
 	bool has_before, has_after;
 	int64_t before, after; /* exclusive bounds, event ms */
 	const char *type;      /* NULL: any type */
+	const char *domain;    /* the recent feed only: recipients of this
+				* domain (lower case, no '@'); NULL: any */
 	size_t limit;          /* 1..STORE_PAGE_MAX */
 };
 
@@ -241,6 +250,21 @@ struct store_encoding {
  * then MT_E_REDIS and errbuf says why). */
 enum mt_err store_check_encoding(struct store *st, struct store_encoding *out, char *errbuf,
 				 size_t errsz);
+
+/* ---- reads of other modules' keys (health.c: the counters) ----------- */
+
+/* The --redis-prefix every key begins with (borrowed; lives as long as
+ * st). */
+const char *store_prefix(const struct store *st);
+
+/* Runs n read-only commands like the store's own reads: each on the node
+ * of its key (one round trip per node), shared with concurrent callers'
+ * batches (groupcommit.h).  MT_E_OK: every cmds[i].reply is set (the
+ * caller frees each, error replies included); else no reply is set and
+ * errbuf says why.  The caller keeps cmds[i].key and .raw alive until it
+ * returns, and frees .raw. */
+enum mt_err store_run_reads(struct store *st, struct rcluster_cmd *cmds, size_t n,
+			    char *errbuf, size_t errsz);
 
 /* PING.  MT_E_OK while Redis answers. */
 enum mt_err store_ping(struct store *st, char *errbuf, size_t errsz);

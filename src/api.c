@@ -8,6 +8,7 @@
 
 #include "apireq.h"
 #include "console.h"
+#include "health.h"
 #include "log.h"
 #include "mt_time.h"
 
@@ -195,6 +196,36 @@ static enum MHD_Result message(struct api *a, struct MHD_Connection *conn,
 	}
 	json_object_object_add(o, "messageId", json_object_new_string(message_id));
 	json_object_object_add(o, "recipients", groups);
+	return http_send_json(conn, 200, o);
+}
+
+/* ---- deliverability (issue 13) -------------------------------------------- */
+
+static enum MHD_Result on_health_arg(void *cls, enum MHD_ValueKind kind,
+				     const char *key, const char *value)
+{
+	(void)kind;
+	return apireq_parse_health_param(cls, key, value) ? MHD_YES : MHD_NO;
+}
+
+/* GET /v1/health, /v1/health/series, /v1/health/domains. */
+static enum MHD_Result health(struct api *a, struct MHD_Connection *conn,
+			      enum apireq_route r)
+{
+	struct apireq_health h;
+	apireq_health_init(&h, r);
+	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, on_health_arg, &h);
+	int64_t now = mt_time_now_ms();
+	if (!apireq_health_finish(&h, now))
+		return bad_param(conn, h.bad, h.why);
+	const struct health_ctx hc = {a->store, a->health_min_volume, a->retention_days};
+	struct json_object *o = NULL;
+	char err[256];
+	enum mt_err e = r == APIREQ_HEALTH ? health_overview(&hc, &h, now, &o, err, sizeof(err))
+			: r == APIREQ_HEALTH_SERIES ? health_series(&hc, &h, now, &o, err, sizeof(err))
+			: health_domains(&hc, &h, now, &o, err, sizeof(err));
+	if (e != MT_E_OK)
+		return store_error(conn, e, err);
 	return http_send_json(conn, 200, o);
 }
 
@@ -643,6 +674,10 @@ static enum MHD_Result route(struct api *a, struct MHD_Connection *conn, const c
 		return bad_param(conn, "address", "not an email address");
 	case APIREQ_MESSAGE:
 		return message(a, conn, address);
+	case APIREQ_HEALTH:
+	case APIREQ_HEALTH_SERIES:
+	case APIREQ_HEALTH_DOMAINS:
+		return health(a, conn, r);
 	case APIREQ_BAD_MESSAGE_ID:
 		return bad_param(conn, "messageId",
 				 "not an SES message id (1 to " ID_MAX_STR

@@ -44,6 +44,12 @@ enum apireq_route apireq_parse_path(const char *path, size_t len,
 		address[il] = '\0';
 		return APIREQ_MESSAGE;
 	}
+	if (equals(path, len, "/v1/health"))
+		return APIREQ_HEALTH;
+	if (equals(path, len, "/v1/health/series"))
+		return APIREQ_HEALTH_SERIES;
+	if (equals(path, len, "/v1/health/domains"))
+		return APIREQ_HEALTH_DOMAINS;
 	if (equals(path, len, "/v1/suppressions"))
 		return APIREQ_SUPPRESSIONS;
 	if (equals(path, len, "/v1/suppressions/check"))
@@ -112,6 +118,17 @@ bool apireq_parse_param(struct apireq_query *p, const char *key, const char *val
 		if (!parse_ms(value, &p->q.after))
 			return bad(p, key, ms);
 		p->q.has_after = true;
+	} else if (strcmp(key, "domain") == 0 && p->route == APIREQ_EVENTS) {
+		size_t n = value ? strlen(value) : 0;
+		if (n == 0 || n > STATS_NAME_MAX)
+			return bad(p, key, "must be a recipient domain (1 to 253 of a-z, 0-9, "
+				   "'.', '_', '+' and '-')");
+		for (size_t i = 0; i <= n; i++)
+			p->domain[i] = (char)tolower((unsigned char)value[i]);
+		if (!stats_name_valid(STATS_DIM_DOMAIN, p->domain, n) || memchr(p->domain, '@', n))
+			return bad(p, key, "must be a recipient domain (1 to 253 of a-z, 0-9, "
+				   "'.', '_', '+' and '-')");
+		p->q.domain = p->domain;
 	} else if (strcmp(key, "type") == 0) {
 		p->q.type = NULL;
 		for (size_t i = 0; value && i < sizeof(event_types) / sizeof(*event_types); i++)
@@ -133,6 +150,149 @@ bool apireq_query_finish(struct apireq_query *p)
 		return false;
 	if (p->q.has_before && p->q.has_after && p->q.after >= p->q.before)
 		return bad(p, "after", "must be less than before");
+	return true;
+}
+
+/* ---- deliverability ------------------------------------------------------ */
+
+const char *apireq_window_name(enum apireq_window w)
+{
+	static const char *const names[APIREQ_WINDOWS] = {"24h", "7d", "30d"};
+	return w < APIREQ_WINDOWS ? names[w] : "";
+}
+
+void apireq_health_init(struct apireq_health *h, enum apireq_route route)
+{
+	*h = (struct apireq_health){
+		.route = route,
+		.dim = STATS_DIM_IDENTITY,
+		.limit = route == APIREQ_HEALTH_DOMAINS ? APIREQ_HEALTH_DOMAINS_DEFAULT
+							: APIREQ_HEALTH_LIMIT_DEFAULT,
+		.window = APIREQ_WINDOW_7D,
+	};
+}
+
+static bool health_bad(struct apireq_health *h, const char *key, const char *why)
+{
+	h->bad = key;
+	h->why = why;
+	return false;
+}
+
+/* The series' name: a valid name of h->dim, or STATS_OTHER. */
+static bool health_name(struct apireq_health *h, const char *key, const char *value)
+{
+	static const char why_lower[] =
+		"must be a name of the dimension (1 to 253 of a-z, 0-9, '.', '_', '@', '+' "
+		"and '-'), or (other)";
+	static const char why_set[] =
+		"must be a configuration set name (1 to 253 of A-Z, a-z, 0-9, '.', '_' and "
+		"'-'), or (other)";
+	const char *why = h->dim == STATS_DIM_CONFIGURATION_SET ? why_set : why_lower;
+	size_t n = value ? strlen(value) : 0;
+	if (n == 0 || n > STATS_NAME_MAX)
+		return health_bad(h, key, why);
+	bool fold = h->dim != STATS_DIM_CONFIGURATION_SET;
+	for (size_t i = 0; i <= n; i++)
+		h->name[i] = fold ? (char)tolower((unsigned char)value[i]) : value[i];
+	if (strcmp(h->name, STATS_OTHER) != 0 && !stats_name_valid(h->dim, h->name, n)) {
+		h->name[0] = '\0';
+		return health_bad(h, key, why);
+	}
+	return true;
+}
+
+bool apireq_parse_health_param(struct apireq_health *h, const char *key, const char *value)
+{
+	static const char ms[] = "must be a time in ms since the epoch";
+	enum apireq_route r = h->route;
+	bool series = r == APIREQ_HEALTH_SERIES, domains = r == APIREQ_HEALTH_DOMAINS;
+	if (h->bad)
+		return false;
+	if (strcmp(key, "dimension") == 0 && !domains) {
+		if (!value || !stats_dim_lookup(value, strlen(value), &h->dim))
+			return health_bad(h, key, "must be identity, configuration-set or domain");
+		/* A name given before its dimension is checked again. */
+		if (series && h->name[0]) {
+			char name[STATS_NAME_MAX + 1];
+			memcpy(name, h->name, sizeof(name));
+			return health_name(h, "name", name);
+		}
+	} else if (strcmp(key, "limit") == 0 && !series) {
+		int64_t n;
+		if (!parse_ms(value, &n) || n < 1 || n > APIREQ_HEALTH_LIMIT_MAX)
+			return health_bad(h, key, "must be an integer from 1 to 1000");
+		h->limit = (size_t)n;
+	} else if (strcmp(key, "name") == 0 && series) {
+		return health_name(h, key, value);
+	} else if (strcmp(key, "from") == 0 && series) {
+		if (!parse_ms(value, &h->from))
+			return health_bad(h, key, ms);
+		h->has_from = true;
+	} else if (strcmp(key, "to") == 0 && series) {
+		if (!parse_ms(value, &h->to))
+			return health_bad(h, key, ms);
+		h->has_to = true;
+	} else if (strcmp(key, "step") == 0 && series) {
+		if (value && strcmp(value, "hour") == 0)
+			h->step_day = false;
+		else if (value && strcmp(value, "day") == 0)
+			h->step_day = true;
+		else
+			return health_bad(h, key, "must be hour or day");
+	} else if (strcmp(key, "window") == 0 && domains) {
+		bool found = false;
+		for (int w = 0; value && w < APIREQ_WINDOWS; w++)
+			if (strcmp(value, apireq_window_name((enum apireq_window)w)) == 0) {
+				h->window = (enum apireq_window)w;
+				found = true;
+			}
+		if (!found)
+			return health_bad(h, key, "must be 24h, 7d or 30d");
+	} else if (strcmp(key, "by") == 0 && domains) {
+		if (value && strcmp(value, "bounces") == 0)
+			h->by_complaints = false;
+		else if (value && strcmp(value, "complaints") == 0)
+			h->by_complaints = true;
+		else
+			return health_bad(h, key, "must be bounces or complaints");
+	} else {
+		return health_bad(h, key, "unknown parameter");
+	}
+	return true;
+}
+
+uint64_t apireq_series_points(const struct apireq_health *h, int64_t *first)
+{
+	int64_t step = h->step_day ? STATS_DAY_MS : STATS_HOUR_MS;
+	/* from and to are not negative (parse_ms). */
+	*first = h->from / step * step;
+	if (h->from >= h->to)
+		return 0;
+	int64_t last = (h->to - 1) / step * step;
+	return (uint64_t)((last - *first) / step) + 1;
+}
+
+bool apireq_health_finish(struct apireq_health *h, int64_t now_ms)
+{
+	if (h->bad)
+		return false;
+	if (h->route != APIREQ_HEALTH_SERIES)
+		return true;
+	if (!h->name[0])
+		return health_bad(h, "name", "required: the name whose series is asked for");
+	if (!h->has_to)
+		h->to = now_ms;
+	if (!h->has_from)
+		h->from = h->to > APIREQ_SERIES_RANGE_DEFAULT_MS ? h->to - APIREQ_SERIES_RANGE_DEFAULT_MS
+								  : 0;
+	if (h->from >= h->to)
+		return h->has_from ? health_bad(h, "from", "must be less than to")
+				   : health_bad(h, "to", "must be greater than from");
+	int64_t first;
+	if (apireq_series_points(h, &first) > APIREQ_SERIES_POINTS_MAX)
+		return health_bad(h, "from", "too many points: at most 2000 buckets of the step "
+			   "between from and to");
 	return true;
 }
 

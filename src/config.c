@@ -42,6 +42,7 @@ enum opt_id {
 	OPT_MAX_AGE,
 	OPT_AUTO_CONFIRM,
 	OPT_RETENTION_DAYS,
+	OPT_HEALTH_MIN_VOLUME,
 	OPT_KEEP_HEADERS,
 	OPT_MESSAGE_INDEX,
 	OPT_MAX_BODY,
@@ -85,6 +86,7 @@ static const struct opt opts[OPT__COUNT] = {
 	[OPT_MAX_AGE] = {"max-age", "SECONDS", "0", "reject messages older than this (0: off)"},
 	[OPT_AUTO_CONFIRM] = {"auto-confirm", "yes|no", "yes", "confirm SubscriptionConfirmation messages"},
 	[OPT_RETENTION_DAYS] = {"retention-days", "N", "90", "trim events older than this"},
+	[OPT_HEALTH_MIN_VOLUME] = {"health-min-volume", "N", "100", "GET /v1/health: a window with fewer sends is low_volume, not rated"},
 	[OPT_KEEP_HEADERS] = {"keep-headers", NULL, NULL, "also store mail.commonHeaders"},
 	[OPT_MESSAGE_INDEX] = {"message-index", NULL, NULL, "index events by SES message id (GET /v1/messages/{id}; about 170 bytes of Redis an event)"},
 	[OPT_MAX_BODY] = {"max-body", "BYTES", "1048576", "larger request bodies get 413"},
@@ -662,6 +664,11 @@ static bool apply(struct config *c, enum opt_id id, const char *v, char *err,
 		if (!parse_u64(v, 36500, &n) || n == 0)
 			goto bad;
 		c->retention_days = (unsigned)n;
+		return true;
+	case OPT_HEALTH_MIN_VOLUME:
+		if (!parse_u64(v, CONFIG_HEALTH_MIN_VOLUME_MAX, &n))
+			goto bad;
+		c->health_min_volume = (unsigned)n;
 		return true;
 	case OPT_KEEP_HEADERS:
 		if (!parse_bool(v, &c->keep_headers))

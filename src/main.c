@@ -194,7 +194,9 @@ int main(int argc, char **argv)
 	    cfg.max_connections, cfg.max_connections_per_ip);
 
 	struct api api = {.store = store, .token = cfg.api_token,
-			  .message_index = cfg.message_index};
+			  .message_index = cfg.message_index,
+			  .health_min_volume = cfg.health_min_volume,
+			  .retention_days = cfg.retention_days};
 	struct http_routes api_r = api_routes(&api);
 	if (cfg.api_enabled) {
 		api_http = http_start(&cfg.api_listen, NULL, NULL, &api_r, &limits, err,

@@ -1109,6 +1109,18 @@ out:
 	free(puts);
 }
 
+const char *store_prefix(const struct store *st)
+{
+	return st->prefix;
+}
+
+enum mt_err store_run_reads(struct store *st, struct rcluster_cmd *cmds, size_t n,
+			    char *errbuf, size_t errsz)
+{
+	/* rcluster counts the faults it sees (count_fault). */
+	return n == 0 ? MT_E_OK : groupcommit_run(st->group, cmds, n, errbuf, errsz);
+}
+
 enum mt_err store_ping(struct store *st, char *errbuf, size_t errsz)
 {
 	/* In a cluster: the node of the recent feed, which every delivery
@@ -1281,8 +1293,34 @@ static size_t reference_prefix_at(const redisReply *m, size_t alen, int64_t *sco
 	return j + 1;
 }
 
+/* Whether address[0..alen) is a recipient of domain (lower case, no
+ * '@'): it ends with "@domain", so its last '@' is the one before it. */
+static bool address_in_domain(const char *address, size_t alen, const char *domain)
+{
+	size_t dl = strlen(domain);
+	return alen > dl + 1 && address[alen - dl - 1] == '@' &&
+	       memcmp(address + alen - dl, domain, dl) == 0;
+}
+
+/* Whether feed entry m (whose reference's address is alen bytes; 0: an
+ * old entry, the EVENT JSON itself) is of a recipient of domain: read on
+ * the reference, with no member read; only an old entry is parsed. */
+static bool feed_entry_in_domain(const redisReply *m, size_t alen, const char *domain)
+{
+	if (alen)
+		return address_in_domain(m->str, alen, domain);
+	struct json_object *ev = json_tokener_parse(m->str), *r;
+	bool yes = ev && json_object_object_get_ex(ev, "recipient", &r) &&
+		   json_object_is_type(r, json_type_string) &&
+		   address_in_domain(json_object_get_string(r),
+				     (size_t)json_object_get_string_len(r), domain);
+	json_object_put(ev);
+	return yes;
+}
+
 /* Entries are r's elements (with their scores after each when
- * withscores, else all at score). */
+ * withscores, else all at score).  An entry of the feed that the query's
+ * domain leaves out gets no lookup (ev NULL). */
 static enum mt_err resolve(struct store *st, const struct query_ctx *qc, const redisReply *r,
 			   bool withscores, int64_t score, struct resolved *rs,
 			   char *errbuf, size_t errsz)
@@ -1316,6 +1354,9 @@ static enum mt_err resolve(struct store *st, const struct query_ctx *qc, const r
 		if (!m || m->type != REDIS_REPLY_STRING)
 			continue;
 		size_t alen = qc->src == SRC_FEED ? reference_address_len(m) : 0;
+		if (qc->src == SRC_FEED && qc->q->domain &&
+		    !feed_entry_in_domain(m, alen, qc->q->domain))
+			continue;
 		if (qc->src == SRC_FEED && alen == 0) { /* an old entry: its EVENT */
 			rs->ev[i] = m;
 			continue;
@@ -1454,7 +1495,7 @@ static enum mt_err query_page(struct store *st, struct query_ctx *qc,
 	struct store_page *page = qc->page;
 	char max[32], min[32];
 	bool filter = q->type && qc->src != SRC_INDEX ? true : false;
-	size_t batch = filter ? 256 : q->limit + 1;
+	size_t batch = filter ? 256 : q->domain ? STORE_FEED_DOMAIN_BATCH : q->limit + 1;
 	size_t skip = 0, scanned = 0, nm = 0;
 	bool bounded = false, first = true, at_cursor = false;
 	int64_t boundary = 0, top = 0, cursor = 0;

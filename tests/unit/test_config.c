@@ -536,6 +536,16 @@ int main(void)
 	CHECK(c.max_connections == 256 && c.max_connections_per_ip == 32, "connection limits");
 	CHECK(c.api_token == NULL && !c.api_no_token, "no token");
 	CHECK(c.spool_dir == NULL && c.spool_max_bytes == 1073741824ull, "no spool");
+	CHECK(c.health_min_volume == 100, "health min volume default");
+	config_free(&c);
+
+	const char *const env_health[] = {"MAILTRAIL_HEALTH_MIN_VOLUME", "25", NULL};
+	CHECK(run(&c, env_health, err, sizeof(err), T, NULL) == CONFIG_OK, "%s", err);
+	CHECK(c.health_min_volume == 25, "health min volume from the environment");
+	config_free(&c);
+	CHECK(run(&c, env_health, err, sizeof(err), T, "--health-min-volume", "0", NULL) == CONFIG_OK,
+	      "%s", err);
+	CHECK(c.health_min_volume == 0, "health min volume flag wins");
 	config_free(&c);
 
 	const char *const env_spool[] = {"MAILTRAIL_SPOOL_DIR", "/var/spool/mt",
@@ -616,6 +626,11 @@ int main(void)
 	const char *const env_spool_bad[] = {"MAILTRAIL_SPOOL_MAX_BYTES", "-5", NULL};
 	EXPECT_ERROR("--spool-max-bytes", env_spool_bad, "--log-level", "info");
 	EXPECT_ERROR("--bogus", NULL, "--bogus");
+	EXPECT_ERROR("--health-min-volume", NULL, "--health-min-volume", "-1");
+	EXPECT_ERROR("--health-min-volume", NULL, "--health-min-volume", "1e3");
+	EXPECT_ERROR("--health-min-volume", NULL, "--health-min-volume", "1000000001");
+	const char *const env_health_bad[] = {"MAILTRAIL_HEALTH_MIN_VOLUME", "many", NULL};
+	EXPECT_ERROR("--health-min-volume", env_health_bad, "--log-level", "info");
 	const char *const env_bad[] = {"MAILTRAIL_RETENTION_DAYS", "abc", NULL};
 	EXPECT_ERROR("--retention-days", env_bad, "--log-level", "info");
 
