@@ -33,6 +33,7 @@
 	X(http_headers_too_large_total, "requests answered 431: headers over the connection memory") \
 	X(http_request_read_timeouts_total, "connections closed for not delivering a whole request in time") \
 	X(redis_errors_total, "Redis operations that failed (connect, I/O or error reply)") \
+	X(stats_write_failures_total, "events stored but not counted in the deliverability counters (Redis Cluster: their round trip failed)") \
 	X(spool_spooled_total, "verified messages synced to the spool (Redis unavailable)") \
 	X(spool_drained_total, "spooled messages stored in Redis by the drainer") \
 	X(spool_quarantined_total, "spooled messages Redis refuses for good, moved to the spool's quarantine file")

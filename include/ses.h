@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "mt_error.h"
+#include "stats.h"
 
 /* Longest recipient address we index (RFC 5321 path limit). */
 #define SES_ADDRESS_MAX 320
@@ -83,6 +84,10 @@ struct ses_event {
 	/* What this event means for sending to the recipient again:
 	 * "Bounce/Permanent", "Complaint" or NULL (static strings). */
 	const char *suppress;
+	/* The deliverability counters' count type (stats.h: one of
+	 * stats_type_names, a static string; a Bounce by its bounceType) or
+	 * NULL for a type that is not counted (Subscription). */
+	const char *count_type;
 	char *json;                          /* EVENT JSON, owned */
 	size_t json_len;
 };
@@ -92,6 +97,16 @@ struct ses_events {
 	size_t n;
 	bool keep_raw; /* not (fully) indexable: caller keeps the raw message */
 	bool time_implausible; /* no events: the time is past time_max_ms */
+	/* The deliverability counters' names of the message's events (set
+	 * when n > 0; stats.h, README "Deliverability counters"), each a
+	 * valid name or STATS_OTHER:
+	 * identity: the part after ":identity/" of mail.sourceArn, else the
+	 *   domain of mail.source's address (ses_address_normalize: a
+	 *   display name is dropped; after the last '@'), lower-cased;
+	 * config_set: mail.tags["ses:configuration-set"][0] as written, ""
+	 *   when the mail has none (a list whose first entry is a string). */
+	char identity[STATS_NAME_MAX + 1];
+	char config_set[STATS_NAME_MAX + 1];
 };
 
 /* Parse message[0..len) and fill out (zeroed by the callee first).  The

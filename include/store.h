@@ -111,6 +111,10 @@ struct store_item {
 			  * MT_E_REDIS_REFUSED when it answers the write
 			  * with an error that retrying does not cure */
 	size_t added;    /* writes that were new (0 for a redelivery) */
+	/* Events stored but not counted in the deliverability counters (a
+	 * Redis Cluster counts them in one more round trip, which failed);
+	 * the delivery still succeeds.  errbuf says why when err is not set. */
+	size_t stats_failed;
 	char *errbuf;    /* says why, when err is set */
 	size_t errsz;
 };

@@ -45,6 +45,7 @@ struct webhook_result {
 	char topic[256];
 	size_t events;       /* events parsed from the message */
 	size_t added;        /* of which new */
+	size_t stats_failed; /* of which not counted (store_item.stats_failed) */
 	bool raw;            /* kept under its topic */
 	bool time_implausible; /* only there: its event time is implausible
 				* (SES_TIME_AHEAD_MAX_MS) */

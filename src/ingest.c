@@ -97,6 +97,12 @@ static void log_result(struct MHD_Connection *conn, const struct webhook_result 
 		    rid, res->message_id, code >= 500 ? "failed" : "rejected", code,
 		    mt_err_str(res->err), res->type ? res->type : "-", res->topic,
 		    res->detail, left_out);
+	/* Stored, but a Redis Cluster's counters round trip failed (store.h,
+	 * stats_failed): the delivery succeeded, the counts miss them. */
+	if (res->err == MT_E_OK && res->stats_failed > 0)
+		LOG(LOG_WARN, "events stored but not counted in the deliverability counters",
+		    "request_id=%s message_id=%s events=%zu redis_error=\"%s\"", rid,
+		    res->message_id, res->stats_failed, res->detail);
 	/* Recipient addresses are personal data: debug level only. */
 	if (res->recipients[0])
 		LOG(LOG_DEBUG, "sns recipients", "request_id=%s message_id=%s recipients=\"%s\"",

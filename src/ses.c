@@ -681,14 +681,71 @@ static const char *suppression(const char *type, bool permanent)
  * false when an earlier entry had the same recipient (then ev is reused).
  * permanent: the type object's bounceType is "Permanent". */
 static bool event_start(const struct ses_events *out, struct ses_event *ev,
-			const struct ses_type *type, int64_t when, bool permanent)
+			const struct ses_type *type, int64_t when, bool permanent,
+			const char *count_type)
 {
 	if (already_seen(out, ev->recipient))
 		return false;
 	ev->time_ms = when;
 	ev->type = type->name;
 	ev->suppress = suppression(type->name, permanent);
+	ev->count_type = count_type;
 	return true;
+}
+
+/* name[0..len) (NULL: none) as the counters name it into out: lower-cased
+ * when asked, STATS_OTHER when it is not a valid name of dim. */
+static void counter_name(char out[STATS_NAME_MAX + 1], enum stats_dim dim,
+			 const char *name, size_t len, bool lower)
+{
+	if (!name || len == 0 || len > STATS_NAME_MAX) {
+		memcpy(out, STATS_OTHER, sizeof(STATS_OTHER));
+		return;
+	}
+	for (size_t i = 0; i < len; i++) {
+		char c = name[i];
+		out[i] = lower && c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+	}
+	out[len] = '\0';
+	if (!stats_name_valid(dim, out, len))
+		memcpy(out, STATS_OTHER, sizeof(STATS_OTHER));
+}
+
+/* Fills out->identity and out->config_set (ses.h) from the decoded
+ * strings mail.sourceArn, mail.source and the configuration set (each
+ * NULL when absent or not a string; they may hold NUL bytes).  Both
+ * readers call this, so the rule is written once. */
+static void counter_names(struct ses_events *out, const char *arn, size_t arn_len,
+			  const char *source, size_t source_len, const char *cs,
+			  size_t cs_len)
+{
+	static const char mark[] = ":identity/";
+	const size_t mark_len = sizeof(mark) - 1;
+	const char *id = NULL;
+	size_t id_len = 0;
+
+	for (size_t i = 0; arn && i + mark_len < arn_len; i++) {
+		if (memcmp(arn + i, mark, mark_len) == 0) {
+			id = arn + i + mark_len;
+			id_len = arn_len - i - mark_len;
+			break;
+		}
+	}
+	/* Else the domain of mail.source, which SES writes as a header
+	 * would ("Name <a@example.com>", MIME-encoded names too): of its
+	 * address as the recipients' are normalised, after the last '@'. */
+	char addr[SES_ADDRESS_MAX + 1];
+	if (!id && source && ses_address_normalize(source, source_len, addr)) {
+		const char *at = strrchr(addr, '@');
+		id = at + 1;
+		id_len = strlen(id);
+	}
+	counter_name(out->identity, STATS_DIM_IDENTITY, id, id_len, true);
+	if (cs)
+		counter_name(out->config_set, STATS_DIM_CONFIGURATION_SET, cs, cs_len,
+			     false);
+	else
+		out->config_set[0] = '\0';
 }
 
 /* True (and out->time_implausible set) when the event time is later than
@@ -1080,7 +1137,8 @@ enum fast_result { FAST_DONE, FAST_DEFER };
 
 /* Root and mail keys the fast reader looks up. */
 enum { R_NOTIFICATION_TYPE, R_EVENT_TYPE, R_MAIL, R_TYPE_OBJECTS };
-enum { M_MESSAGE_ID, M_SOURCE, M_TIMESTAMP, M_DESTINATION, M_COMMON_HEADERS, M__COUNT };
+enum { M_MESSAGE_ID, M_SOURCE, M_TIMESTAMP, M_DESTINATION, M_COMMON_HEADERS,
+       M_SOURCE_ARN, M_TAGS, M__COUNT };
 #define N_TYPES (sizeof(ses_types) / sizeof(ses_types[0]))
 /* The type object's keys: timestamp, the recipient array, the fields. */
 #define TYPE_KEYS_MAX 8
@@ -1261,6 +1319,61 @@ static bool fast_address(const struct jval *a, char out[SES_ADDRESS_MAX + 1],
 	return ok;
 }
 
+/* v's decoded text (v a string): v->p itself when it holds no escape,
+ * else a malloc'd copy in *tmp (caller frees).  NULL when v is no string,
+ * or (*err set) on allocation failure. */
+static const char *jval_text(const struct jval *v, char **tmp, size_t *len,
+			     enum mt_err *err)
+{
+	*tmp = NULL;
+	if (v->kind != J_STRING)
+		return NULL;
+	if (!v->escaped) {
+		*len = v->len;
+		return v->p;
+	}
+	*tmp = malloc(v->len ? v->len : 1);
+	if (!*tmp) {
+		*err = MT_E_NOMEM;
+		return NULL;
+	}
+	*len = jsonscan_unescape(v->p, v->len, *tmp);
+	return *tmp;
+}
+
+/* counter_names() of the fast reader: mv are mail's values.  FAST_DEFER
+ * when mail.tags is not read as json-c reads it (a duplicate or escaped
+ * key). */
+static enum fast_result fast_counter_names(const struct jval *mv,
+					   struct ses_events *out, enum mt_err *err)
+{
+	static const char *const tag_keys[] = {"ses:configuration-set"};
+	struct jval cs_list = {0}, first = {0};
+	const struct lookup tags_lk = {tag_keys, 1, &cs_list, SIZE_MAX, NULL};
+	char *arn_tmp = NULL, *source_tmp = NULL, *cs_tmp = NULL;
+	size_t arn_len = 0, source_len = 0, cs_len = 0;
+	const char *cs = NULL;
+
+	if (mv[M_TAGS].kind == J_OBJECT) {
+		struct scan a;
+		if (!scan_again(&mv[M_TAGS], &tags_lk))
+			return FAST_DEFER;
+		if (cs_list.kind == J_ARRAY) {
+			array_begin(&a, &cs_list);
+			if (array_next(&a, &first))
+				cs = jval_text(&first, &cs_tmp, &cs_len, err);
+		}
+	}
+	const char *arn = jval_text(&mv[M_SOURCE_ARN], &arn_tmp, &arn_len, err);
+	const char *source = jval_text(&mv[M_SOURCE], &source_tmp, &source_len, err);
+	if (!*err)
+		counter_names(out, arn, arn_len, source, source_len, cs, cs_len);
+	free(arn_tmp);
+	free(source_tmp);
+	free(cs_tmp);
+	return FAST_DONE;
+}
+
 /* ses_events_parse() without json-c, or FAST_DEFER when json-c must read
  * this message (nothing in out is kept then). */
 static enum fast_result fast_parse(const char *message, size_t len,
@@ -1272,6 +1385,7 @@ static enum fast_result fast_parse(const char *message, size_t len,
 	};
 	static const char *const mail_keys[M__COUNT] = {
 		"messageId", "source", "timestamp", "destination", "commonHeaders",
+		"sourceArn", "tags",
 	};
 	struct jval rv[R_TYPE_OBJECTS + N_TYPES] = {{0}}, mv[M__COUNT] = {{0}};
 	const struct lookup mail_lk = {mail_keys, M__COUNT, mv, M__COUNT, NULL};
@@ -1339,9 +1453,25 @@ static enum fast_result fast_parse(const char *message, size_t len,
 		*err = MT_E_NOMEM;
 		goto out;
 	}
+	if (fast_counter_names(mv, out, err) == FAST_DEFER)
+		goto defer;
+	if (*err)
+		goto out;
 
 	int bt = field_index(type, "bounceType");
 	bool permanent = bt >= 0 && jval_is(&tv[nt + (size_t)bt], "Permanent");
+	const char *count_type = NULL;
+	{
+		char buf[FAST_SHORT_MAX];
+		size_t bt_len = 0;
+		bool not_short;
+		/* A bounceType too long to decode here is neither Permanent nor
+		 * Transient: NULL counts it as json-c's reading does. */
+		const char *bt_text = bt >= 0 ? short_string(&tv[nt + (size_t)bt], buf,
+							     &bt_len, &not_short)
+					      : NULL;
+		count_type = stats_type_of_event(type->name, bt_text, bt_len);
+	}
 	array_begin(&a, rcpts);
 	for (size_t i = 0; i < n_entries && array_next(&a, &e); i++) {
 		struct jval ekeys_v[TYPE_KEYS_MAX + 1] = {{0}};
@@ -1372,7 +1502,7 @@ static enum fast_result fast_parse(const char *message, size_t len,
 			out->keep_raw = true;
 			continue;
 		}
-		if (!event_start(out, ev, type, when, permanent))
+		if (!event_start(out, ev, type, when, permanent, count_type))
 			continue;
 		if (fast_detail(type, &tv[nt], evals, scratch, &detail_owned, &detail,
 				&detail_len, err) == FAST_DEFER) {
@@ -1458,8 +1588,26 @@ enum mt_err ses_events_parse_reference(const char *message, size_t len,
 		goto out_mail;
 	}
 
-	bool permanent = string_is(member(typeobj, "bounceType", json_type_string),
-				   "Permanent");
+	struct json_object *bounce_type = member(typeobj, "bounceType", json_type_string);
+	bool permanent = string_is(bounce_type, "Permanent");
+	const char *count_type = stats_type_of_event(
+		type->name, bounce_type ? json_object_get_string(bounce_type) : NULL,
+		bounce_type ? (size_t)json_object_get_string_len(bounce_type) : 0);
+	{
+		struct json_object *arn = member(mail, "sourceArn", json_type_string);
+		struct json_object *source = member(mail, "source", json_type_string);
+		struct json_object *list = member(member(mail, "tags", json_type_object),
+						  "ses:configuration-set", json_type_array);
+		struct json_object *cs = list ? json_object_array_get_idx(list, 0) : NULL;
+		if (!json_object_is_type(cs, json_type_string))
+			cs = NULL;
+		counter_names(out, arn ? json_object_get_string(arn) : NULL,
+			      arn ? (size_t)json_object_get_string_len(arn) : 0,
+			      source ? json_object_get_string(source) : NULL,
+			      source ? (size_t)json_object_get_string_len(source) : 0,
+			      cs ? json_object_get_string(cs) : NULL,
+			      cs ? (size_t)json_object_get_string_len(cs) : 0);
+	}
 	for (size_t i = 0; i < n_entries; i++) {
 		struct json_object *entry = json_object_array_get_idx(rcpts, i);
 		struct json_object *addr = recipient_address(type, entry);
@@ -1473,7 +1621,7 @@ enum mt_err ses_events_parse_reference(const char *message, size_t len,
 			out->keep_raw = true;
 			continue;
 		}
-		if (!event_start(out, ev, type, when, permanent))
+		if (!event_start(out, ev, type, when, permanent, count_type))
 			continue;
 		detail = detail_build(type, typeobj,
 				      type->rcpt_from == RCPT_ENTRIES ? entry : NULL);

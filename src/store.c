@@ -15,6 +15,7 @@
 #include "mt_time.h"
 #include "rcluster.h"
 #include "rediserr.h"
+#include "stats.h"
 
 /* One sorted set write: add the member, trim to the retention window below
  * the newest score and to a size cap, refresh the idle expiry.  With a
@@ -127,6 +128,65 @@ static const char put_script[] =
 	"end\n"
 	/* ... type_index_script, then "return added" */;
 
+/* The deliverability counters (stats.h, README "Deliverability
+ * counters"): one event counted in one dimension-day, hash h and its
+ * :names set nk.  A name already listed costs one ZADD XX INCR; a new one
+ * is listed while the set holds fewer than cap names, else counted as
+ * (other) (always admitted), and its first event sets both keys' expiry
+ * (PEXPIREAT exp: the same absolute time for every event of the day, set
+ * after the HINCRBYs so that the hash exists).  hh is the hour "00".."23",
+ * t the count type. */
+#define STATS_COUNT_LUA                                                        \
+	"local function count(h, nk, name, cap, hh, t, exp)\n"                 \
+	"  local new = false\n"                                                \
+	"  if not redis.call('ZADD', nk, 'XX', 'INCR', '1', name) then\n"      \
+	"    if name ~= '" STATS_OTHER "' and redis.call('ZCARD', nk) >= cap then\n" \
+	"      name = '" STATS_OTHER "'\n"                                     \
+	"    end\n"                                                            \
+	"    new = redis.call('ZINCRBY', nk, '1', name) == '1'\n"             \
+	"  end\n"                                                              \
+	"  redis.call('HINCRBY', h, name .. '|' .. hh .. '|' .. t, '1')\n"     \
+	"  redis.call('HINCRBY', h, name .. '|*|' .. t, '1')\n"                \
+	"  if new then\n"                                                      \
+	"    redis.call('PEXPIREAT', h, exp)\n"                                \
+	"    redis.call('PEXPIREAT', nk, exp)\n"                               \
+	"  end\n"                                                              \
+	"end\n"
+
+/* put_script's part that counts an added event (single Redis: in the
+ * same script, so the same round trip; run_puts passes ARGV[9..] only
+ * for an event that is counted).  ARGV: 9 the event's UTC day YYYYMMDD,
+ * 10 its hour, 11 its count type, 12 the keys' expiry (stats_expire_at),
+ * 13 the identity, 14 the recipient domain, 15 the configuration set
+ * (absent: none).  The stats keys are not declared KEYS: single Redis
+ * needs no declaration, and in a Cluster (other slots) run_puts never
+ * passes these arguments but runs stats_script instead.  store_new puts
+ * "local plen, cap_i, cap_c, cap_d = ..." before it. */
+static const char stats_put_script[] =
+	STATS_COUNT_LUA
+	"if added == 1 and ARGV[9] then\n"
+	"  local base, day, hh, t, exp = string.sub(zkey, 1, plen) .. 'stats:{', ARGV[9],\n"
+	"    ARGV[10], ARGV[11], ARGV[12]\n"
+	"  local h = base .. 'i:' .. day .. '}'\n"
+	"  count(h, h .. ':names', ARGV[13], cap_i, hh, t, exp)\n"
+	"  h = base .. 'd:' .. day .. '}'\n"
+	"  count(h, h .. ':names', ARGV[14], cap_d, hh, t, exp)\n"
+	"  if ARGV[15] then\n"
+	"    h = base .. 'c:' .. day .. '}'\n"
+	"    count(h, h .. ':names', ARGV[15], cap_c, hh, t, exp)\n"
+	"  end\n"
+	"end\n";
+
+/* In a Redis Cluster the stats keys live in other slots than the
+ * recipient's (one slot per dimension-day: the hash tag {<code>:<day>}),
+ * so an added event is counted by this script, once per dimension, in one
+ * more round trip after the put scripts answered.  KEYS: the hash, its
+ * :names.  ARGV: name, hour, count type, expiry, cap. */
+static const char stats_script[] =
+	STATS_COUNT_LUA
+	"count(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[5]), ARGV[2], ARGV[3], ARGV[4])\n"
+	"return 1\n";
+
 /* The type index of a recipient's events (store.h): put_script's part
  * that keeps it, run after everything else (its own string: ISO C limits
  * one literal to 4095 bytes; store_new() joins them, with a line "local
@@ -234,8 +294,11 @@ struct store {
 	struct topic_entry topics[STORE_TOPICS_MAX];
 	size_t topics_next; /* the slot a new topic takes (round robin) */
 	int64_t retention_ms;
-	char *script;        /* put_script and type_index_script; owned */
+	unsigned retention_days;
+	unsigned names_max[STATS_DIMS]; /* the counters' caps (stats.h) */
+	char *script;        /* put_script, stats_put_script and type_index_script; owned */
 	char script_sha[41]; /* its SHA1, as SCRIPT LOAD answers it */
+	char stats_sha[41];  /* stats_script's (a Cluster's counting) */
 };
 
 /* Every new connection makes sure its server has the script (it may have
@@ -243,13 +306,19 @@ struct store {
 static bool load_script(struct rconn *c, void *arg, char *errbuf, size_t errsz)
 {
 	const struct store *st = arg;
-	redisReply *r = rconn_command(c, "SCRIPT LOAD %s", st->script);
-	bool ok = r && r->type == REDIS_REPLY_STRING && strcmp(r->str, st->script_sha) == 0;
-	if (!ok)
-		snprintf(errbuf, errsz, "SCRIPT LOAD: %s",
-			 !r ? (rconn_errstr(c)[0] ? rconn_errstr(c) : "no reply")
-			 : r->type == REDIS_REPLY_ERROR ? r->str : "unexpected answer");
-	freeReplyObject(r);
+	const char *const scripts[2] = {st->script, stats_script};
+	const char *const shas[2] = {st->script_sha, st->stats_sha};
+	bool ok = true;
+	/* stats_script is for a Cluster only. */
+	for (size_t i = 0; ok && i < (st->cluster ? 2u : 1u); i++) {
+		redisReply *r = rconn_command(c, "SCRIPT LOAD %s", scripts[i]);
+		ok = r && r->type == REDIS_REPLY_STRING && strcmp(r->str, shas[i]) == 0;
+		if (!ok)
+			snprintf(errbuf, errsz, "SCRIPT LOAD: %s",
+				 !r ? (rconn_errstr(c)[0] ? rconn_errstr(c) : "no reply")
+				 : r->type == REDIS_REPLY_ERROR ? r->str : "unexpected answer");
+		freeReplyObject(r);
+	}
 	return ok;
 }
 
@@ -281,24 +350,48 @@ struct store *store_new(const struct config_redis *redis, const char *prefix,
 	snprintf(st->recent_key, sizeof(st->recent_key), "%srecent", prefix);
 	snprintf(st->topics_key, sizeof(st->topics_key), "%stopics", prefix);
 	st->retention_ms = (int64_t)retention_days * 86400 * 1000;
+	st->retention_days = retention_days;
+	for (int d = 0; d < STATS_DIMS; d++)
+		st->names_max[d] = stats_names_max((enum stats_dim)d);
+	/* Test only (tests/integration/test_stats.py): a smaller cap for every
+	 * dimension, so the cap's path runs without a thousand names.  Not a
+	 * flag: the caps are the documented ones. */
+	const char *test_cap = getenv("MAILTRAIL_TEST_STATS_NAMES_MAX");
+	if (test_cap) {
+		char *end = NULL;
+		unsigned long v = strtoul(test_cap, &end, 10);
+		if (end != test_cap && *end == '\0' && v >= 1 && v <= 1000000)
+			for (int d = 0; d < STATS_DIMS; d++)
+				st->names_max[d] = (unsigned)v;
+	}
 	unsigned char md[SHA_DIGEST_LENGTH];
 	/* type_index_script finds a recipient's index keys from its counts
-	 * key: the prefix, "counts:" replaced with "bytype:", the rest. */
-	char plen[48];
-	int pn = snprintf(plen, sizeof(plen), "local plen = %zu\n", strlen(prefix));
+	 * key: the prefix, "counts:" replaced with "bytype:", the rest;
+	 * stats_put_script the stats keys from the prefix, and the caps. */
+	char plen[160];
+	int pn = snprintf(plen, sizeof(plen), "local plen, cap_i, cap_c, cap_d = %zu, %u, %u, %u\n",
+			  strlen(prefix), st->names_max[STATS_DIM_IDENTITY],
+			  st->names_max[STATS_DIM_CONFIGURATION_SET],
+			  st->names_max[STATS_DIM_DOMAIN]);
 	if (pn < 0 || (size_t)pn >= sizeof(plen))
 		goto fail;
-	size_t pl = (size_t)pn;
-	st->script = malloc(sizeof(put_script) - 1 + pl + sizeof(type_index_script));
+	size_t pl = (size_t)pn, at = 0;
+	const char *const parts[] = {put_script, plen, stats_put_script, type_index_script};
+	const size_t lens[] = {sizeof(put_script) - 1, pl, sizeof(stats_put_script) - 1,
+			       sizeof(type_index_script)};
+	st->script = malloc(lens[0] + lens[1] + lens[2] + lens[3]);
 	if (!st->script)
 		goto fail;
-	memcpy(st->script, put_script, sizeof(put_script) - 1);
-	memcpy(st->script + sizeof(put_script) - 1, plen, pl);
-	memcpy(st->script + sizeof(put_script) - 1 + pl, type_index_script,
-	       sizeof(type_index_script));
+	for (size_t i = 0; i < 4; i++) {
+		memcpy(st->script + at, parts[i], lens[i]);
+		at += lens[i];
+	}
 	SHA1((const unsigned char *)st->script, strlen(st->script), md);
 	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
 		snprintf(st->script_sha + 2 * i, 3, "%02x", md[i]);
+	SHA1((const unsigned char *)stats_script, strlen(stats_script), md);
+	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+		snprintf(st->stats_sha + 2 * i, 3, "%02x", md[i]);
 	struct rcluster_opts o = {
 		.redis = redis,
 		.pool_max = STORE_POOL_MAX,
@@ -585,6 +678,10 @@ struct put {
 	const struct member_compact *compact; /* an event's member; NULL: none */
 	const char *event; /* an event's full EVENT JSON (ses.c's); NULL: none */
 	size_t event_len;
+	/* The counters (stats.h): the count type (NULL: not counted), the
+	 * message's identity and configuration set (NULL: none). */
+	const char *count_type, *identity, *config_set;
+	bool added; /* out: the put script added it */
 };
 
 /* The ARN of topic reference ref into *arn (a malloc'd copy, caller
@@ -945,6 +1042,128 @@ static void add_message_refs(struct store *st, const struct put *puts, size_t n,
 	}
 }
 
+/* ---- the deliverability counters (stats.h) ------------------------- */
+
+/* What one event adds to the counters. */
+struct stats_args {
+	char day[STATS_DAY_BUF];
+	char hour[3];
+	char expire[24];
+	const char *identity, *domain, *config_set; /* config_set NULL: none */
+};
+
+/* Whether put p is counted: an event of a counted type whose UTC day
+ * ended at most the retention period ago; then its arguments in *a. */
+static bool stats_args_of(const struct store *st, const struct put *p, int64_t now_ms,
+			  struct stats_args *a)
+{
+	if (!p->recipient || !p->count_type ||
+	    !stats_countable(p->score, now_ms, st->retention_days))
+		return false;
+	stats_day(p->score, a->day);
+	int h = stats_hour(p->score);
+	a->hour[0] = (char)('0' + h / 10);
+	a->hour[1] = (char)('0' + h % 10);
+	a->hour[2] = '\0';
+	format_i64(a->expire, stats_expire_at(p->score, st->retention_days));
+	/* The recipient is normalised (lower case); its domain may still be
+	 * no valid name (an address literal, UTF-8). */
+	const char *at = strrchr(p->recipient, '@');
+	a->domain = at && stats_name_valid(STATS_DIM_DOMAIN, at + 1, strlen(at + 1))
+			    ? at + 1
+			    : STATS_OTHER;
+	a->identity = p->identity ? p->identity : STATS_OTHER;
+	a->config_set = p->config_set;
+	return true;
+}
+
+/* An event stored but not counted (a Cluster's counting failed): counted
+ * in /metrics and told to its item, whose caller logs it. */
+static void stats_fail(struct store_item *it, const char *why)
+{
+	metrics_add(METRIC_stats_write_failures_total, 1);
+	if (it->stats_failed++ == 0 && it->err == MT_E_OK)
+		snprintf(it->errbuf, it->errsz, "%s", why);
+}
+
+/* Redis Cluster: counts the events the put scripts added, stats_script
+ * once per dimension, all in one more round trip (one per node).  Never
+ * fails a delivery: its events are stored, and counting them again on a
+ * redelivery would count them twice. */
+static void stats_count_cluster(struct store *st, const struct put *puts, size_t n,
+				int64_t now_ms)
+{
+	struct batch b = {0};
+	struct keys keys = {0};
+	char err[256] = "";
+	size_t *owner = calloc(3 * n + 1, sizeof(*owner)); /* command -> put */
+	size_t klen = strlen(st->prefix) + 32;
+
+	if (!owner)
+		b.nomem = true;
+	for (size_t i = 0; i < n && !b.nomem; i++) {
+		struct stats_args a;
+		if (!puts[i].added || !stats_args_of(st, &puts[i], now_ms, &a))
+			continue;
+		const char *names[STATS_DIMS] = {a.identity, a.config_set, a.domain};
+		for (int d = 0; d < STATS_DIMS && !b.nomem; d++) {
+			char cap[16];
+			char *h = malloc(klen), *nk = malloc(klen);
+			if (!names[d]) {
+				free(h);
+				free(nk);
+				continue;
+			}
+			if (!h || !nk || !stats_key(h, klen, st->prefix, (enum stats_dim)d, a.day) ||
+			    !stats_names_key(nk, klen, st->prefix, (enum stats_dim)d, a.day) ||
+			    !keys_add(&keys, h)) {
+				free(h);
+				free(nk);
+				b.nomem = true;
+				break;
+			}
+			if (!keys_add(&keys, nk)) {
+				free(nk);
+				b.nomem = true;
+				break;
+			}
+			snprintf(cap, sizeof(cap), "%u", st->names_max[d]);
+			const char *argv[] = {"EVALSHA", st->stats_sha, "2", h, nk, names[d],
+					      a.hour, puts[i].count_type, a.expire, cap};
+			size_t argl[10];
+			for (size_t k = 0; k < 10; k++)
+				argl[k] = strlen(argv[k]);
+			owner[b.n] = i;
+			batch_add(&b, h, 10, argv, argl);
+		}
+	}
+	if (b.nomem) {
+		for (size_t i = 0; i < n; i++) {
+			struct stats_args a;
+			if (puts[i].added && stats_args_of(st, &puts[i], now_ms, &a))
+				stats_fail(puts[i].item, "counters: out of memory");
+		}
+	} else if (b.n > 0) {
+		enum mt_err e = batch_run(st, &b, err, sizeof(err));
+		/* Each event fails once, however many of its commands did (an
+		 * event's commands are consecutive). */
+		size_t last = SIZE_MAX;
+		for (size_t c = 0; c < b.n; c++) {
+			if (e == MT_E_OK && reply_ok(b.cmd[c].reply, REDIS_REPLY_INTEGER, err,
+						     sizeof(err)))
+				continue;
+			if (e == MT_E_OK)
+				count_fault(NULL);
+			if (owner[c] != last)
+				stats_fail(puts[owner[c]].item, err);
+			last = owner[c];
+		}
+	}
+	batch_free(&b);
+	keys_free(&keys);
+	free(owner);
+}
+
 /* Runs the script for each put and writes the events' recent feed: one
  * round trip with one server, one per node in a Cluster.  Each put's
  * answer goes to its item. */
@@ -970,8 +1189,8 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 		format_i64(score, puts[i].score);
 		cutoff[0] = '(';
 		format_i64(cutoff + 1, end - st->retention_ms);
-		const char *argv[13] = {"EVALSHA", st->script_sha, "1", puts[i].key};
-		size_t argl[13] = {7, 40, 1, strlen(puts[i].key)};
+		const char *argv[20] = {"EVALSHA", st->script_sha, "1", puts[i].key};
+		size_t argl[20] = {7, 40, 1, strlen(puts[i].key)};
 		int argc = 4;
 		if (puts[i].counts_key) {
 			argv[2] = "2";
@@ -989,6 +1208,17 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 		for (int a = 0; a < 8; a++) {
 			argv[argc] = args[a];
 			argl[argc++] = lens[a];
+		}
+		/* Single Redis: the counters in the same script (a Cluster
+		 * counts after the answers, stats_count_cluster). */
+		struct stats_args sa;
+		if (!st->cluster && stats_args_of(st, &puts[i], now_ms, &sa)) {
+			const char *sargs[] = {sa.day, sa.hour, puts[i].count_type, sa.expire,
+					       sa.identity, sa.domain, sa.config_set};
+			for (int a = 0; a < (sa.config_set ? 7 : 6); a++) {
+				argv[argc] = sargs[a];
+				argl[argc++] = strlen(sargs[a]);
+			}
 		}
 		batch_add(&b, puts[i].key, argc, argv, argl);
 	}
@@ -1027,6 +1257,7 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 			count_fault(NULL);
 			item_fail(puts[i].item, reply_refused(r) ? MT_E_REDIS_REFUSED : MT_E_REDIS, err);
 		} else if (r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
+			puts[i].added = true;
 			puts[i].item->added++;
 			if (puts[i].counts_key) /* an event, not a raw message */
 				metrics_count_event(puts[i].type);
@@ -1049,6 +1280,8 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 	}
 	batch_free(&b);
 	keys_free(&msg_keys);
+	if (st->cluster)
+		stats_count_cluster(st, puts, n, now_ms);
 }
 
 void store_put_many(struct store *st, struct store_item *const *items, size_t n)
@@ -1057,6 +1290,7 @@ void store_put_many(struct store *st, struct store_item *const *items, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		items[i]->err = MT_E_OK;
 		items[i]->added = 0;
+		items[i]->stats_failed = 0;
 		nputs += (items[i]->evs ? items[i]->evs->n : 0) + (items[i]->raw_topic != NULL);
 	}
 	if (nputs == 0)
@@ -1083,13 +1317,17 @@ void store_put_many(struct store *st, struct store_item *const *items, size_t n)
 			puts[k] = (struct put){keys[2 * k], keys[2 * k + 1], e->type,
 					       e->suppress, e->time_ms, members[k].member,
 					       members[k].len, it, e->recipient, &members[k],
-					       e->json, e->json_len};
+					       e->json, e->json_len, e->count_type,
+					       it->evs->identity,
+					       it->evs->config_set[0] ? it->evs->config_set : NULL,
+					       false};
 		}
 		if (it->raw_topic) {
 			keys[2 * k] = make_key(st, "topic", it->raw_topic);
 			nomem |= !keys[2 * k];
 			puts[k] = (struct put){keys[2 * k], NULL, NULL, NULL, it->raw_time_ms,
-					       it->raw_json, it->raw_len, it, NULL, NULL, NULL, 0};
+					       it->raw_json, it->raw_len, it, NULL, NULL, NULL, 0,
+					       NULL, NULL, NULL, false};
 			k++;
 		}
 	}

@@ -368,6 +368,7 @@ void webhook_commit(struct webhook *w, struct webhook_pending *const *ps, size_t
 		struct webhook_pending *p = ps[i];
 		struct webhook_result *res = p->res;
 		res->added = p->item.added;
+		res->stats_failed = p->item.stats_failed;
 		res->err = p->item.err;
 		/* A write Redis refuses for good is spooled too: the drainer
 		 * sets it aside in the quarantine (spool.h), where it waits for

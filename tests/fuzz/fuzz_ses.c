@@ -13,6 +13,7 @@ static bool same_event(const struct ses_event *a, const struct ses_event *b)
 {
 	return strcmp(a->recipient, b->recipient) == 0 && a->time_ms == b->time_ms &&
 	       a->type == b->type && a->suppress == b->suppress &&
+	       a->count_type == b->count_type &&
 	       a->json_len == b->json_len && memcmp(a->json, b->json, a->json_len) == 0;
 }
 
@@ -27,6 +28,10 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	enum mt_err ref_err = ses_events_parse_reference((const char *)data, size, &ctx, &ref);
 	if (err != ref_err || evs.keep_raw != ref.keep_raw || evs.n != ref.n ||
 	    evs.time_implausible != ref.time_implausible)
+		abort();
+	/* The counters' names (set with the events). */
+	if (evs.n > 0 && (strcmp(evs.identity, ref.identity) != 0 ||
+			  strcmp(evs.config_set, ref.config_set) != 0))
 		abort();
 	for (size_t i = 0; i < evs.n; i++)
 		if (!same_event(&evs.v[i], &ref.v[i]))

@@ -1818,6 +1818,197 @@ static void check_implausible_times(void)
 	ses_events_free(&evs);
 }
 
+/* ------------------------------------------------------------------ */
+/* The deliverability counters' count type and names (stats.h)         */
+
+/* Both readers give the same count types and names; the fast reader's
+ * are returned in *evs (caller frees). */
+static void parse_counted(const char *what, const char *msg, size_t len,
+			  const struct ses_context *ctx, struct ses_events *evs)
+{
+	struct ses_events ref;
+
+	CHECK(ses_events_parse(msg, len, ctx, evs) == MT_E_OK, what, "parse failed");
+	CHECK(ses_events_parse_reference(msg, len, ctx, &ref) == MT_E_OK, what,
+	      "reference parse failed");
+	CHECK(evs->n == ref.n, what, "n %zu/%zu", evs->n, ref.n);
+	if (evs->n > 0 && ref.n > 0)
+		CHECK(strcmp(evs->identity, ref.identity) == 0 &&
+			      strcmp(evs->config_set, ref.config_set) == 0,
+		      what, "readers disagree: identity %s/%s config set %s/%s", evs->identity,
+		      ref.identity, evs->config_set, ref.config_set);
+	for (size_t i = 0; i < evs->n && i < ref.n; i++)
+		CHECK(evs->v[i].count_type == ref.v[i].count_type, what,
+		      "readers disagree on the count type of event %zu", i);
+	ses_events_free(&ref);
+}
+
+static void check_counted(const char *what, const struct ses_events *evs,
+			  const char *count_type, const char *identity,
+			  const char *config_set)
+{
+	CHECK(evs->n > 0, what, "no events");
+	for (size_t i = 0; i < evs->n; i++) {
+		const char *got = evs->v[i].count_type;
+		CHECK((got == NULL && count_type == NULL) ||
+			      (got && count_type && strcmp(got, count_type) == 0),
+		      what, "count type %s, want %s", got ? got : "NULL",
+		      count_type ? count_type : "NULL");
+	}
+	if (evs->n > 0) {
+		CHECK(strcmp(evs->identity, identity) == 0, what, "identity %s, want %s",
+		      evs->identity, identity);
+		CHECK(strcmp(evs->config_set, config_set) == 0, what,
+		      "configuration set '%s', want '%s'", evs->config_set, config_set);
+	}
+}
+
+static void check_counter_names(const char *dir)
+{
+	/* Read off the files by hand (mail.sourceArn, mail.source, mail.tags). */
+	static const struct {
+		const char *file, *count_type, *identity, *config_set;
+	} cases[] = {
+		{"awsdoc-event-bounce.json", "Bounce/Permanent", "sender@example.com", "ConfigSet"},
+		{"awsdoc-event-send.json", "Send", "sender@example.com", "ConfigSet"},
+		{"awsdoc-event-delivery.json", "Delivery", "sender@example.com", "ConfigSet"},
+		{"awsdoc-event-complaint.json", "Complaint", "sender@example.com", "ConfigSet"},
+		{"awsdoc-event-reject.json", "Reject", "sender@example.com", "ConfigSet"},
+		{"awsdoc-event-deliverydelay.json", "DeliveryDelay", "sender@example.com",
+		 "ConfigSet"},
+		{"awsdoc-event-rendering-failure.json", "Rendering Failure", "sender@example.com",
+		 "ConfigSet"},
+		/* No sourceArn: the domain of mail.source. */
+		{"awsdoc-event-open.json", "Open", "example.com", "ConfigSet"},
+		{"awsdoc-event-click.json", "Click", "example.com", "ConfigSet"},
+		{"awsdoc-event-subscription.json", NULL, "sender@example.com", "ConfigSet"},
+		{"guardian-event-bounce-transient-general-dmarc-5.7.1-multiline.json",
+		 "Bounce/Transient", "deploydomain.co.uk", "SESConfigurationSet-DFsgSHGDH"},
+		{"awsdoc-identity-delivery.json", "Delivery", "example.com", ""},
+		{"relay-identity-bounce-transient-general-ooto-no-dsn.json", "Bounce/Transient",
+		 "relay.example.com", ""},
+		{"sns-keila-event-bounce-permanent-simulator-signed.json", "Bounce/Permanent",
+		 "newsletter-test@keila.io", "keila"},
+		{"sns-djangoses-identity-bounce-transient-general-no-status.json",
+		 "Bounce/Transient", "example.com", ""},
+		/* "arn:identity/...": still an identity ARN's tail. */
+		{"sns-govuknotify-identity-complaint-no-headers.json", "Complaint",
+		 "notifications.service.gov.uk", ""},
+		/* A display name in mail.source ("Spatie" <info@spatie.be>). */
+		{"sns-mailcoach-event-open.json", "Open", "spatie.be", "mailcoach"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char path[1024];
+		struct message m;
+		struct ses_events evs = {0};
+
+		snprintf(path, sizeof(path), "%s/ses/%s", dir, cases[i].file);
+		CHECK(message_load(path, &m), cases[i].file, "cannot load");
+		struct ses_context ctx = {m.id, m.topic, false, 0};
+		parse_counted(cases[i].file, m.text, m.len, &ctx, &evs);
+		check_counted(cases[i].file, &evs, cases[i].count_type, cases[i].identity,
+			      cases[i].config_set);
+		ses_events_free(&evs);
+		message_free(&m);
+	}
+
+	/* Hand-made: the bounce types, and names that are not valid. */
+#define MSG(type_obj, mail_extra)                                                        \
+	"{\"eventType\":\"Bounce\",\"bounce\":{" type_obj ",\"timestamp\":"               \
+	"\"2024-01-02T03:04:05.000Z\",\"bouncedRecipients\":[{\"emailAddress\":"          \
+	"\"a@x.org\"}]},\"mail\":{\"messageId\":\"m1\",\"timestamp\":"                    \
+	"\"2024-01-02T03:04:00.000Z\",\"destination\":[\"a@x.org\"]" mail_extra "}}"
+	static const struct {
+		const char *what, *msg, *count_type, *identity, *config_set;
+	} made[] = {
+		{"undetermined", MSG("\"bounceType\":\"Undetermined\"", ",\"source\":\"s@Ex.COM\""),
+		 "Bounce/Undetermined", "ex.com", ""},
+		{"no bounceType", MSG("\"bounceSubType\":\"General\"", ",\"source\":\"s@ex.com\""),
+		 "Bounce/Undetermined", "ex.com", ""},
+		{"other bounceType", MSG("\"bounceType\":\"permanent\"", ""),
+		 "Bounce/Undetermined", STATS_OTHER, ""},
+		{"bounceType not a string", MSG("\"bounceType\":1", ""), "Bounce/Undetermined",
+		 STATS_OTHER, ""},
+		{"escaped bounceType", MSG("\"bounceType\":\"Perm\\u0061nent\"", ""),
+		 "Bounce/Permanent", STATS_OTHER, ""},
+		{"arn lower-cased", MSG("\"bounceType\":\"Transient\"",
+					",\"sourceArn\":\"arn:aws:ses:eu-west-1:1:identity/Ex.Org\","
+					"\"source\":\"s@ignored.com\""),
+		 "Bounce/Transient", "ex.org", ""},
+		{"arn without identity", MSG("\"bounceType\":\"Permanent\"",
+					     ",\"sourceArn\":\"arn:aws:ses:eu-west-1:1:identity/\","
+					     "\"source\":\"s@fallback.com\""),
+		 "Bounce/Permanent", "fallback.com", ""},
+		{"arn with braces", MSG("\"bounceType\":\"Permanent\"",
+					",\"sourceArn\":\"arn:identity/a{b}.com\""),
+		 "Bounce/Permanent", STATS_OTHER, ""},
+		{"escaped arn", MSG("\"bounceType\":\"Permanent\"",
+				    ",\"sourceArn\":\"arn:identity\\/e\\u0078.com\""),
+		 "Bounce/Permanent", "ex.com", ""},
+		{"NUL in arn", MSG("\"bounceType\":\"Permanent\"",
+				   ",\"sourceArn\":\"arn:identity/ex\\u0000.com\""),
+		 "Bounce/Permanent", STATS_OTHER, ""},
+		{"bar in source", MSG("\"bounceType\":\"Permanent\"", ",\"source\":\"s@a|b.com\""),
+		 "Bounce/Permanent", STATS_OTHER, ""},
+		{"non-ASCII source", MSG("\"bounceType\":\"Permanent\"",
+					 ",\"source\":\"s@caf\\u00e9.fr\""),
+		 "Bounce/Permanent", STATS_OTHER, ""},
+		{"config set", MSG("\"bounceType\":\"Permanent\"",
+				   ",\"tags\":{\"ses:configuration-set\":[\"Cs-1\",\"x\"]}"),
+		 "Bounce/Permanent", STATS_OTHER, "Cs-1"},
+		{"config set with space", MSG("\"bounceType\":\"Permanent\"",
+					      ",\"tags\":{\"ses:configuration-set\":[\"a b\"]}"),
+		 "Bounce/Permanent", STATS_OTHER, STATS_OTHER},
+		{"config set empty", MSG("\"bounceType\":\"Permanent\"",
+					 ",\"tags\":{\"ses:configuration-set\":[\"\"]}"),
+		 "Bounce/Permanent", STATS_OTHER, STATS_OTHER},
+		{"config set not a list", MSG("\"bounceType\":\"Permanent\"",
+					      ",\"tags\":{\"ses:configuration-set\":\"cs\"}"),
+		 "Bounce/Permanent", STATS_OTHER, ""},
+		{"config set list of numbers", MSG("\"bounceType\":\"Permanent\"",
+						   ",\"tags\":{\"ses:configuration-set\":[1]}"),
+		 "Bounce/Permanent", STATS_OTHER, ""},
+		{"config set empty list", MSG("\"bounceType\":\"Permanent\"",
+					      ",\"tags\":{\"ses:configuration-set\":[]}"),
+		 "Bounce/Permanent", STATS_OTHER, ""},
+		{"duplicate tag (json-c keeps the last)",
+		 MSG("\"bounceType\":\"Permanent\"",
+		     ",\"tags\":{\"ses:configuration-set\":[\"a\"],\"ses:configuration-set\":[\"b\"]}"),
+		 "Bounce/Permanent", STATS_OTHER, "b"},
+		{"escaped tag key",
+		 MSG("\"bounceType\":\"Permanent\"",
+		     ",\"tags\":{\"ses:configuration\\u002dset\":[\"a\"]}"),
+		 "Bounce/Permanent", STATS_OTHER, "a"},
+	};
+#undef MSG
+	for (size_t i = 0; i < sizeof(made) / sizeof(made[0]); i++) {
+		struct ses_events evs = {0};
+		parse_counted(made[i].what, made[i].msg, strlen(made[i].msg), &test_ctx, &evs);
+		check_counted(made[i].what, &evs, made[i].count_type, made[i].identity,
+			      made[i].config_set);
+		ses_events_free(&evs);
+	}
+
+	/* A configuration set or identity of STATS_NAME_MAX bytes is kept,
+	 * one more is (other). */
+	for (size_t extra = 0; extra < 2; extra++) {
+		char name[STATS_NAME_MAX + 2], msg[1024];
+		memset(name, 'c', STATS_NAME_MAX + extra);
+		name[STATS_NAME_MAX + extra] = '\0';
+		snprintf(msg, sizeof(msg),
+			 "{\"eventType\":\"Send\",\"send\":{},\"mail\":{\"messageId\":\"m1\","
+			 "\"timestamp\":\"2024-01-02T03:04:00.000Z\",\"destination\":"
+			 "[\"a@x.org\"],\"sourceArn\":\"arn:identity/%s\",\"tags\":"
+			 "{\"ses:configuration-set\":[\"%s\"]}}}",
+			 name, name);
+		struct ses_events evs = {0};
+		parse_counted("long names", msg, strlen(msg), &test_ctx, &evs);
+		check_counted("long names", &evs, "Send", extra ? STATS_OTHER : name,
+			      extra ? STATS_OTHER : name);
+		ses_events_free(&evs);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -1839,6 +2030,7 @@ int main(int argc, char **argv)
 	check_detail_bounds();
 	check_header_bounds();
 	check_implausible_times();
+	check_counter_names(argv[1]);
 	if (failures) {
 		printf("test_ses: %d check(s) failed\n", failures);
 		return 1;
