@@ -621,11 +621,15 @@
     hideError();
   }
 
+  /* Appends the events not shown yet.  An event is one SNS message's
+   * event for one recipient: a message about several recipients (a Send or
+   * Delivery to many, a bounce of several) gives events with the same id,
+   * so the id alone does not tell them apart. */
   function appendEvents(tbody, store, events, withRecipient) {
     var added = 0;
     (Array.isArray(events) ? events : []).forEach(function (ev) {
       if (!isObj(ev)) return;
-      var id = str(ev.id);
+      var id = str(ev.id) ? str(ev.id) + ' ' + str(ev.recipient) : '';
       if (id && store.seen[id]) return;
       if (id) store.seen[id] = true;
       tbody.appendChild(eventRow(ev, withRecipient));
