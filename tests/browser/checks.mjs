@@ -343,7 +343,10 @@ async function healthChecks({ page, context, problems, apiRequests, mt, redis, c
   await page.waitFunction(() => document.querySelectorAll('#domains-bounces tbody tr').length > 0);
   await acheck('readable at 1366x768: no sideways scrolling, the two rate charts side by side, text at least 10 px', async () => {
     const m = await page.evaluate(() => {
-      const r = (s) => document.querySelector(s).getBoundingClientRect();
+      const r = (s) => {
+        const b = document.querySelector(s).getBoundingClientRect();
+        return { top: b.top, width: b.width }; // plain numbers: a DOMRect does not cross BiDi
+      };
       const label = document.querySelector('#chart-bounce svg .axis-label').getBoundingClientRect();
       return { scroll: document.documentElement.scrollWidth, b: r('#chart-bounce svg'),
         c: r('#chart-complaint svg'), n: r('#chart-counts svg'), label: label.height };
