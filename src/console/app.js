@@ -14,6 +14,12 @@
  * The search box takes an address or an SES message id, told apart by
  * shape: with an '@' it is an address, else a message id (letters, digits
  * and '-', as the API accepts them).
+ *
+ * The "Sending health" view (?view=health) draws its charts as SVG built
+ * here with createElementNS and setAttribute: only numbers computed by this
+ * file go into attributes, names from the API go in as text nodes, and no
+ * style attribute is ever set (the CSP's style-src has no 'unsafe-inline';
+ * colours come from classes in app.css).
  */
 'use strict';
 
@@ -251,7 +257,7 @@
   /* The query string is read by hand so that a literal '+' in an address
    * (alice+tag@example.com) stays a '+' instead of turning into a space. */
   function readQuery() {
-    var out = { address: '', type: '', message: '' };
+    var out = { address: '', type: '', message: '', view: '', name: '', domain: '' };
     var q = window.location.search.replace(/^\?/, '');
     if (!q) return out;
     q.split('&').forEach(function (part) {
@@ -259,12 +265,18 @@
       var k = i < 0 ? part : part.slice(0, i);
       var v = i < 0 ? '' : part.slice(i + 1);
       try { k = decodeURIComponent(k); v = decodeURIComponent(v); } catch (e) { return; }
-      if (k === 'address' || k === 'type' || k === 'message') out[k] = v;
+      if (Object.prototype.hasOwnProperty.call(out, k)) out[k] = v;
     });
     return out;
   }
 
   function queryString(state) {
+    if (state.view === 'health') {
+      return '?view=health' + (state.name ? '&name=' + encodeURIComponent(state.name) : '');
+    }
+    if (state.domain && !state.address && !state.message) {
+      return '?domain=' + encodeURIComponent(state.domain);
+    }
     var parts = [];
     if (state.message && !state.address) parts.push('message=' + encodeURIComponent(state.message));
     if (state.address) parts.push('address=' + encodeURIComponent(state.address));
@@ -369,9 +381,10 @@
     return 'v1/messages/' + encodeURIComponent(id);
   }
 
-  function recentPath(before) {
+  function recentPath(before, domain) {
     var q = ['limit=' + PAGE_SIZE];
     if (before != null) q.push('before=' + encodeURIComponent(String(before)));
+    if (domain) q.push('domain=' + encodeURIComponent(domain));
     return 'v1/events?' + q.join('&');
   }
 
@@ -379,9 +392,7 @@
 
   function setStatus(text) { $('status').textContent = text || ''; }
 
-  function showError(err) {
-    var box = $('error');
-    clear(box);
+  function errorText(err) {
     var msg;
     if (err instanceof ApiError) {
       msg = err.status ? 'The API answered ' + err.status + ': ' + err.message : err.message;
@@ -389,10 +400,17 @@
     } else {
       msg = 'Something went wrong: ' + str(err && err.message ? err.message : err);
     }
+    return msg;
+  }
+
+  /* Shows err in the box with that id (the page's own error box by default). */
+  function showError(err, id) {
+    var box = $(id || 'error');
+    clear(box);
     box.appendChild(el('strong', null, 'Could not load. '));
-    box.appendChild(document.createTextNode(msg));
+    box.appendChild(document.createTextNode(errorText(err)));
     box.hidden = false;
-    setStatus('');
+    if (!id) setStatus('');
   }
 
   function hideError() { $('error').hidden = true; clear($('error')); }
@@ -586,7 +604,7 @@
 
   /* ---- views ----------------------------------------------------------------- */
 
-  var state = { address: '', type: '', message: '' };
+  var state = { address: '', type: '', message: '', view: '', name: '', domain: '' };
   var generation = 0;          /* bumps on every new view; stale answers are dropped */
   var timeline = { seen: {}, next: null };
   var recent = { seen: {}, next: null };
@@ -598,15 +616,20 @@
     clear($('message-groups'));
     clear($('recent-table').tBodies[0]);
     timeline = { seen: {}, next: null };
-    recent = { seen: {}, next: null };
+    recent = { seen: {}, next: null, domain: '' };
+    resetHealth();
     hideError();
   }
 
+  /* Appends the events not shown yet.  An event is one SNS message's
+   * event for one recipient: a message about several recipients (a Send or
+   * Delivery to many, a bounce of several) gives events with the same id,
+   * so the id alone does not tell them apart. */
   function appendEvents(tbody, store, events, withRecipient) {
     var added = 0;
     (Array.isArray(events) ? events : []).forEach(function (ev) {
       if (!isObj(ev)) return;
-      var id = str(ev.id);
+      var id = str(ev.id) ? str(ev.id) + ' ' + str(ev.recipient) : '';
       if (id && store.seen[id]) return;
       if (id) store.seen[id] = true;
       tbody.appendChild(eventRow(ev, withRecipient));
@@ -719,12 +742,21 @@
       .then(function () { btn.disabled = false; });
   }
 
-  function loadRecent() {
+  /* The newest events across all recipients, or (domain) those of the
+   * recipients at one domain: where the health view's domains link to. */
+  function loadRecent(domain) {
     var gen = ++generation;
     resetViews();
-    document.title = 'mailtrail · support console';
-    setStatus('Loading the newest events…');
-    return api(recentPath(null))
+    recent.domain = domain || '';
+    document.title = domain ? domain + ' · mailtrail' : 'mailtrail · support console';
+    $('recent-caption').textContent = domain
+      ? 'Newest events for recipients at ' + domain
+      : 'Newest events across all recipients';
+    $('recent-empty').textContent = domain
+      ? 'No stored events for recipients at ' + domain + '.'
+      : 'No events have been stored yet.';
+    setStatus(domain ? 'Loading the newest events for ' + domain + '…' : 'Loading the newest events…');
+    return api(recentPath(null, recent.domain))
       .then(function (page) {
         if (gen !== generation) return;
         var added = appendEvents($('recent-table').tBodies[0], recent, page.events, true);
@@ -742,7 +774,7 @@
     var gen = generation;
     var btn = $('recent-older');
     btn.disabled = true;
-    api(recentPath(recent.next))
+    api(recentPath(recent.next, recent.domain))
       .then(function (page) {
         if (gen !== generation) return;
         appendEvents($('recent-table').tBodies[0], recent, page.events, true);
@@ -759,18 +791,620 @@
     $('address').value = state.address || state.message;
     $('type-filter').value = state.type;
     if ($('type-filter').value !== state.type) $('type-filter').value = '';
+    var healthView = state.view === 'health';
+    if (healthView) $('nav-health').setAttribute('aria-current', 'page');
+    else $('nav-health').removeAttribute('aria-current');
+    if (!healthView && !state.address && !state.message && !state.domain) {
+      $('nav-recipients').setAttribute('aria-current', 'page');
+    } else {
+      $('nav-recipients').removeAttribute('aria-current');
+    }
     if (state.address) return loadAddress(state.address, state.type);
     if (state.message) return loadMessage(state.message);
-    return loadRecent();
+    if (healthView) return loadHealth(state.name);
+    return loadRecent(state.domain);
   }
 
-  function navigate(next) {
-    state = { address: next.address, type: next.address ? next.type : '',
-      message: next.address ? '' : str(next.message) };
+  /* One view at a time: an address (with a type), a message id, the health
+   * view (with an identity), or the newest events (of one domain). */
+  function normState(next) {
+    var s = { address: str(next.address), type: '', message: '', view: '', name: '', domain: '' };
+    if (s.address) s.type = str(next.type);
+    else if (next.message) s.message = str(next.message);
+    else if (next.view === 'health') { s.view = 'health'; s.name = str(next.name); }
+    else s.domain = str(next.domain);
+    return s;
+  }
+
+  function pushUrl() {
     var url = queryString(state);
     var current = window.location.search || window.location.pathname;
     if (url !== current) window.history.pushState(state, '', url);
+  }
+
+  function navigate(next) {
+    state = normState(next);
+    pushUrl();
     return render();
+  }
+
+  /* ---- sending health ------------------------------------------------------------ */
+  /* GET /v1/health lists the sending identities with their 24 h, 7 d and
+   * 30 d rates and status; /v1/health/series gives one identity's counts per
+   * hour or day (the charts); /v1/health/domains ranks the recipient domains
+   * by bounces or complaints, each linking to ?domain= (its newest events). */
+
+  var SVG_NS = 'http://www.w3.org/2000/svg';
+  var HOUR_MS = 3600 * 1000;
+  var DAY_MS = 24 * HOUR_MS;
+  var HEALTH_LIMIT = 100;        /* identities listed */
+  var DOMAINS_LIMIT = 10;        /* domains per list */
+  var POINTS_MAX = 2000;         /* what one series answer may hold (the API's own limit) */
+  /* A name the API accepts as an identity, and a domain that
+   * /v1/events?domain= accepts; anything else is shown as text and never
+   * linked or asked for.  The overflow name "(other)" (names past the daily
+   * cap, or not valid) has a series of its own but no events feed. */
+  var NAME_RE = /^[a-z0-9._@+-]{1,253}$/;
+  var DOMAIN_RE = /^[a-z0-9._+-]{1,253}$/;
+  var OTHER_NAME = '(other)';
+  var DEFAULT_THRESHOLDS = {
+    bounce: { warning: 0.025, review: 0.05, pause: 0.1 },
+    complaint: { warning: 0.0005, review: 0.001, pause: 0.005 }
+  };
+  var STATUS_LABEL = {
+    'pause_risk': 'Pause risk', 'at_risk': 'At risk', 'warning': 'Warning',
+    'ok': 'OK', 'low_volume': 'Low volume'
+  };
+  /* Stacking order of the daily bars, bottom first: the problems first. */
+  var COUNT_TYPES = ['Bounce/Permanent', 'Bounce/Transient', 'Bounce/Undetermined', 'Complaint',
+    'Reject', 'Rendering Failure', 'DeliveryDelay', 'Delivery', 'Send', 'Open', 'Click'];
+  var COUNT_LABEL = {
+    'Bounce/Permanent': 'Hard bounce', 'Bounce/Transient': 'Soft bounce',
+    'Bounce/Undetermined': 'Undetermined bounce', 'Complaint': 'Complaint', 'Reject': 'Reject',
+    'Rendering Failure': 'Rendering failure', 'DeliveryDelay': 'Delivery delay',
+    'Delivery': 'Delivery', 'Send': 'Send', 'Open': 'Open', 'Click': 'Click'
+  };
+  /* The rate charts' periods: step and number of buckets, the current one last. */
+  var RANGES = {
+    '30d': { step: 'day', n: 30, label: 'per day, the last 30 days' },
+    '7d': { step: 'hour', n: 7 * 24, label: 'per hour, the last 7 days' },
+    '48h': { step: 'hour', n: 48, label: 'per hour, the last 48 hours' }
+  };
+  var MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+  var health = {
+    items: [], thresholds: DEFAULT_THRESHOLDS, minVolume: null,
+    skew: 0,            /* the API's clock minus this browser's */
+    name: '', range: '30d', detailGen: 0, domainsGen: 0
+  };
+
+  function has(o, k) { return Object.prototype.hasOwnProperty.call(o, k); }
+  function num(v) { return typeof v === 'number' && isFinite(v) ? v : null; }
+  function count(counts, type) {
+    var v = isObj(counts) && has(counts, type) ? num(counts[type]) : null;
+    return v != null && v > 0 ? v : 0;
+  }
+
+  function fmtInt(n) {
+    n = num(n);
+    if (n == null) return '?';
+    return String(Math.round(n)).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+  }
+
+  /* A measured rate: 6.00%, 0.667%, 12.5%; a dash when there is none. */
+  function fmtPct(r) {
+    r = num(r);
+    if (r == null) return '–';
+    var v = r * 100;
+    if (v === 0) return '0%';
+    return (v >= 10 ? v.toFixed(1) : v >= 1 ? v.toFixed(2) : v.toFixed(3)) + '%';
+  }
+
+  /* A level (threshold, axis tick): 5%, 0.1%, 2.5%. */
+  function fmtLevel(r) {
+    return String(parseFloat((r * 100).toPrecision(3))) + '%';
+  }
+
+  function fmtDay(ms) {
+    var d = new Date(ms);
+    return MONTHS[d.getUTCMonth()] + ' ' + d.getUTCDate();
+  }
+
+  function fmtBucket(ms, step) {
+    var d = new Date(ms);
+    var day = fmtDay(ms) + ', ' + d.getUTCFullYear();
+    return step === 'day' ? day + ' (UTC)' : day + ' ' + pad(d.getUTCHours()) + ':00 UTC';
+  }
+
+  function plural(n, one, many) { return fmtInt(n) + ' ' + (n === 1 ? one : many); }
+
+  function thresholdsOf(t) {
+    var out = {};
+    ['bounce', 'complaint'].forEach(function (k) {
+      var d = DEFAULT_THRESHOLDS[k];
+      var g = isObj(t) && isObj(t[k]) ? t[k] : {};
+      out[k] = {};
+      ['warning', 'review', 'pause'].forEach(function (level) {
+        var v = num(g[level]);
+        out[k][level] = v != null && v > 0 && v <= 1 ? v : d[level];
+      });
+    });
+    return out;
+  }
+
+  function statusKey(s) { return typeof s === 'string' && has(STATUS_LABEL, s) ? s : 'unknown'; }
+
+  function statusExplain(key) {
+    var b = health.thresholds.bounce, c = health.thresholds.complaint;
+    switch (key) {
+      case 'pause_risk': return 'A rate is above the level at which SES may pause sending (bounce ' +
+        fmtLevel(b.pause) + ', complaint ' + fmtLevel(c.pause) + ').';
+      case 'at_risk': return 'A rate is above the level at which SES puts the account under review (bounce ' +
+        fmtLevel(b.review) + ', complaint ' + fmtLevel(c.review) + ').';
+      case 'warning': return 'A rate is above half the SES review level (bounce ' +
+        fmtLevel(b.warning) + ', complaint ' + fmtLevel(c.warning) + ').';
+      case 'ok': return 'Both rates are below half the SES review level.';
+      case 'low_volume': return 'Too few sends to judge' +
+        (health.minVolume != null ? ' (fewer than ' + fmtInt(health.minVolume) + ')' : '') + '.';
+      default: return 'A status this console does not know.';
+    }
+  }
+
+  function statusBadge(s, small) {
+    var key = statusKey(s);
+    var b = el('span', 'badge status status-' + key.replace('_', '-') + (small ? ' badge-small' : ''),
+      key === 'unknown' ? (str(s) || 'unknown') : STATUS_LABEL[key]);
+    b.setAttribute('data-status', str(s));
+    b.setAttribute('title', statusExplain(key));
+    return b;
+  }
+
+  function rateSpan(r, th, cls) {
+    var v = num(r);
+    var s = el('span', 'rate ' + cls +
+      (v != null && v > th.pause ? ' over-pause' : v != null && v > th.review ? ' over-review' : ''),
+      fmtPct(r));
+    return s;
+  }
+
+  function windowCell(w, key) {
+    var td = el('td', 'col-window');
+    td.setAttribute('data-window', key);
+    if (!isObj(w)) {
+      td.appendChild(el('span', 'muted', '–'));
+      return td;
+    }
+    var top = el('div', 'win-top');
+    var sends = num(w.sends);
+    top.appendChild(el('span', 'win-sends', sends == null ? '? sends' : plural(sends, 'send', 'sends')));
+    top.appendChild(statusBadge(w.status, true));
+    td.appendChild(top);
+    var rates = el('div', 'win-rates');
+    rates.appendChild(document.createTextNode('bounce '));
+    rates.appendChild(rateSpan(w.bounce_rate, health.thresholds.bounce, 'rate-bounce'));
+    rates.appendChild(document.createTextNode(' · complaint '));
+    rates.appendChild(rateSpan(w.complaint_rate, health.thresholds.complaint, 'rate-complaint'));
+    td.appendChild(rates);
+    return td;
+  }
+
+  /* A same-page link built from our own query string only. */
+  function viewLink(text, next, cls) {
+    var a = el('a', cls, text);
+    a.setAttribute('href', queryString(normState(next)));
+    a.addEventListener('click', function (e) {
+      if (e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) return;
+      e.preventDefault();
+      if (next.view === 'health' && state.view === 'health') selectIdentity(next.name, true);
+      else navigate(next);
+    });
+    return a;
+  }
+
+  /* A row's name: the link when linkable, else the name as text; what
+   * says what "(other)" gathers. */
+  function nameCell(name, linkable, link, what) {
+    var th = el('th', 'col-identity');
+    th.setAttribute('scope', 'row');
+    if (linkable) th.appendChild(link);
+    else th.appendChild(el('span', 'other-name', name || '(no name)'));
+    if (name === OTHER_NAME) th.appendChild(el('span', 'other-note', what));
+    return th;
+  }
+
+  function identityOk(name) { return NAME_RE.test(name) || name === OTHER_NAME; }
+
+  function healthRow(item) {
+    var name = str(item.name);
+    var tr = el('tr', 'hrow');
+    tr.setAttribute('data-name', name);
+    tr.appendChild(nameCell(name, identityOk(name),
+      viewLink(name, { view: 'health', name: name }, 'identity-link'),
+      'identities past the daily limit of names, or not valid as names'));
+    var tdS = el('td', 'col-hstatus');
+    tdS.appendChild(statusBadge(item.status));
+    tr.appendChild(tdS);
+    var w = isObj(item.windows) ? item.windows : {};
+    ['24h', '7d', '30d'].forEach(function (k) {
+      tr.appendChild(windowCell(has(w, k) ? w[k] : null, k));
+    });
+    return tr;
+  }
+
+  function resetHealth() {
+    ['health', 'health-empty', 'health-table', 'health-detail', 'health-domains', 'health-note',
+      'health-series-error', 'domains-error', 'domains-bounces-empty',
+      'domains-complaints-empty'].forEach(function (id) { show(id, false); });
+    clear($('health-table').tBodies[0]);
+    clearCharts();
+    clear($('domains-bounces').tBodies[0]);
+    clear($('domains-complaints').tBodies[0]);
+    health.items = [];
+    health.detailGen++;
+    health.domainsGen++;
+  }
+
+  function clearCharts() {
+    ['chart-bounce', 'chart-complaint', 'chart-counts', 'counts-legend'].forEach(function (id) { clear($(id)); });
+  }
+
+  function apiNow() { return Date.now() + health.skew; }
+
+  function loadHealth(name) {
+    var gen = ++generation;
+    resetViews();
+    document.title = 'Sending health · mailtrail';
+    setStatus('Loading sending health…');
+    $('health-range').value = health.range;
+    return api('v1/health?dimension=identity&limit=' + HEALTH_LIMIT)
+      .then(function (body) {
+        if (gen !== generation) return;
+        var items = Array.isArray(body.items) ? body.items.filter(isObj) : [];
+        health.thresholds = thresholdsOf(body.thresholds);
+        health.minVolume = num(body.min_volume);
+        health.skew = num(body.now) != null ? body.now - Date.now() : 0;
+        health.items = items;
+        $('health-volume').textContent = 'Each identity\'s status is its worst window: OK, Warning (above half the review level), At risk (above the review level) or Pause risk (above the pause level). A window with ' +
+          (health.minVolume != null ? 'fewer than ' + plural(health.minVolume, 'send', 'sends') : 'too few sends') +
+          ' is Low volume and not judged. The rates count every event mailtrail stored, hour by hour, in UTC.';
+        show('health', true);
+        if (items.length === 0) {
+          show('health-empty', true);
+          setStatus('No events counted yet.');
+          return;
+        }
+        var tbody = $('health-table').tBodies[0];
+        items.forEach(function (item) { tbody.appendChild(healthRow(item)); });
+        show('health-table', true);
+        show('health-domains', true);
+        loadDomains();
+        var pick = name ? name.toLowerCase() : '';   /* identities are lower-case */
+        for (var i = 0; !pick && i < items.length; i++) {
+          if (identityOk(str(items[i].name))) pick = str(items[i].name);
+        }
+        setStatus('Showing ' + plural(items.length, 'sending identity', 'sending identities') + '.');
+        if (pick) selectIdentity(pick, false);
+      })
+      .catch(function (err) { if (gen === generation) showError(err); });
+  }
+
+  /* Shows one identity's charts; push: a new history entry (a click). */
+  function selectIdentity(name, push) {
+    if (push) {
+      state = normState({ view: 'health', name: name });
+      pushUrl();
+    }
+    health.name = name;
+    var item = null;
+    health.items.forEach(function (it) { if (!item && str(it.name) === name) item = it; });
+    Array.prototype.forEach.call($('health-table').tBodies[0].rows, function (tr) {
+      var on = tr.getAttribute('data-name') === name;
+      tr.classList.toggle('selected', on);
+      if (on) tr.setAttribute('aria-current', 'true');
+      else tr.removeAttribute('aria-current');
+    });
+    $('health-name').textContent = name;
+    clear($('health-status'));
+    if (item) $('health-status').appendChild(statusBadge(item.status));
+    $('health-note').textContent = item ? '' : 'mailtrail counted no event of this identity in the last 30 days.';
+    show('health-note', !item);
+    show('health-detail', true);
+    document.title = name + ' · sending health · mailtrail';
+    return loadSeries();
+  }
+
+  function seriesPath(name, range) {
+    var r = RANGES[range];
+    var unit = r.step === 'day' ? DAY_MS : HOUR_MS;
+    var now = apiNow();
+    var from = Math.floor(now / unit) * unit - (r.n - 1) * unit;
+    return 'v1/health/series?dimension=identity&name=' + encodeURIComponent(name) +
+      '&from=' + from + '&to=' + (Math.floor(now) + 1) + '&step=' + r.step;
+  }
+
+  function seriesPoints(body) {
+    var pts = Array.isArray(body.points) ? body.points : [];
+    return pts.filter(function (p) { return isObj(p) && num(p.time) != null; }).slice(0, POINTS_MAX);
+  }
+
+  function loadSeries() {
+    var gen = ++health.detailGen;
+    var name = health.name;
+    clearCharts();
+    show('health-series-error', false);
+    if (!identityOk(name)) {
+      showError(new ApiError('"' + name + '" is not an identity name (lower-case letters, digits and . _ @ + -, at most 253).', 0, ''),
+        'health-series-error');
+      return Promise.resolve();
+    }
+    var range = has(RANGES, health.range) ? health.range : '30d';
+    var daily = api(seriesPath(name, '30d'));
+    var rates = range === '30d' ? daily : api(seriesPath(name, range));
+    $('chart-counts').appendChild(el('p', 'chart-empty', 'Loading…'));
+    return Promise.all([daily, rates])
+      .then(function (res) {
+        if (gen !== health.detailGen) return;
+        clearCharts();
+        var pts = seriesPoints(res[1]);
+        var step = RANGES[range].step;
+        $('chart-bounce').appendChild(rateChart(pts, step, 'bounce', RANGES[range].label));
+        $('chart-complaint').appendChild(rateChart(pts, step, 'complaint', RANGES[range].label));
+        countsChart(seriesPoints(res[0]));
+      })
+      .catch(function (err) {
+        if (gen !== health.detailGen) return;
+        clearCharts();
+        showError(err, 'health-series-error');
+      });
+  }
+
+  /* ---- SVG charts ---------------------------------------------------------------- */
+
+  /* An SVG element with attributes; every value given here is a number or
+   * a fixed word of this file, never text from the API. */
+  function svg(tag, attrs, cls) {
+    var e = document.createElementNS(SVG_NS, tag);
+    if (cls) e.setAttribute('class', cls);
+    Object.keys(attrs || {}).forEach(function (k) { e.setAttribute(k, String(attrs[k])); });
+    return e;
+  }
+
+  function svgText(x, y, text, cls, anchor) {
+    var t = svg('text', { x: x, y: y }, cls);
+    if (anchor) t.setAttribute('text-anchor', anchor);
+    t.textContent = text;
+    return t;
+  }
+
+  function svgTitle(node, text) {
+    var t = svg('title');
+    t.textContent = text;
+    node.appendChild(t);
+    return node;
+  }
+
+  /* The smallest 1, 2, 4 or 8 times a power of ten that is >= v: an axis
+   * top whose quarters read well (0.25%, 0.5%, 1%, 2%...). */
+  function niceTop(v) {
+    if (!(v > 0)) return 1;
+    var p = Math.pow(10, Math.floor(Math.log(v) / Math.LN10));
+    var steps = [1, 2, 4, 8, 10];
+    for (var i = 0; i < steps.length; i++) {
+      if (steps[i] * p >= v * (1 - 1e-9)) return steps[i] * p;
+    }
+    return 10 * p;
+  }
+
+  /* Labels under the x axis: days (every few) or hours (at midnight UTC,
+   * or every six hours when there are few). */
+  function xLabels(g, pts, step, x, y) {
+    var n = pts.length;
+    if (step === 'day') {
+      var every = Math.max(1, Math.ceil(n / 10));
+      for (var i = n - 1; i >= 0; i -= every) g.appendChild(svgText(x(i), y, fmtDay(pts[i].time), 'axis-label', 'middle'));
+      return;
+    }
+    pts.forEach(function (p, j) {
+      var h = new Date(p.time).getUTCHours();
+      if (h === 0) g.appendChild(svgText(x(j), y, fmtDay(p.time), 'axis-label', 'middle'));
+      else if (n <= 48 && h % 6 === 0) g.appendChild(svgText(x(j), y, pad(h) + ':00', 'axis-label', 'middle'));
+    });
+  }
+
+  /* A rate over time (kind: 'bounce' or 'complaint'): a line with a dot
+   * per bucket that has a rate (none where nothing was sent), and the SES
+   * review and pause levels as labelled lines. */
+  function rateChart(pts, step, kind, periodLabel) {
+    var W = 600, H = 240, L = 54, R = 92, T = 14, B = 28;
+    var pw = W - L - R, ph = H - T - B;
+    var th = health.thresholds[kind];
+    var key = kind + '_rate';
+    var what = kind === 'bounce' ? 'Bounce rate' : 'Complaint rate';
+    var n = pts.length;
+    var vals = pts.map(function (p) { var v = num(p[key]); return v != null && v >= 0 ? v : null; });
+    var max = 0, last = null, seen = 0;
+    vals.forEach(function (v) { if (v != null) { seen++; last = v; if (v > max) max = v; } });
+    var top = niceTop(Math.max(th.pause * 1.25, max * 1.05));
+    var x = function (i) { return L + (i + 0.5) * pw / Math.max(n, 1); };
+    var y = function (v) { return T + ph - v / top * ph; };
+
+    var root = svg('svg', { viewBox: '0 0 ' + W + ' ' + H, role: 'img' }, 'chart-svg rate-chart');
+    root.setAttribute('data-kind', kind);
+    root.setAttribute('aria-label', what + ', ' + periodLabel + ': ' +
+      (seen ? 'latest ' + fmtPct(last) + ', highest ' + fmtPct(max) : 'no sends') +
+      '; SES review level ' + fmtLevel(th.review) + ', pause level ' + fmtLevel(th.pause) + '.');
+    svgTitle(root, what + ', ' + periodLabel);
+
+    var grid = root.appendChild(svg('g', {}, 'grid'));
+    for (var i = 0; i <= 4; i++) {
+      var v = top * i / 4;
+      grid.appendChild(svg('line', { x1: L, x2: L + pw, y1: y(v), y2: y(v) }, i ? 'grid-line' : 'axis-line'));
+      grid.appendChild(svgText(L - 6, y(v) + 4, fmtLevel(v), 'axis-label', 'end'));
+    }
+    xLabels(grid, pts, step, x, H - 8);
+
+    /* The threshold labels sit right of the plot; 13 units apart at least. */
+    var yPause = y(th.pause), yReview = y(th.review);
+    var lyPause = Math.min(yPause, yReview - 13);
+    [['review', th.review, yReview, yReview], ['pause', th.pause, yPause, lyPause]].forEach(function (t) {
+      var g = svg('g', {}, 'threshold threshold-' + t[0]);
+      g.setAttribute('data-threshold', t[0]);
+      g.setAttribute('data-value', String(t[1]));
+      g.appendChild(svg('line', { x1: L, x2: L + pw, y1: t[2], y2: t[2] }));
+      g.appendChild(svgText(L + pw + 6, Math.max(t[3] + 4, T + 4), 'SES ' + t[0] + ' ' + fmtLevel(t[1]), 'threshold-label'));
+      root.appendChild(g);
+    });
+
+    var d = '';
+    var pen = false;
+    vals.forEach(function (v, j) {
+      if (v == null) { pen = false; return; }
+      d += (pen ? ' L' : ' M') + x(j).toFixed(1) + ' ' + y(v).toFixed(1);
+      pen = true;
+    });
+    if (d) root.appendChild(svg('path', { d: d.trim() }, 'rate-line rate-line-' + kind));
+    var dots = root.appendChild(svg('g', {}, 'dots'));
+    vals.forEach(function (v, j) {
+      if (v == null) return;
+      var p = pts[j];
+      var c = p.counts;
+      var part = kind === 'bounce' ? count(c, 'Bounce/Permanent') : count(c, 'Complaint');
+      var base = kind === 'bounce' ? num(p.sends)
+        : (count(c, 'Send') > 0 ? count(c, 'Send') : count(c, 'Delivery'));
+      var dot = svg('circle', { cx: x(j).toFixed(1), cy: y(v).toFixed(1), r: n > 60 ? 2.2 : 3.5 },
+        'rate-dot' + (v > th.pause ? ' over-pause' : v > th.review ? ' over-review' : ''));
+      dot.setAttribute('data-time', String(p.time));
+      dot.setAttribute('data-rate', String(v));
+      svgTitle(dot, fmtBucket(p.time, step) + ': ' + what.toLowerCase() + ' ' + fmtPct(v) + ' (' +
+        plural(part, kind === 'bounce' ? 'hard bounce' : 'complaint', kind === 'bounce' ? 'hard bounces' : 'complaints') +
+        (base != null ? ' of ' + plural(base, 'send', 'sends') : '') + ')');
+      dots.appendChild(dot);
+    });
+    if (!seen) root.appendChild(svgText(L + pw / 2, T + ph / 2, 'Nothing sent in this period', 'chart-note', 'middle'));
+    return root;
+  }
+
+  /* Events per day, stacked by type, and a legend with the period's totals. */
+  function countsChart(pts) {
+    var W = 1000, H = 230, L = 54, R = 12, T = 12, B = 28;
+    var pw = W - L - R, ph = H - T - B;
+    var n = pts.length;
+    var totals = {};
+    var max = 0;
+    pts.forEach(function (p) {
+      var sum = 0;
+      COUNT_TYPES.forEach(function (t) {
+        var c = count(p.counts, t);
+        sum += c;
+        totals[t] = (totals[t] || 0) + c;
+      });
+      if (sum > max) max = sum;
+    });
+    /* Whole numbers on the four ticks. */
+    var top = Math.max(4, Math.ceil(niceTop(max) / 4) * 4);
+    var slot = pw / Math.max(n, 1);
+    var bw = Math.max(1, slot * 0.72);
+    var x = function (i) { return L + (i + 0.5) * slot; };
+    var y = function (v) { return T + ph - v / top * ph; };
+    var all = 0;
+    COUNT_TYPES.forEach(function (t) { all += totals[t]; });
+
+    var root = svg('svg', { viewBox: '0 0 ' + W + ' ' + H, role: 'img' }, 'chart-svg counts-chart');
+    root.setAttribute('aria-label', 'Events per day, the last ' + n + ' days, stacked by type: ' +
+      plural(all, 'event', 'events') + ' in all.');
+    svgTitle(root, 'Events per day, stacked by type');
+    var grid = root.appendChild(svg('g', {}, 'grid'));
+    for (var i = 0; i <= 4; i++) {
+      var v = top * i / 4;
+      grid.appendChild(svg('line', { x1: L, x2: L + pw, y1: y(v), y2: y(v) }, i ? 'grid-line' : 'axis-line'));
+      grid.appendChild(svgText(L - 6, y(v) + 4, fmtInt(v), 'axis-label', 'end'));
+    }
+    xLabels(grid, pts, 'day', x, H - 8);
+    var bars = root.appendChild(svg('g', {}, 'bars'));
+    pts.forEach(function (p, j) {
+      var g = svg('g', {}, 'bar');
+      g.setAttribute('data-time', String(p.time));
+      var cum = 0;
+      COUNT_TYPES.forEach(function (t) {
+        var c = count(p.counts, t);
+        if (!c) return;
+        var rect = svg('rect', {
+          x: (x(j) - bw / 2).toFixed(1), y: y(cum + c).toFixed(2),
+          width: bw.toFixed(1), height: (y(cum) - y(cum + c)).toFixed(2)
+        }, 'seg seg-' + typeSlug(t));
+        rect.setAttribute('data-type', t);
+        rect.setAttribute('data-count', String(c));
+        svgTitle(rect, fmtBucket(p.time, 'day') + ': ' + COUNT_LABEL[t] + ' ' + fmtInt(c));
+        g.appendChild(rect);
+        cum += c;
+      });
+      bars.appendChild(g);
+    });
+    if (!all) root.appendChild(svgText(L + pw / 2, T + ph / 2, 'No events in the last 30 days', 'chart-note', 'middle'));
+    $('chart-counts').appendChild(root);
+
+    var legend = $('counts-legend');
+    COUNT_TYPES.forEach(function (t) {
+      if (!totals[t]) return;
+      var li = el('li', 'legend-item');
+      li.setAttribute('data-type', t);
+      li.setAttribute('data-count', String(totals[t]));
+      li.appendChild(el('span', 'swatch seg-' + typeSlug(t)));
+      li.appendChild(el('span', null, COUNT_LABEL[t] + ' '));
+      li.appendChild(el('strong', null, fmtInt(totals[t])));
+      legend.appendChild(li);
+    });
+  }
+
+  /* ---- recipient domains ---------------------------------------------------------- */
+
+  function domainsPath(window, by) {
+    return 'v1/health/domains?window=' + encodeURIComponent(window) + '&by=' + by + '&limit=' + DOMAINS_LIMIT;
+  }
+
+  function fillDomains(by, list) {
+    var id = by === 'bounces' ? 'domains-bounces' : 'domains-complaints';
+    var tbody = $(id).tBodies[0];
+    clear(tbody);
+    var rows = (Array.isArray(list) ? list : []).filter(isObj).slice(0, DOMAINS_LIMIT);
+    rows.forEach(function (d) {
+      var name = str(d.domain);
+      var tr = el('tr');
+      tr.setAttribute('data-domain', name);
+      tr.appendChild(nameCell(name, DOMAIN_RE.test(name), viewLink(name, { domain: name }, 'domain-link'),
+        'domains past the daily limit, or not plain host names'));
+      var cells = by === 'bounces'
+        ? [fmtInt(d.bounces), fmtInt(d.permanent_bounces), fmtPct(d.bounce_rate)]
+        : [fmtInt(d.complaints), fmtInt(d.sends), fmtPct(d.complaint_rate)];
+      cells.forEach(function (c, i) {
+        var td = el('td', 'num', c);
+        td.setAttribute('data-col', String(i));
+        tr.appendChild(td);
+      });
+      tbody.appendChild(tr);
+    });
+    show(id, rows.length > 0);
+    show(id + '-empty', rows.length === 0);
+  }
+
+  function loadDomains() {
+    var gen = ++health.domainsGen;
+    var w = $('domains-window').value || '7d';
+    show('domains-error', false);
+    return Promise.all([api(domainsPath(w, 'bounces')), api(domainsPath(w, 'complaints'))])
+      .then(function (res) {
+        if (gen !== health.domainsGen) return;
+        fillDomains('bounces', res[0].domains);
+        fillDomains('complaints', res[1].domains);
+      })
+      .catch(function (err) {
+        if (gen !== health.domainsGen) return;
+        fillDomains('bounces', []);
+        fillDomains('complaints', []);
+        show('domains-bounces-empty', false);
+        show('domains-complaints-empty', false);
+        showError(err, 'domains-error');
+      });
   }
 
   /* ---- wiring ----------------------------------------------------------------- */
@@ -790,18 +1424,34 @@
       e.preventDefault();
       navigate({ address: '', type: '' });
     });
+    $('nav-health').addEventListener('click', function (e) {
+      if (e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) return;
+      e.preventDefault();
+      navigate({ view: 'health' });
+    });
+    $('nav-recipients').addEventListener('click', function (e) {
+      if (e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) return;
+      e.preventDefault();
+      navigate({});
+    });
+    $('health-range').addEventListener('change', function () {
+      health.range = $('health-range').value;
+      loadSeries();
+    });
+    $('domains-window').addEventListener('change', loadDomains);
     $('older').addEventListener('click', loadOlder);
     $('recent-older').addEventListener('click', loadRecentOlder);
     $('token-form').addEventListener('submit', onTokenSubmit);
     window.addEventListener('popstate', function () {
-      state = readQuery();
+      state = normState(readQuery());
       render();
     });
-    state = readQuery();
-    state.address = normaliseInput(state.address);
-    state.message = state.address ? '' : normaliseInput(state.message);
+    var q = readQuery();
+    q.address = normaliseInput(q.address);
+    q.message = normaliseInput(q.message);
+    state = normState(q);
     render();
-    if (!state.address && !state.message) $('address').focus();
+    if (!state.address && !state.message && !state.view && !state.domain) $('address').focus();
   }
 
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init);

@@ -34,6 +34,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
   ADDRESS, OTHER, XSS_IMG, XSS_SCRIPT, XSS_LINK, WAIT_MS,
+  SHOP, NEWS, XSS_IDENTITY, ODD_IDENTITY, ODD_DOMAIN, buildHealthEvents,
   check, acheck, sleep, stopChild, startMailtrail,
   startStack, checkApiAndFiles,
 } from './fixture.mjs';
@@ -85,13 +86,297 @@ async function explainText(page, id) {
   return page.text(`#timeline tbody tr[data-id="${id}"] .explain`);
 }
 
+// ---- the sending health view ----------------------------------------------------------
+
+const DAY = 24 * 3600 * 1000;
+const HOUR = 3600 * 1000;
+const near = (a, b) => typeof a === 'number' && Math.abs(a - b) < 1e-9;
+
+/* One rate chart as drawn: its kind, threshold lines and dots. */
+function readRateChart(page, box) {
+  return page.evaluate((sel) => {
+    const svg = document.querySelector(`${sel} svg`);
+    if (!svg) return null;
+    return {
+      kind: svg.getAttribute('data-kind'),
+      label: svg.getAttribute('aria-label'),
+      thresholds: Array.from(svg.querySelectorAll('[data-threshold]')).map((g) => [
+        g.getAttribute('data-threshold'), Number(g.getAttribute('data-value')),
+        g.querySelector('text').textContent, g.querySelectorAll('line').length]),
+      dots: Array.from(svg.querySelectorAll('.rate-dot')).map((c) => ({
+        time: Number(c.getAttribute('data-time')), rate: Number(c.getAttribute('data-rate')),
+        cls: c.getAttribute('class'), title: c.querySelector('title').textContent })),
+      line: svg.querySelectorAll('path.rate-line').length,
+    };
+  }, box);
+}
+
+/* The identity table as shown: name, status and per window [sends, bounce
+   rate, complaint rate, window status]. */
+function readHealthTable(page) {
+  return page.$$eval('#health-table tbody tr', (trs) => trs.map((tr) => ({
+    name: tr.getAttribute('data-name'),
+    shown: tr.querySelector('th').firstChild.textContent,
+    link: tr.querySelector('th a') ? tr.querySelector('th a').getAttribute('href') : null,
+    status: tr.querySelector('.col-hstatus .badge').textContent,
+    selected: tr.getAttribute('aria-current') === 'true',
+    w: Object.fromEntries(Array.from(tr.querySelectorAll('td[data-window]')).map((td) => [
+      td.getAttribute('data-window'),
+      [td.querySelector('.win-sends').textContent, td.querySelector('.rate-bounce').textContent,
+        td.querySelector('.rate-complaint').textContent, td.querySelector('.badge').textContent]])),
+  })));
+}
+
+function readDomains(page, id) {
+  return page.$$eval(`#${id} tbody tr`, (trs) => trs.map((tr) => ({
+    domain: tr.getAttribute('data-domain'),
+    cells: Array.from(tr.querySelectorAll('td')).map((td) => td.textContent),
+    link: tr.querySelector('a') ? tr.querySelector('a').getAttribute('href') : null,
+  })));
+}
+
+/* Waits until the detail shows name with its charts drawn. */
+async function waitDetail(page, name, dots = 1) {
+  await page.waitFunction(([n, k]) => {
+    const svg = document.querySelector('#chart-bounce svg');
+    return document.getElementById('health-name').textContent === n && svg &&
+      svg.querySelectorAll('.rate-dot').length === k &&
+      document.querySelector('#chart-counts svg') !== null;
+  }, [name, dots]);
+}
+
+/* The health view over the events of buildHealthEvents (its comment has
+   the hand-computed figures), seeded now through the real webhook; first
+   the empty state, from a second mailtrail on another key prefix. */
+async function healthChecks({ page, context, problems, apiRequests, mt, redis, certDir, bin, seed, dataDir, outDir, shotName }) {
+  const empty = await startMailtrail(path.resolve(bin), redis.port, certDir,
+    ['--redis-prefix', 'mailtrail-empty:'], 'mailtrail-empty');
+  await acheck('health view with nothing counted yet: says so, no table, no charts', async () => {
+    const p = await openPage(context, problems);
+    await p.goto(`${empty.api}/?view=health`);
+    await p.waitVisible('#health-empty');
+    assert.match(await p.text('#health-empty'), /No events counted yet/);
+    assert.equal(await p.visible('#health-table'), false);
+    assert.equal(await p.visible('#health-detail'), false);
+    assert.equal(await p.visible('#health-domains'), false);
+    await p.close();
+  });
+  await stopChild(empty.child);
+
+  const when = Date.now() - 2 * 60 * 1000;
+  const day = Math.floor(when / DAY) * DAY;
+  const hour = Math.floor(when / HOUR) * HOUR;
+  const healthEvents = buildHealthEvents(dataDir, when);
+  await seed(mt.hook, healthEvents);
+  check(`seeded ${healthEvents.length} more signed SNS notifications for the health view (two identities, a hostile and an odd one)`, () => {});
+
+  const hb = await (await fetch(`${mt.api}/v1/health`)).json();
+  check('API: /v1/health has the hand-computed rates and status of both identities, the worst first', () => {
+    const by = Object.fromEntries(hb.items.map((i) => [i.name, i]));
+    assert.deepEqual(hb.items.slice(0, 2).map((i) => i.name), [NEWS, SHOP], JSON.stringify(hb.items.map((i) => i.name)));
+    for (const w of ['24h', '7d', '30d']) {
+      const s = by[SHOP].windows[w];
+      assert.equal(s.sends, 200, w);
+      assert.ok(near(s.bounce_rate, 12 / 200), `${w} ${s.bounce_rate}`);
+      assert.equal(s.complaint_rate, 0, w);
+      assert.equal(s.status, 'at_risk', w);
+      const n = by[NEWS].windows[w];
+      assert.equal(n.sends, 153, w);
+      assert.ok(Math.abs(n.bounce_rate - 3 / 153) < 1e-6, `${w} ${n.bounce_rate}`);
+      assert.ok(Math.abs(n.complaint_rate - 1 / 150) < 1e-6, `${w} ${n.complaint_rate}`);
+      assert.equal(n.status, 'pause_risk', w);
+    }
+    assert.ok(by['(other)'], 'the hostile identity is counted as (other)');
+    assert.ok(by[ODD_IDENTITY], 'the odd identity is its own name');
+    assert.ok(!hb.items.some((i) => /[<>"]/.test(i.name)), JSON.stringify(hb.items.map((i) => i.name)));
+  });
+
+  await page.goto(`${mt.api}/`);
+  await page.waitVisible('#recent');
+  await acheck('the "Sending health" tab shows the identities, the worst first, with status and 24h/7d/30d rates', async () => {
+    await page.click('#nav-health');
+    await page.waitFunction(() => document.querySelectorAll('#health-table tbody tr').length > 0 &&
+      !document.getElementById('health-table').hidden);
+    assert.equal(new URL(page.url()).search, '?view=health');
+    assert.equal(await page.attr('#nav-health', 'aria-current'), 'page');
+    const rows = await readHealthTable(page);
+    assert.deepEqual(rows.slice(0, 2).map((r) => [r.name, r.status]), [[NEWS, 'Pause risk'], [SHOP, 'At risk']]);
+    for (const w of ['24h', '7d', '30d']) {
+      assert.deepEqual(rows[0].w[w], ['153 sends', '1.96%', '0.667%', 'Pause risk'], w);
+      assert.deepEqual(rows[1].w[w], ['200 sends', '6.00%', '0%', 'At risk'], w);
+    }
+    assert.match(await page.text('#health-about'), /representative volume/);
+    assert.match(await page.text('#health-volume'), /fewer than 100 sends/);
+  });
+  await acheck('the worst identity is shown first: rate charts with the SES review and pause levels as labelled lines, events per day stacked', async () => {
+    await waitDetail(page, NEWS);
+    assert.equal((await readHealthTable(page))[0].selected, true);
+    const b = await readRateChart(page, '#chart-bounce');
+    assert.equal(b.kind, 'bounce');
+    assert.deepEqual(b.thresholds, [['review', 0.05, 'SES review 5%', 1], ['pause', 0.1, 'SES pause 10%', 1]]);
+    assert.equal(b.dots.length, 1, 'one day with sends');
+    assert.equal(b.dots[0].time, day);
+    assert.ok(Math.abs(b.dots[0].rate - 3 / 153) < 1e-6, String(b.dots[0].rate));
+    assert.match(b.dots[0].title, /1\.96% \(3 hard bounces of 153 sends\)/);
+    const c = await readRateChart(page, '#chart-complaint');
+    assert.deepEqual(c.thresholds, [['review', 0.001, 'SES review 0.1%', 1], ['pause', 0.005, 'SES pause 0.5%', 1]]);
+    assert.equal(c.dots.length, 1);
+    assert.ok(Math.abs(c.dots[0].rate - 1 / 150) < 1e-6, String(c.dots[0].rate));
+    assert.match(c.dots[0].cls, /over-pause/);
+    assert.match(c.dots[0].title, /0\.667% \(1 complaint of 150 sends\)/);
+    const legend = await page.$$eval('#counts-legend li', (lis) => lis.map((li) =>
+      [li.getAttribute('data-type'), Number(li.getAttribute('data-count'))]));
+    assert.deepEqual(legend, [['Bounce/Permanent', 3], ['Complaint', 1], ['Delivery', 150]]);
+    const bars = await page.$$eval('#chart-counts svg .bar', (gs) => gs.map((g) => ({
+      time: Number(g.getAttribute('data-time')),
+      segs: Array.from(g.querySelectorAll('rect')).map((r) => [r.getAttribute('data-type'),
+        Number(r.getAttribute('data-count')), Number(r.getAttribute('y')), Number(r.getAttribute('height'))]),
+    })));
+    assert.equal(bars.length, 30, '30 days');
+    assert.equal(bars[29].time - bars[0].time, 29 * DAY);
+    const full = bars.filter((x) => x.segs.length);
+    assert.equal(full.length, 1);
+    assert.equal(full[0].time, day);
+    assert.deepEqual(full[0].segs.map((s) => [s[0], s[1]]), [['Bounce/Permanent', 3], ['Complaint', 1], ['Delivery', 150]]);
+    const segs = full[0].segs;
+    for (let i = 1; i < segs.length; i++) {
+      assert.ok(Math.abs(segs[i][2] + segs[i][3] - segs[i - 1][2]) < 0.05, `stacked: ${JSON.stringify(segs)}`);
+      assert.ok(Math.abs(segs[i][3] / segs[0][3] - segs[i][1] / segs[0][1]) < 0.02, `heights by count: ${JSON.stringify(segs)}`);
+    }
+  });
+  await acheck('choosing another identity shows its charts; the URL is a deep link to it', async () => {
+    await page.click('#health-table tbody tr:nth-child(2) .identity-link');
+    await waitDetail(page, SHOP);
+    assert.equal(new URL(page.url()).search, `?view=health&name=${SHOP}`);
+    assert.equal((await readHealthTable(page))[1].selected, true);
+    assert.equal((await page.text('#health-status')).trim(), 'At risk');
+    const b = await readRateChart(page, '#chart-bounce');
+    assert.ok(near(b.dots[0].rate, 0.06), String(b.dots[0].rate));
+    assert.match(b.dots[0].cls, /over-review/);
+    assert.doesNotMatch(b.dots[0].cls, /over-pause/);
+    const c = await readRateChart(page, '#chart-complaint');
+    assert.equal(c.dots[0].rate, 0);
+    const legend = await page.$$eval('#counts-legend li', (lis) => lis.map((li) =>
+      [li.getAttribute('data-type'), Number(li.getAttribute('data-count'))]));
+    assert.deepEqual(legend, [['Bounce/Permanent', 12], ['Delivery', 150], ['Send', 200]]);
+  });
+  await acheck('rates per hour over 48 hours: 48 buckets, the events in their hour; the bars stay per day', async () => {
+    await page.select('#health-range', '48h');
+    await page.waitFunction(() => {
+      const svg = document.querySelector('#chart-bounce svg');
+      return svg && /48 hours/.test(svg.getAttribute('aria-label')) && svg.querySelectorAll('.rate-dot').length === 1;
+    });
+    const b = await readRateChart(page, '#chart-bounce');
+    assert.equal(b.dots[0].time, hour);
+    assert.ok(near(b.dots[0].rate, 0.06));
+    assert.ok(apiRequests.some((u) => u.includes('/v1/health/series?') && u.includes('step=hour')), 'step=hour asked');
+    assert.equal(await page.count('#chart-counts svg .bar'), 30);
+  });
+  await acheck('recipient domains ranked by bounces and by complaints; "(other)" is text, the odd domain a link', async () => {
+    await page.waitFunction(() => document.querySelectorAll('#domains-bounces tbody tr').length > 0);
+    const b = await readDomains(page, 'domains-bounces');
+    assert.deepEqual(b[0], { domain: 'gone.example', cells: ['12', '12', '100.0%'], link: '?domain=gone.example' });
+    const by = Object.fromEntries(b.map((r) => [r.domain, r]));
+    assert.deepEqual(by['old.example'].cells, ['3', '3', '100.0%'], 'no Send events: sends = deliveries + bounces');
+    assert.equal(by[ODD_DOMAIN].link, `?domain=${encodeURIComponent(ODD_DOMAIN)}`);
+    assert.ok(by['(other)'], JSON.stringify(b));
+    assert.equal(by['(other)'].link, null);
+    const c = await readDomains(page, 'domains-complaints');
+    const list = c.find((r) => r.domain === 'list.example');
+    assert.deepEqual(list, { domain: 'list.example', cells: ['1', '150', '0.667%'], link: '?domain=list.example' });
+    assert.ok(apiRequests.some((u) => u.includes('/v1/health/domains?window=7d&by=complaints')));
+  });
+  await acheck('a domain opens its recipients\' newest events (/v1/events?domain=); Back returns to the health view', async () => {
+    await page.click('#domains-bounces tbody tr:first-child a');
+    await waitRows(page, 24, '#recent-table');
+    assert.equal(new URL(page.url()).search, '?domain=gone.example');
+    assert.match(await page.text('#recent-caption'), /recipients at gone\.example/);
+    const got = await page.$$eval('#recent-table tbody tr', (trs) => trs.map((tr) =>
+      [tr.querySelector('.col-rcpt').textContent, tr.getAttribute('data-type')]));
+    assert.ok(got.every(([r]) => r.endsWith('@gone.example')), JSON.stringify(got));
+    assert.equal(got.filter(([, t]) => t === 'Bounce').length, 12);
+    assert.equal(got.filter(([, t]) => t === 'Send').length, 12);
+    assert.ok(apiRequests.some((u) => u.includes('/v1/events?') && u.includes('domain=gone.example')));
+    assert.equal(await page.visible('#health'), false);
+    await page.goBack();
+    await waitDetail(page, SHOP);
+    assert.equal(new URL(page.url()).search, `?view=health&name=${SHOP}`);
+  });
+  await acheck('hostile names stay text: markup is "(other)"; the odd identity loads through its encoded link', async () => {
+    const rows = await readHealthTable(page);
+    const by = Object.fromEntries(rows.map((r) => [r.name, r]));
+    assert.ok(by['(other)'] && by['(other)'].shown === '(other)', JSON.stringify(rows.map((r) => r.name)));
+    assert.equal(by[ODD_IDENTITY].shown, ODD_IDENTITY);
+    assert.equal(by[ODD_IDENTITY].link, `?view=health&name=${encodeURIComponent(ODD_IDENTITY)}`);
+    assert.equal(await page.count('#health img, #health script, #health iframe, #health foreignObject'), 0);
+    await page.click(`#health-table tbody tr:nth-child(${rows.indexOf(by[ODD_IDENTITY]) + 1}) .identity-link`);
+    await waitDetail(page, ODD_IDENTITY);
+    assert.equal(await page.visible('#health-series-error'), false);
+    const b = await readRateChart(page, '#chart-bounce');
+    assert.equal(b.dots[0].rate, 1);
+    assert.match(b.dots[0].cls, /over-pause/);
+    await page.click(`#health-table tbody tr:nth-child(${rows.indexOf(by['(other)']) + 1}) .identity-link`);
+    await waitDetail(page, '(other)');
+    assert.equal((await readRateChart(page, '#chart-bounce')).dots[0].rate, 1);
+    await sleep(300);
+    assert.equal(await page.evaluate(() => typeof window.__pwned), 'undefined');
+  });
+  await acheck('a deep link naming markup as the identity shows it as text and asks the API nothing for it', async () => {
+    const p = await openPage(context, problems);
+    const reqs = [];
+    p.onRequest((r) => reqs.push(r.url));
+    await p.goto(`${mt.api}/?view=health&name=${encodeURIComponent(XSS_IDENTITY)}`);
+    await p.waitVisible('#health-series-error');
+    assert.equal(await p.text('#health-name'), XSS_IDENTITY);
+    assert.match(await p.text('#health-series-error'), /is not an identity name/);
+    assert.equal(reqs.filter((u) => u.includes('/v1/health/series')).length, 0, reqs.join(' '));
+    assert.equal(await p.count('#health img, #health script'), 0);
+    await sleep(300);
+    assert.equal(await p.evaluate(() => typeof window.__pwned), 'undefined');
+    await p.close();
+  });
+
+  // A laptop screen: 1366 px wide.
+  await page.setViewport({ width: 1366, height: 768 });
+  await page.goto(`${mt.api}/?view=health&name=${SHOP}`);
+  await waitDetail(page, SHOP);
+  await page.waitFunction(() => document.querySelectorAll('#domains-bounces tbody tr').length > 0);
+  await acheck('readable at 1366x768: no sideways scrolling, the two rate charts side by side, text at least 10 px', async () => {
+    const m = await page.evaluate(() => {
+      const r = (s) => {
+        const b = document.querySelector(s).getBoundingClientRect();
+        return { top: b.top, width: b.width }; // plain numbers: a DOMRect does not cross BiDi
+      };
+      const label = document.querySelector('#chart-bounce svg .axis-label').getBoundingClientRect();
+      return { scroll: document.documentElement.scrollWidth, b: r('#chart-bounce svg'),
+        c: r('#chart-complaint svg'), n: r('#chart-counts svg'), label: label.height };
+    });
+    assert.ok(m.scroll <= 1366, `page ${m.scroll} px wide`);
+    assert.ok(m.b.width >= 500 && m.c.width >= 500, `${m.b.width} ${m.c.width}`);
+    assert.equal(Math.round(m.b.top), Math.round(m.c.top), 'side by side');
+    assert.ok(m.n.width >= 1000, `counts chart ${m.n.width}`);
+    assert.ok(m.label >= 10, `axis label ${m.label} px high`);
+  });
+  const shot = path.join(outDir, shotName.replace(/\.png$/, '-health.png'));
+  const tall = await page.evaluate(() => document.documentElement.scrollHeight);
+  await page.setViewport({ width: 1366, height: tall });
+  await page.screenshot(shot);
+  await page.setViewport(VIEWPORT);
+  check(`screenshot of the health view (1366 px wide) saved to ${shot}`, () => {
+    const png = fs.readFileSync(shot);
+    assert.ok(png.length > 10000, `${png.length} bytes`);
+    assert.equal(png.subarray(1, 4).toString('latin1'), 'PNG');
+    assert.equal(png.readUInt32BE(16), 1366, 'width');
+  });
+}
+
 // ---- the checks ------------------------------------------------------------------------
 
 /* The whole test: the stack, the checks without a browser, then
    launch({ tmpRoot }) -> driver and every check in it; the screenshot goes
    to outDir/shotName. */
 export async function runChecks({ bin, dataDir, outDir, shotName, launch }) {
-  const { tmpRoot, certDir, redis, t0, events, ids, aliceTotal, ...stack } = await startStack(bin, dataDir);
+  const { tmpRoot, certDir, redis, t0, events, ids, aliceTotal, seed, ...stack } = await startStack(bin, dataDir);
   let { mt } = stack;
   check(`seeded ${events.length} signed SNS notifications through POST /sns (${aliceTotal} for ${ADDRESS})`, () => {});
 
@@ -386,6 +671,7 @@ export async function runChecks({ bin, dataDir, outDir, shotName, launch }) {
     assert.equal(apiRequests.slice(before).filter((u) => u.includes('/v1/')).length, 0,
       apiRequests.slice(before).join(' '));
   });
+  await healthChecks({ page, context, problems, apiRequests, mt, redis, certDir, bin, seed, dataDir, outDir, shotName });
   await acheck('no script error and no Content-Security-Policy violation on any page', async () => {
     assert.deepEqual(await page.evaluate(() => window.__csp), []);
     assert.deepEqual(problems, []);
@@ -443,6 +729,30 @@ export async function runChecks({ bin, dataDir, outDir, shotName, launch }) {
     await waitRows(tp, aliceTotal);
     assert.deepEqual(tproblems, []);
     assert.deepEqual(await tp.evaluate(() => window.__csp), []);
+  });
+  await acheck('the health view in a new tab asks for the token too, then shows the identities and charts', async () => {
+    const hp = await openPage(tctx, tproblems);
+    await hp.goto(`${mt.api}/?view=health`);
+    await hp.waitVisible('#token-prompt');
+    assert.equal(await hp.visible('#health-table'), false);
+    await hp.fill('#token', API_TOKEN);
+    if (d.caps.typesKeys) await hp.press('Enter');
+    else await hp.click('#token-submit');
+    await waitDetail(hp, NEWS);
+    await hp.waitFunction(() => document.querySelectorAll('#domains-complaints tbody tr').length > 0);
+    assert.deepEqual((await readHealthTable(hp)).slice(0, 2).map((r) => r.name), [NEWS, SHOP]);
+    assert.equal(await hp.visible('#token-prompt'), false);
+    assert.deepEqual(tproblems, []);
+    assert.deepEqual(await hp.evaluate(() => window.__csp), []);
+    await hp.close();
+  });
+  await acheck('with Redis gone, the health view shows the API\'s error', async () => {
+    await stopChild(redis.child);
+    await tp.goto(`${mt.api}/?view=health`);
+    await tp.waitVisible('#error');
+    assert.match(await tp.text('#error'), /Could not load\. The API answered 5\d\d/);
+    assert.equal(await tp.visible('#health-table'), false);
+    assert.equal(await tp.visible('#token-prompt'), false);
   });
   await tctx.close();
   await d.close();

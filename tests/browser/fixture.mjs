@@ -354,6 +354,94 @@ function buildEvents(dataDir, t0) {
 }
 
 
+// ---- the health view's events: two identities with known rates ---------------------
+//
+// All at one time `when` (one UTC hour and day), posted after the checks of
+// the recent-events view (they are the newest events).  What the health
+// view must show for them (the contract's rates; status thresholds: bounce
+// review 5% pause 10%, complaint review 0.1% pause 0.5%, min volume 100):
+//
+//   shop.example.net (sourceArn identity): 200 Send (188 at ok.example,
+//     12 at gone.example), 150 Delivery, 12 permanent bounces (gone.example)
+//     -> sends 200, bounce rate 12/200 = 6% (at risk), complaint rate 0
+//   mailer@news.example (email identity, no Send events): 150 Delivery
+//     (list.example), 3 permanent bounces (old.example), 1 complaint
+//     (list.example) -> sends 150 + 3, bounce rate 3/153 = 1.96%,
+//     complaint rate 1/150 = 0.667% (pause risk)
+//   a hostile sourceArn identity (markup; not a valid name: "(other)"),
+//     one Send and one permanent bounce to a non-ASCII domain ("(other)")
+//   a valid but odd identity (ODD_IDENTITY), one Send and one permanent
+//     bounce to a valid but odd domain (ODD_DOMAIN)
+export const SHOP = 'shop.example.net';
+export const NEWS = 'mailer@news.example';
+export const XSS_IDENTITY = '<img src=x onerror="window.__pwned=1">';
+export const ODD_IDENTITY = 'javascript.alert_1+x@-.-';
+export const ODD_DOMAIN = '--odd..domain-';
+
+export function buildHealthEvents(dataDir, when) {
+  const out = [];
+  let n = 0;
+  const mail = (obj, identity, source, destination) => {
+    obj.mail.timestamp = isoMs(when - 5000);
+    obj.mail.source = source;
+    if (identity === null) delete obj.mail.sourceArn;
+    else obj.mail.sourceArn = `arn:aws:ses:us-east-1:123456789012:identity/${identity}`;
+    obj.mail.messageId = `0000health${String(n++).padStart(4, '0')}-000000`;
+    obj.mail.destination = destination;
+    delete obj.mail.tags;
+    return obj;
+  };
+  const send = (identity, source, rcpts) => {
+    const o = mail(loadSes(dataDir, 'awsdoc-event-send.json'), identity, source, rcpts);
+    o.mail.timestamp = isoMs(when);
+    out.push({ ses: o, subject: 'Amazon SES Email Event Notification' });
+  };
+  const delivery = (identity, source, rcpts) => {
+    const o = mail(loadSes(dataDir, 'awsdoc-identity-delivery.json'), identity, source, rcpts);
+    o.delivery.recipients = rcpts;
+    o.delivery.timestamp = isoMs(when);
+    out.push({ ses: o });
+  };
+  const bounce = (identity, source, rcpts) => {
+    const o = mail(loadSes(dataDir, 'awsdoc-identity-bounce-permanent-general-with-dsn.json'),
+      identity, source, rcpts);
+    const tmpl = o.bounce.bouncedRecipients[0];
+    o.bounce.bounceType = 'Permanent';
+    o.bounce.bounceSubType = 'General';
+    o.bounce.bouncedRecipients = rcpts.map((r) => ({ ...tmpl, emailAddress: r }));
+    o.bounce.timestamp = isoMs(when);
+    out.push({ ses: o });
+  };
+  const complaint = (identity, source, rcpts) => {
+    const o = mail(loadSes(dataDir, 'awsdoc-identity-complaint-with-feedback-report.json'),
+      identity, source, rcpts);
+    o.complaint.complainedRecipients = rcpts.map((r) => ({ emailAddress: r }));
+    o.complaint.timestamp = isoMs(when);
+    o.complaint.arrivalDate = isoMs(when);
+    out.push({ ses: o });
+  };
+  const range = (k, f) => Array.from({ length: k }, (_, i) => f(i));
+
+  const ok = range(188, (i) => `customer${i}@ok.example`);
+  const gone = range(12, (i) => `gone${i}@gone.example`);
+  send(SHOP, `orders@${SHOP}`, [...ok, ...gone]);
+  delivery(SHOP, `orders@${SHOP}`, ok.slice(0, 150));
+  bounce(SHOP, `orders@${SHOP}`, gone);
+
+  const list = range(150, (i) => `reader${i}@list.example`);
+  delivery(NEWS, NEWS, list);
+  bounce(NEWS, NEWS, range(3, (i) => `old${i}@old.example`));
+  complaint(NEWS, NEWS, [list[0]]);
+
+  const utf8 = ['h0@b\u00fccher.example']; // a domain that is not a valid name: "(other)"
+  send(XSS_IDENTITY, 'x@hostile.example', utf8);
+  bounce(XSS_IDENTITY, 'x@hostile.example', utf8);
+
+  send(ODD_IDENTITY, 'odd@hostile.example', [`eve@${ODD_DOMAIN}`]);
+  bounce(ODD_IDENTITY, 'odd@hostile.example', [`eve@${ODD_DOMAIN}`]);
+  return out;
+}
+
 // ---- the stack: redis, mailtrail, seeded events -------------------------------------
 
 /* Checks the arguments and the tools every test needs; returns them. */
@@ -404,7 +492,16 @@ export async function startStack(bin, dataDir) {
     ids[e.key] = msg.MessageId;
   }
   const aliceTotal = events.length - 1;
-  return { tmpRoot, certDir, redis, mt, t0, events, ids, aliceTotal };
+  /* Posts more SES messages ([{ses, subject, version}]) as signed SNS
+     notifications through the webhook at hook; each must be stored. */
+  const seed = async (hook, list) => {
+    for (const e of list) {
+      const msg = snsNotification(JSON.stringify(e.ses), keyPem, { subject: e.subject, version: e.version });
+      const ans = await postSns(hook, msg);
+      assert.equal(ans.status, 'stored', `${e.ses.mail.messageId}: ${JSON.stringify(ans)}`);
+    }
+  };
+  return { tmpRoot, certDir, redis, mt, t0, events, ids, aliceTotal, seed };
 }
 
 /* Checks the API summary and the console's files as the browser will see
