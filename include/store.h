@@ -315,9 +315,9 @@ enum mt_err store_suppression_check(struct store *st, const char *const *address
  * are walked in the order of their lowest slots. */
 #define STORE_SCAN_NODE_BITS 48
 
-/* Whether store_suppressions_scan works here: always (one server, or
- * every master of a Cluster in turn). */
-bool store_can_scan(const struct store *st);
+/* Whether cursor can be one of the walk's (in a Cluster: it names a hash
+ * slot; with one server every number is Redis's to judge). */
+bool store_scan_cursor_valid(const struct store *st, uint64_t cursor);
 
 struct store_suppressed {
 	const char *address; /* as its key names it; borrowed for the call */

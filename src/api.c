@@ -512,11 +512,9 @@ static enum MHD_Result suppressions_export(struct api *a, struct MHD_Connection 
 		export_state_free(x);
 		return r;
 	}
-	if (!store_can_scan(a->store)) {
+	if (!store_scan_cursor_valid(a->store, x->e.cursor)) {
 		export_state_free(x);
-		return http_send_status(conn, 501, NULL,
-					"the suppression export is not available with "
-					"--redis-cluster (README: Query API)");
+		return bad_param(conn, "cursor", "not a cursor of this walk");
 	}
 	x->store = a->store;
 	x->cursor = x->e.cursor;

@@ -2300,10 +2300,9 @@ out:
 	return err;
 }
 
-bool store_can_scan(const struct store *st)
+bool store_scan_cursor_valid(const struct store *st, uint64_t cursor)
 {
-	(void)st;
-	return true;
+	return !st->cluster || (cursor >> STORE_SCAN_NODE_BITS) < RCLUSTER_SLOTS;
 }
 
 /* s with the glob characters of Redis's MATCH escaped, into out (at
