@@ -122,6 +122,7 @@ struct apireq_check_entry {
 	bool valid;        /* ses_address_normalize accepted it */
 	const char *normalized; /* NUL-terminated, "" when not valid; in the
 				 * check's names */
+	size_t normalized_len;
 };
 
 struct apireq_check {

@@ -30,6 +30,10 @@
  *   {prefix}topic:{<arn>}     sorted set per topic, score = SNS Timestamp
  *                             ms, member = a non-SES (or not indexable)
  *                             notification as JSON
+ *   {prefix}supp:{<n>}        the suppression index, n = 0..63 (below)
+ *   {prefix}supp:ready:1      string, the index's marker: it holds
+ *                             everything (policy 1); supp:rebuilding, the
+ *                             token of the rebuild under way
  * Connections, and in a Redis Cluster the routing of each key to its
  * node, are rcluster.h's.
  * Every write is idempotent, which is what makes SNS redelivery harmless

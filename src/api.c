@@ -310,7 +310,7 @@ static enum MHD_Result check_answer(struct MHD_Connection *conn, const struct ap
 		if (!en->valid)
 			cap += sizeof(invalid);
 		else
-			cap += 16 + strlen(en->normalized) + sizeof(none) + sizeof(yes) +
+			cap += 16 + en->normalized_len + sizeof(none) + sizeof(yes) +
 			       (sup[i].reason ? strlen(sup[i].reason) : 0) + 16 + MT_TIME_BUF;
 	}
 	char *buf = malloc(cap);
@@ -329,8 +329,10 @@ static enum MHD_Result check_answer(struct MHD_Connection *conn, const struct ap
 			continue;
 		}
 		PUT(o, "\",\"normalized\":\"");
-		/* A normalised address holds no character JSON escapes. */
-		o += json_escape(en->normalized, strlen(en->normalized), o);
+		/* A normalised address holds no character JSON escapes
+		 * (ses_address_normalize refuses '"', '\\' and controls). */
+		memcpy(o, en->normalized, en->normalized_len);
+		o += en->normalized_len;
 		if (sup[i].reason) {
 			char iso[MT_TIME_BUF];
 			size_t rl = strlen(sup[i].reason);

@@ -260,6 +260,7 @@ static enum mt_err check_normalize(struct apireq_check *out, const char **why)
 			size_t l = strlen(norm);
 			memcpy(o, norm, l + 1);
 			e->normalized = o;
+			e->normalized_len = l;
 			o += l + 1;
 		}
 	}
