@@ -187,21 +187,28 @@ bool apireq_parse_export_param(struct apireq_export *e, const char *key,
 
 struct apireq_check_entry {
 	const char *given; /* the string as sent (decoded), borrowed from
-			    * the check's parsed body; may hold NULs */
+			    * the body (an entry without escapes) or the
+			    * check's parsed body; may hold NULs */
 	size_t given_len;
 	bool valid;        /* ses_address_normalize accepted it */
-	char normalized[SES_ADDRESS_MAX + 1]; /* "" when not valid */
+	const char *normalized; /* NUL-terminated, "" when not valid; in the
+				 * check's names */
+	size_t normalized_len;
 };
 
 struct apireq_check {
-	struct json_object *root; /* the parsed body; owned */
+	struct json_object *root; /* the parsed body, when json-c read it; owned */
 	struct apireq_check_entry *v; /* n entries, in the body's order; owned */
 	size_t n;
+	char *names; /* the normalised addresses, one after the other; owned */
 };
 
 /* Reads a check's body, body[0..len): strict JSON (RFC 8259, valid UTF-8,
  * nothing after the value), an array of at most APIREQ_CHECK_ADDRESSES_MAX
- * strings.  An entry that is not an address is an entry with valid false,
+ * strings.  The usual body (strings without escapes) is read in one pass
+ * without json-c (jsonscan.h), its entries pointing into body, which the
+ * caller keeps until the check is freed; anything else, errors included,
+ * is json-c's.  An entry that is not an address is an entry with valid false,
  * not an error.  Returns MT_E_OK, or MT_E_BAD_JSON (not JSON, not an array,
  * trailing bytes), MT_E_TOO_DEEP, MT_E_FIELD_TYPE (an element that is not a
  * string), MT_E_TOO_LARGE (too many addresses or bytes) with *why saying

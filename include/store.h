@@ -30,6 +30,10 @@
  *   {prefix}topic:{<arn>}     sorted set per topic, score = SNS Timestamp
  *                             ms, member = a non-SES (or not indexable)
  *                             notification as JSON
+ *   {prefix}supp:{<n>}        the suppression index, n = 0..63 (below)
+ *   {prefix}supp:ready:1      string, the index's marker: it holds
+ *                             everything (policy 1); supp:rebuilding, the
+ *                             token of the rebuild under way
  * Connections, and in a Redis Cluster the routing of each key to its
  * node, are rcluster.h's.
  * Every write is idempotent, which is what makes SNS redelivery harmless
@@ -284,9 +288,52 @@ struct store_suppression {
 	int64_t time_ms;    /* the deciding event's time, when reason is set */
 };
 
+/* ---- the suppression index ----
+ * {prefix}supp:{<n>}, n = 0..STORE_SUPP_BUCKETS-1 (store_supp_bucket of
+ * the normalised address; each bucket its own hash tag, so its own
+ * Cluster slot): sorted sets, member = a normalised address, score =
+ * STORE_SUPP_CODES * (deciding event ms) + reason code (0 Complaint,
+ * 1 Bounce/Permanent: a bounce wins a tie), written at ingest with ZADD
+ * GT in the same round trip as the events, so an entry is the newest
+ * deciding event ever stored for the address.  A candidate, a superset
+ * of the truth: the check answers from it directly while the event is
+ * certainly still kept (STORE_SUPP_SAFE_MS inside the retention window),
+ * else from the counts hash.  {prefix}supp:ready:<policy> says every
+ * counts hash written before the index is in it (a background rebuild
+ * sets it); without it the check reads the counts hashes.  Needs Redis
+ * 6.2 (ZADD GT, ZMSCORE): on an older server the index is neither written
+ * nor read. */
+#define STORE_SUPP_BUCKETS 64
+#define STORE_SUPP_CODES 32
+/* How far a copy of mailtrail's clock may be behind the writer's. */
+#define STORE_SUPP_SKEW_MS (3600LL * 1000)
+/* How long after an event its write may come (SNS retries, a spool
+ * drained after an outage) without counting as a backfill: an index
+ * entry is pruned once its event is older than the retention period,
+ * STORE_EXPIRY_SLACK_MS and this (README, "Bulk suppression check"). */
+#define STORE_SUPP_LATE_MS (7LL * 86400 * 1000)
+/* One bucket is pruned (ZREMRANGEBYSCORE) this often, in turn, by the
+ * writes' round trip. */
+#define STORE_SUPP_PRUNE_EVERY_MS 1000
+
+/* The bucket of a normalised address: FNV-1a (32 bits) of its bytes,
+ * modulo STORE_SUPP_BUCKETS.  Part of the key layout: never change it
+ * without a new marker. */
+static inline unsigned store_supp_bucket(const char *address)
+{
+	uint32_t h = 2166136261u;
+	for (const unsigned char *p = (const unsigned char *)address; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h % STORE_SUPP_BUCKETS;
+}
+
 /* The suppression of each of n normalised addresses (NULL entries are
- * skipped: out[i] is left not suppressed), in one round trip (per node in
- * a Cluster), shared with concurrent callers'. */
+ * skipped: out[i] is left not suppressed): from the suppression index, one
+ * ZMSCORE a bucket in one round trip (per node in a Cluster), shared with
+ * concurrent callers'; the addresses the index cannot answer alone (an
+ * entry near the end of the retention window, no marker yet, Redis before
+ * 6.2) from their counts hashes in a second round trip.  Without the
+ * marker it also starts the index's rebuild in the background (once). */
 enum mt_err store_suppression_check(struct store *st, const char *const *addresses,
 				    size_t n, struct store_suppression *out,
 				    char *errbuf, size_t errsz);
@@ -294,9 +341,15 @@ enum mt_err store_suppression_check(struct store *st, const char *const *address
 /* Keys one SCAN step of the export asks Redis for at most (COUNT). */
 #define STORE_SCAN_STEP_MAX 1000
 
-/* Whether store_suppressions_scan works here: not in a Redis Cluster
- * (SCAN walks one server's keys; README says so). */
-bool store_can_scan(const struct store *st);
+/* In a Redis Cluster the walk's cursor is the lowest hash slot of the
+ * master being walked, shifted left by this, or'ed with that master's own
+ * SCAN cursor (below 2^48 for any keyspace a node can hold); the masters
+ * are walked in the order of their lowest slots. */
+#define STORE_SCAN_NODE_BITS 48
+
+/* Whether cursor can be one of the walk's (in a Cluster: it names a hash
+ * slot; with one server every number is Redis's to judge). */
+bool store_scan_cursor_valid(const struct store *st, uint64_t cursor);
 
 struct store_suppressed {
 	const char *address; /* as its key names it; borrowed for the call */
@@ -308,7 +361,8 @@ struct store_suppressed {
  * step then fails with MT_E_NOMEM). */
 typedef bool (*store_suppressed_fn)(void *arg, const struct store_suppressed *s);
 
-/* One step of the walk over every recipient's counts hash: SCAN from
+/* One step of the walk over every recipient's counts hash (in a Cluster,
+ * over every master's: STORE_SCAN_NODE_BITS): SCAN from
  * cursor for about count (1..STORE_SCAN_STEP_MAX) keys, then their
  * suppressions in one round trip; fn gets every suppressed one whose
  * deciding event is at or after since_ms (INT64_MIN: all).  *next is the

@@ -9,6 +9,7 @@
 #include "apireq.h"
 #include "console.h"
 #include "health.h"
+#include "jsonscan.h"
 #include "log.h"
 #include "mt_time.h"
 
@@ -287,8 +288,9 @@ static enum MHD_Result check_error(struct MHD_Connection *conn, enum mt_err e,
 static size_t json_escape(const char *s, size_t len, char *out)
 {
 	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
-	for (size_t i = 0; i < len; i++) {
+	size_t o = jsonscan_verbatim(s, len);
+	memcpy(out, s, o); /* the usual address needs no escape at all */
+	for (size_t i = o; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if (c == '"' || c == '\\') {
 			out[o++] = '\\';
@@ -308,51 +310,76 @@ static size_t json_escape(const char *s, size_t len, char *out)
 	return o;
 }
 
+/* The bytes json_escape writes for s[0..len). */
+static size_t json_escaped_len(const char *s, size_t len)
+{
+	size_t n = jsonscan_verbatim(s, len);
+	for (size_t i = n; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		n += c == '"' || c == '\\' ? 2 : c < 0x20 ? 6 : 1;
+	}
+	return n;
+}
+
+#define PUT(o, lit) (memcpy((o), (lit), sizeof(lit) - 1), (o) += sizeof(lit) - 1)
+
 /* The check's answer, {"results":[...]}, one object per entry in the
- * body's order, written in one buffer (json-c objects for 1,000 entries
- * cost more than the Redis round trip). */
+ * body's order, written in one buffer of the exact size (json-c objects
+ * for 1,000 entries cost more than the Redis round trip, and a buffer
+ * sized for the worst case is hundreds of KB of fresh pages a request). */
 static enum MHD_Result check_answer(struct MHD_Connection *conn, const struct apireq_check *c,
 				    const struct store_suppression *sup)
 {
+	/* What follows "address":"<given> in each kind of entry, at most. */
 	static const char invalid[] = "\",\"error\":\"not an email address\"}";
+	static const char none[] = "\",\"suppressed\":false,\"reason\":null,\"time\":null}";
+	static const char yes[] = "\",\"suppressed\":true,\"reason\":\"";
 	size_t cap = 16;
-	for (size_t i = 0; i < c->n; i++)
-		cap += 6 * c->v[i].given_len + SES_ADDRESS_MAX + 160;
+	for (size_t i = 0; i < c->n; i++) {
+		const struct apireq_check_entry *en = &c->v[i];
+		cap += 14 + json_escaped_len(en->given, en->given_len);
+		if (!en->valid)
+			cap += sizeof(invalid);
+		else
+			cap += 16 + en->normalized_len + sizeof(none) + sizeof(yes) +
+			       (sup[i].reason ? strlen(sup[i].reason) : 0) + 16 + MT_TIME_BUF;
+	}
 	char *buf = malloc(cap);
 	if (!buf)
 		return MHD_NO;
 	char *o = buf;
-	memcpy(o, "{\"results\":[", 12);
-	o += 12;
+	PUT(o, "{\"results\":[");
 	for (size_t i = 0; i < c->n; i++) {
 		const struct apireq_check_entry *en = &c->v[i];
 		if (i)
 			*o++ = ',';
-		memcpy(o, "{\"address\":\"", 12);
-		o += 12;
+		PUT(o, "{\"address\":\"");
 		o += json_escape(en->given, en->given_len, o);
 		if (!en->valid) {
-			memcpy(o, invalid, sizeof(invalid) - 1);
-			o += sizeof(invalid) - 1;
+			PUT(o, invalid);
 			continue;
 		}
-		memcpy(o, "\",\"normalized\":\"", 16);
-		o += 16;
-		/* A normalised address holds no character JSON escapes. */
-		o += json_escape(en->normalized, strlen(en->normalized), o);
+		PUT(o, "\",\"normalized\":\"");
+		/* A normalised address holds no character JSON escapes
+		 * (ses_address_normalize refuses '"', '\\' and controls). */
+		memcpy(o, en->normalized, en->normalized_len);
+		o += en->normalized_len;
 		if (sup[i].reason) {
 			char iso[MT_TIME_BUF];
+			size_t rl = strlen(sup[i].reason);
+			PUT(o, yes);
+			o += json_escape(sup[i].reason, rl, o);
+			PUT(o, "\",\"time\":\"");
 			mt_time_format(sup[i].time_ms, iso);
-			o += snprintf(o, 128, "\",\"suppressed\":true,\"reason\":\"%s\",\"time\":\"%s\"}",
-				      sup[i].reason, iso);
+			size_t il = strlen(iso);
+			memcpy(o, iso, il);
+			o += il;
+			PUT(o, "\"}");
 		} else {
-			static const char none[] = "\",\"suppressed\":false,\"reason\":null,\"time\":null}";
-			memcpy(o, none, sizeof(none) - 1);
-			o += sizeof(none) - 1;
+			PUT(o, none);
 		}
 	}
-	memcpy(o, "]}", 2);
-	o += 2;
+	PUT(o, "]}");
 	return http_send_owned(conn, 200, "application/json", buf, (size_t)(o - buf));
 }
 
@@ -518,11 +545,9 @@ static enum MHD_Result suppressions_export(struct api *a, struct MHD_Connection 
 		export_state_free(x);
 		return r;
 	}
-	if (!store_can_scan(a->store)) {
+	if (!store_scan_cursor_valid(a->store, x->e.cursor)) {
 		export_state_free(x);
-		return http_send_status(conn, 501, NULL,
-					"the suppression export is not available with "
-					"--redis-cluster (README: Query API)");
+		return bad_param(conn, "cursor", "not a cursor of this walk");
 	}
 	x->store = a->store;
 	x->cursor = x->e.cursor;

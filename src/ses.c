@@ -1697,7 +1697,12 @@ static bool is_address_char(unsigned char c)
 {
 	if (c <= 0x20 || c == 0x7f)
 		return false;
-	return strchr("<>\"(),;\\", c) == NULL;
+	switch (c) { /* not strchr(): the bulk check runs this 1,000 times a call */
+	case '<': case '>': case '"': case '(': case ')': case ',': case ';': case '\\':
+		return false;
+	default:
+		return true;
+	}
 }
 
 /* The '<' that ends a display name in [start, end) (a pointer into the

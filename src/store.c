@@ -4,6 +4,7 @@
 #include <openssl/sha.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -299,13 +300,27 @@ struct store {
 	char *script;        /* put_script, stats_put_script and type_index_script; owned */
 	char script_sha[41]; /* its SHA1, as SCRIPT LOAD answers it */
 	char stats_sha[41];  /* stats_script's (a Cluster's counting) */
+	/* The suppression index (store.h): its bucket keys and marker. */
+	char *supp_keys[STORE_SUPP_BUCKETS]; /* owned */
+	char *supp_ready_key, *supp_rebuild_key; /* owned */
+	/* Whether the servers take ZADD GT and ZMSCORE (Redis 6.2): 0 not
+	 * known yet (the index is written), 1 yes, -1 a server does not. */
+	atomic_int supp_redis;
+	atomic_llong supp_pruned_ms; /* when a bucket was last pruned */
+	atomic_uint supp_prune_next; /* the bucket pruned next */
+	pthread_mutex_t supp_lock;   /* the rebuild thread's state */
+	pthread_t supp_thread;
+	bool supp_thread_started;
+	atomic_bool supp_rebuilding, supp_stop;
 };
+
+static void supp_probe(struct store *st, struct rconn *c);
 
 /* Every new connection makes sure its server has the script (it may have
  * restarted, or be another node since the last connection). */
 static bool load_script(struct rconn *c, void *arg, char *errbuf, size_t errsz)
 {
-	const struct store *st = arg;
+	struct store *st = arg;
 	const char *const scripts[2] = {st->script, stats_script};
 	const char *const shas[2] = {st->script_sha, st->stats_sha};
 	bool ok = true;
@@ -319,6 +334,8 @@ static bool load_script(struct rconn *c, void *arg, char *errbuf, size_t errsz)
 				 : r->type == REDIS_REPLY_ERROR ? r->str : "unexpected answer");
 		freeReplyObject(r);
 	}
+	if (ok)
+		supp_probe(st, c);
 	return ok;
 }
 
@@ -336,6 +353,9 @@ static enum mt_err exec_commands(void *rc, void *cmds, size_t n, char *errbuf,
 	return rcluster_exec(rc, cmds, n, errbuf, errsz);
 }
 
+static bool supp_keys_new(struct store *st);
+static void supp_rebuild_stop(struct store *st);
+
 struct store *store_new(const struct config_redis *redis, const char *prefix,
 			unsigned retention_days)
 {
@@ -344,11 +364,14 @@ struct store *store_new(const struct config_redis *redis, const char *prefix,
 		return NULL;
 	st->cluster = redis->cluster;
 	pthread_mutex_init(&st->topics_lock, NULL);
+	pthread_mutex_init(&st->supp_lock, NULL);
 	st->prefix = strdup(prefix);
 	if (!st->prefix)
 		goto fail;
 	snprintf(st->recent_key, sizeof(st->recent_key), "%srecent", prefix);
 	snprintf(st->topics_key, sizeof(st->topics_key), "%stopics", prefix);
+	if (!supp_keys_new(st))
+		goto fail;
 	st->retention_ms = (int64_t)retention_days * 86400 * 1000;
 	st->retention_days = retention_days;
 	for (int d = 0; d < STATS_DIMS; d++)
@@ -424,8 +447,14 @@ void store_free(struct store *st)
 {
 	if (!st)
 		return;
+	supp_rebuild_stop(st);
 	groupcommit_free(st->group);
 	rcluster_free(st->rc);
+	for (size_t i = 0; i < STORE_SUPP_BUCKETS; i++)
+		free(st->supp_keys[i]);
+	free(st->supp_ready_key);
+	free(st->supp_rebuild_key);
+	pthread_mutex_destroy(&st->supp_lock);
 	for (size_t i = 0; i < STORE_TOPICS_MAX; i++)
 		free(st->topics[i].arn);
 	pthread_mutex_destroy(&st->topics_lock);
@@ -589,7 +618,38 @@ static void batch_push(struct batch *b, const char *key, char *raw, int len)
 		redisFreeCommand(raw);
 		return;
 	}
-	b->cmd[b->n++] = (struct rcluster_cmd){key, strlen(key), raw, (size_t)len, NULL};
+	b->cmd[b->n++] = (struct rcluster_cmd){key, key ? strlen(key) : 0, raw, (size_t)len, NULL};
+}
+
+/* argv[0..argc) as a RESP command, like redisFormatCommandArgv (whose
+ * raw buffer redisFreeCommand frees: malloc'd) without its sprintf per
+ * argument: the bulk check's ZMSCOREs carry 1,000 of them.  Returns the
+ * length, -1 when out of memory. */
+static int resp_format(char **out, int argc, const char **argv, const size_t *argl)
+{
+	size_t total = 24;
+	for (int i = 0; i < argc; i++)
+		total += argl[i] + 26;
+	char *c = malloc(total);
+	*out = c;
+	if (!c)
+		return -1;
+	char *o = c;
+	*o++ = '*';
+	o += format_i64(o, argc);
+	*o++ = '\r';
+	*o++ = '\n';
+	for (int i = 0; i < argc; i++) {
+		*o++ = '$';
+		o += format_i64(o, (int64_t)argl[i]);
+		*o++ = '\r';
+		*o++ = '\n';
+		memcpy(o, argv[i], argl[i]);
+		o += argl[i];
+		*o++ = '\r';
+		*o++ = '\n';
+	}
+	return (int)(o - c);
 }
 
 static void batch_add(struct batch *b, const char *key, int argc,
@@ -1164,6 +1224,106 @@ static void stats_count_cluster(struct store *st, const struct put *puts, size_t
 	free(owner);
 }
 
+/* ---- the suppression index: keys and writes (store.h) ---------------- */
+
+/* The policy the index's entries were decided by: part of the marker's
+ * name, so that another policy rebuilds the index. */
+#define SUPP_POLICY "1"
+
+static bool supp_keys_new(struct store *st)
+{
+	char n[16];
+	for (unsigned i = 0; i < STORE_SUPP_BUCKETS; i++) {
+		snprintf(n, sizeof(n), "%u", i);
+		st->supp_keys[i] = make_key(st, "supp", n);
+		if (!st->supp_keys[i])
+			return false;
+	}
+	size_t lp = strlen(st->prefix) + 64;
+	st->supp_ready_key = malloc(lp);
+	st->supp_rebuild_key = malloc(lp);
+	if (!st->supp_ready_key || !st->supp_rebuild_key)
+		return false;
+	snprintf(st->supp_ready_key, lp, "%ssupp:ready:" SUPP_POLICY, st->prefix);
+	snprintf(st->supp_rebuild_key, lp, "%ssupp:rebuilding", st->prefix);
+	return true;
+}
+
+/* Whether a server takes the index's commands: a new connection asks
+ * ZMSCORE of a bucket (an unknown command is refused before any Cluster
+ * redirect, so a MOVED also says yes).  One server without them turns
+ * the index off for good (store.h). */
+static void supp_probe(struct store *st, struct rconn *c)
+{
+	if (atomic_load(&st->supp_redis) < 0)
+		return;
+	redisReply *r = rconn_command(c, "ZMSCORE %s -", st->supp_keys[0]);
+	if (r && r->type == REDIS_REPLY_ERROR && r->str &&
+	    strncmp(r->str, "ERR unknown command", 19) == 0)
+		atomic_store(&st->supp_redis, -1);
+	else if (r && r->type != REDIS_REPLY_ERROR)
+		atomic_store(&st->supp_redis, 1);
+	freeReplyObject(r);
+}
+
+static bool supp_on(const struct store *st)
+{
+	return atomic_load(&st->supp_redis) >= 0;
+}
+
+/* The reason code of an event's suppression (store.h), -1 for none. */
+static int supp_code(const char *suppress)
+{
+	if (!suppress)
+		return -1;
+	if (strcmp(suppress, "Complaint") == 0)
+		return 0;
+	if (strcmp(suppress, "Bounce/Permanent") == 0)
+		return 1;
+	return -1;
+}
+
+static const char *supp_reason(int code)
+{
+	return code == 0 ? "Complaint" : code == 1 ? "Bounce/Permanent" : NULL;
+}
+
+/* Queues the index's writes of a round trip of puts: a ZADD GT of each
+ * deciding event (only an event newer than what the bucket holds for its
+ * address raises the entry; a redelivery changes nothing; one recipient's
+ * event touches its own member only), and once every
+ * STORE_SUPP_PRUNE_EVERY_MS a prune of one bucket, in turn: its entries
+ * whose event is older than any that can still be kept unless it was
+ * backfilled (store.h, STORE_SUPP_LATE_MS). */
+static void add_suppression_index(struct store *st, const struct put *puts, size_t n,
+				  int64_t now_ms, struct batch *b)
+{
+	if (!supp_on(st))
+		return;
+	for (size_t i = 0; i < n; i++) {
+		int code = puts[i].recipient ? supp_code(puts[i].suppress) : -1;
+		if (code < 0)
+			continue;
+		char score[32];
+		const char *key = st->supp_keys[store_supp_bucket(puts[i].recipient)];
+		size_t sl = format_i64(score, puts[i].score * STORE_SUPP_CODES + code);
+		const char *argv[] = {"ZADD", key, "GT", score, puts[i].recipient};
+		const size_t argl[] = {4, strlen(key), 2, sl, strlen(puts[i].recipient)};
+		batch_add(b, key, 5, argv, argl);
+	}
+	long long last = atomic_load(&st->supp_pruned_ms);
+	if (now_ms - last >= STORE_SUPP_PRUNE_EVERY_MS &&
+	    atomic_compare_exchange_strong(&st->supp_pruned_ms, &last, now_ms)) {
+		const char *key = st->supp_keys[atomic_fetch_add(&st->supp_prune_next, 1) %
+						STORE_SUPP_BUCKETS];
+		char below[32];
+		below[0] = '(';
+		format_i64(below + 1, (now_ms - st->retention_ms - STORE_EXPIRY_SLACK_MS -
+				       STORE_SUPP_LATE_MS) * STORE_SUPP_CODES);
+		batch_addf(b, key, "ZREMRANGEBYSCORE %s -inf %s", key, below);
+	}
+}
+
 /* Runs the script for each put and writes the events' recent feed: one
  * round trip with one server, one per node in a Cluster.  Each put's
  * answer goes to its item. */
@@ -1226,6 +1386,7 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 	struct keys msg_keys = {0};
 	if (st->message_index)
 		add_message_refs(st, puts, n, &b, &msg_keys);
+	add_suppression_index(st, puts, n, now_ms, &b);
 	enum mt_err e = batch_run(st, &b, err, sizeof(err));
 	if (e != MT_E_OK) {
 		for (size_t i = 0; i < n; i++)
@@ -2258,9 +2419,11 @@ static bool suppression_of(const redisReply *r, struct store_suppression *out)
 	return any;
 }
 
-enum mt_err store_suppression_check(struct store *st, const char *const *addresses,
-				    size_t n, struct store_suppression *out,
-				    char *errbuf, size_t errsz)
+/* The counts hashes' answer (hmget_suppression) for the addresses i with
+ * want[i] (NULL: all): one round trip. */
+static enum mt_err check_counts(struct store *st, const char *const *addresses, size_t n,
+				const bool *want, struct store_suppression *out,
+				char *errbuf, size_t errsz)
 {
 	struct batch b = {0};
 	/* Per address: the command of its counts hash, and for an address
@@ -2274,10 +2437,10 @@ enum mt_err store_suppression_check(struct store *st, const char *const *address
 	if (!cmd || !keys)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
-		out[i] = (struct store_suppression){NULL, 0};
 		cmd[2 * i] = cmd[2 * i + 1] = SIZE_MAX;
-		if (!addresses[i])
+		if (!addresses[i] || (want && !want[i]))
 			continue;
+		out[i] = (struct store_suppression){NULL, 0};
 		for (int old = 0; old < 1 + address_tag_empty(addresses[i]); old++) {
 			char *k = old ? make_key(st, "counts", addresses[i])
 				      : recipient_key(st, "counts", addresses[i]);
@@ -2310,9 +2473,151 @@ out:
 	return err;
 }
 
-bool store_can_scan(const struct store *st)
+static void supp_rebuild_start(struct store *st);
+
+/* An index entry's score as the event time and reason code; false when
+ * it is not one the index writes. */
+static bool supp_decode(const redisReply *r, int64_t *time_ms, int *code)
 {
-	return !st->cluster;
+	if (!r || r->type != REDIS_REPLY_STRING || r->len == 0 || r->len > 18)
+		return false;
+	/* Redis writes an integral score as an integer; anything else
+	 * (a fraction, a sign: no event of ours is before 1970) is not an
+	 * entry of ours.  Read by hand: strtoll costs more, 500 a check. */
+	long long v = 0;
+	for (size_t i = 0; i < r->len; i++) {
+		if (r->str[i] < '0' || r->str[i] > '9')
+			return false;
+		v = v * 10 + (r->str[i] - '0');
+	}
+	long long c = v % STORE_SUPP_CODES;
+	*code = (int)c;
+	*time_ms = (v - c) / STORE_SUPP_CODES;
+	return supp_reason(*code) != NULL;
+}
+
+enum mt_err store_suppression_check(struct store *st, const char *const *addresses,
+				    size_t n, struct store_suppression *out,
+				    char *errbuf, size_t errsz)
+{
+	struct batch b = {0};
+	size_t per[STORE_SUPP_BUCKETS] = {0}, at[STORE_SUPP_BUCKETS], cmd[STORE_SUPP_BUCKETS];
+	unsigned *bucket = calloc(n ? n : 1, sizeof(*bucket));
+	size_t *order = malloc((n ? n : 1) * sizeof(*order));
+	bool *want = calloc(n ? n : 1, sizeof(*want));
+	const char **argv = malloc((n + 2 * STORE_SUPP_BUCKETS) * sizeof(*argv));
+	size_t *argl = malloc((n + 2 * STORE_SUPP_BUCKETS) * sizeof(*argl));
+	size_t nwant = 0;
+	enum mt_err err = MT_E_NOMEM;
+
+	if (!bucket || !order || !want || !argv || !argl)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		out[i] = (struct store_suppression){NULL, 0};
+		if (addresses[i])
+			per[bucket[i] = store_supp_bucket(addresses[i])]++;
+	}
+	if (!supp_on(st)) {
+		err = check_counts(st, addresses, n, NULL, out, errbuf, errsz);
+		goto out;
+	}
+	/* The addresses ordered by bucket (a counting sort), then the marker
+	 * and one ZMSCORE per bucket asked. */
+	for (size_t k = 0, sum = 0; k < STORE_SUPP_BUCKETS; k++) {
+		at[k] = sum;
+		sum += per[k];
+	}
+	for (size_t i = 0; i < n; i++)
+		if (addresses[i])
+			order[at[bucket[i]]++] = i;
+	batch_addf(&b, st->supp_ready_key, "EXISTS %s", st->supp_ready_key);
+	for (size_t k = 0, a = 0, o = 0; k < STORE_SUPP_BUCKETS; k++) {
+		cmd[k] = SIZE_MAX;
+		if (per[k] == 0)
+			continue;
+		const char *key = st->supp_keys[k];
+		argv[a] = "ZMSCORE";
+		argl[a] = 7;
+		argv[a + 1] = key;
+		argl[a + 1] = strlen(key);
+		for (size_t j = 0; j < per[k]; j++, o++) {
+			argv[a + 2 + j] = addresses[order[o]];
+			argl[a + 2 + j] = strlen(addresses[order[o]]);
+		}
+		cmd[k] = b.n;
+		char *raw;
+		int rl = resp_format(&raw, (int)per[k] + 2, argv + a, argl + a);
+		batch_push(&b, key, raw, rl);
+		a += per[k] + 2;
+	}
+	err = batch_run(st, &b, errbuf, errsz);
+	if (err != MT_E_OK)
+		goto out;
+	const redisReply *ready = b.cmd[0].reply;
+	if (!reply_ok(ready, REDIS_REPLY_INTEGER, errbuf, errsz)) {
+		count_fault(NULL);
+		err = MT_E_REDIS;
+		goto out;
+	}
+	bool indexed = ready->integer == 1;
+	/* The newest deciding event stored for the address, certainly still
+	 * kept when it is at least this recent: a set is trimmed at most
+	 * the retention period below its writer's clock (at most
+	 * STORE_SUPP_SKEW_MS ahead of this one), and expires no sooner than
+	 * the retention period after its last write, which came no sooner
+	 * than a day (SES_TIME_AHEAD_MAX_MS) before the event's time. */
+	int64_t safe_from = mt_time_now_ms() - st->retention_ms + SES_TIME_AHEAD_MAX_MS +
+			    STORE_SUPP_SKEW_MS;
+	for (size_t k = 0, o = 0; k < STORE_SUPP_BUCKETS; k++) {
+		if (cmd[k] == SIZE_MAX)
+			continue;
+		const redisReply *r = b.cmd[cmd[k]].reply;
+		if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != per[k]) {
+			if (r && r->type == REDIS_REPLY_ERROR && r->str &&
+			    strncmp(r->str, "ERR unknown command", 19) == 0) {
+				atomic_store(&st->supp_redis, -1);
+				indexed = false;
+			} else {
+				if (reply_ok(r, REDIS_REPLY_ARRAY, errbuf, errsz))
+					snprintf(errbuf, errsz, "ZMSCORE: unexpected answer");
+				count_fault(NULL);
+				err = MT_E_REDIS;
+				goto out;
+			}
+		}
+		for (size_t j = 0; j < per[k]; j++, o++) {
+			size_t i = order[o];
+			int64_t t;
+			int code;
+			if (!indexed || !r || r->type != REDIS_REPLY_ARRAY) {
+				want[i] = true;
+			} else if (r->element[j]->type == REDIS_REPLY_NIL) {
+				continue; /* never a deciding event: not suppressed */
+			} else if (supp_decode(r->element[j], &t, &code) && t >= safe_from) {
+				out[i] = (struct store_suppression){supp_reason(code), t};
+			} else {
+				want[i] = true;
+			}
+			nwant += want[i];
+		}
+	}
+	if (!indexed && supp_on(st))
+		supp_rebuild_start(st);
+	if (nwant)
+		err = check_counts(st, addresses, n, want, out, errbuf, errsz);
+out:
+	batch_free(&b);
+	free(argl);
+	free(argv);
+	free(want);
+	free(order);
+	free(bucket);
+	return err;
+}
+
+bool store_scan_cursor_valid(const struct store *st, uint64_t cursor)
+{
+	return !st->cluster || (cursor >> STORE_SCAN_NODE_BITS) < RCLUSTER_SLOTS;
 }
 
 /* s with the glob characters of Redis's MATCH escaped, into out (at
@@ -2354,6 +2659,67 @@ static const char *address_of_counts_key(const struct store *st, const redisRepl
 	return *len <= SES_ADDRESS_MAX ? rest + 1 : NULL;
 }
 
+/* A key of the given hash slot (the decimal digits of the first number
+ * whose key slot it is) into out (at least 24 bytes); false when none is
+ * found in bounds (cannot be: every slot has one below 2^20). */
+static bool slot_route_key(unsigned slot, char out[24])
+{
+	for (int64_t k = 0; k < (INT64_C(1) << 22); k++) {
+		size_t len = format_i64(out, k);
+		if (rcluster_key_slot(out, len) == slot)
+			return true;
+	}
+	return false;
+}
+
+/* The masters of the Cluster, each known by the lowest slot it owns: the
+ * walk's order.  *next = the lowest slot of the master that comes after
+ * the one whose walk holds slot (the smallest such lowest slot above
+ * slot), 0 when there is none (the walk ends with this master). */
+static enum mt_err next_master_slot(struct store *st, unsigned slot, unsigned *next,
+				    char *errbuf, size_t errsz)
+{
+	redisReply *r = command(st, NULL, errbuf, errsz, "CLUSTER SLOTS");
+	if (!r)
+		return MT_E_REDIS;
+	if (r->type != REDIS_REPLY_ARRAY) {
+		freeReplyObject(r);
+		snprintf(errbuf, errsz, "CLUSTER SLOTS: unexpected answer");
+		return MT_E_REDIS;
+	}
+	*next = 0;
+	for (size_t i = 0; i < r->elements; i++) {
+		const redisReply *e = r->element[i];
+		if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
+		    e->element[0]->type != REDIS_REPLY_INTEGER ||
+		    e->element[2]->type != REDIS_REPLY_ARRAY || e->element[2]->elements < 2)
+			continue;
+		/* This range's master's lowest slot. */
+		long long low = e->element[0]->integer;
+		const redisReply *m = e->element[2];
+		for (size_t j = 0; j < r->elements; j++) {
+			const redisReply *f = r->element[j];
+			if (f->type != REDIS_REPLY_ARRAY || f->elements < 3 ||
+			    f->element[0]->type != REDIS_REPLY_INTEGER ||
+			    f->element[2]->type != REDIS_REPLY_ARRAY || f->element[2]->elements < 2)
+				continue;
+			const redisReply *g = f->element[2];
+			if (g->element[0]->type == REDIS_REPLY_STRING &&
+			    m->element[0]->type == REDIS_REPLY_STRING &&
+			    strcmp(g->element[0]->str, m->element[0]->str) == 0 &&
+			    g->element[1]->type == REDIS_REPLY_INTEGER &&
+			    m->element[1]->type == REDIS_REPLY_INTEGER &&
+			    g->element[1]->integer == m->element[1]->integer &&
+			    f->element[0]->integer < low)
+				low = f->element[0]->integer;
+		}
+		if (low > (long long)slot && (*next == 0 || low < (long long)*next))
+			*next = (unsigned)low;
+	}
+	freeReplyObject(r);
+	return MT_E_OK;
+}
+
 enum mt_err store_suppressions_scan(struct store *st, uint64_t cursor, size_t count,
 				    int64_t since_ms, store_suppressed_fn fn, void *arg,
 				    uint64_t *next, char *errbuf, size_t errsz)
@@ -2367,20 +2733,33 @@ enum mt_err store_suppressions_scan(struct store *st, uint64_t cursor, size_t co
 	*next = 0;
 	if (!pattern)
 		return MT_E_NOMEM;
-	if (st->cluster) {
-		snprintf(errbuf, errsz, "the export walks one server's keys: not in a Cluster");
-		free(pattern);
-		return MT_E_INTERNAL;
-	}
 	glob_escape(st->prefix, pattern);
 	memcpy(pattern + strlen(pattern), "counts:*", sizeof("counts:*"));
 	if (count < 1)
 		count = 1;
 	if (count > STORE_SCAN_STEP_MAX)
 		count = STORE_SCAN_STEP_MAX;
-	/* The store's one server: any key routes there. */
-	r = command(st, st->recent_key, errbuf, errsz, "SCAN %llu MATCH %s COUNT %llu",
-		    (unsigned long long)cursor, pattern, (unsigned long long)count);
+	/* The store's one server (any key routes there), or in a Cluster the
+	 * master that owns the cursor's slot (a key of that slot routes
+	 * there). */
+	unsigned slot = 0, next_slot = 0;
+	uint64_t node_cursor = cursor;
+	char route[24];
+	if (st->cluster) {
+		slot = (unsigned)(cursor >> STORE_SCAN_NODE_BITS);
+		node_cursor = cursor & ((UINT64_C(1) << STORE_SCAN_NODE_BITS) - 1);
+		if (slot >= RCLUSTER_SLOTS || !slot_route_key(slot, route)) {
+			snprintf(errbuf, errsz, "not a cursor of this walk");
+			err = MT_E_INTERNAL;
+			goto out;
+		}
+		err = next_master_slot(st, slot, &next_slot, errbuf, errsz);
+		if (err != MT_E_OK)
+			goto out;
+	}
+	r = command(st, st->cluster ? route : st->recent_key, errbuf, errsz,
+		    "SCAN %llu MATCH %s COUNT %llu", (unsigned long long)node_cursor, pattern,
+		    (unsigned long long)count);
 	if (!r) {
 		err = MT_E_REDIS;
 		goto out;
@@ -2425,13 +2804,120 @@ enum mt_err store_suppressions_scan(struct store *st, uint64_t cursor, size_t co
 			err = MT_E_NOMEM;
 		}
 	}
-	if (err == MT_E_OK)
+	if (err == MT_E_OK && st->cluster) {
+		/* This master's walk goes on, or the next master's begins. */
+		if (nc >= (UINT64_C(1) << STORE_SCAN_NODE_BITS)) {
+			snprintf(errbuf, errsz, "SCAN cursor too large to page over a Cluster");
+			err = MT_E_REDIS;
+		} else if (nc != 0) {
+			*next = (uint64_t)slot << STORE_SCAN_NODE_BITS | nc;
+		} else {
+			*next = (uint64_t)next_slot << STORE_SCAN_NODE_BITS;
+		}
+	} else if (err == MT_E_OK) {
 		*next = nc;
+	}
 out:
 	freeReplyObject(r);
 	batch_free(&b);
 	free(pattern);
 	return err;
+}
+
+/* ---- the suppression index: its rebuild ------------------------------- */
+
+/* store_suppressions_scan's callback in the rebuild: the address's entry
+ * raised to its counts hash's deciding event (ZADD GT, as at ingest). */
+static bool rebuild_add(void *arg, const struct store_suppressed *s)
+{
+	struct batch *b = ((void **)arg)[0];
+	const struct store *st = ((void **)arg)[1];
+	char address[SES_ADDRESS_MAX + 1], score[32];
+	int code = supp_code(s->s.reason);
+	if (code < 0 || s->address_len > SES_ADDRESS_MAX ||
+	    memchr(s->address, '\0', s->address_len))
+		return true;
+	memcpy(address, s->address, s->address_len);
+	address[s->address_len] = '\0';
+	const char *key = st->supp_keys[store_supp_bucket(address)];
+	size_t sl = format_i64(score, s->s.time_ms * STORE_SUPP_CODES + code);
+	const char *argv[] = {"ZADD", key, "GT", score, address};
+	const size_t argl[] = {4, strlen(key), 2, sl, s->address_len};
+	batch_add(b, key, 5, argv, argl);
+	return !b->nomem;
+}
+
+/* The rebuild: every counts hash's suppression into the index, a SCAN
+ * step at a time, then the marker, unless another rebuild began meanwhile
+ * (its token replaced ours) or the keys were emptied (the token is gone):
+ * writes since the index exists are in it already (ZADD GT commutes). */
+static void *supp_rebuild_main(void *arg)
+{
+	struct store *st = arg;
+	char err[256], token[48];
+	uint64_t cursor = 0, next = 0;
+	bool ok = true;
+	snprintf(token, sizeof(token), "%lld-%p", (long long)mt_time_now_ms(), (void *)st);
+	redisReply *r = command(st, st->supp_rebuild_key, err, sizeof(err), "SET %s %s PX %d",
+				st->supp_rebuild_key, token, 86400 * 1000);
+	ok = r != NULL;
+	freeReplyObject(r);
+	while (ok && !atomic_load(&st->supp_stop)) {
+		struct batch b = {0};
+		void *ctx[2] = {&b, st};
+		ok = store_suppressions_scan(st, cursor, STORE_SCAN_STEP_MAX, INT64_MIN, rebuild_add,
+					     ctx, &next, err, sizeof(err)) == MT_E_OK;
+		if (ok && (b.n || b.nomem))
+			ok = batch_run(st, &b, err, sizeof(err)) == MT_E_OK;
+		for (size_t c = 0; ok && c < b.n; c++)
+			ok = reply_ok(b.cmd[c].reply, REDIS_REPLY_INTEGER, err, sizeof(err));
+		batch_free(&b);
+		cursor = next;
+		if (cursor == 0)
+			break;
+	}
+	if (ok && !atomic_load(&st->supp_stop)) {
+		r = command(st, st->supp_rebuild_key, err, sizeof(err), "GET %s",
+			    st->supp_rebuild_key);
+		if (r && r->type == REDIS_REPLY_STRING && strcmp(r->str, token) == 0) {
+			freeReplyObject(command(st, st->supp_ready_key, err, sizeof(err),
+						"SET %s %s", st->supp_ready_key, SUPP_POLICY));
+			freeReplyObject(command(st, st->supp_rebuild_key, err, sizeof(err),
+						"DEL %s", st->supp_rebuild_key));
+		}
+		freeReplyObject(r);
+	}
+	atomic_store(&st->supp_rebuilding, false);
+	return NULL;
+}
+
+/* Starts the rebuild unless one runs in this process. */
+static void supp_rebuild_start(struct store *st)
+{
+	if (atomic_load(&st->supp_rebuilding) || atomic_load(&st->supp_stop))
+		return;
+	pthread_mutex_lock(&st->supp_lock);
+	if (!atomic_load(&st->supp_rebuilding) && !atomic_load(&st->supp_stop)) {
+		if (st->supp_thread_started) /* the last one, over */
+			pthread_join(st->supp_thread, NULL);
+		atomic_store(&st->supp_rebuilding, true);
+		st->supp_thread_started =
+			pthread_create(&st->supp_thread, NULL, supp_rebuild_main, st) == 0;
+		if (!st->supp_thread_started)
+			atomic_store(&st->supp_rebuilding, false);
+	}
+	pthread_mutex_unlock(&st->supp_lock);
+}
+
+/* Stops a running rebuild (after its current step) and waits for it. */
+static void supp_rebuild_stop(struct store *st)
+{
+	atomic_store(&st->supp_stop, true);
+	pthread_mutex_lock(&st->supp_lock);
+	if (st->supp_thread_started)
+		pthread_join(st->supp_thread, NULL);
+	st->supp_thread_started = false;
+	pthread_mutex_unlock(&st->supp_lock);
 }
 
 /* Most key names one recipient's data has (recipient_key_names). */
@@ -2606,6 +3092,14 @@ enum mt_err store_recipient_erase(struct store *st, const char *address,
 		goto out;
 	snprintf(pattern, 2 * la + 32, "{*\"recipient\":\"%s\"*", esc);
 	err = feed_remove_matching(st, pattern, &out->feed_entries, errbuf, errsz);
+	if (err != MT_E_OK)
+		goto out;
+	/* Its suppression index entry, last: until then it is a candidate
+	 * that the counts (gone) answer. */
+	const char *sk = st->supp_keys[store_supp_bucket(address)];
+	redisReply *zr = command(st, sk, errbuf, errsz, "ZREM %s %s", sk, address);
+	err = zr ? MT_E_OK : MT_E_REDIS;
+	freeReplyObject(zr);
 out:
 	if (err == MT_E_NOMEM)
 		snprintf(errbuf, errsz, "out of memory");

@@ -682,7 +682,7 @@ class ClusterTest(harness.MailtrailTestCase):
         """The bulk check reads recipients on every master in one call (a
         pipeline per node); an erasure removes a recipient's keys on its
         node and its entries in the feed (another node's key); the export
-        answers 501 (SCAN walks one server)."""
+        holds every suppressed address of every master."""
         cl = ENV.cluster
         m = self.start(extra=["--api-token", "cluster-token-0123456789"])
         auth = {"Authorization": "Bearer cluster-token-0123456789"}
@@ -720,8 +720,13 @@ class ClusterTest(harness.MailtrailTestCase):
                 self.assertEqual(harness.iso_to_ms(got["time"]), ms)
         self.assertFalse(res[-1]["suppressed"])
 
-        r = harness.http_request(m.api_port, "GET", "/v1/suppressions", headers=auth)
-        self.assertEqual(r.status, 501, r)
+        # The export walks every master (test_suppression_export below).
+        r = harness.http_request(m.api_port, "GET", "/v1/suppressions?format=csv",
+                                 headers=auth)
+        self.assertEqual(r.status, 200, r)
+        want = sorted(f"{a},{'COMPLAINT' if kinds[a][0] == 'Complaint' else 'BOUNCE'}"
+                      for a in addrs if kinds[a][0] != "Transient")
+        self.assertEqual(sorted(r.body.decode().split("\r\n")[1:-1]), want)
 
         gone = [addrs[0], addrs[1], addrs[7], "}supp@example.com"]
         for a in gone:
@@ -742,6 +747,84 @@ class ClusterTest(harness.MailtrailTestCase):
             self.assertEqual([x for x in left if a.encode() in x], [], a)
         kept = [a for a in addrs if a not in gone]
         self.assertTrue(all(any(a.encode() in x for x in left) for a in kept))
+
+    def test_suppression_export(self):
+        """GET /v1/suppressions walks every master in turn: streamed, each
+        suppressed address exactly once; paged, a cursor that names the
+        master (its lowest slot, STORE_SCAN_NODE_BITS) and its SCAN
+        cursor, until 0.  The bulk check's index is rebuilt across the
+        masters too, and answers as the counts do."""
+        cl = ENV.cluster
+        m = self.start(extra=["--api-token", "cluster-token-0123456789"])
+        auth = {"Authorization": "Bearer cluster-token-0123456789"}
+
+        def flush():
+            for p in cl.masters():
+                cl.c(p)("FLUSHALL")
+        flush()
+        self.addCleanup(flush)
+        # 600 counts hashes written as the store script does (data from
+        # before the index), on the owner of each one's slot.
+        now = int(time.time() * 1000)
+        want, owners = {}, set()
+        for i in range(600):
+            a = f"x{i}@exp{i % 7}.example"
+            key = recipient_key("counts", a)
+            slot = crc16(key.split("{")[1].split("}")[0].encode()) % 16384
+            owners.add(cl.owner(slot))
+            node = cl.c(cl.owner(slot))
+            if i % 3 == 2:
+                node("HSET", key, "type:Delivery", 1)
+                continue
+            why = "Complaint" if i % 3 == 0 else "Bounce/Permanent"
+            node("HSET", key, f"type:{why.split('/')[0]}", 1, f"suppress:{why}", 1,
+                 f"last:{why}", now - 1000 - i)
+            want[a] = (why, now - 1000 - i)
+        self.assertEqual(owners, set(cl.masters()))
+        r = harness.http_request(m.api_port, "GET", "/v1/suppressions", headers=auth)
+        self.assertEqual(r.status, 200, r)
+        lines = [json.loads(x) for x in r.body.decode().splitlines()]
+        self.assertEqual(sorted(x["address"] for x in lines), sorted(want))
+        for x in lines:
+            self.assertEqual((x["reason"], harness.iso_to_ms(x["time"])), want[x["address"]])
+        # Pages of 50 keys: the cursor moves from master to master.
+        seen, cursor, pages, masters_seen = set(), "0", 0, set()
+        while True:
+            r = harness.http_request(m.api_port, "GET", f"/v1/suppressions?limit=50&cursor={cursor}",
+                                     headers=auth)
+            self.assertEqual(r.status, 200, r)
+            seen |= {json.loads(x)["address"] for x in r.body.decode().splitlines()}
+            cursor = r.headers["mailtrail-next-cursor"]
+            pages += 1
+            self.assertLess(pages, 1000)
+            if cursor == "0":
+                break
+            masters_seen.add(int(cursor) >> 48)
+        self.assertEqual(seen, set(want))
+        self.assertEqual(len(masters_seen), len(cl.masters()), masters_seen)
+        # A cursor that names no slot: 400.
+        r = harness.http_request(m.api_port, "GET", f"/v1/suppressions?cursor={16384 << 48}",
+                                 headers=auth)
+        self.assertEqual(r.status, 400, r)
+        # The bulk check: counts first, then (the index rebuilt from every
+        # master) the index.
+        body = json.dumps(sorted(want) + ["x2@exp2.example", "none@exp.example"])
+        for _ in range(2):
+            r = harness.http_request(m.api_port, "POST", "/v1/suppressions/check", body=body,
+                                     headers=auth)
+            self.assertEqual(r.status, 200, r)
+            res = r.json()["results"]
+            for a, got in zip(sorted(want), res):
+                self.assertEqual((got["reason"], harness.iso_to_ms(got["time"])), want[a], a)
+            self.assertEqual([x["suppressed"] for x in res[-2:]], [False, False])
+            deadline = time.monotonic() + 20
+            ready = cl.c(cl.owner(crc16(b"mailtrail:supp:ready:1") % 16384))
+            while not ready("EXISTS", "mailtrail:supp:ready:1"):
+                self.assertLess(time.monotonic(), deadline, "no index marker")
+                time.sleep(0.05)
+        entries = sum(cl.c(p)("ZCARD", f"mailtrail:supp:{{{n}}}") for p in cl.masters()
+                      for n in range(64) if cl.owner(crc16(str(n).encode()) % 16384) == p)
+        self.assertEqual(entries, len(want))
 
 
 def _info_int(text, field):

@@ -303,6 +303,161 @@ class CheckTest(SuppressionCase):
             self.assertIn(w, text)
 
 
+def supp_bucket(address):
+    """The suppression index's bucket of a normalised address (store.h,
+    store_supp_bucket: FNV-1a, 32 bits, modulo 64)."""
+    h = 2166136261
+    for c in address.encode():
+        h = ((h ^ c) * 16777619) & 0xFFFFFFFF
+    return h % 64
+
+
+READY = "mailtrail:supp:ready:1"
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+class IndexTest(SuppressionCase):
+    """The suppression index (README, "Bulk suppression check"): a check is
+    a ZMSCORE per bucket, not an HMGET per address, and answers exactly
+    what the counts hashes (and the summary) say."""
+
+    def wait_ready(self, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.env.redis("EXISTS", READY) == 1:
+                return
+            time.sleep(0.05)
+        self.fail("the suppression index's marker never appeared")
+
+    def command_calls(self):
+        info = self.env.redis("INFO", "commandstats")
+        if isinstance(info, bytes):
+            info = info.decode()
+        calls = {}
+        for line in info.splitlines():
+            if line.startswith("cmdstat_"):
+                name, rest = line[8:].split(":", 1)
+                calls[name] = int(rest.split("calls=")[1].split(",")[0])
+        return calls
+
+    def test_a_check_is_a_command_per_bucket(self):
+        t = now_ms() - 3600_000
+        items = [Item("bounce-permanent", f"b{i}@example.com", t + i, 100 + i) for i in range(5)]
+        items += [Item("complaint", f"c{i}@example.com", t + 10 + i, 200 + i) for i in range(5)]
+        items += [Item("delivery", "d@example.com", t + 20, 300)]
+        self.deliver(self.m, items, threads=1)
+        addrs = [f"b{i}@example.com" for i in range(5)] + [f"c{i}@example.com" for i in range(5)]
+        addrs += ["d@example.com"] + [f"n{i}@example.org" for i in range(989)]
+        self.post_check(addrs)  # no marker yet: the counts answer, the rebuild starts
+        self.wait_ready()
+        self.env.redis("CONFIG", "RESETSTAT")
+        res = self.post_check(addrs)["results"]
+        calls = self.command_calls()
+        self.assertEqual(calls.get("hmget", 0), 0, calls)
+        self.assertLessEqual(calls.get("zmscore", 0), 64, calls)
+        for i in range(5):
+            self.assertEqual(res[i], {"address": addrs[i], "normalized": addrs[i],
+                                      "suppressed": True, "reason": "Bounce/Permanent",
+                                      "time": ms_iso(t + i)})
+            self.assertEqual(res[5 + i]["reason"], "Complaint")
+            self.assertEqual(res[5 + i]["time"], ms_iso(t + 10 + i))
+        self.assertEqual([r["suppressed"] for r in res[10:]], [False] * 990)
+
+    def test_data_from_before_the_index(self):
+        # Counts hashes written without index entries (an older version's
+        # data): the first check reads them, then the rebuild indexes them.
+        t = now_ms() - 86400_000
+        rows = [(f"old{i}@example.com", ("Complaint", "Bounce/Permanent", None)[i % 3], t + i)
+                for i in range(300)]
+        self.load_counts(rows)
+        addrs = [r[0] for r in rows]
+        want = [(r[1], ms_iso(r[2]) if r[1] else None) for r in rows]
+        res = self.post_check(addrs)["results"]
+        self.assertEqual([(r["reason"], r["time"]) for r in res], want)
+        self.wait_ready()
+        for i, (a, why, _) in enumerate(rows):
+            if why:
+                self.assertIsNotNone(self.env.redis("ZSCORE", f"mailtrail:supp:{{{supp_bucket(a)}}}", a), a)
+        self.env.redis("CONFIG", "RESETSTAT")
+        res = self.post_check(addrs)["results"]
+        self.assertEqual([(r["reason"], r["time"]) for r in res], want)
+        self.assertEqual(self.command_calls().get("hmget", 0), 0)
+        # The marker gone (FLUSHALL, a new policy): the counts answer again.
+        self.env.redis("DEL", READY)
+        self.env.redis("CONFIG", "RESETSTAT")
+        res = self.post_check(addrs)["results"]
+        self.assertEqual([(r["reason"], r["time"]) for r in res], want)
+        self.assertGreaterEqual(self.command_calls().get("hmget", 0), 300)
+        self.wait_ready()
+
+    def test_one_recipients_event_never_changes_anothers_answer(self):
+        # The worst a signed message can do here: a bounce for one address
+        # (forged for someone else's, as SES lets any sender do), dated a
+        # day ahead, for an address that shares its bucket with others.
+        t = now_ms() - 600_000
+        victim = "victim@example.com"
+        k = supp_bucket(victim)
+        same = [a for a in (f"n{i}@example.net" for i in range(5000)) if supp_bucket(a) == k][:3]
+        self.assertEqual(len(same), 3)
+        self.deliver(self.m, [Item("delivery", a, t, 400 + i) for i, a in enumerate(same)],
+                     threads=1)
+        self.post_check(["x@example.com"])
+        self.wait_ready()
+        ahead = now_ms() + 86400_000 - 600_000
+        self.deliver(self.m, [Item("bounce-permanent", victim, ahead, 410),
+                              Item("complaint", same[0], t + 5, 411)], threads=1)
+        res = self.post_check([victim] + same)["results"]
+        self.assertEqual([(r["reason"], r["time"]) for r in res],
+                         [("Bounce/Permanent", ms_iso(ahead)), ("Complaint", ms_iso(t + 5)),
+                          (None, None), (None, None)])
+        # A later complaint for the victim does not lower it (the newest
+        # deciding event wins, as in the summary).
+        self.deliver(self.m, [Item("complaint", victim, t + 10, 412)], threads=1)
+        res = self.post_check([victim])["results"]
+        self.assertEqual((res[0]["reason"], res[0]["time"]), ("Bounce/Permanent", ms_iso(ahead)))
+        self.assertEqual(self.get(self.m, f"/v1/recipients/{victim}")["reason"], "Bounce/Permanent")
+
+    def test_old_entries_are_verified_and_erased_ones_gone(self):
+        self.post_check(["x@example.com"])
+        self.wait_ready()
+        # An index entry whose event is near or past the end of the
+        # retention window is a candidate only: the counts decide.  Here
+        # the counts say nothing (trimmed, expired).
+        old = now_ms() - 89 * 86400_000
+        a = "stale@example.com"
+        self.env.redis("ZADD", f"mailtrail:supp:{{{supp_bucket(a)}}}", old * 32 + 1, a)
+        self.assertEqual(self.post_check([a])["results"][0]["suppressed"], False)
+        # An event backfilled into an empty timeline with an old time is
+        # kept until the key expires: the counts say so.
+        b = "backfill@example.com"
+        self.deliver(self.m, [Item("bounce-permanent", b, T0, 500)], threads=1)
+        r = self.post_check([b])["results"][0]
+        self.assertEqual((r["reason"], r["time"]), ("Bounce/Permanent", ms_iso(T0)))
+        # Erasure removes the entry.
+        c = "erased@example.com"
+        self.deliver(self.m, [Item("complaint", c, now_ms() - 1000, 501)], threads=1)
+        self.assertEqual(self.post_check([c])["results"][0]["suppressed"], True)
+        self.assertEqual(self.api(self.m, f"/v1/recipients/{c}", method="DELETE").status, 200)
+        self.assertIsNone(self.env.redis("ZSCORE", f"mailtrail:supp:{{{supp_bucket(c)}}}", c))
+        self.assertEqual(self.post_check([c])["results"][0]["suppressed"], False)
+
+    def test_prune(self):
+        # The first write of a new process prunes bucket 0: entries of
+        # events older than the retention period, an hour and a week.
+        m = self.start(token=TOKEN)
+        day = 86400_000
+        old = [a for a in (f"p{i}@example.com" for i in range(2000)) if supp_bucket(a) == 0][:2]
+        key = "mailtrail:supp:{0}"
+        self.env.redis("ZADD", key, (now_ms() - 98 * day - 3600_000) * 32, old[0],
+                       (now_ms() - 96 * day) * 32, old[1])
+        self.deliver(m, [Item("delivery", "any@example.com", now_ms() - 1000, 600)], threads=1)
+        self.assertIsNone(self.env.redis("ZSCORE", key, old[0]))
+        self.assertIsNotNone(self.env.redis("ZSCORE", key, old[1]))
+
+
 class ExportTest(SuppressionCase):
     def test_ndjson_and_csv_exactly(self):
         items = [
