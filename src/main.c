@@ -24,6 +24,7 @@
 #include "mt_version.h"
 #include "rcluster.h"
 #include "spool.h"
+#include "status.h"
 #include "store.h"
 #include "tls.h"
 #include "verify.h"
@@ -79,6 +80,7 @@ int main(int argc, char **argv)
 	struct http_server *http = NULL, *api_http = NULL;
 	struct ingest *ing = NULL;
 	struct spool *spool = NULL;
+	struct status *status_view = NULL;
 
 	/* mailtrail import ...: backfill from files (import.h), no listener. */
 	if (argc > 1 && strcmp(argv[1], "import") == 0)
@@ -176,6 +178,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mailtrail: cannot start the writer threads\n");
 		goto out;
 	}
+	status_view = status_new(&cfg);
+	if (!status_view) {
+		fprintf(stderr, "mailtrail: cannot start the status thread\n");
+		goto out;
+	}
+	ingest_set_status(ing, status_view);
 	struct http_routes ingest = ingest_routes(ing);
 	char where[128];
 	struct http_limits limits = {.max_connections = cfg.max_connections,
@@ -194,7 +202,7 @@ int main(int argc, char **argv)
 	    cfg.max_connections, cfg.max_connections_per_ip);
 
 	struct api api = {.store = store, .token = cfg.api_token,
-			  .message_index = cfg.message_index};
+			  .message_index = cfg.message_index, .status = status_view};
 	struct http_routes api_r = api_routes(&api);
 	if (cfg.api_enabled) {
 		api_http = http_start(&cfg.api_listen, NULL, NULL, &api_r, &limits, err,
@@ -227,6 +235,7 @@ out:
 	ingest_stop(ing);
 	http_stop(http);
 	ingest_free(ing);
+	status_free(status_view); /* after the listeners: flushes the last notes */
 	spool_free(spool); /* after the listener: no more appends */
 	store_free(store);
 	certcache_free(certs);
