@@ -13,6 +13,7 @@
 #include <pthread.h>
 
 #include "certcache.h"
+#include "check.h"
 #include "config.h"
 #include "fetch.h"
 #include "api.h"
@@ -85,12 +86,17 @@ int main(int argc, char **argv)
 	/* mailtrail import ...: backfill from files (import.h), no listener. */
 	if (argc > 1 && strcmp(argv[1], "import") == 0)
 		return import_main(argc - 1, argv + 1, env_lookup);
+	/* mailtrail check ...: the configuration checked (check.h), no listener. */
+	if (argc > 1 && strcmp(argv[1], "check") == 0)
+		return check_main(argc - 1, argv + 1, env_lookup);
 	switch (config_parse(&cfg, argc, argv, env_lookup, stdout, err, sizeof(err))) {
 	case CONFIG_EXIT:
 		for (int i = 1; i < argc; i++)
 			if (strcmp(argv[i], "--help") == 0)
 				printf("\nBackfill from captured deliveries (no listener):\n"
-				       "  mailtrail import [OPTION]... FILE|DIR...   see mailtrail import --help\n");
+				       "  mailtrail import [OPTION]... FILE|DIR...   see mailtrail import --help\n"
+				       "\nCheck the configuration without serving:\n"
+				       "  mailtrail check [--offline] [OPTION]...    see mailtrail check --help\n");
 		config_free(&cfg);
 		return 0;
 	case CONFIG_ERROR:
