@@ -9,6 +9,7 @@
  *   POST /v1/suppressions/check          (a JSON array of addresses)
  *   GET /v1/suppressions?format&since&cursor&limit   (streamed, or a page)
  *   DELETE /v1/recipients/{address}      (erasure)
+ *   GET /v1/status                       (the SNS wiring, status.h)
  *   GET /, /app.js, /app.css   (the console, embedded)
  * With a token configured, /v1/ needs "Authorization: Bearer TOKEN"; the
  * console's files do not (they hold no data, and the page asks for the
@@ -19,12 +20,15 @@
 #include "http.h"
 #include "store.h"
 
+struct status;
+
 struct api {
 	struct store *store;
 	const char *token; /* NULL: open */
 	bool message_index; /* --message-index: else GET /v1/messages/{id} is 404 */
 	unsigned health_min_volume; /* --health-min-volume */
 	unsigned retention_days;    /* --retention-days: health reads no older day */
+	struct status *status; /* GET /v1/status; NULL: 404 */
 };
 
 /* The routes for a; a must outlive the listener. */

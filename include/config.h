@@ -128,6 +128,10 @@ bool config_arn_match(const char *pattern, const char *arn);
  * percent-decoding). */
 bool config_parse_redis_url(const char *url, struct config_redis *out);
 
+/* Whether a numeric address (as struct config_listen holds it) is a
+ * loopback one: 127.0.0.0/8, ::1, ::ffff:127.x. */
+bool config_host_is_loopback(const char *host);
+
 /* url with its user and password replaced by "***", for error lines and
  * logs (a password never appears in either). */
 void config_redis_url_redacted(const char *url, char *out, size_t outsz);

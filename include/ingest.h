@@ -33,6 +33,11 @@ struct ingest;
  * thread can be started. */
 struct ingest *ingest_new(struct webhook *w);
 
+struct status;
+/* Every answered delivery is also noted in st (status.h), which must
+ * outlive the listener; set before it starts. */
+void ingest_set_status(struct ingest *ing, struct status *st);
+
 /* The routes; ing must outlive the listener. */
 struct http_routes ingest_routes(struct ingest *ing);
 

@@ -72,6 +72,7 @@ enum metric_gauge {
 	X(API_MESSAGE, "/v1/messages/{sesMessageId}")                          \
 	X(API_SUPPRESSIONS, "/v1/suppressions")                                \
 	X(API_SUPPRESSIONS_CHECK, "/v1/suppressions/check")                    \
+	X(API_STATUS, "/v1/status")                                            \
 	X(CONSOLE, "console")                                                  \
 	X(OTHER, "other")
 

@@ -12,6 +12,7 @@
 #include "jsonscan.h"
 #include "log.h"
 #include "mt_time.h"
+#include "status.h"
 
 #define CSP "default-src 'self'; script-src 'self'; style-src 'self'; " \
 	    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; " \
@@ -669,9 +670,29 @@ static bool method_allowed(enum apireq_route r, const char *method)
 	return get && r != APIREQ_SUPPRESSIONS_CHECK;
 }
 
+/* GET /v1/status: the wiring as SNS deliveries showed it (status.h). */
+static enum MHD_Result status_answer(struct api *a, struct MHD_Connection *conn,
+				     const char *method)
+{
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+		return http_send_status(conn, 405, NULL, "method not allowed");
+	if (!authorized(a, conn))
+		return http_send_status(conn, 401, NULL, "missing or wrong bearer token");
+	if (!a->status)
+		return http_send_status(conn, 404, NULL, "not found");
+	struct json_object *o = NULL;
+	char err[256];
+	enum mt_err e = status_read(a->status, &o, err, sizeof(err));
+	if (e != MT_E_OK)
+		return store_error(conn, e, err);
+	return http_send_json(conn, 200, o);
+}
+
 static enum MHD_Result route(struct api *a, struct MHD_Connection *conn, const char *url,
 			     const char *method, const struct body_req *body)
 {
+	if (strcmp(url, "/v1/status") == 0)
+		return status_answer(a, conn, method);
 	/* libmicrohttpd has already %-decoded the path. */
 	char address[SES_ADDRESS_MAX + 1]; /* or the message id */
 	enum apireq_route r = apireq_parse_path(url, strlen(url), address);
@@ -772,6 +793,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 static enum metric_route route_of(const char *url)
 {
 	char address[SES_ADDRESS_MAX + 1];
+	if (strcmp(url, "/v1/status") == 0)
+		return METRIC_ROUTE_API_STATUS;
 	switch (apireq_parse_path(url, strlen(url), address)) {
 	case APIREQ_EVENTS:
 		return METRIC_ROUTE_API_RECENT;

@@ -477,6 +477,11 @@ static bool is_loopback(const char *host)
 	return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
 }
 
+bool config_host_is_loopback(const char *host)
+{
+	return is_loopback(host);
+}
+
 void config_redis_url_redacted(const char *url, char *out, size_t outsz)
 {
 	bool tls;

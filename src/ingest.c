@@ -5,10 +5,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "buf.h"
 #include "log.h"
 #include "metrics.h"
+#include "sns.h"
+#include "status.h"
+#include "url.h"
 
 /* Per-request state of a POST /sns: its body arrives, then it may wait
  * with its connection suspended for a fetcher (a certificate not in
@@ -53,6 +57,7 @@ struct ingest {
 	bool fetch_stopping;  /* set by ingest_stop: no more fetches */
 	pthread_t fetchers[INGEST_FETCHERS];
 	unsigned nfetchers;
+	struct status *status; /* NULL: deliveries are not noted */
 };
 
 /* Whether to log a refusal.  Those by a limit of README "Limits" come by
@@ -151,10 +156,53 @@ static enum MHD_Result wait_for_writer(struct upload *up, struct MHD_Connection 
 	return MHD_YES;
 }
 
-static enum MHD_Result answer_sns(struct MHD_Connection *conn,
-				  const struct webhook_result *res)
+/* Whether a header's value is "true" (SNS writes it so). */
+static bool header_true(struct MHD_Connection *conn, const char *name)
 {
+	const char *v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
+	return v && strcasecmp(v, "true") == 0;
+}
+
+/* The authority of the body's SigningCertURL, for a certificate that could
+ * not be fetched: the body is parsed again (that delivery failed, so
+ * nothing kept it), and only a URL that url_check lets through is read. */
+static bool cert_host_of(const struct ingest *ing, const struct upload *up, char *out,
+			 size_t outsz)
+{
+	struct sns_message m = {0};
+	bool ok = false;
+	if (up->body.p && sns_envelope_parse(up->body.p, up->body.len, &m) == MT_E_OK) {
+		const struct sns_str *cu = &m.f[SNS_F_SIGNING_CERT_URL];
+		ok = url_check(cu->p, cu->len, &ing->w->cfg->cert_host_re, URL_SIGNING_CERT) ==
+			     MT_E_OK &&
+		     url_authority(cu->p, out, outsz);
+	}
+	sns_message_free(&m);
+	return ok;
+}
+
+/* Notes the delivery for GET /v1/status (status.h): in memory only. */
+static void note_status(struct ingest *ing, struct MHD_Connection *conn,
+			const struct upload *up)
+{
+	if (!ing->status)
+		return;
+	const struct webhook_result *res = &up->res;
+	bool raw = header_true(conn, "x-amz-sns-rawdelivery");
+	/* A raw delivery names its topic only in this header. */
+	const char *topic = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							"x-amz-sns-topic-arn");
+	char host[STATUS_HOST_MAX + 1];
+	bool has_host = res->err == MT_E_CERT_FETCH && cert_host_of(ing, up, host, sizeof(host));
+	status_record(ing->status, res, raw, topic, has_host ? host : NULL);
+}
+
+static enum MHD_Result answer_sns(struct ingest *ing, struct MHD_Connection *conn,
+				  const struct upload *up)
+{
+	const struct webhook_result *res = &up->res;
 	unsigned code = mt_err_http_status(res->err);
+	note_status(ing, conn, up);
 	count_result(res);
 	log_result(conn, res, code);
 	return http_send_status(conn, code, res->status,
@@ -177,7 +225,7 @@ static enum MHD_Result wait_for_fetcher(struct ingest *ing, struct upload *up,
 		snprintf(up->res.detail, sizeof(up->res.detail),
 			 "%d deliveries already wait for a certificate or a confirmation",
 			 INGEST_FETCH_QUEUE_MAX);
-		return answer_sns(conn, &up->res);
+		return answer_sns(ing, conn, up);
 	}
 	up->state = UP_FETCHING;
 	up->conn = conn;
@@ -197,7 +245,7 @@ static enum MHD_Result finish_sns(struct ingest *ing, struct MHD_Connection *con
 	if (up->too_large) {
 		memset(&up->res, 0, sizeof(up->res));
 		up->res.err = MT_E_TOO_LARGE;
-		return answer_sns(conn, &up->res);
+		return answer_sns(ing, conn, up);
 	}
 	const char *th = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 						     "x-amz-sns-message-type");
@@ -210,7 +258,7 @@ static enum MHD_Result finish_sns(struct ingest *ing, struct MHD_Connection *con
 	case WEBHOOK_DONE:
 		break;
 	}
-	return answer_sns(conn, &up->res);
+	return answer_sns(ing, conn, up);
 }
 
 /* Writes a list of waiting uploads (newest first), WEBHOOK_COMMIT_MAX at
@@ -539,7 +587,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		return take_chunk(up, upload_data, n, w->cfg->max_body) ? MHD_YES : MHD_NO;
 	}
 	if (up->state == UP_DONE) /* resumed after the flush */
-		return answer_sns(conn, &up->res);
+		return answer_sns(ing, conn, up);
 	if (up->answered)
 		return MHD_YES;
 	up->answered = true;
@@ -600,6 +648,11 @@ struct ingest *ingest_new(struct webhook *w)
 		return NULL;
 	}
 	return ing;
+}
+
+void ingest_set_status(struct ingest *ing, struct status *st)
+{
+	ing->status = st;
 }
 
 struct http_routes ingest_routes(struct ingest *ing)

@@ -13,6 +13,7 @@
 #include <pthread.h>
 
 #include "certcache.h"
+#include "check.h"
 #include "config.h"
 #include "fetch.h"
 #include "api.h"
@@ -24,6 +25,7 @@
 #include "mt_version.h"
 #include "rcluster.h"
 #include "spool.h"
+#include "status.h"
 #include "store.h"
 #include "tls.h"
 #include "verify.h"
@@ -79,16 +81,22 @@ int main(int argc, char **argv)
 	struct http_server *http = NULL, *api_http = NULL;
 	struct ingest *ing = NULL;
 	struct spool *spool = NULL;
+	struct status *status_view = NULL;
 
 	/* mailtrail import ...: backfill from files (import.h), no listener. */
 	if (argc > 1 && strcmp(argv[1], "import") == 0)
 		return import_main(argc - 1, argv + 1, env_lookup);
+	/* mailtrail check ...: the configuration checked (check.h), no listener. */
+	if (argc > 1 && strcmp(argv[1], "check") == 0)
+		return check_main(argc - 1, argv + 1, env_lookup);
 	switch (config_parse(&cfg, argc, argv, env_lookup, stdout, err, sizeof(err))) {
 	case CONFIG_EXIT:
 		for (int i = 1; i < argc; i++)
 			if (strcmp(argv[i], "--help") == 0)
 				printf("\nBackfill from captured deliveries (no listener):\n"
-				       "  mailtrail import [OPTION]... FILE|DIR...   see mailtrail import --help\n");
+				       "  mailtrail import [OPTION]... FILE|DIR...   see mailtrail import --help\n"
+				       "\nCheck the configuration without serving:\n"
+				       "  mailtrail check [--offline] [OPTION]...    see mailtrail check --help\n");
 		config_free(&cfg);
 		return 0;
 	case CONFIG_ERROR:
@@ -176,6 +184,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mailtrail: cannot start the writer threads\n");
 		goto out;
 	}
+	status_view = status_new(&cfg);
+	if (!status_view) {
+		fprintf(stderr, "mailtrail: cannot start the status thread\n");
+		goto out;
+	}
+	ingest_set_status(ing, status_view);
 	struct http_routes ingest = ingest_routes(ing);
 	char where[128];
 	struct http_limits limits = {.max_connections = cfg.max_connections,
@@ -196,7 +210,8 @@ int main(int argc, char **argv)
 	struct api api = {.store = store, .token = cfg.api_token,
 			  .message_index = cfg.message_index,
 			  .health_min_volume = cfg.health_min_volume,
-			  .retention_days = cfg.retention_days};
+			  .retention_days = cfg.retention_days,
+			  .status = status_view};
 	struct http_routes api_r = api_routes(&api);
 	if (cfg.api_enabled) {
 		api_http = http_start(&cfg.api_listen, NULL, NULL, &api_r, &limits, err,
@@ -229,6 +244,7 @@ out:
 	ingest_stop(ing);
 	http_stop(http);
 	ingest_free(ing);
+	status_free(status_view); /* after the listeners: flushes the last notes */
 	spool_free(spool); /* after the listener: no more appends */
 	store_free(store);
 	certcache_free(certs);
