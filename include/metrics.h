@@ -98,6 +98,15 @@ void metrics_count_result(enum mt_err err);
 /* An event newly stored, by SES type (NULL or unknown: "other"). */
 void metrics_count_event(const char *type);
 
+/* mailtrail_identity_events_total{identity,type}: an event newly stored,
+ * by sending identity (ses.h's, a valid name or STATS_OTHER) and count
+ * type (stats.h's field text; NULL: not counted).  The label values are
+ * bounded: the first METRICS_IDENTITIES_MAX identities this process sees
+ * have their own, the rest count as "(other)"; the type label is the
+ * count type without '/' and spaces (stats_type_labels). */
+#define METRICS_IDENTITIES_MAX 100
+void metrics_count_identity_event(const char *identity, const char *count_type);
+
 /* A signing certificate found without a download: in memory or on disk. */
 void metrics_count_cert_hit(bool from_disk);
 

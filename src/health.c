@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
 #include "ses.h"
 #include "stats.h"
 
@@ -40,37 +39,44 @@ static void reads_free(struct reads *r)
 	memset(r, 0, sizeof(*r));
 }
 
-/* Adds a command of argc arguments (argv[1] is its key); false when out
- * of memory (the batch then fails). */
-static bool reads_add(struct reads *r, int argc, const char **argv, const size_t *argl)
+/* Takes a command in RESP, raw[0..len) (malloc'd; the batch frees it),
+ * routed by key[0..key_len); false when out of memory (the batch then
+ * fails). */
+static bool reads_push(struct reads *r, const char *key, size_t key_len, char *raw, size_t len)
 {
-	if (r->nomem)
-		return false;
-	if (r->n == r->cap) {
+	char *k = r->nomem ? NULL : strndup(key, key_len);
+	if (k && r->n == r->cap) {
 		size_t cap = r->cap ? 2 * r->cap : 32;
 		struct rcluster_cmd *c = realloc(r->cmd, cap * sizeof(*c));
 		if (c)
 			r->cmd = c;
-		char **k = c ? realloc(r->key, cap * sizeof(*k)) : NULL;
-		if (k)
-			r->key = k;
-		if (!c || !k) {
-			r->nomem = true;
-			return false;
-		}
-		r->cap = cap;
+		char **kk = c ? realloc(r->key, cap * sizeof(*kk)) : NULL;
+		if (kk)
+			r->key = kk;
+		if (c && kk)
+			r->cap = cap;
 	}
-	char *key = strndup(argv[1], argl[1]);
-	char *raw = NULL;
-	int len = key ? redisFormatCommandArgv(&raw, argc, argv, argl) : -1;
-	if (len < 0) {
-		free(key);
+	if (!k || r->n == r->cap) {
+		free(k);
+		free(raw);
 		r->nomem = true;
 		return false;
 	}
-	r->key[r->n] = key;
-	r->cmd[r->n++] = (struct rcluster_cmd){key, argl[1], raw, (size_t)len, NULL};
+	r->key[r->n] = k;
+	r->cmd[r->n++] = (struct rcluster_cmd){k, key_len, raw, len, NULL};
 	return true;
+}
+
+/* Adds a command of argc arguments (argv[1] is its key). */
+static bool reads_add(struct reads *r, int argc, const char **argv, const size_t *argl)
+{
+	char *raw = NULL;
+	int len = r->nomem ? -1 : redisFormatCommandArgv(&raw, argc, argv, argl);
+	if (len < 0) {
+		r->nomem = true;
+		return false;
+	}
+	return reads_push(r, argv[1], argl[1], raw, (size_t)len);
 }
 
 /* Runs the batch; every reply must be of type want (or, want being
@@ -244,54 +250,79 @@ static size_t layout_fields(const struct layout *l)
 	return (size_t)((l->daily ? 1 : 0) + l->nh) * (size_t)(l->t1 - l->t0);
 }
 
-/* Adds HMGET key <fields of each name> (layout l) to r. */
+/* Appends "$<len>\r\n" to p; returns the end. */
+static char *resp_len(char *p, char c, size_t len)
+{
+	char digits[24];
+	size_t n = 0;
+	do {
+		digits[n++] = (char)('0' + len % 10);
+		len /= 10;
+	} while (len);
+	*p++ = c;
+	while (n)
+		*p++ = digits[--n];
+	*p++ = '\r';
+	*p++ = '\n';
+	return p;
+}
+
+/* Adds HMGET key <fields of each name> (layout l) to r, written in RESP
+ * directly: an overview asks for thousands of fields, and building them
+ * as strings first, then formatting, cost more than Redis's work. */
 static void add_hmget(struct reads *r, const char *key, size_t key_len,
 		      const struct layout *l, const struct name_ref *names,
 		      const size_t *idx, size_t n)
 {
-	size_t per = layout_fields(l), argc = 2 + n * per;
-	const char **argv = calloc(argc, sizeof(*argv));
-	size_t *argl = calloc(argc, sizeof(*argl));
-	size_t *off = calloc(argc, sizeof(*off));
-	struct buf text = {0};
-	if (!argv || !argl || !off)
+	/* "|*|<type>" or "|HH|<type>" of each field of a name, in order. */
+	size_t per = layout_fields(l), tails_len = 0, names_len = 0;
+	char (*tail)[40] = calloc(per ? per : 1, sizeof(*tail));
+	size_t *tl = calloc(per ? per : 1, sizeof(*tl));
+	if (!tail || !tl)
 		goto nomem;
-	size_t a = 2;
+	size_t f = 0;
+	for (int s = l->daily ? -1 : 0; s < l->nh; s++)
+		for (int t = l->t0; t < l->t1; t++, f++) {
+			int w = s < 0 ? snprintf(tail[f], sizeof(*tail), "|*|%s", stats_type_names[t])
+				      : snprintf(tail[f], sizeof(*tail), "|%02d|%s", l->h0 + s,
+						 stats_type_names[t]);
+			tl[f] = w > 0 ? (size_t)w : 0;
+			tails_len += tl[f];
+		}
+	for (size_t k = 0; k < n; k++)
+		names_len += names[idx ? idx[k] : k].len;
+	/* Each field: "$<up to 20 digits>\r\n<name><tail>\r\n". */
+	size_t cap = 64 + key_len + n * (tails_len + per * 26) + names_len * per;
+	char *raw = malloc(cap), *p = raw;
+	if (!raw)
+		goto nomem;
+	p = resp_len(p, '*', 2 + n * per);
+	p = resp_len(p, '$', 5);
+	memcpy(p, "HMGET\r\n", 7);
+	p += 7;
+	p = resp_len(p, '$', key_len);
+	memcpy(p, key, key_len);
+	p += key_len;
+	*p++ = '\r';
+	*p++ = '\n';
 	for (size_t k = 0; k < n; k++) {
 		const struct name_ref *nm = &names[idx ? idx[k] : k];
-		for (int s = l->daily ? -1 : 0; s < l->nh; s++) {
-			int hour = s < 0 ? -1 : l->h0 + s;
-			for (int t = l->t0; t < l->t1; t++) {
-				char tail[40];
-				int tl = hour < 0 ? snprintf(tail, sizeof(tail), "|*|%s",
-							     stats_type_names[t])
-						  : snprintf(tail, sizeof(tail), "|%02d|%s", hour,
-							     stats_type_names[t]);
-				off[a] = text.len;
-				if (tl < 0 ||
-				    buf_append(&text, nm->str, nm->len, SIZE_MAX / 2) != BUF_OK ||
-				    buf_append(&text, tail, (size_t)tl, SIZE_MAX / 2) != BUF_OK)
-					goto nomem;
-				argl[a] = text.len - off[a];
-				a++;
-			}
+		for (f = 0; f < per; f++) {
+			p = resp_len(p, '$', nm->len + tl[f]);
+			memcpy(p, nm->str, nm->len);
+			memcpy(p + nm->len, tail[f], tl[f]);
+			p += nm->len + tl[f];
+			*p++ = '\r';
+			*p++ = '\n';
 		}
 	}
-	argv[0] = "HMGET";
-	argl[0] = 5;
-	argv[1] = key;
-	argl[1] = key_len;
-	for (size_t i = 2; i < argc; i++)
-		argv[i] = text.p + off[i];
-	reads_add(r, (int)argc, argv, argl);
+	reads_push(r, key, key_len, raw, (size_t)(p - raw));
 	goto out;
 nomem:
 	r->nomem = true;
 out:
-	buf_free(&text);
-	free(off);
-	free(argl);
-	free(argv);
+	free(tl);
+	free(tail);
 }
 
 /* The hash key of a dimension's day into key (512 bytes); its length, 0
@@ -657,6 +688,7 @@ struct ranked {
 	struct name_ref name;
 	struct stats_counts c;
 	uint64_t bounces, by;
+	size_t at; /* its index in the name set */
 };
 
 static void domains_count(void *arg, size_t name, int hour, int type, uint64_t v)
@@ -675,36 +707,32 @@ static int ranked_cmp(const void *pa, const void *pb)
 	return name_cmp(&a->name, &b->name);
 }
 
-enum mt_err health_domains(const struct health_ctx *hc, const struct apireq_health *h,
-			   int64_t now_ms, struct json_object **out, char *errbuf,
-			   size_t errsz)
+/* Adds, for each day of the window that is read, an HMGET of the types
+ * t0..t1-1 of the names of that day that wanted (NULL: all) marks:
+ * day_idx[j] (caller frees) gets those names of day j, day_n[j] their
+ * number, lay each command's layout, *nlay the commands. */
+static enum mt_err domains_fields(const struct health_ctx *hc, const struct apireq_health *h,
+				  const int64_t *day_start, size_t days, int hour, int64_t now_ms,
+				  const struct name_set *s, const bool *wanted, int t0, int t1,
+				  struct reads *r, struct layout *lay, size_t **day_idx,
+				  size_t *day_n, size_t *nlay)
 {
-	static const size_t window_days[APIREQ_WINDOWS] = {2, 7, 30};
-	int64_t today = stats_day_start(now_ms), day_start[HEALTH_DAYS];
-	int hour = stats_hour(now_ms);
-	size_t days = window_days[h->window], nlay = 0;
-	struct reads names = {0}, fields = {0};
-	struct layout lay[HEALTH_DAYS];
-	struct name_set s;
-	struct ranked *d = NULL;
-	struct json_object *o = NULL, *list = NULL;
-	enum mt_err err;
-
-	*out = NULL;
-	for (size_t j = 0; j < days; j++)
-		day_start[j] = today - (int64_t)j * STATS_DAY_MS;
-	err = read_names(hc, STATS_DIM_DOMAIN, day_start, days, &names, &s, errbuf, errsz);
-	if (err != MT_E_OK)
-		goto out;
-	d = calloc(s.n + 1, sizeof(*d));
-	if (!d)
-		goto nomem;
+	*nlay = 0;
 	for (size_t j = 0; j < days; j++) {
-		if (s.count[j] == 0 || !day_kept(hc, day_start[j], now_ms))
+		size_t n = 0;
+		day_n[j] = 0;
+		day_idx[j] = calloc(s->count[j] + 1, sizeof(**day_idx));
+		if (!day_idx[j])
+			return MT_E_NOMEM;
+		for (size_t k = 0; k < s->count[j]; k++)
+			if (!wanted || wanted[s->day[j][k]])
+				day_idx[j][n++] = s->day[j][k];
+		day_n[j] = n;
+		if (n == 0 || !day_kept(hc, day_start[j], now_ms))
 			continue;
 		/* 24h: today's hours so far, yesterday's from this hour on;
 		 * else whole days. */
-		struct layout l = {j, true, 0, 0, 0, DOMAIN_TYPES};
+		struct layout l = {j, true, 0, 0, t0, t1};
 		if (h->window == APIREQ_WINDOW_24H) {
 			l.daily = false;
 			l.h0 = j == 0 ? 0 : hour + 1;
@@ -715,27 +743,105 @@ enum mt_err health_domains(const struct health_ctx *hc, const struct apireq_heal
 		char key[512];
 		size_t kl = day_key(hc, STATS_DIM_DOMAIN, day_start[j], key);
 		if (kl == 0)
-			goto nomem;
-		lay[nlay++] = l;
-		add_hmget(&fields, key, kl, &l, s.v, s.day[j], s.count[j]);
+			return MT_E_NOMEM;
+		lay[(*nlay)++] = l;
+		add_hmget(r, key, kl, &l, s->v, day_idx[j], n);
 	}
-	err = reads_run(hc, &fields, REDIS_REPLY_ARRAY, errbuf, errsz);
+	return MT_E_OK;
+}
+
+enum mt_err health_domains(const struct health_ctx *hc, const struct apireq_health *h,
+			   int64_t now_ms, struct json_object **out, char *errbuf,
+			   size_t errsz)
+{
+	static const size_t window_days[APIREQ_WINDOWS] = {2, 7, 30};
+	int64_t today = stats_day_start(now_ms), day_start[HEALTH_DAYS];
+	int hour = stats_hour(now_ms);
+	size_t days = window_days[h->window], nlay = 0;
+	struct reads names = {0}, byf = {0}, topf = {0};
+	struct layout lay[HEALTH_DAYS];
+	size_t *day_idx[HEALTH_DAYS] = {0}, day_n[HEALTH_DAYS] = {0};
+	struct name_set s;
+	struct ranked *d = NULL;
+	bool *top = NULL;
+	struct json_object *o = NULL, *list = NULL;
+	enum mt_err err;
+
+	*out = NULL;
+	for (size_t j = 0; j < days; j++)
+		day_start[j] = today - (int64_t)j * STATS_DAY_MS;
+	err = read_names(hc, STATS_DIM_DOMAIN, day_start, days, &names, &s, errbuf, errsz);
 	if (err != MT_E_OK)
 		goto out;
-	for (size_t c = 0; c < nlay; c++)
-		read_hmget(fields.cmd[c].reply, &lay[c], s.day[lay[c].day], s.count[lay[c].day],
-			   domains_count, d);
+	d = calloc(s.n + 1, sizeof(*d));
+	top = calloc(s.n + 1, sizeof(*top));
+	if (!d || !top)
+		goto nomem;
+	/* First the ranking's own types for every domain (the three Bounce
+	 * types, or Complaint), then every type the answer shows for the
+	 * domains it lists only: a window of 1,000 domains a day reads a
+	 * sixth (complaints) or half (bounces) of the fields. */
+	int t0 = h->by_complaints ? STATS_COMPLAINT : STATS_BOUNCE_PERMANENT;
+	int t1 = h->by_complaints ? STATS_COMPLAINT + 1 : STATS_BOUNCE_UNDETERMINED + 1;
+	err = domains_fields(hc, h, day_start, days, hour, now_ms, &s, NULL, t0, t1, &byf, lay,
+			     day_idx, day_n, &nlay);
+	if (err == MT_E_OK)
+		err = reads_run(hc, &byf, REDIS_REPLY_ARRAY, errbuf, errsz);
+	if (err == MT_E_NOMEM)
+		goto nomem;
+	if (err != MT_E_OK)
+		goto out;
+	for (size_t c = 0; c < nlay; c++) {
+		size_t j = lay[c].day;
+		read_hmget(byf.cmd[c].reply, &lay[c], day_idx[j], day_n[j], domains_count, d);
+	}
 	size_t kept = 0;
 	for (size_t i = 0; i < s.n; i++) {
-		struct ranked r = d[i];
-		r.name = s.v[i];
-		r.bounces = r.c.n[STATS_BOUNCE_PERMANENT] + r.c.n[STATS_BOUNCE_TRANSIENT] +
-			    r.c.n[STATS_BOUNCE_UNDETERMINED];
-		r.by = h->by_complaints ? r.c.n[STATS_COMPLAINT] : r.bounces;
-		if (r.by)
+		d[i].name = s.v[i];
+		uint64_t by = h->by_complaints
+			? d[i].c.n[STATS_COMPLAINT]
+			: d[i].c.n[STATS_BOUNCE_PERMANENT] + d[i].c.n[STATS_BOUNCE_TRANSIENT] +
+				  d[i].c.n[STATS_BOUNCE_UNDETERMINED];
+		if (by) {
+			struct ranked r = d[i];
+			r.by = by;
+			r.at = i;
 			d[kept++] = r;
+		}
 	}
 	qsort(d, kept, sizeof(*d), ranked_cmp);
+	if (kept > h->limit)
+		kept = h->limit;
+	for (size_t i = 0; i < kept; i++)
+		top[d[i].at] = true;
+	for (size_t j = 0; j < days; j++) {
+		free(day_idx[j]);
+		day_idx[j] = NULL;
+	}
+	/* The listed domains' counts, read again whole. */
+	struct ranked *all = calloc(s.n + 1, sizeof(*all));
+	if (!all)
+		goto nomem;
+	err = kept ? domains_fields(hc, h, day_start, days, hour, now_ms, &s, top, 0,
+				    DOMAIN_TYPES, &topf, lay, day_idx, day_n, &nlay)
+		   : MT_E_OK;
+	if (err == MT_E_OK && kept)
+		err = reads_run(hc, &topf, REDIS_REPLY_ARRAY, errbuf, errsz);
+	for (size_t c = 0; err == MT_E_OK && kept && c < nlay; c++) {
+		size_t j = lay[c].day;
+		read_hmget(topf.cmd[c].reply, &lay[c], day_idx[j], day_n[j], domains_count, all);
+	}
+	for (size_t i = 0; err == MT_E_OK && i < kept; i++) {
+		const struct stats_counts *c = &all[d[i].at].c;
+		d[i].c = *c;
+		d[i].bounces = c->n[STATS_BOUNCE_PERMANENT] + c->n[STATS_BOUNCE_TRANSIENT] +
+			       c->n[STATS_BOUNCE_UNDETERMINED];
+	}
+	free(all);
+	if (err == MT_E_NOMEM)
+		goto nomem;
+	if (err != MT_E_OK)
+		goto out;
 
 	o = json_object_new_object();
 	list = json_object_new_array();
@@ -744,7 +850,7 @@ enum mt_err health_domains(const struct health_ctx *hc, const struct apireq_heal
 	json_object_object_add(o, "window", json_object_new_string(apireq_window_name(h->window)));
 	json_object_object_add(o, "by", json_object_new_string(h->by_complaints ? "complaints"
 										  : "bounces"));
-	for (size_t i = 0; i < kept && i < h->limit; i++) {
+	for (size_t i = 0; i < kept; i++) {
 		struct stats_rates r;
 		stats_rates_compute(&d[i].c, &r);
 		struct json_object *p = json_object_new_object();
@@ -776,9 +882,13 @@ nomem:
 out:
 	json_object_put(list);
 	json_object_put(o);
+	for (size_t j = 0; j < HEALTH_DAYS; j++)
+		free(day_idx[j]);
+	free(top);
 	free(d);
 	name_set_free(&s);
-	reads_free(&fields);
+	reads_free(&topf);
+	reads_free(&byf);
 	reads_free(&names);
 	return err;
 }

@@ -1,9 +1,12 @@
 #include "metrics.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "stats.h"
 
 /* Upper bounds (seconds) of the request duration histogram.  SNS gives up
  * after about 15 s, so the last finite bucket is 15. */
@@ -21,6 +24,9 @@ static const char *const event_types[] = {
 	"Bounce", "Complaint", "Delivery", "Send", "Reject", "Open", "Click",
 	"Rendering Failure", "DeliveryDelay", "Subscription", "other"};
 #define NTYPES (sizeof(event_types) / sizeof(event_types[0]))
+
+#define STATS_STR_(x) #x
+#define STATS_STR(x) STATS_STR_(x)
 
 static atomic_ulong counters[METRIC__COUNT];
 static atomic_long gauges[METRIC_GAUGE__COUNT];
@@ -145,6 +151,53 @@ void metrics_count_event(const char *type)
 	inc(&events[type ? i : NTYPES - 1], 1);
 }
 
+/* The identities' counters: slots [0, METRICS_IDENTITIES_MAX) named in
+ * the order first seen, the last one "(other)".  A slot's name is written
+ * before n_identities publishes it (release), so readers scan without the
+ * lock; only taking a new slot locks. */
+struct identity_slot {
+	char name[STATS_NAME_MAX + 1];
+	atomic_ulong by_type[STATS_TYPES];
+};
+static struct identity_slot identities[METRICS_IDENTITIES_MAX + 1];
+static atomic_size_t n_identities;
+static pthread_mutex_t identities_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct identity_slot *identity_find(const char *name, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(identities[i].name, name) == 0)
+			return &identities[i];
+	return NULL;
+}
+
+void metrics_count_identity_event(const char *identity, const char *count_type)
+{
+	int t = count_type ? stats_type_lookup(count_type, strlen(count_type)) : -1;
+	if (t < 0)
+		return;
+	struct identity_slot *slot = &identities[METRICS_IDENTITIES_MAX]; /* (other) */
+	size_t len = identity ? strlen(identity) : 0;
+	if (len > 0 && len <= STATS_NAME_MAX && strcmp(identity, STATS_OTHER) != 0) {
+		size_t n = atomic_load_explicit(&n_identities, memory_order_acquire);
+		struct identity_slot *found = identity_find(identity, n);
+		if (!found && n < METRICS_IDENTITIES_MAX) {
+			pthread_mutex_lock(&identities_lock);
+			n = atomic_load_explicit(&n_identities, memory_order_relaxed);
+			found = identity_find(identity, n);
+			if (!found && n < METRICS_IDENTITIES_MAX) {
+				found = &identities[n];
+				memcpy(found->name, identity, len + 1);
+				atomic_store_explicit(&n_identities, n + 1, memory_order_release);
+			}
+			pthread_mutex_unlock(&identities_lock);
+		}
+		if (found)
+			slot = found;
+	}
+	inc(&slot->by_type[t], 1);
+}
+
 void metrics_count_cert_hit(bool from_disk)
 {
 	inc(&cert_hits[from_disk], 1);
@@ -161,6 +214,43 @@ static void put_lower(FILE *f, const char *s)
 {
 	for (; *s; s++)
 		fputc(*s >= 'A' && *s <= 'Z' ? *s - 'A' + 'a' : *s, f);
+}
+
+/* A label value as the text format writes it: backslash, double quote
+ * and line feed escaped. */
+static void put_label_value(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			fputc('\\', f);
+		if (*s == '\n')
+			fputs("\\n", f);
+		else
+			fputc(*s, f);
+	}
+}
+
+static void render_identity_line(FILE *f, const char *name, struct identity_slot *slot)
+{
+	for (int t = 0; t < STATS_TYPES; t++) {
+		unsigned long n = get(&slot->by_type[t]);
+		if (!n)
+			continue;
+		fputs("mailtrail_identity_events_total{identity=\"", f);
+		put_label_value(f, name);
+		fprintf(f, "\",type=\"%s\"} %lu\n", stats_type_labels[t], n);
+	}
+}
+
+static void render_identities(FILE *f)
+{
+	header(f, "identity_events_total", "counter",
+	       "events newly stored, by sending identity (the first "
+	       STATS_STR(METRICS_IDENTITIES_MAX) " this process saw, then (other)) and type");
+	size_t n = atomic_load_explicit(&n_identities, memory_order_acquire);
+	for (size_t i = 0; i < n; i++)
+		render_identity_line(f, identities[i].name, &identities[i]);
+	render_identity_line(f, STATS_OTHER, &identities[METRICS_IDENTITIES_MAX]);
 }
 
 static void render_requests(FILE *f)
@@ -252,6 +342,7 @@ char *metrics_render(size_t *len)
 	}
 	render_requests(f);
 	render_sns(f);
+	render_identities(f);
 	if (fclose(f) != 0) {
 		free(buf);
 		return NULL;

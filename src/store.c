@@ -1259,8 +1259,11 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 		} else if (r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
 			puts[i].added = true;
 			puts[i].item->added++;
-			if (puts[i].counts_key) /* an event, not a raw message */
+			if (puts[i].counts_key) { /* an event, not a raw message */
 				metrics_count_event(puts[i].type);
+				metrics_count_identity_event(puts[i].identity,
+							     puts[i].count_type);
+			}
 		}
 	}
 	/* The feed is one key: when it fails, every item that wrote to it
@@ -1592,7 +1595,8 @@ static enum mt_err resolve(struct store *st, const struct query_ctx *qc, const r
 		if (!m || m->type != REDIS_REPLY_STRING)
 			continue;
 		size_t alen = qc->src == SRC_FEED ? reference_address_len(m) : 0;
-		if (qc->src == SRC_FEED && qc->q->domain &&
+		/* (The message index's lookups share this path, with no query.) */
+		if (qc->src == SRC_FEED && qc->q && qc->q->domain &&
 		    !feed_entry_in_domain(m, alen, qc->q->domain))
 			continue;
 		if (qc->src == SRC_FEED && alen == 0) { /* an old entry: its EVENT */
