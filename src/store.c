@@ -1756,6 +1756,7 @@ static enum mt_err resolve(struct store *st, const struct query_ctx *qc, const r
 		if (!m || m->type != REDIS_REPLY_STRING)
 			continue;
 		size_t alen = qc->src == SRC_FEED ? reference_address_len(m) : 0;
+		/* (The message index's lookups share this path, with no query.) */
 		if (qc->src == SRC_FEED && qc->q && qc->q->domain &&
 		    !feed_entry_in_domain(m, alen, qc->q->domain))
 			continue;

@@ -959,12 +959,14 @@
     return b;
   }
 
-  function rateSpan(r, th, cls) {
-    var v = num(r);
-    var s = el('span', 'rate ' + cls +
+  /* A window's rate, marked when above the review or pause level unless
+   * the window is too small to judge (low_volume: two bounces out of three
+   * mails are not an alarm). */
+  function rateSpan(r, th, cls, judged) {
+    var v = judged ? num(r) : null;
+    return el('span', 'rate ' + cls + (judged ? '' : ' not-judged') +
       (v != null && v > th.pause ? ' over-pause' : v != null && v > th.review ? ' over-review' : ''),
       fmtPct(r));
-    return s;
   }
 
   function windowCell(w, key) {
@@ -979,11 +981,12 @@
     top.appendChild(el('span', 'win-sends', sends == null ? '? sends' : plural(sends, 'send', 'sends')));
     top.appendChild(statusBadge(w.status, true));
     td.appendChild(top);
+    var judged = w.status !== 'low_volume';
     var rates = el('div', 'win-rates');
     rates.appendChild(document.createTextNode('bounce '));
-    rates.appendChild(rateSpan(w.bounce_rate, health.thresholds.bounce, 'rate-bounce'));
+    rates.appendChild(rateSpan(w.bounce_rate, health.thresholds.bounce, 'rate-bounce', judged));
     rates.appendChild(document.createTextNode(' · complaint '));
-    rates.appendChild(rateSpan(w.complaint_rate, health.thresholds.complaint, 'rate-complaint'));
+    rates.appendChild(rateSpan(w.complaint_rate, health.thresholds.complaint, 'rate-complaint', judged));
     td.appendChild(rates);
     return td;
   }

@@ -123,7 +123,8 @@ function readHealthTable(page) {
     w: Object.fromEntries(Array.from(tr.querySelectorAll('td[data-window]')).map((td) => [
       td.getAttribute('data-window'),
       [td.querySelector('.win-sends').textContent, td.querySelector('.rate-bounce').textContent,
-        td.querySelector('.rate-complaint').textContent, td.querySelector('.badge').textContent]])),
+        td.querySelector('.rate-complaint').textContent, td.querySelector('.badge').textContent,
+        td.querySelector('.rate-bounce').className.replace(/^rate rate-bounce ?/, '')]])),
   })));
 }
 
@@ -201,9 +202,12 @@ async function healthChecks({ page, context, problems, apiRequests, mt, redis, c
     assert.equal(await page.attr('#nav-health', 'aria-current'), 'page');
     const rows = await readHealthTable(page);
     assert.deepEqual(rows.slice(0, 2).map((r) => [r.name, r.status]), [[NEWS, 'Pause risk'], [SHOP, 'At risk']]);
+    const odd = rows.find((r) => r.name === ODD_IDENTITY);
     for (const w of ['24h', '7d', '30d']) {
-      assert.deepEqual(rows[0].w[w], ['153 sends', '1.96%', '0.667%', 'Pause risk'], w);
-      assert.deepEqual(rows[1].w[w], ['200 sends', '6.00%', '0%', 'At risk'], w);
+      assert.deepEqual(rows[0].w[w], ['153 sends', '1.96%', '0.667%', 'Pause risk', ''], w);
+      assert.deepEqual(rows[1].w[w], ['200 sends', '6.00%', '0%', 'At risk', 'over-review'], w);
+      // 1 bounce of 1 send: 100%, shown but not marked (too few sends to judge)
+      assert.deepEqual(odd.w[w], ['1 send', '100.0%', '0%', 'Low volume', 'not-judged'], w);
     }
     assert.match(await page.text('#health-about'), /representative volume/);
     assert.match(await page.text('#health-volume'), /fewer than 100 sends/);

@@ -8,6 +8,29 @@
 
 #include "apireq.h"
 
+/* The health routes' parameters, after apireq_health_finish at now. */
+static void check_health(const struct apireq_health *h, bool ok, int64_t now)
+{
+	if (!ok) {
+		if (!h->bad || !h->why || !*h->why)
+			abort();
+		return;
+	}
+	if (h->bad || h->dim >= STATS_DIMS || h->window >= APIREQ_WINDOWS ||
+	    h->limit < 1 || h->limit > APIREQ_HEALTH_LIMIT_MAX)
+		abort();
+	if (h->route != APIREQ_HEALTH_SERIES)
+		return;
+	size_t n = strlen(h->name);
+	if (!(stats_name_valid(h->dim, h->name, n) || strcmp(h->name, STATS_OTHER) == 0))
+		abort();
+	int64_t first;
+	uint64_t points = apireq_series_points(h, &first);
+	if (h->from < 0 || h->from >= h->to || points < 1 || points > APIREQ_SERIES_POINTS_MAX ||
+	    first > h->from || (!h->has_to && h->to != now))
+		abort();
+}
+
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
 
 static int hexval(char c)
@@ -88,6 +111,12 @@ static void check_query(const struct apireq_query *p, bool ok)
 		abort();
 	if ((q->type && !*q->type) || (q->has_after && p->route != APIREQ_TIMELINE))
 		abort();
+	/* A domain filter: the feed's only, a valid domain name, lower case,
+	 * no '@'. */
+	if (q->domain && (p->route != APIREQ_EVENTS ||
+			  !stats_name_valid(STATS_DIM_DOMAIN, q->domain, strlen(q->domain)) ||
+			  strchr(q->domain, '@')))
+		abort();
 	/* The message lookup takes no parameters. */
 	if (p->route == APIREQ_MESSAGE && (q->type || q->has_before || q->has_after ||
 					   q->limit != APIREQ_LIMIT_DEFAULT))
@@ -127,9 +156,12 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 
 	struct apireq_query p;
 	struct apireq_export ex;
-	bool ex_ok = true;
+	struct apireq_health h;
+	bool ex_ok = true, health = r == APIREQ_HEALTH || r == APIREQ_HEALTH_SERIES ||
+				    r == APIREQ_HEALTH_DOMAINS;
 	apireq_query_init(&p, r);
 	apireq_export_init(&ex);
+	apireq_health_init(&h, r);
 	char *save = NULL;
 	for (char *kv = qs ? strtok_r(qs, "&", &save) : NULL; kv; kv = strtok_r(NULL, "&", &save)) {
 		char *eq = strchr(kv, '=');
@@ -144,10 +176,17 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 				break;
 			continue;
 		}
+		if (health) {
+			if (!apireq_parse_health_param(&h, kv, eq))
+				break;
+			continue;
+		}
 		if (!apireq_parse_param(&p, kv, eq))
 			break;
 	}
-	if (r == APIREQ_SUPPRESSIONS)
+	if (health)
+		check_health(&h, apireq_health_finish(&h, 1764999999999), 1764999999999);
+	else if (r == APIREQ_SUPPRESSIONS)
 		check_export(&ex, ex_ok);
 	else
 		check_query(&p, apireq_query_finish(&p));

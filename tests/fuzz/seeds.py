@@ -86,6 +86,17 @@ def api_seeds():
     targets += ["/v1/suppressions", "/v1/suppressions?format=csv&since=1764582000123",
                 "/v1/suppressions?cursor=18446744073709551615&limit=10000",
                 "/v1/suppressions?format=ndjson&limit=0", "/v1/suppressions/check"]
+    targets += ["/v1/health", "/v1/health?dimension=configuration-set&limit=1000",
+                "/v1/health?dimension=domain&limit=0",
+                "/v1/health/series?name=example.com",
+                "/v1/health/series?dimension=configuration-set&name=Tx-EU&step=day"
+                "&from=1764000000000&to=1764600000000",
+                "/v1/health/series?name=Sender%40Example.com&dimension=domain&from=5&to=5",
+                "/v1/health/series?name=(other)&from=0&to=7200000000",
+                "/v1/health/domains?window=24h&by=complaints&limit=5",
+                "/v1/health/domains?window=30d&by=bounces", "/v1/health/domains?by=opens",
+                "/v1/events?domain=Example.ORG&type=Bounce&limit=3",
+                "/v1/events?domain=a%40b.example"]
     for t in targets:
         write("api", t.encode())
 

@@ -200,8 +200,116 @@ static void test_suppressions(void)
 	apireq_check_free(NULL);
 }
 
+/* The health routes' parameters "k=v&..." (no escapes), finished at now;
+ * the bad one or "". */
+static const char *health_query(enum apireq_route route, const char *qs, int64_t now,
+				struct apireq_health *h)
+{
+	static char buf[1024];
+	snprintf(buf, sizeof(buf), "%s", qs);
+	apireq_health_init(h, route);
+	for (char *save = NULL, *kv = strtok_r(buf, "&", &save); kv; kv = strtok_r(NULL, "&", &save)) {
+		char *eq = strchr(kv, '=');
+		if (eq)
+			*eq = '\0';
+		if (!apireq_parse_health_param(h, kv, eq ? eq + 1 : NULL))
+			break;
+	}
+	return apireq_health_finish(h, now) ? "" : h->bad;
+}
+
+static void test_health(void)
+{
+	const int64_t now = 1764999999999, hour = 3600000, day = 24 * hour;
+	struct apireq_health h;
+	check_path("/v1/health", APIREQ_HEALTH, NULL);
+	check_path("/v1/health/series", APIREQ_HEALTH_SERIES, NULL);
+	check_path("/v1/health/domains", APIREQ_HEALTH_DOMAINS, NULL);
+	check_path("/v1/health/", APIREQ_NOT_FOUND, NULL);
+	check_path("/v1/health/identities", APIREQ_NOT_FOUND, NULL);
+
+	CHECK(*health_query(APIREQ_HEALTH, "", now, &h) == '\0' && h.dim == STATS_DIM_IDENTITY &&
+	      h.limit == 100, "health defaults");
+	CHECK(*health_query(APIREQ_HEALTH, "dimension=configuration-set&limit=1000", now, &h) ==
+	      '\0' && h.dim == STATS_DIM_CONFIGURATION_SET && h.limit == 1000, "health parameters");
+	CHECK(*health_query(APIREQ_HEALTH_DOMAINS, "", now, &h) == '\0' && h.limit == 20 &&
+	      h.window == APIREQ_WINDOW_7D && !h.by_complaints, "domains defaults");
+	CHECK(*health_query(APIREQ_HEALTH_DOMAINS, "window=24h&by=complaints&limit=1", now, &h) ==
+	      '\0' && h.window == APIREQ_WINDOW_24H && h.by_complaints && h.limit == 1,
+	      "domains parameters");
+
+	/* Series: defaults, case folding, buckets that meet [from, to). */
+	int64_t first;
+	CHECK(*health_query(APIREQ_HEALTH_SERIES, "name=Example.COM", now, &h) == '\0' &&
+	      strcmp(h.name, "example.com") == 0 && h.to == now && h.from == now - 7 * day &&
+	      !h.step_day, "series defaults");
+	CHECK(apireq_series_points(&h, &first) == 169 && first == (now - 7 * day) / hour * hour,
+	      "169 hours meet 7 days not aligned");
+	CHECK(*health_query(APIREQ_HEALTH_SERIES, "dimension=configuration-set&name=Tx-EU&step=day"
+			    "&from=86400000&to=172800001", now, &h) == '\0' &&
+	      strcmp(h.name, "Tx-EU") == 0 && h.step_day && apireq_series_points(&h, &first) == 2 &&
+	      first == day, "a set's name keeps its case; days");
+	CHECK(*health_query(APIREQ_HEALTH_SERIES, "name=(other)&from=0&to=7200000000", now, &h) ==
+	      '\0' && apireq_series_points(&h, &first) == 2000 && first == 0, "2000 points");
+	CHECK(*health_query(APIREQ_HEALTH_SERIES, "name=a.example&from=3599999&to=3600001", now,
+			    &h) == '\0' && apireq_series_points(&h, &first) == 2 && first == 0,
+	      "2 ms over an hour boundary: 2 buckets");
+	struct {
+		enum apireq_route route;
+		const char *qs, *bad;
+	} bad[] = {
+		{APIREQ_HEALTH, "dimension=ip", "dimension"},
+		{APIREQ_HEALTH, "dimension", "dimension"},
+		{APIREQ_HEALTH, "limit=0", "limit"},
+		{APIREQ_HEALTH, "limit=1001", "limit"},
+		{APIREQ_HEALTH, "name=a", "name"},
+		{APIREQ_HEALTH, "window=7d", "window"},
+		{APIREQ_HEALTH_SERIES, "", "name"},
+		{APIREQ_HEALTH_SERIES, "name=", "name"},
+		{APIREQ_HEALTH_SERIES, "name=a b", "name"},
+		{APIREQ_HEALTH_SERIES, "name=a|b", "name"},
+		{APIREQ_HEALTH_SERIES, "name={x}", "name"},
+		{APIREQ_HEALTH_SERIES, "name=(Other)x", "name"},
+		{APIREQ_HEALTH_SERIES, "dimension=configuration-set&name=a@b", "name"},
+		{APIREQ_HEALTH_SERIES, "name=a@b&dimension=configuration-set", "name"},
+		{APIREQ_HEALTH_SERIES, "name=a&step=minute", "step"},
+		{APIREQ_HEALTH_SERIES, "name=a&from=x", "from"},
+		{APIREQ_HEALTH_SERIES, "name=a&to=-1", "to"},
+		{APIREQ_HEALTH_SERIES, "name=a&from=5&to=5", "from"},
+		{APIREQ_HEALTH_SERIES, "name=a&to=0", "to"},
+		{APIREQ_HEALTH_SERIES, "name=(other)&from=0&to=7200000001", "from"},
+		{APIREQ_HEALTH_SERIES, "name=a&limit=5", "limit"},
+		{APIREQ_HEALTH_DOMAINS, "window=1d", "window"},
+		{APIREQ_HEALTH_DOMAINS, "by=opens", "by"},
+		{APIREQ_HEALTH_DOMAINS, "limit=1001", "limit"},
+		{APIREQ_HEALTH_DOMAINS, "dimension=domain", "dimension"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		const char *got = health_query(bad[i].route, bad[i].qs, now, &h);
+		CHECK(strcmp(got, bad[i].bad) == 0 && h.why && *h.why, "route %d '%s': bad '%s', want '%s'",
+		      bad[i].route, bad[i].qs, got, bad[i].bad);
+	}
+	char longname[300];
+	snprintf(longname, sizeof(longname), "name=%0253d", 0);
+	CHECK(*health_query(APIREQ_HEALTH_SERIES, longname, now, &h) == '\0', "253 bytes");
+	snprintf(longname, sizeof(longname), "name=%0254d", 0);
+	CHECK(strcmp(health_query(APIREQ_HEALTH_SERIES, longname, now, &h), "name") == 0,
+	      "254 bytes");
+
+	/* The feed's domain filter. */
+	struct apireq_query p;
+	CHECK(*query(APIREQ_EVENTS, "domain=Example.ORG&type=Bounce", &p) == '\0' &&
+	      strcmp(p.q.domain, "example.org") == 0, "domain folded");
+	check_query(APIREQ_EVENTS, "domain=", "domain");
+	check_query(APIREQ_EVENTS, "domain", "domain");
+	check_query(APIREQ_EVENTS, "domain=a@b.example", "domain");
+	check_query(APIREQ_EVENTS, "domain=a b", "domain");
+	check_query(APIREQ_TIMELINE, "domain=example.org", "domain");
+}
+
 int main(void)
 {
+	test_health();
 	check_path("/v1/events", APIREQ_EVENTS, NULL);
 	check_path("/v1/recipients/alice@example.com", APIREQ_SUMMARY, "alice@example.com");
 	check_path("/v1/recipients/Alice@Example.COM/events", APIREQ_TIMELINE, "alice@example.com");
