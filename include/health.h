@@ -40,13 +40,14 @@ struct health_ctx {
 
 /* The answer of each route for h (apireq_parse_health_param, then
  * apireq_health_finish at now_ms, both true), at now_ms: *out is a new
- * JSON object (caller puts it).  MT_E_REDIS or MT_E_NOMEM with errbuf
- * saying why; *out is NULL then. */
+ * JSON object (caller puts it), or for the series (up to 2,000 points) the
+ * JSON text, *len bytes, malloc'd (caller frees).  MT_E_REDIS or
+ * MT_E_NOMEM with errbuf saying why; *out is NULL then. */
 enum mt_err health_overview(const struct health_ctx *hc, const struct apireq_health *h,
 			    int64_t now_ms, struct json_object **out, char *errbuf,
 			    size_t errsz);
 enum mt_err health_series(const struct health_ctx *hc, const struct apireq_health *h,
-			  int64_t now_ms, struct json_object **out, char *errbuf, size_t errsz);
+			  int64_t now_ms, char **out, size_t *len, char *errbuf, size_t errsz);
 enum mt_err health_domains(const struct health_ctx *hc, const struct apireq_health *h,
 			   int64_t now_ms, struct json_object **out, char *errbuf,
 			   size_t errsz);

@@ -222,12 +222,16 @@ static enum MHD_Result health(struct api *a, struct MHD_Connection *conn,
 		return bad_param(conn, h.bad, h.why);
 	const struct health_ctx hc = {a->store, a->health_min_volume, a->retention_days};
 	struct json_object *o = NULL;
-	char err[256];
+	char err[256], *text = NULL;
+	size_t len = 0;
 	enum mt_err e = r == APIREQ_HEALTH ? health_overview(&hc, &h, now, &o, err, sizeof(err))
-			: r == APIREQ_HEALTH_SERIES ? health_series(&hc, &h, now, &o, err, sizeof(err))
+			: r == APIREQ_HEALTH_SERIES
+			? health_series(&hc, &h, now, &text, &len, err, sizeof(err))
 			: health_domains(&hc, &h, now, &o, err, sizeof(err));
 	if (e != MT_E_OK)
 		return store_error(conn, e, err);
+	if (text)
+		return http_send_owned(conn, 200, "application/json", text, len);
 	return http_send_json(conn, 200, o);
 }
 
