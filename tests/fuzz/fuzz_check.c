@@ -14,7 +14,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
 
 static void check_entry(const struct apireq_check_entry *e)
 {
-	if (!e->given)
+	if (!e->given || !e->normalized || strlen(e->normalized) != (e->valid ? e->normalized_len : 0))
 		abort();
 	if (!e->valid) {
 		if (e->normalized[0])
@@ -69,7 +69,9 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 		if (!*why || c.n != 0)
 			abort();
 	} else {
-		if (c.n > APIREQ_CHECK_ADDRESSES_MAX)
+		/* Read by the fast reader (no json-c root: its entries point
+		 * into data) or by json-c. */
+		if (c.n > APIREQ_CHECK_ADDRESSES_MAX || (!c.root && c.n && !c.v))
 			abort();
 		for (size_t i = 0; i < c.n; i++) {
 			check_entry(&c.v[i]);

@@ -698,6 +698,32 @@ class ErasureTest(SuppressionCase):
         self.assertEqual(log.count('"msg":"recipient erased"'), 3)
 
 
+class OldRedisTest(api.ApiCase):
+    """A Redis without ZMSCORE (before 6.2; here a 7.0 with the command
+    renamed away): the index is neither written nor read, and the check
+    answers from the counts hashes as before."""
+
+    def test_without_zmscore(self):
+        rs = harness.RedisServer(tempfile.mkdtemp(dir=api.ENV.tmp, prefix="redis-old-"),
+                                 extra_conf='rename-command ZMSCORE ""\n').start()
+        self.addCleanup(rs.stop)
+        m = self.start(redis_url=f"redis://127.0.0.1:{rs.port}/0", token=TOKEN)
+        t = int(time.time() * 1000) - 3600_000
+        self.deliver(m, [Item("bounce-permanent", "p@example.com", t, 700),
+                         Item("complaint", "c@example.com", t + 1, 701),
+                         Item("delivery", "d@example.com", t + 2, 702)], threads=1)
+        r = harness.http_request(m.api_port, "POST", CHECK,
+                                 body=json.dumps(["p@example.com", "c@example.com",
+                                                  "d@example.com", "n@example.com"]),
+                                 headers={"Authorization": f"Bearer {TOKEN}"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual([(x["reason"], x["time"]) for x in r.json()["results"]],
+                         [("Bounce/Permanent", ms_iso(t)), ("Complaint", ms_iso(t + 1)),
+                          (None, None), (None, None)])
+        time.sleep(0.5)  # no rebuild was started either
+        self.assertEqual(rs.client("KEYS", "mailtrail:supp:*"), [])
+
+
 class OutageTest(api.ApiCase):
     """Redis unavailable: every new route answers 503 (SNS-style "try
     again"), and a stream cut in the middle is seen as cut."""
