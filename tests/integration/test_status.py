@@ -179,7 +179,9 @@ class StatusCase(harness.MailtrailTestCase):
 
     def test_unconfirmed_subscription_is_pending_with_its_url(self):
         m = self.start("--auto-confirm", "no")
-        conf = ENV.signer.confirmation(topic=OURS)
+        # A token as long as SNS's (256 hex digits): the URL is kept whole.
+        conf = ENV.signer.confirmation(topic=OURS, token=os.urandom(128).hex())
+        self.assertGreater(len(conf["SubscribeURL"]), 350)
         r = m.post_sns(conf, msg_type="SubscriptionConfirmation")
         self.assertEqual(r.status, 200, r)
         t = self.topic(self.status(m), OURS)
