@@ -50,9 +50,11 @@
 /* Longest TopicArn kept: what webhook_result.topic holds uncut (a
  * longer one, a topic name over about 200 characters, is "(none)"). */
 #define STATUS_TOPIC_LEN_MAX 254
-/* Longest certificate host and subscription detail kept. */
+/* Longest certificate host and subscription detail kept (the detail is
+ * a SubscribeURL to visit, whole as webhook_result.detail holds it: a
+ * real one, with its 256-digit token, is about 400 bytes). */
 #define STATUS_HOST_MAX 255
-#define STATUS_DETAIL_MAX 300
+#define STATUS_DETAIL_MAX 511
 /* How often the recorded notes go to Redis. */
 #define STATUS_FLUSH_MS 2000
 /* Hourly counts are kept this long (the day's answer needs 25 hours). */

@@ -5,6 +5,7 @@
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,6 +112,7 @@ struct status {
 	bool stopping;
 	pthread_t thread;
 	bool has_thread;
+	atomic_bool redis_ok; /* the last flush reached Redis */
 };
 
 /* ---- what is taken from a delivery -------------------------------------- */
@@ -515,6 +517,7 @@ enum mt_err status_flush(struct status *st, char *errbuf, size_t errsz)
 		err = run(st, st->topics_key, 1, &a, NULL, errbuf, errsz);
 free_args:
 	args_free(&a);
+	atomic_store(&st->redis_ok, err == MT_E_OK);
 	if (err != MT_E_OK) {
 		/* Kept for the next flush (what came meanwhile merges in). */
 		pthread_mutex_lock(&st->lock);
@@ -562,6 +565,7 @@ struct status *status_new(const struct config *cfg)
 	if (!st)
 		return NULL;
 	st->cfg = cfg;
+	atomic_store(&st->redis_ok, true);
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_mutex_init(&st->flush_lock, NULL);
 	pthread_cond_init(&st->wake, NULL);
@@ -595,8 +599,12 @@ void status_free(struct status *st)
 		pthread_cond_signal(&st->wake);
 		pthread_mutex_unlock(&st->lock);
 		pthread_join(st->thread, NULL);
-		char err[256];
-		status_flush(st, err, sizeof(err));
+		/* The last notes, unless Redis failed the last try: a stop must
+		 * not wait for a Redis that does not answer. */
+		if (atomic_load(&st->redis_ok)) {
+			char err[256];
+			status_flush(st, err, sizeof(err));
+		}
 	}
 	rcluster_free(st->rc);
 	free(st->table);

@@ -22,6 +22,7 @@ is ever skipped: a missing tool or binary is a failure.
 import json
 import os
 import socket
+import subprocess
 import sys
 import time
 import unittest
@@ -178,7 +179,9 @@ class StatusCase(harness.MailtrailTestCase):
 
     def test_unconfirmed_subscription_is_pending_with_its_url(self):
         m = self.start("--auto-confirm", "no")
-        conf = ENV.signer.confirmation(topic=OURS)
+        # A token as long as SNS's (256 hex digits): the URL is kept whole.
+        conf = ENV.signer.confirmation(topic=OURS, token=os.urandom(128).hex())
+        self.assertGreater(len(conf["SubscribeURL"]), 350)
         r = m.post_sns(conf, msg_type="SubscriptionConfirmation")
         self.assertEqual(r.status, 200, r)
         t = self.topic(self.status(m), OURS)
@@ -322,6 +325,66 @@ class StatusCase(harness.MailtrailTestCase):
         ENV.redis("HSET", f"{PREFIX}{{status}}:t:{OURS}", "last_accepted", str(old))
         t = self.topic(self.status(m), OURS)
         self.assert_hint(t, "no delivery for 24 h from a topic that had traffic", OURS)
+
+    def test_recording_costs_no_redis_round_trip_per_delivery(self):
+        m = self.start()
+        # Every command clients send, as Redis sees it (a script's own
+        # commands are marked "lua").
+        mon = subprocess.Popen(["redis-cli", "-p", str(ENV.redis_server.port), "monitor"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        harness.track_child(mon)
+        self.assertEqual(mon.stdout.readline().strip(), "OK")
+        start = time.monotonic()
+        for _ in range(60):
+            self.assertEqual(m.post_sns(ENV.signer.notification(ses(), topic=OURS)).status, 200)
+            self.assertEqual(m.post_sns(ses(), extra_headers={
+                "x-amz-sns-rawdelivery": "true", "x-amz-sns-topic-arn": OURS}).status, 403)
+        elapsed = time.monotonic() - start
+        t = self.topic(self.status(m), OURS)
+        self.assertEqual(t["deliveries"]["hour"], 60)
+        self.assertEqual(t["refused"]["hour"], {"raw_delivery": 60})
+        ENV.redis("ECHO", "end-of-test")
+        commands = []  # the status's own: those naming a {status} key
+        for line in mon.stdout:
+            if "end-of-test" in line:
+                break
+            if " lua] " not in line and "{status}" in line:
+                commands.append(line.split("] ", 1)[1].split(" ", 1)[0].strip('"').upper())
+        mon.kill()
+        mon.wait()
+        harness._unregister(mon)
+        # The flushes (one every 2 s, one more for the GET) and the GET's
+        # reads (topics, 25 hours, one topic): no command per delivery,
+        # accepted or refused (there were 120).
+        flushes = commands.count("EVAL")
+        self.assertGreaterEqual(flushes, 1, commands)
+        self.assertLessEqual(flushes, int(elapsed / 2) + 2, (commands, elapsed))
+        self.assertEqual(sorted(c for c in commands if c != "EVAL"),
+                         ["HGETALL"] * 26 + ["ZREVRANGE"], commands)
+
+    def test_notes_wait_for_redis_and_go_out_when_it_is_back(self):
+        server = harness.RedisServer(os.path.join(ENV.tmp, "redis-outage")).start()
+        self.addCleanup(server.stop)
+        m = Mailtrail(self.binary, [
+            "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0",
+            "--redis", f"redis://127.0.0.1:{server.port}/0", "--api-token", TOKEN,
+            "--ca-file", ENV.pki.ca_cert, "--cert-host-pattern", ENV.pattern],
+            env=ENV.child_env({"MAILTRAIL_TOPIC": OURS}), name="outage")
+        self.procs.append(m)
+        m.start()
+        m.api_port = m.wait_listen_port("api listening")
+        self.addCleanup(self.stop, m)
+        server.stop()
+        for _ in range(3):
+            self.assertEqual(m.post_sns(ses(), extra_headers={
+                "x-amz-sns-rawdelivery": "true", "x-amz-sns-topic-arn": OURS}).status, 403)
+        r = harness.http_request(m.api_port, "GET", "/v1/status",
+                                 headers={"Authorization": f"Bearer {TOKEN}"})
+        self.assertEqual(r.status, 503, r)
+        time.sleep(2.5 * TIME_FACTOR)  # a flush or two fail meanwhile
+        server.start()
+        t = self.topic(self.status(m), OURS)
+        self.assertEqual(t["refused"]["hour"], {"raw_delivery": 3}, t)
 
     def test_status_needs_the_token(self):
         m = self.start()
