@@ -73,6 +73,9 @@ enum metric_gauge {
 	X(API_SUPPRESSIONS, "/v1/suppressions")                                \
 	X(API_SUPPRESSIONS_CHECK, "/v1/suppressions/check")                    \
 	X(API_STATUS, "/v1/status")                                            \
+	X(API_HEALTH, "/v1/health")                                            \
+	X(API_HEALTH_SERIES, "/v1/health/series")                              \
+	X(API_HEALTH_DOMAINS, "/v1/health/domains")                            \
 	X(CONSOLE, "console")                                                  \
 	X(OTHER, "other")
 

@@ -812,6 +812,12 @@ static enum metric_route route_of(const char *url)
 		return METRIC_ROUTE_API_SUPPRESSIONS;
 	case APIREQ_SUPPRESSIONS_CHECK:
 		return METRIC_ROUTE_API_SUPPRESSIONS_CHECK;
+	case APIREQ_HEALTH:
+		return METRIC_ROUTE_API_HEALTH;
+	case APIREQ_HEALTH_SERIES:
+		return METRIC_ROUTE_API_HEALTH_SERIES;
+	case APIREQ_HEALTH_DOMAINS:
+		return METRIC_ROUTE_API_HEALTH_DOMAINS;
 	case APIREQ_CONSOLE:
 		for (size_t i = 0; i < console_assets_count; i++)
 			if (strcmp(url, console_assets[i].path) == 0)
