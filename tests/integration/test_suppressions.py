@@ -444,6 +444,26 @@ class IndexTest(SuppressionCase):
         self.assertIsNone(self.env.redis("ZSCORE", f"mailtrail:supp:{{{supp_bucket(c)}}}", c))
         self.assertEqual(self.post_check([c])["results"][0]["suppressed"], False)
 
+    def test_a_trimmed_event_is_not_answered_from_its_entry(self):
+        # --retention-days 1: a complaint replayed two days late stays in
+        # its empty timeline; a delivery now trims it.  Its index entry
+        # remains (a candidate), and the counts answer: not suppressed.
+        m = self.start("--retention-days", "1", token=TOKEN)
+        a = "trimmed@example.com"
+        old = now_ms() - 2 * 86400_000
+        self.deliver(m, [Item("complaint", a, old, 800)], threads=1)
+        r = harness.http_request(m.api_port, "POST", CHECK, body=json.dumps([a]),
+                                 headers={"Authorization": f"Bearer {TOKEN}"})
+        self.assertEqual((r.json()["results"][0]["reason"], r.json()["results"][0]["time"]),
+                         ("Complaint", ms_iso(old)))
+        self.wait_ready()
+        self.deliver(m, [Item("delivery", a, now_ms() - 1000, 801)], threads=1)
+        self.assertIsNotNone(self.env.redis("ZSCORE", f"mailtrail:supp:{{{supp_bucket(a)}}}", a))
+        r = harness.http_request(m.api_port, "POST", CHECK, body=json.dumps([a]),
+                                 headers={"Authorization": f"Bearer {TOKEN}"})
+        self.assertEqual(r.json()["results"][0]["suppressed"], False)
+        self.assertEqual(self.get(m, f"/v1/recipients/{a}", token=TOKEN)["suppressed"], False)
+
     def test_prune(self):
         # The first write of a new process prunes bucket 0: entries of
         # events older than the retention period, an hour and a week.
