@@ -133,12 +133,14 @@ static const char put_script[] =
  * counters"): one event counted in one dimension-day.  The caller has set
  * h (the day's hash), nk (its :names set), name, fh and fd (the hourly
  * and the daily field, "<name>|<HH>|<type>" and "<name>|*|<type>"), cap
- * and exp.  A name already listed costs one ZADD XX INCR and the two
- * HINCRBYs; a new one is listed while the set holds fewer than cap names,
- * else counted as (other) (always admitted; its fields are the name's
- * with "(other)" in front instead), and its first event sets both keys'
- * expiry (PEXPIREAT exp: the same absolute time for every event of the
- * day, set after the HINCRBYs so that the hash exists).
+ * and exp.  An event costs the two HINCRBYs; only the first of its name
+ * and type that day (its daily field was 1) looks at :names (ZSCORE): a
+ * new name is listed (score 0: the set only lists names) while the set
+ * holds fewer than cap names, else its field is taken back and it is
+ * counted as (other) (always admitted; its fields are the name's with
+ * "(other)" in front instead), and a name's first listing sets both
+ * keys' expiry (PEXPIREAT exp: the same absolute time for every event of
+ * the day, set after the HINCRBYs so that the hash exists).
  *
  * Cost: the keys and fields come ready-made from the caller, so the
  * common case builds no Lua string and defines no function: each Lua
@@ -148,16 +150,18 @@ static const char put_script[] =
  * function and concatenations here, against under 2.5 us without). */
 #define STATS_COUNT_LUA                                                        \
 	"    local new = false\n"                                              \
-	"    if not redis.call('ZADD', nk, 'XX', 'INCR', '1', name) then\n"    \
+	"    if redis.call('HINCRBY', h, fd, '1') == 1 and\n"                  \
+	"       not redis.call('ZSCORE', nk, name) then\n"                     \
 	"      if name ~= '" STATS_OTHER "' and redis.call('ZCARD', nk) >= cap then\n" \
+	"        redis.call('HDEL', h, fd)\n"                                  \
 	"        local n = #name\n"                                            \
 	"        name = '" STATS_OTHER "'\n"                                   \
 	"        fh, fd = name .. string.sub(fh, n + 1), name .. string.sub(fd, n + 1)\n" \
+	"        redis.call('HINCRBY', h, fd, '1')\n"                          \
 	"      end\n"                                                          \
-	"      new = redis.call('ZINCRBY', nk, '1', name) == '1'\n"           \
+	"      new = redis.call('ZADD', nk, 'NX', '0', name) == 1\n"           \
 	"    end\n"                                                            \
 	"    redis.call('HINCRBY', h, fh, '1')\n"                              \
-	"    redis.call('HINCRBY', h, fd, '1')\n"                              \
 	"    if new then\n"                                                    \
 	"      redis.call('PEXPIREAT', h, exp)\n"                              \
 	"      redis.call('PEXPIREAT', nk, exp)\n"                             \

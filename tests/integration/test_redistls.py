@@ -439,6 +439,32 @@ class RedisTlsTest(Base):
             self.events(m, addr, before=T0, after=1)
             summary = self.api(m, "/v1/recipients/" + urllib.parse.quote(addr, safe=""))
             self.assertIn("counts", summary)
+        # The routes of issues 13 to 15: deliverability, suppressions,
+        # operator status (its notes reach Redis within 2 s), erasure.
+        # (The events above are older than --retention-days 1: not counted;
+        # a fresh one is, by the store script's stats part.)
+        fresh = ENV.signer.notification(bounce("fresh@example.com", int(time.time() * 1000),
+                                               900003, permanent=True))
+        self.assertEqual(m.post_sns(fresh).json()["status"], "stored")
+        self.assertTrue(ENV.rclient("KEYS", "mailtrail:stats:*"), "counted")
+        self.assertIn("items", self.api(m, "/v1/health"))
+        self.api(m, "/v1/health/series?step=day&name=example.com")
+        self.api(m, "/v1/health/domains?window=30d")
+        self.api(m, "/v1/health?dimension=domain")
+        self.api(m, "/v1/events?domain=example.com")
+        r = harness.http_request(m.api_port, "POST", "/v1/suppressions/check",
+                                 json.dumps([a, "nobody@example.com"]).encode(),
+                                 {"Content-Type": "application/json"})
+        self.assertEqual(r.status, 200, r)
+        export = harness.http_request(m.api_port, "GET", "/v1/suppressions?format=csv")
+        self.assertEqual(export.status, 200, export)
+        time.sleep(2.5 * harness.TIME_FACTOR)
+        self.assertTrue(self.api(m, "/v1/status")["topics"])
+        r = harness.http_request(m.api_port, "DELETE",
+                                 "/v1/recipients/" + urllib.parse.quote(a, safe=""))
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(self.acl_denials(ENV.rclient), [],
+                         "README's ACL rule lacks a command mailtrail sends")
         # Stored in the TLS Redis, by the ACL user, over TLS only.
         self.assertTrue(ENV.rclient("KEYS", "mailtrail:rcpt:*"))
         self.assertEqual(self.acl_denials(ENV.rclient), [],

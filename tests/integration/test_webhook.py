@@ -1349,7 +1349,11 @@ class TestBoundedWork(MailtrailCase):
         small = self.signer.notification(ses("awsdoc-identity-delivery.json"))
         self.assertAnswer(m.post_sns(small), 200, "stored")
         text, _ = self.bounce_1000(worst=True)
-        bodies = [json.dumps(self.signer.notification(text)).encode() for _ in range(8)]
+        # Under valgrind (the CI runs two valgrind lanes side by side) eight
+        # 256 KiB bodies at once are not read within the request deadline
+        # (10 s); three still run the concurrent path under memcheck.
+        at_once = 3 if harness.WRAPPER else 8
+        bodies = [json.dumps(self.signer.notification(text)).encode() for _ in range(at_once)]
         hwm0 = self.vm_hwm_kib(m.proc.pid)
         answers = []
 
@@ -1361,10 +1365,10 @@ class TestBoundedWork(MailtrailCase):
         for t in threads:
             t.join()
         rss_mib = (self.vm_hwm_kib(m.proc.pid) - hwm0) / 1024
-        print(f"\n    (8 at once: peak RSS +{rss_mib:.1f} MiB)", end=" ", file=sys.stderr)
+        print(f"\n    ({at_once} at once: peak RSS +{rss_mib:.1f} MiB)", end=" ", file=sys.stderr)
         for r in answers:
             self.assertAnswer(r, 200, "stored")
-        self.assertEqual(len(answers), 8)
+        self.assertEqual(len(answers), at_once)
         if not harness.WRAPPER:
             # ASan's redzones and shadow add about a half to these
             # allocations (measured +128 MiB where a plain build adds 70-94).
