@@ -142,9 +142,10 @@ static const char put_script[] =
  * Cost: the keys and fields come ready-made from the caller, so the
  * common case builds no Lua string and defines no function: each Lua
  * object a script call creates is garbage that Redis's collector steps
- * through after the call, which measured as much as the three calls
- * themselves (about 3 us of Redis CPU an event and dimension with a
- * function and concatenations here, against under 2.5 us without).
+ * through after the call.  In a micro-benchmark of the script alone that
+ * was about 4 us of Redis CPU an event and dimension with a function and
+ * concatenations here, against about 2.5 us without; in the ingest
+ * benchmark the two were within its noise (README, Performance).
  *
  * A command that fails (only a foreign value at a stats key can make one
  * fail: WRONGTYPE) sets stats_bad instead of failing the script, whose
