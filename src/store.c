@@ -145,26 +145,41 @@ static const char put_script[] =
  * Cost: the keys and fields come ready-made from the caller, so the
  * common case builds no Lua string and defines no function: each Lua
  * object a script call creates is garbage that Redis's collector steps
- * through after the call, which measured as much as the three calls
- * themselves (about 3 us of Redis CPU an event and dimension with a
- * function and concatenations here, against under 2.5 us without). */
+ * through after the call.  In a micro-benchmark of the script alone that
+ * was about 4 us of Redis CPU an event and dimension with a function and
+ * concatenations here, against about 2.5 us without; in the ingest
+ * benchmark the two were within its noise (README, Performance).
+ *
+ * A command that fails (only a foreign value at a stats key can make one
+ * fail: WRONGTYPE) sets stats_bad instead of failing the script, whose
+ * event is stored by then: the put script then answers 2 (added, not
+ * counted), stats_script 0. */
 #define STATS_COUNT_LUA                                                        \
-	"    local new = false\n"                                              \
-	"    if redis.call('HINCRBY', h, fd, '1') == 1 and\n"                  \
-	"       not redis.call('ZSCORE', nk, name) then\n"                     \
-	"      if name ~= '" STATS_OTHER "' and redis.call('ZCARD', nk) >= cap then\n" \
-	"        redis.call('HDEL', h, fd)\n"                                  \
-	"        local n = #name\n"                                            \
-	"        name = '" STATS_OTHER "'\n"                                   \
-	"        fh, fd = name .. string.sub(fh, n + 1), name .. string.sub(fd, n + 1)\n" \
-	"        redis.call('HINCRBY', h, fd, '1')\n"                          \
+	"    local new, bad = false, false\n"                                  \
+	"    local d = redis.pcall('HINCRBY', h, fd, '1')\n"                   \
+	"    if d == 1 then\n"                                                 \
+	"      local s = redis.pcall('ZSCORE', nk, name)\n"                    \
+	"      if type(s) == 'table' then\n"                                   \
+	"        bad = true\n"                                                 \
+	"      elseif not s then\n"                                            \
+	"        if name ~= '" STATS_OTHER "' and redis.pcall('ZCARD', nk) >= cap then\n" \
+	"          redis.pcall('HDEL', h, fd)\n"                               \
+	"          local n = #name\n"                                          \
+	"          name = '" STATS_OTHER "'\n"                                 \
+	"          fh, fd = name .. string.sub(fh, n + 1), name .. string.sub(fd, n + 1)\n" \
+	"          d = redis.pcall('HINCRBY', h, fd, '1')\n"                   \
+	"        end\n"                                                        \
+	"        local z = redis.pcall('ZADD', nk, 'NX', '0', name)\n"         \
+	"        new = z == 1\n"                                               \
+	"        bad = type(z) == 'table'\n"                                   \
 	"      end\n"                                                          \
-	"      new = redis.call('ZADD', nk, 'NX', '0', name) == 1\n"           \
 	"    end\n"                                                            \
-	"    redis.call('HINCRBY', h, fh, '1')\n"                              \
-	"    if new then\n"                                                    \
-	"      redis.call('PEXPIREAT', h, exp)\n"                              \
-	"      redis.call('PEXPIREAT', nk, exp)\n"                             \
+	"    local a = redis.pcall('HINCRBY', h, fh, '1')\n"                   \
+	"    if bad or type(d) == 'table' or type(a) == 'table' then\n"        \
+	"      stats_bad = true\n"                                             \
+	"    elseif new then\n"                                                \
+	"      redis.pcall('PEXPIREAT', h, exp)\n"                             \
+	"      redis.pcall('PEXPIREAT', nk, exp)\n"                            \
 	"    end\n"
 
 /* put_script's part that counts an added event (single Redis: in the
@@ -178,6 +193,7 @@ static const char put_script[] =
  * stats_script instead.  store_new puts "local plen, cap_i, cap_c, cap_d
  * = ..." before it. */
 static const char stats_put_script[] =
+	"local stats_bad = false\n"
 	"if added == 1 and ARGV[9] then\n"
 	"  local exp = ARGV[9]\n"
 	"  for i = 10, #ARGV - 4, 5 do\n"
@@ -195,8 +211,9 @@ static const char stats_put_script[] =
 static const char stats_script[] =
 	"local h, nk, name, fh, fd = KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3]\n"
 	"local exp, cap = ARGV[4], tonumber(ARGV[5])\n"
+	"local stats_bad = false\n"
 	STATS_COUNT_LUA
-	"return 1\n";
+	"return stats_bad and 0 or 1\n";
 
 /* The type index of a recipient's events (store.h): put_script's part
  * that keeps it, run after everything else (its own string: ISO C limits
@@ -282,7 +299,8 @@ static const char type_index_script[] =
 	"    end\n"
 	"  end\n"
 	"end\n"
-	"return added\n";
+	/* 2: added, but its counting failed (STATS_COUNT_LUA). */
+	"return stats_bad and 2 or added\n";
 
 /* A topic reference of the compact members (member.h) and its ARN: what
  * {prefix}topics holds, as far as this process has written or read it. */
@@ -1231,10 +1249,13 @@ static void stats_count_cluster(struct store *st, const struct put *puts, size_t
 		size_t last = SIZE_MAX;
 		for (size_t c = 0; c < b.n; c++) {
 			if (e == MT_E_OK && reply_ok(b.cmd[c].reply, REDIS_REPLY_INTEGER, err,
-						     sizeof(err)))
-				continue;
-			if (e == MT_E_OK)
+						     sizeof(err))) {
+				if (b.cmd[c].reply->integer == 1)
+					continue;
+				snprintf(err, sizeof(err), "counters: a stats key holds another type");
+			} else if (e == MT_E_OK) {
 				count_fault(NULL);
+			}
 			if (owner[c] != last)
 				stats_fail(puts[owner[c]].item, err);
 			last = owner[c];
@@ -1446,6 +1467,8 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 		} else if (r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
 			puts[i].added = true;
 			puts[i].item->added++;
+			if (r->integer == 2)
+				stats_fail(puts[i].item, "counters: a stats key holds another type");
 			if (puts[i].counts_key) { /* an event, not a raw message */
 				metrics_count_event(puts[i].type);
 				metrics_count_identity_event(puts[i].identity,
