@@ -1,7 +1,6 @@
 /* stats.c - deliverability counters' names, keys and rates (stats.h). */
 #include "stats.h"
 
-#include <stdio.h>
 #include <string.h>
 
 const char *const stats_type_names[STATS_TYPES] = {
@@ -153,7 +152,16 @@ void stats_day(int64_t ms, char out[STATS_DAY_BUF])
 		y++;
 	if (y < 0 || y > 9999)
 		y = y < 0 ? 0 : 9999; /* keeps the 8 digits; no SES event is there */
-	snprintf(out, STATS_DAY_BUF, "%04d%02d%02d", (int)y, (int)m, (int)d);
+	/* Digit by digit: this runs for every stored event. */
+	const int64_t v[3] = {y, m, d};
+	const int w[3] = {4, 2, 2};
+	char *o = out + 8;
+	*o = '\0';
+	for (int i = 2; i >= 0; i--) {
+		int64_t x = v[i];
+		for (int k = 0; k < w[i]; k++, x /= 10)
+			*--o = (char)('0' + x % 10);
+	}
 }
 
 int64_t stats_expire_at(int64_t event_ms, unsigned retention_days)
@@ -168,42 +176,80 @@ bool stats_countable(int64_t event_ms, int64_t now_ms, unsigned retention_days)
 	return now_ms - day_end <= (int64_t)retention_days * STATS_DAY_MS;
 }
 
-static size_t put(char *out, size_t cap, int n)
+/* The keys and fields are built with memcpy, not snprintf: they are
+ * built for every stored event (three dimensions, four strings each). */
+struct out {
+	char *p;
+	size_t len, cap;
+	bool full;
+};
+
+static void put(struct out *o, const char *s, size_t n)
 {
-	if (n <= 0 || (size_t)n >= cap) {
-		if (cap)
-			out[0] = '\0';
+	if (o->full || n >= o->cap - o->len) {
+		o->full = true;
+		return;
+	}
+	memcpy(o->p + o->len, s, n);
+	o->len += n;
+}
+
+static size_t put_end(struct out *o)
+{
+	if (o->cap == 0)
+		return 0;
+	if (o->full) {
+		o->p[0] = '\0';
 		return 0;
 	}
-	return (size_t)n;
+	o->p[o->len] = '\0';
+	return o->len;
+}
+
+static size_t key_of(char *out, size_t cap, const char *prefix, enum stats_dim dim,
+		     const char day[STATS_DAY_BUF], bool names)
+{
+	struct out o = {out, 0, cap, cap == 0 || dim >= STATS_DIMS};
+	char tag[4] = {'{', dim < STATS_DIMS ? dims[dim].code : '?', ':', '\0'};
+	size_t dl = strnlen(day, 8);
+	put(&o, prefix, strlen(prefix));
+	put(&o, "stats:", 6);
+	put(&o, tag, 3);
+	put(&o, day, dl);
+	put(&o, "}", 1);
+	if (names)
+		put(&o, ":names", 6);
+	return put_end(&o);
 }
 
 size_t stats_key(char *out, size_t cap, const char *prefix, enum stats_dim dim,
 		 const char day[STATS_DAY_BUF])
 {
-	if (dim >= STATS_DIMS)
-		return put(out, cap, 0);
-	return put(out, cap,
-		   snprintf(out, cap, "%sstats:{%c:%.8s}", prefix, dims[dim].code, day));
+	return key_of(out, cap, prefix, dim, day, false);
 }
 
 size_t stats_names_key(char *out, size_t cap, const char *prefix,
 		       enum stats_dim dim, const char day[STATS_DAY_BUF])
 {
-	if (dim >= STATS_DIMS)
-		return put(out, cap, 0);
-	return put(out, cap, snprintf(out, cap, "%sstats:{%c:%.8s}:names", prefix,
-				      dims[dim].code, day));
+	return key_of(out, cap, prefix, dim, day, true);
 }
 
 size_t stats_field(char *out, size_t cap, const char *name, int hour,
 		   const char *type)
 {
-	if (hour > 23)
-		return put(out, cap, 0);
-	if (hour < 0)
-		return put(out, cap, snprintf(out, cap, "%s|*|%s", name, type));
-	return put(out, cap, snprintf(out, cap, "%s|%02d|%s", name, hour, type));
+	struct out o = {out, 0, cap, cap == 0 || hour > 23};
+	char hh[4] = {'|', '*', '|', '\0'};
+	size_t hl = 3;
+	if (hour >= 0) {
+		hh[1] = (char)('0' + hour / 10);
+		hh[2] = (char)('0' + hour % 10);
+		hh[3] = '|';
+		hl = 4;
+	}
+	put(&o, name, strlen(name));
+	put(&o, hh, hl);
+	put(&o, type, strlen(type));
+	return put_end(&o);
 }
 
 bool stats_field_parse(const char *field, size_t len, const char **name,
