@@ -162,7 +162,7 @@ static bool name_usable(enum stats_dim dim, const redisReply *e)
 	       (e->len == strlen(STATS_OTHER) && memcmp(e->str, STATS_OTHER, e->len) == 0);
 }
 
-/* The name set of the days' ZRANGE replies (reps[j]: day j's). */
+/* The name set of the days' ZRANGE replies (r->cmd[j]: day j's). */
 static enum mt_err name_set_build(struct name_set *s, enum stats_dim dim,
 				  const struct reads *r, size_t days)
 {
@@ -251,7 +251,7 @@ static size_t layout_fields(const struct layout *l)
 	return (size_t)((l->daily ? 1 : 0) + l->nh) * (size_t)(l->t1 - l->t0);
 }
 
-/* Appends "$<len>\r\n" to p; returns the end. */
+/* Appends c (RESP's * or $), len in decimal and CRLF to p; returns the end. */
 static char *resp_len(char *p, char c, size_t len)
 {
 	char digits[24];
