@@ -298,7 +298,7 @@ void policy_reason_text(const struct policy *p, const struct policy_result *r,
 	out[0] = '\0';
 	switch (r->reason) {
 	case POLICY_COMPLAINT:
-		snprintf(out, POLICY_TEXT_MAX, "complaint: the recipient reported a mail as spam");
+		snprintf(out, POLICY_TEXT_MAX, "complaint from the recipient");
 		break;
 	case POLICY_PERMANENT:
 		snprintf(out, POLICY_TEXT_MAX, "permanent bounce");
