@@ -2520,6 +2520,44 @@ static void suppression_set(const struct store *st, const struct policy_result *
 	policy_reason_text(&st->policy, r, out->text);
 }
 
+/* Queues the read of a timeline for the policy: its newest
+ * POLICY_EVENTS_MAX events. */
+static void timeline_read(struct batch *b, const char *key)
+{
+	batch_addf(b, key, "ZREVRANGE %s 0 %d WITHSCORES", key, POLICY_EVENTS_MAX - 1);
+}
+
+/* Merges into *res what the policy says of timeline_read's answer r for
+ * recipient who; ev: room for POLICY_EVENTS_MAX events. */
+static enum mt_err timeline_judge(struct store *st, const redisReply *r, const char *who,
+				  struct policy_event *ev, struct policy_result *res, char *errbuf,
+				  size_t errsz)
+{
+	if (!reply_ok(r, REDIS_REPLY_ARRAY, errbuf, errsz)) {
+		count_fault(NULL);
+		return MT_E_REDIS;
+	}
+	size_t ne = 0;
+	for (size_t j = 0; j + 1 < r->elements && ne < POLICY_EVENTS_MAX; j += 2) {
+		const redisReply *m = r->element[j];
+		int64_t score;
+		if (m->type != REDIS_REPLY_STRING || !parse_score(r->element[j + 1], &score))
+			continue;
+		if (member_has_type(m, "Delivery")) {
+			ev[ne++] = (struct policy_event){score, POLICY_EV_DELIVERY, false, ""};
+		} else if (member_has_type(m, "Bounce")) {
+			struct buf text = {0};
+			if (member_event(st, m, who, score, &text, STORE_PAGE_BYTES_MAX) == MT_E_OK)
+				policy_event_read(text.p, text.len, score, &ev[ne++]);
+			buf_free(&text);
+		}
+	}
+	struct policy_result pr;
+	policy_evaluate(&st->policy, ev, ne, &pr);
+	policy_result_merge(res, &pr);
+	return MT_E_OK;
+}
+
 /* The policy over recipients' timelines: for each i with keys[i] (its
  * sorted set's name; who[i] the recipient, for compact members), its
  * newest POLICY_EVENTS_MAX events are read, STORE_POLICY_READS_MAX sets a
@@ -2539,38 +2577,13 @@ static enum mt_err policy_read(struct store *st, char *const *keys, const char *
 			if (!keys[from])
 				continue;
 			idx[nb++] = from;
-			batch_addf(&b, keys[from], "ZREVRANGE %s 0 %d WITHSCORES", keys[from],
-				   POLICY_EVENTS_MAX - 1);
+			timeline_read(&b, keys[from]);
 		}
 		if (nb)
 			err = batch_run(st, &b, errbuf, errsz);
-		for (size_t c = 0; err == MT_E_OK && c < nb; c++) {
-			const redisReply *r = b.cmd[c].reply;
-			if (!reply_ok(r, REDIS_REPLY_ARRAY, errbuf, errsz)) {
-				count_fault(NULL);
-				err = MT_E_REDIS;
-				break;
-			}
-			size_t ne = 0;
-			for (size_t j = 0; j + 1 < r->elements && ne < POLICY_EVENTS_MAX; j += 2) {
-				const redisReply *m = r->element[j];
-				int64_t score;
-				if (m->type != REDIS_REPLY_STRING || !parse_score(r->element[j + 1], &score))
-					continue;
-				if (member_has_type(m, "Delivery")) {
-					ev[ne++] = (struct policy_event){score, POLICY_EV_DELIVERY, false, ""};
-				} else if (member_has_type(m, "Bounce")) {
-					struct buf text = {0};
-					if (member_event(st, m, who[idx[c]], score, &text,
-							 STORE_PAGE_BYTES_MAX) == MT_E_OK)
-						policy_event_read(text.p, text.len, score, &ev[ne++]);
-					buf_free(&text);
-				}
-			}
-			struct policy_result pr;
-			policy_evaluate(&st->policy, ev, ne, &pr);
-			policy_result_merge(&res[idx[c]], &pr);
-		}
+		for (size_t c = 0; err == MT_E_OK && c < nb; c++)
+			err = timeline_judge(st, b.cmd[c].reply, who[idx[c]], ev, &res[idx[c]], errbuf,
+					     errsz);
 		batch_free(&b);
 	}
 	free(ev);
@@ -2579,10 +2592,12 @@ static enum mt_err policy_read(struct store *st, char *const *keys, const char *
 
 /* The counts hashes' answer (hmget_suppression) for the addresses i with
  * want[i] (NULL: all): one round trip; then, for those whose hash counts
- * a soft bounce, the policy over their timelines (policy_read). */
+ * a soft bounce, the policy over their timelines (policy_read).  An
+ * address with soft[i] (an index entry of a soft bounce; NULL: none) has
+ * its timeline read in the same round trip as its counts. */
 static enum mt_err check_counts(struct store *st, const char *const *addresses, size_t n,
-				const bool *want, struct store_suppression *out,
-				char *errbuf, size_t errsz)
+				const bool *want, const bool *soft_hint,
+				struct store_suppression *out, char *errbuf, size_t errsz)
 {
 	struct batch b = {0};
 	/* Per address: the command of its counts hash, and for an address
@@ -2592,13 +2607,15 @@ static enum mt_err check_counts(struct store *st, const char *const *addresses, 
 	char **keys = calloc(2 * (n ? n : 1), sizeof(*keys));
 	char **rkeys = calloc(n ? n : 1, sizeof(*rkeys));
 	struct policy_result *res = calloc(n ? n : 1, sizeof(*res));
+	size_t *tl = malloc((n ? n : 1) * sizeof(*tl)); /* timeline_read's command */
+	struct policy_event *ev = NULL;
 	size_t nkeys = 0, nsoft = 0;
 	enum mt_err err = MT_E_NOMEM;
 
-	if (!cmd || !keys || !rkeys || !res)
+	if (!cmd || !keys || !rkeys || !res || !tl)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
-		cmd[2 * i] = cmd[2 * i + 1] = SIZE_MAX;
+		cmd[2 * i] = cmd[2 * i + 1] = tl[i] = SIZE_MAX;
 		if (!addresses[i] || (want && !want[i]))
 			continue;
 		out[i] = (struct store_suppression){NULL, 0, ""};
@@ -2611,6 +2628,14 @@ static enum mt_err check_counts(struct store *st, const char *const *addresses, 
 			cmd[2 * i + (size_t)old] = b.n;
 			hmget_suppression(&b, k, strlen(k));
 		}
+		if (soft_hint && soft_hint[i] && st->policy_reads &&
+		    !address_tag_empty(addresses[i])) {
+			rkeys[i] = recipient_key(st, "rcpt", addresses[i]);
+			if (!rkeys[i])
+				goto out;
+			tl[i] = b.n;
+			timeline_read(&b, rkeys[i]);
+		}
 	}
 	err = b.n ? batch_run(st, &b, errbuf, errsz) : MT_E_OK;
 	for (size_t c = 0; err == MT_E_OK && c < b.n; c++) {
@@ -2619,6 +2644,8 @@ static enum mt_err check_counts(struct store *st, const char *const *addresses, 
 			err = MT_E_REDIS;
 		}
 	}
+	if (err == MT_E_OK && !(ev = malloc(POLICY_EVENTS_MAX * sizeof(*ev))))
+		err = MT_E_NOMEM;
 	for (size_t i = 0; err == MT_E_OK && i < n; i++) {
 		bool soft = false, old = false;
 		res[i].reason = POLICY_NONE;
@@ -2627,7 +2654,14 @@ static enum mt_err check_counts(struct store *st, const char *const *addresses, 
 		if (!suppression_of(b.cmd[cmd[2 * i]].reply, &res[i], &soft) &&
 		    cmd[2 * i + 1] != SIZE_MAX)
 			old = suppression_of(b.cmd[cmd[2 * i + 1]].reply, &res[i], &soft);
-		if (soft && st->policy_reads) {
+		if (tl[i] != SIZE_MAX) {
+			/* Read with the counts: judged now, or not needed. */
+			if (soft && st->policy_reads)
+				err = timeline_judge(st, b.cmd[tl[i]].reply, addresses[i], ev,
+						     &res[i], errbuf, errsz);
+			free(rkeys[i]);
+			rkeys[i] = NULL;
+		} else if (soft && st->policy_reads) {
 			rkeys[i] = old ? make_key(st, "rcpt", addresses[i])
 				       : recipient_key(st, "rcpt", addresses[i]);
 			if (!rkeys[i])
@@ -2647,6 +2681,8 @@ out:
 	for (size_t i = 0; rkeys && i < n; i++)
 		free(rkeys[i]);
 	free(rkeys);
+	free(ev);
+	free(tl);
 	free(res);
 	free(keys);
 	free(cmd);
@@ -2685,12 +2721,13 @@ enum mt_err store_suppression_check(struct store *st, const char *const *address
 	unsigned *bucket = calloc(n ? n : 1, sizeof(*bucket));
 	size_t *order = malloc((n ? n : 1) * sizeof(*order));
 	bool *want = calloc(n ? n : 1, sizeof(*want));
+	bool *soft = calloc(n ? n : 1, sizeof(*soft)); /* a soft bounce's entry */
 	const char **argv = malloc((n + 2 * STORE_SUPP_BUCKETS) * sizeof(*argv));
 	size_t *argl = malloc((n + 2 * STORE_SUPP_BUCKETS) * sizeof(*argl));
 	size_t nwant = 0;
 	enum mt_err err = MT_E_NOMEM;
 
-	if (!bucket || !order || !want || !argv || !argl)
+	if (!bucket || !order || !want || !soft || !argv || !argl)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
 		out[i] = (struct store_suppression){NULL, 0, ""};
@@ -2698,7 +2735,7 @@ enum mt_err store_suppression_check(struct store *st, const char *const *address
 			per[bucket[i] = store_supp_bucket(addresses[i])]++;
 	}
 	if (!supp_on(st)) {
-		err = check_counts(st, addresses, n, NULL, out, errbuf, errsz);
+		err = check_counts(st, addresses, n, NULL, NULL, out, errbuf, errsz);
 		goto out;
 	}
 	/* The addresses ordered by bucket (a counting sort), then the marker
@@ -2783,6 +2820,8 @@ enum mt_err store_suppression_check(struct store *st, const char *const *address
 				suppression_set(st, &pr, &out[i]);
 			} else {
 				want[i] = true;
+				soft[i] = supp_decode(r->element[j], &t, &code) &&
+					  code >= POLICY_STATUS;
 			}
 			nwant += want[i];
 		}
@@ -2790,11 +2829,12 @@ enum mt_err store_suppression_check(struct store *st, const char *const *address
 	if (!indexed && supp_on(st))
 		supp_rebuild_start(st);
 	if (nwant)
-		err = check_counts(st, addresses, n, want, out, errbuf, errsz);
+		err = check_counts(st, addresses, n, want, soft, out, errbuf, errsz);
 out:
 	batch_free(&b);
 	free(argl);
 	free(argv);
+	free(soft);
 	free(want);
 	free(order);
 	free(bucket);
