@@ -2593,8 +2593,9 @@ static enum mt_err policy_read(struct store *st, char *const *keys, const char *
 /* The counts hashes' answer (hmget_suppression) for the addresses i with
  * want[i] (NULL: all): one round trip; then, for those whose hash counts
  * a soft bounce, the policy over their timelines (policy_read).  An
- * address with soft[i] (an index entry of a soft bounce; NULL: none) has
- * its timeline read in the same round trip as its counts. */
+ * address with soft_hint[i] (an index entry of a soft bounce; NULL: none)
+ * has its timeline read in the same round trip as its counts (the first
+ * STORE_POLICY_READS_MAX of them). */
 static enum mt_err check_counts(struct store *st, const char *const *addresses, size_t n,
 				const bool *want, const bool *soft_hint,
 				struct store_suppression *out, char *errbuf, size_t errsz)
@@ -2609,7 +2610,7 @@ static enum mt_err check_counts(struct store *st, const char *const *addresses, 
 	struct policy_result *res = calloc(n ? n : 1, sizeof(*res));
 	size_t *tl = malloc((n ? n : 1) * sizeof(*tl)); /* timeline_read's command */
 	struct policy_event *ev = NULL;
-	size_t nkeys = 0, nsoft = 0;
+	size_t nkeys = 0, nsoft = 0, nhint = 0;
 	enum mt_err err = MT_E_NOMEM;
 
 	if (!cmd || !keys || !rkeys || !res || !tl)
@@ -2628,8 +2629,11 @@ static enum mt_err check_counts(struct store *st, const char *const *addresses, 
 			cmd[2 * i + (size_t)old] = b.n;
 			hmget_suppression(&b, k, strlen(k));
 		}
-		if (soft_hint && soft_hint[i] && st->policy_reads &&
+		/* At most STORE_POLICY_READS_MAX so (the replies held at once
+		 * stay bounded): the others' come after, from policy_read. */
+		if (soft_hint && soft_hint[i] && st->policy_reads && nhint < STORE_POLICY_READS_MAX &&
 		    !address_tag_empty(addresses[i])) {
+			nhint++;
 			rkeys[i] = recipient_key(st, "rcpt", addresses[i]);
 			if (!rkeys[i])
 				goto out;

@@ -284,6 +284,17 @@ class RepeatedTest(PolicyCase):
         calls = self.command_calls()
         self.assertEqual((calls.get("zrevrange", 0), calls.get("hmget", 0)), (3, 3), calls)
         self.assertEqual(res["s0@example.com"]["suppressed"], False)
+        # More candidates than one round trip reads (64): five bounces for
+        # each of 100 addresses (one SES bounce names them all), the first
+        # 64 read with their counts, the others after; all suppressed.
+        many = [f"m{i}@example.com" for i in range(100)]
+        self.deliver(self.m, [soft(many, t + 100 + j, 30 + j) for j in range(5)], threads=1)
+        self.env.redis("CONFIG", "RESETSTAT")
+        res = self.check(self.m, many + plain)
+        self.assertEqual({(res[a]["reason"], res[a]["time"]) for a in many},
+                         {("Bounce/Repeated", ms_iso(t + 104))})
+        calls = self.command_calls()
+        self.assertEqual((calls.get("zrevrange", 0), calls.get("hmget", 0)), (100, 100), calls)
 
 
 class ExistingDataTest(PolicyCase):
