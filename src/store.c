@@ -3088,7 +3088,7 @@ enum mt_err store_suppressions_scan(struct store *st, uint64_t cursor, size_t co
 		*next = nc;
 	}
 out:
-	for (size_t i = 0; r && rkeys && i < r->element[1]->elements; i++) {
+	for (size_t i = 0; r && rkeys && who && i < r->element[1]->elements; i++) {
 		free(rkeys[i]);
 		free(who[i]);
 	}
