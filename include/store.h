@@ -352,8 +352,11 @@ static inline unsigned store_supp_bucket(const char *address)
  * skipped: out[i] is left not suppressed): from the suppression index, one
  * ZMSCORE a bucket in one round trip (per node in a Cluster), shared with
  * concurrent callers'; the addresses the index cannot answer alone (an
- * entry near the end of the retention window, no marker yet, Redis before
- * 6.2) from their counts hashes in a second round trip.  Without the
+ * entry near the end of the retention window, an entry of code 2 or 3,
+ * no marker yet, Redis before 6.2) from their counts hashes in a second
+ * round trip, with the timelines of the first STORE_POLICY_READS_MAX
+ * code 2 or 3 entries (the rest, and those the counts show a soft bounce
+ * for, in further round trips).  Without the
  * marker it also starts the index's rebuild in the background (once). */
 enum mt_err store_suppression_check(struct store *st, const char *const *addresses,
 				    size_t n, struct store_suppression *out,
