@@ -104,7 +104,7 @@ class PolicyCase(supp.SuppressionCase):
         """Waits for the index's marker of a policy (default: the default
         policy's) and returns its name."""
         marker = marker or supp.READY
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * harness.TIME_FACTOR
         while time.monotonic() < deadline:
             if self.env.redis("EXISTS", marker) == 1:
                 return marker
