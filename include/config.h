@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdint.h>
 
+#include "policy.h"
+
 #define CONFIG_TOPICS_MAX 64
 /* Longest --topic, and longest TopicArn a message may have to be accepted
  * (real ones are under 320: a 256-character name, region, account). */
@@ -80,6 +82,8 @@ struct config {
 	unsigned health_min_volume; /* sends below which a window is low_volume */
 	bool keep_headers;
 	bool message_index; /* --message-index: GET /v1/messages/{id} */
+	/* --suppress-statuses, --suppress-soft-bounces, --suppress-soft-days */
+	struct policy policy;
 	size_t max_body;
 	unsigned max_connections;        /* per listener */
 	unsigned max_connections_per_ip; /* 0: no per-address limit */

@@ -31,8 +31,9 @@
  *                             ms, member = a non-SES (or not indexable)
  *                             notification as JSON
  *   {prefix}supp:{<n>}        the suppression index, n = 0..63 (below)
- *   {prefix}supp:ready:1      string, the index's marker: it holds
- *                             everything (policy 1); supp:rebuilding, the
+ *   {prefix}supp:ready:<p>    string, the index's marker: it holds
+ *                             everything (p: policy_digest, "1" without
+ *                             statuses and repeated soft bounces); supp:rebuilding, the
  *                             token of the rebuild under way
  * Connections, and in a Redis Cluster the routing of each key to its
  * node, are rcluster.h's.
@@ -57,6 +58,7 @@
 #include "buf.h"
 #include "config.h"
 #include "mt_error.h"
+#include "policy.h"
 #include "rcluster.h"
 #include "ses.h"
 
@@ -100,6 +102,13 @@ void store_free(struct store *st);
  * store_new): {prefix}mail:{<sesMessageId>}, about 170 bytes of Redis an
  * event on a typical mix (README, "Redis memory"). */
 void store_set_message_index(struct store *st, bool on);
+
+/* The suppression policy (policy.h) the summary, the check, the export
+ * and the index's writes follow; policy_default() until set.  Set once,
+ * before the store is used from other threads. */
+void store_set_policy(struct store *st, const struct policy *p);
+/* Borrowed; lives as long as st. */
+const struct policy *store_policy(const struct store *st);
 
 /* One notification's writes: its events (each also in the recent feed)
  * and/or, for a notification that is not an indexable SES event, a record
@@ -176,7 +185,8 @@ void store_page_free(struct store_page *page);
 struct store_summary {
 	struct json_object *counts;     /* {"Bounce":n,...}; owned */
 	struct json_object *last_event; /* EVENT or NULL; owned */
-	const char *reason; /* "Bounce/Permanent", "Complaint" or NULL (static) */
+	const char *reason; /* policy_reason_name() or NULL (static) */
+	char reason_text[POLICY_TEXT_MAX]; /* the reason in words; "" with none */
 };
 
 /* What is known of one recipient.  Free with store_summary_free(). */
@@ -280,20 +290,31 @@ enum mt_err store_ping(struct store *st, char *errbuf, size_t errsz);
 /* ---- suppressions and erasure (issue 14) -------------------------------
  * A recipient is suppressed while its counts hash holds a permanent bounce
  * or a complaint (put_script keeps suppress:<why> counts and last:<why>
- * times as events come and are trimmed): the reason is the later of the
- * two, a bounce on a tie, as the summary decides. */
+ * times as events come and are trimmed), or, when the counts hash holds
+ * a bounce that is not permanent, when the policy (policy.h) says so of
+ * its newest POLICY_EVENTS_MAX events (read on demand: existing data is
+ * re-evaluated, never rewritten).  The reason is the latest one
+ * (policy_evaluate), as the summary decides. */
 
 struct store_suppression {
-	const char *reason; /* "Bounce/Permanent", "Complaint" or NULL (static) */
+	const char *reason; /* policy_reason_name() or NULL (static) */
 	int64_t time_ms;    /* the deciding event's time, when reason is set */
+	char text[POLICY_TEXT_MAX]; /* the reason in words, when reason is set */
 };
+
+/* Candidates' timelines read in one pipelined round trip at most (each
+ * up to POLICY_EVENTS_MAX members): more take more round trips, so the
+ * replies held at once stay bounded. */
+#define STORE_POLICY_READS_MAX 64
 
 /* ---- the suppression index ----
  * {prefix}supp:{<n>}, n = 0..STORE_SUPP_BUCKETS-1 (store_supp_bucket of
  * the normalised address; each bucket its own hash tag, so its own
  * Cluster slot): sorted sets, member = a normalised address, score =
  * STORE_SUPP_CODES * (deciding event ms) + reason code (0 Complaint,
- * 1 Bounce/Permanent: a bounce wins a tie), written at ingest with ZADD
+ * 1 Bounce/Permanent: a bounce wins a tie; 2 a soft bounce with a listed
+ * status, 3 any other soft bounce while repeated soft bounces are on:
+ * candidates, always verified on the timeline), written at ingest with ZADD
  * GT in the same round trip as the events, so an entry is the newest
  * deciding event ever stored for the address.  A candidate, a superset
  * of the truth: the check answers from it directly while the event is
@@ -331,8 +352,11 @@ static inline unsigned store_supp_bucket(const char *address)
  * skipped: out[i] is left not suppressed): from the suppression index, one
  * ZMSCORE a bucket in one round trip (per node in a Cluster), shared with
  * concurrent callers'; the addresses the index cannot answer alone (an
- * entry near the end of the retention window, no marker yet, Redis before
- * 6.2) from their counts hashes in a second round trip.  Without the
+ * entry near the end of the retention window, an entry of code 2 or 3,
+ * no marker yet, Redis before 6.2) from their counts hashes in a second
+ * round trip, with the timelines of the first STORE_POLICY_READS_MAX
+ * code 2 or 3 entries (the rest, and those the counts show a soft bounce
+ * for, in further round trips).  Without the
  * marker it also starts the index's rebuild in the background (once). */
 enum mt_err store_suppression_check(struct store *st, const char *const *addresses,
 				    size_t n, struct store_suppression *out,

@@ -169,6 +169,8 @@ static enum MHD_Result summary(struct api *a, struct MHD_Connection *conn,
 	json_object_object_add(o, "last_event", json_object_get(sum.last_event));
 	json_object_object_add(o, "suppressed", json_object_new_boolean(sum.reason != NULL));
 	json_object_object_add(o, "reason", sum.reason ? json_object_new_string(sum.reason) : NULL);
+	json_object_object_add(o, "reason_text",
+			       sum.reason ? json_object_new_string(sum.reason_text) : NULL);
 	store_summary_free(&sum);
 	return http_send_json(conn, 200, o);
 }
@@ -337,7 +339,8 @@ static enum MHD_Result check_answer(struct MHD_Connection *conn, const struct ap
 {
 	/* What follows "address":"<given> in each kind of entry, at most. */
 	static const char invalid[] = "\",\"error\":\"not an email address\"}";
-	static const char none[] = "\",\"suppressed\":false,\"reason\":null,\"time\":null}";
+	static const char none[] =
+		"\",\"suppressed\":false,\"reason\":null,\"reason_text\":null,\"time\":null}";
 	static const char yes[] = "\",\"suppressed\":true,\"reason\":\"";
 	size_t cap = 16;
 	for (size_t i = 0; i < c->n; i++) {
@@ -347,7 +350,8 @@ static enum MHD_Result check_answer(struct MHD_Connection *conn, const struct ap
 			cap += sizeof(invalid);
 		else
 			cap += 16 + en->normalized_len + sizeof(none) + sizeof(yes) +
-			       (sup[i].reason ? strlen(sup[i].reason) : 0) + 16 + MT_TIME_BUF;
+			       (sup[i].reason ? strlen(sup[i].reason) : 0) +
+			       6 * strlen(sup[i].text) + 32 + MT_TIME_BUF;
 	}
 	char *buf = malloc(cap);
 	if (!buf)
@@ -374,6 +378,8 @@ static enum MHD_Result check_answer(struct MHD_Connection *conn, const struct ap
 			size_t rl = strlen(sup[i].reason);
 			PUT(o, yes);
 			o += json_escape(sup[i].reason, rl, o);
+			PUT(o, "\",\"reason_text\":\"");
+			o += json_escape(sup[i].text, strlen(sup[i].text), o);
 			PUT(o, "\",\"time\":\"");
 			mt_time_format(sup[i].time_ms, iso);
 			size_t il = strlen(iso);
@@ -465,7 +471,8 @@ static bool export_reserve(struct export_state *x, size_t n)
 static bool export_line(void *arg, const struct store_suppressed *s)
 {
 	struct export_state *x = arg;
-	if (!export_reserve(x, 6 * s->address_len + 96))
+	size_t tl = strlen(s->s.text);
+	if (!export_reserve(x, 6 * s->address_len + 6 * tl + 128))
 		return false;
 	char *o = x->buf + x->len;
 	if (x->e.csv) {
@@ -481,7 +488,9 @@ static bool export_line(void *arg, const struct store_suppressed *s)
 		memcpy(o, "{\"address\":\"", 12);
 		o += 12;
 		o += json_escape(s->address, s->address_len, o);
-		o += snprintf(o, 80, "\",\"reason\":\"%s\",\"time\":\"%s\"}\n", s->s.reason, iso);
+		o += snprintf(o, 80, "\",\"reason\":\"%s\",\"reason_text\":\"", s->s.reason);
+		o += json_escape(s->s.text, tl, o);
+		o += snprintf(o, 80, "\",\"time\":\"%s\"}\n", iso);
 	}
 	x->len = (size_t)(o - x->buf);
 	return true;

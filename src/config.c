@@ -45,6 +45,9 @@ enum opt_id {
 	OPT_HEALTH_MIN_VOLUME,
 	OPT_KEEP_HEADERS,
 	OPT_MESSAGE_INDEX,
+	OPT_SUPPRESS_STATUSES,
+	OPT_SUPPRESS_SOFT_BOUNCES,
+	OPT_SUPPRESS_SOFT_DAYS,
 	OPT_MAX_BODY,
 	OPT_MAX_CONNECTIONS,
 	OPT_MAX_CONNECTIONS_PER_IP,
@@ -89,6 +92,9 @@ static const struct opt opts[OPT__COUNT] = {
 	[OPT_HEALTH_MIN_VOLUME] = {"health-min-volume", "N", "100", "GET /v1/health: a window with fewer sends is low_volume, not rated"},
 	[OPT_KEEP_HEADERS] = {"keep-headers", NULL, NULL, "also store mail.commonHeaders"},
 	[OPT_MESSAGE_INDEX] = {"message-index", NULL, NULL, "index events by SES message id (GET /v1/messages/{id}; about 170 bytes of Redis an event)"},
+	[OPT_SUPPRESS_STATUSES] = {"suppress-statuses", "LIST", "5.1.1,5.1.2,5.1.3,5.1.6,5.1.10,5.2.1,5.4.4", "a Transient or Undetermined bounce with one of these enhanced status codes suppresses (comma-separated; 'none': off)"},
+	[OPT_SUPPRESS_SOFT_BOUNCES] = {"suppress-soft-bounces", "N", "5", "this many soft bounces within --suppress-soft-days and no delivery since suppress (0: off)"},
+	[OPT_SUPPRESS_SOFT_DAYS] = {"suppress-soft-days", "D", "30", "the window of --suppress-soft-bounces, in days"},
 	[OPT_MAX_BODY] = {"max-body", "BYTES", "1048576", "larger request bodies get 413"},
 	[OPT_MAX_CONNECTIONS] = {"max-connections", "N", "256", "connections served at once per listener; more wait"},
 	[OPT_MAX_CONNECTIONS_PER_IP] = {"max-connections-per-ip", "N", "32", "connections per client address (0: no limit; behind a load balancer)"},
@@ -682,6 +688,20 @@ static bool apply(struct config *c, enum opt_id id, const char *v, char *err,
 	case OPT_MESSAGE_INDEX:
 		if (!parse_bool(v, &c->message_index))
 			goto bad;
+		return true;
+	case OPT_SUPPRESS_STATUSES:
+		if (!policy_parse_statuses(v, &c->policy))
+			goto bad;
+		return true;
+	case OPT_SUPPRESS_SOFT_BOUNCES:
+		if (!parse_u64(v, POLICY_SOFT_BOUNCES_MAX, &n))
+			goto bad;
+		c->policy.soft_bounces = (unsigned)n;
+		return true;
+	case OPT_SUPPRESS_SOFT_DAYS:
+		if (!parse_u64(v, POLICY_SOFT_DAYS_MAX, &n) || n == 0)
+			goto bad;
+		c->policy.soft_days = (unsigned)n;
 		return true;
 	case OPT_MAX_BODY:
 		if (!parse_u64(v, 64u << 20, &n) || n < 1024)

@@ -905,8 +905,10 @@ int import_main(int argc, char **argv, config_getenv_fn env)
 	};
 	certs = certcache_new(im->cfg.cert_cache_dir, &fo);
 	store = store_new(&im->cfg.redis, im->cfg.redis_prefix, im->cfg.retention_days);
-	if (store)
+	if (store) {
 		store_set_message_index(store, im->cfg.message_index);
+		store_set_policy(store, &im->cfg.policy);
+	}
 	if (!certs || !store) {
 		fprintf(stderr, "mailtrail import: out of memory\n");
 		goto out;

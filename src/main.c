@@ -166,8 +166,10 @@ int main(int argc, char **argv)
 	};
 	certs = certcache_new(cfg.cert_cache_dir, &fo);
 	store = store_new(&cfg.redis, cfg.redis_prefix, cfg.retention_days);
-	if (store)
+	if (store) {
 		store_set_message_index(store, cfg.message_index);
+		store_set_policy(store, &cfg.policy);
+	}
 	if (!certs || !store) {
 		fprintf(stderr, "mailtrail: out of memory\n");
 		goto out;

@@ -14,6 +14,7 @@
 #include "member.h"
 #include "metrics.h"
 #include "mt_time.h"
+#include "policy.h"
 #include "rcluster.h"
 #include "rediserr.h"
 #include "stats.h"
@@ -340,6 +341,10 @@ struct store {
 	pthread_t supp_thread;
 	bool supp_thread_started;
 	atomic_bool supp_rebuilding, supp_stop;
+	/* The suppression policy (policy.h; set before any use), and whether
+	 * it looks past the counts hash (statuses or repeated soft bounces). */
+	struct policy policy;
+	bool policy_reads;
 };
 
 static void supp_probe(struct store *st, struct rconn *c);
@@ -398,6 +403,8 @@ struct store *store_new(const struct config_redis *redis, const char *prefix,
 		goto fail;
 	snprintf(st->recent_key, sizeof(st->recent_key), "%srecent", prefix);
 	snprintf(st->topics_key, sizeof(st->topics_key), "%stopics", prefix);
+	policy_default(&st->policy);
+	st->policy_reads = true;
 	if (!supp_keys_new(st))
 		goto fail;
 	st->retention_ms = (int64_t)retention_days * 86400 * 1000;
@@ -469,6 +476,20 @@ fail:
 void store_set_message_index(struct store *st, bool on)
 {
 	st->message_index = on;
+}
+
+static void supp_ready_name(struct store *st);
+
+void store_set_policy(struct store *st, const struct policy *p)
+{
+	st->policy = *p;
+	st->policy_reads = p->nstatuses > 0 || p->soft_bounces > 0;
+	supp_ready_name(st);
+}
+
+const struct policy *store_policy(const struct store *st)
+{
+	return &st->policy;
 }
 
 void store_free(struct store *st)
@@ -770,6 +791,7 @@ struct put {
 	 * message's identity and configuration set (NULL: none). */
 	const char *count_type, *identity, *config_set;
 	bool added; /* out: the put script added it */
+	int supp_code; /* the suppression index's code (policy.h), -1: none */
 };
 
 /* The ARN of topic reference ref into *arn (a malloc'd copy, caller
@@ -1268,9 +1290,16 @@ static void stats_count_cluster(struct store *st, const struct put *puts, size_t
 
 /* ---- the suppression index: keys and writes (store.h) ---------------- */
 
-/* The policy the index's entries were decided by: part of the marker's
- * name, so that another policy rebuilds the index. */
-#define SUPP_POLICY "1"
+/* The index's marker: "supp:ready:" and the policy the entries were
+ * decided by (policy_digest: "1" for the policy before policy.c, whose
+ * index is the same), so that another policy rebuilds the index. */
+static void supp_ready_name(struct store *st)
+{
+	char digest[16];
+	policy_digest(&st->policy, digest);
+	snprintf(st->supp_ready_key, strlen(st->prefix) + 64, "%ssupp:ready:%s", st->prefix,
+		 digest);
+}
 
 static bool supp_keys_new(struct store *st)
 {
@@ -1286,7 +1315,7 @@ static bool supp_keys_new(struct store *st)
 	st->supp_rebuild_key = malloc(lp);
 	if (!st->supp_ready_key || !st->supp_rebuild_key)
 		return false;
-	snprintf(st->supp_ready_key, lp, "%ssupp:ready:" SUPP_POLICY, st->prefix);
+	supp_ready_name(st);
 	snprintf(st->supp_rebuild_key, lp, "%ssupp:rebuilding", st->prefix);
 	return true;
 }
@@ -1313,21 +1342,29 @@ static bool supp_on(const struct store *st)
 	return atomic_load(&st->supp_redis) >= 0;
 }
 
-/* The reason code of an event's suppression (store.h), -1 for none. */
-static int supp_code(const char *suppress)
+/* The reason code (policy.h, the index's) of a reason's name, -1 for
+ * none. */
+static int supp_code(const char *reason)
 {
-	if (!suppress)
-		return -1;
-	if (strcmp(suppress, "Complaint") == 0)
-		return 0;
-	if (strcmp(suppress, "Bounce/Permanent") == 0)
-		return 1;
+	for (int c = POLICY_COMPLAINT; reason && c <= POLICY_REPEATED; c++)
+		if (strcmp(reason, policy_reason_name((enum policy_reason)c)) == 0)
+			return c;
 	return -1;
 }
 
-static const char *supp_reason(int code)
+/* The index code of an event as it is stored: its suppression (ses.c:
+ * a complaint or a permanent bounce), else, for a soft bounce, what the
+ * policy makes of it (a listed status; a candidate of repeated soft
+ * bounces), read from its EVENT JSON (bounces are few: the cost is
+ * theirs). */
+static int event_index_code(const struct store *st, const struct ses_event *e)
 {
-	return code == 0 ? "Complaint" : code == 1 ? "Bounce/Permanent" : NULL;
+	int code = supp_code(e->suppress);
+	if (code >= 0 || !st->policy_reads || strcmp(e->type, "Bounce") != 0)
+		return code;
+	struct policy_event pe;
+	policy_event_read(e->json, e->json_len, e->time_ms, &pe);
+	return (int)policy_index_code(&st->policy, &pe);
 }
 
 /* Queues the index's writes of a round trip of puts: a ZADD GT of each
@@ -1343,7 +1380,7 @@ static void add_suppression_index(struct store *st, const struct put *puts, size
 	if (!supp_on(st))
 		return;
 	for (size_t i = 0; i < n; i++) {
-		int code = puts[i].recipient ? supp_code(puts[i].suppress) : -1;
+		int code = puts[i].recipient ? puts[i].supp_code : -1;
 		if (code < 0)
 			continue;
 		char score[32];
@@ -1533,14 +1570,14 @@ void store_put_many(struct store *st, struct store_item *const *items, size_t n)
 					       e->json, e->json_len, e->count_type,
 					       it->evs->identity,
 					       it->evs->config_set[0] ? it->evs->config_set : NULL,
-					       false};
+					       false, event_index_code(st, e)};
 		}
 		if (it->raw_topic) {
 			keys[2 * k] = make_key(st, "topic", it->raw_topic);
 			nomem |= !keys[2 * k];
 			puts[k] = (struct put){keys[2 * k], NULL, NULL, NULL, it->raw_time_ms,
 					       it->raw_json, it->raw_len, it, NULL, NULL, NULL, 0,
-					       NULL, NULL, NULL, false};
+					       NULL, NULL, NULL, false, -1};
 			k++;
 		}
 	}
@@ -2188,6 +2225,12 @@ void store_page_free(struct store_page *page)
 	memset(page, 0, sizeof(*page));
 }
 
+static void counts_decide(long long n_bounce, long long n_complaint, long long last_bounce,
+			  long long last_complaint, long long n_bounces, struct policy_result *out,
+			  bool *soft);
+static enum mt_err policy_read(struct store *st, char *const *keys, const char *const *who,
+			       size_t n, struct policy_result *res, char *errbuf, size_t errsz);
+
 struct summary_ctx {
 	const char *key, *counts_key;
 	const char *address;
@@ -2199,7 +2242,7 @@ static enum mt_err summary(struct store *st, struct summary_ctx *sc,
 {
 	struct store_summary *sum = sc->sum;
 	int64_t last_bounce = -1, last_complaint = -1, score;
-	long long n_bounce = 0, n_complaint = 0;
+	long long n_bounce = 0, n_complaint = 0, n_bounces = 0;
 
 	sum->counts = json_object_new_object();
 	if (!sum->counts)
@@ -2212,6 +2255,8 @@ static enum mt_err summary(struct store *st, struct summary_ctx *sc,
 		if (!f || !v)
 			continue;
 		long long n = strtoll(v, NULL, 10);
+		if (strcmp(f, "type:Bounce") == 0)
+			n_bounces = n;
 		if (strncmp(f, "type:", 5) == 0 && n > 0)
 			json_object_object_add(sum->counts, f + 5, json_object_new_int64(n));
 		else if (strcmp(f, "suppress:Bounce/Permanent") == 0)
@@ -2224,10 +2269,20 @@ static enum mt_err summary(struct store *st, struct summary_ctx *sc,
 			last_complaint = n;
 	}
 	freeReplyObject(r);
-	if (n_bounce > 0 && (n_complaint <= 0 || last_bounce >= last_complaint))
-		sum->reason = "Bounce/Permanent";
-	else if (n_complaint > 0)
-		sum->reason = "Complaint";
+	struct policy_result pr;
+	bool soft;
+	counts_decide(n_bounce, n_complaint, last_bounce, last_complaint, n_bounces, &pr, &soft);
+	if (soft && st->policy_reads) {
+		/* A bounce that is not permanent: the policy reads the
+		 * timeline (the same rule as the check and the export). */
+		char *keys[1] = {(char *)sc->key};
+		const char *who[1] = {sc->address};
+		enum mt_err err = policy_read(st, keys, who, 1, &pr, errbuf, errsz);
+		if (err != MT_E_OK)
+			return err;
+	}
+	sum->reason = policy_reason_name(pr.reason);
+	policy_reason_text(&st->policy, &pr, sum->reason_text);
 
 	r = command(st, sc->key, errbuf, errsz, "ZREVRANGE %s 0 0 WITHSCORES", sc->key);
 	if (!r)
@@ -2423,15 +2478,18 @@ out:
 
 /* The counts hash fields that decide a suppression, as put_script names
  * them, are asked for in this order: suppress:Bounce/Permanent,
- * suppress:Complaint, last:Bounce/Permanent, last:Complaint. */
+ * suppress:Complaint, last:Bounce/Permanent, last:Complaint, and
+ * type:Bounce (more bounces than permanent ones: the policy reads the
+ * timeline). */
+#define SUPP_FIELDS 5
 
 /* Queues the HMGET of key's suppression fields (by its arguments: no printf). */
 static void hmget_suppression(struct batch *b, const char *key, size_t len)
 {
 	const char *argv[] = {"HMGET", key, "suppress:Bounce/Permanent", "suppress:Complaint",
-			      "last:Bounce/Permanent", "last:Complaint"};
-	const size_t argl[] = {5, len, 25, 18, 21, 14};
-	batch_add(b, key, 6, argv, argl);
+			      "last:Bounce/Permanent", "last:Complaint", "type:Bounce"};
+	const size_t argl[] = {5, len, 25, 18, 21, 14, 11};
+	batch_add(b, key, 2 + SUPP_FIELDS, argv, argl);
 }
 
 static bool reply_int(const redisReply *r, long long *out)
@@ -2446,34 +2504,128 @@ static bool reply_int(const redisReply *r, long long *out)
 	return true;
 }
 
-/* The suppression hmget_suppression's answer says (the summary's
- * rule: a permanent bounce unless a complaint is later).  False when the
- * answer holds none of the fields (nothing known under that key). */
-static bool suppression_of(const redisReply *r, struct store_suppression *out)
+/* What the counts say: a permanent bounce unless a complaint is later,
+ * else a complaint; *soft: the hash counts a bounce that is not
+ * permanent, which only the timeline can judge (policy_read). */
+static void counts_decide(long long n_bounce, long long n_complaint, long long last_bounce,
+			  long long last_complaint, long long n_bounces, struct policy_result *out,
+			  bool *soft)
 {
-	long long n_bounce = 0, n_complaint = 0, last_bounce = -1, last_complaint = -1;
-	*out = (struct store_suppression){NULL, 0};
-	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 4)
+	*out = (struct policy_result){POLICY_NONE, 0, false, ""};
+	if (n_bounce > 0 && (n_complaint <= 0 || last_bounce >= last_complaint))
+		*out = (struct policy_result){POLICY_PERMANENT, last_bounce, false, ""};
+	else if (n_complaint > 0)
+		*out = (struct policy_result){POLICY_COMPLAINT, last_complaint, false, ""};
+	*soft = n_bounces > (n_bounce > 0 ? n_bounce : 0);
+}
+
+/* The suppression hmget_suppression's answer says (counts_decide).
+ * False when the answer holds none of the fields (nothing known under
+ * that key). */
+static bool suppression_of(const redisReply *r, struct policy_result *out, bool *soft)
+{
+	long long v[SUPP_FIELDS] = {0, 0, -1, -1, 0};
+	*out = (struct policy_result){POLICY_NONE, 0, false, ""};
+	*soft = false;
+	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != SUPP_FIELDS)
 		return false;
 	bool any = false;
-	for (size_t i = 0; i < 4; i++)
+	for (size_t i = 0; i < SUPP_FIELDS; i++) {
 		any |= r->element[i]->type == REDIS_REPLY_STRING;
-	reply_int(r->element[0], &n_bounce);
-	reply_int(r->element[1], &n_complaint);
-	reply_int(r->element[2], &last_bounce);
-	reply_int(r->element[3], &last_complaint);
-	if (n_bounce > 0 && (n_complaint <= 0 || last_bounce >= last_complaint))
-		*out = (struct store_suppression){"Bounce/Permanent", last_bounce};
-	else if (n_complaint > 0)
-		*out = (struct store_suppression){"Complaint", last_complaint};
+		reply_int(r->element[i], &v[i]);
+	}
+	counts_decide(v[0], v[1], v[2], v[3], v[4], out, soft);
 	return any;
 }
 
+/* A result as the store answers it. */
+static void suppression_set(const struct store *st, const struct policy_result *r,
+			    struct store_suppression *out)
+{
+	out->reason = policy_reason_name(r->reason);
+	out->time_ms = out->reason ? r->time_ms : 0;
+	policy_reason_text(&st->policy, r, out->text);
+}
+
+/* Queues the read of a timeline for the policy: its newest
+ * POLICY_EVENTS_MAX events. */
+static void timeline_read(struct batch *b, const char *key)
+{
+	batch_addf(b, key, "ZREVRANGE %s 0 %d WITHSCORES", key, POLICY_EVENTS_MAX - 1);
+}
+
+/* Merges into *res what the policy says of timeline_read's answer r for
+ * recipient who; ev: room for POLICY_EVENTS_MAX events. */
+static enum mt_err timeline_judge(struct store *st, const redisReply *r, const char *who,
+				  struct policy_event *ev, struct policy_result *res, char *errbuf,
+				  size_t errsz)
+{
+	if (!reply_ok(r, REDIS_REPLY_ARRAY, errbuf, errsz)) {
+		count_fault(NULL);
+		return MT_E_REDIS;
+	}
+	size_t ne = 0;
+	for (size_t j = 0; j + 1 < r->elements && ne < POLICY_EVENTS_MAX; j += 2) {
+		const redisReply *m = r->element[j];
+		int64_t score;
+		if (m->type != REDIS_REPLY_STRING || !parse_score(r->element[j + 1], &score))
+			continue;
+		if (member_has_type(m, "Delivery")) {
+			ev[ne++] = (struct policy_event){score, POLICY_EV_DELIVERY, false, ""};
+		} else if (member_has_type(m, "Bounce")) {
+			struct buf text = {0};
+			if (member_event(st, m, who, score, &text, STORE_PAGE_BYTES_MAX) == MT_E_OK)
+				policy_event_read(text.p, text.len, score, &ev[ne++]);
+			buf_free(&text);
+		}
+	}
+	struct policy_result pr;
+	policy_evaluate(&st->policy, ev, ne, &pr);
+	policy_result_merge(res, &pr);
+	return MT_E_OK;
+}
+
+/* The policy over recipients' timelines: for each i with keys[i] (its
+ * sorted set's name; who[i] the recipient, for compact members), its
+ * newest POLICY_EVENTS_MAX events are read, STORE_POLICY_READS_MAX sets a
+ * pipelined round trip, and res[i] is merged with what policy_evaluate
+ * says of its deliveries and bounces (the type is read on a member's
+ * first bytes; only bounces are parsed). */
+static enum mt_err policy_read(struct store *st, char *const *keys, const char *const *who,
+			       size_t n, struct policy_result *res, char *errbuf, size_t errsz)
+{
+	struct policy_event *ev = malloc(POLICY_EVENTS_MAX * sizeof(*ev));
+	enum mt_err err = ev ? MT_E_OK : MT_E_NOMEM;
+
+	for (size_t from = 0; err == MT_E_OK && from < n;) {
+		struct batch b = {0};
+		size_t idx[STORE_POLICY_READS_MAX], nb = 0;
+		for (; from < n && nb < STORE_POLICY_READS_MAX; from++) {
+			if (!keys[from])
+				continue;
+			idx[nb++] = from;
+			timeline_read(&b, keys[from]);
+		}
+		if (nb)
+			err = batch_run(st, &b, errbuf, errsz);
+		for (size_t c = 0; err == MT_E_OK && c < nb; c++)
+			err = timeline_judge(st, b.cmd[c].reply, who[idx[c]], ev, &res[idx[c]], errbuf,
+					     errsz);
+		batch_free(&b);
+	}
+	free(ev);
+	return err;
+}
+
 /* The counts hashes' answer (hmget_suppression) for the addresses i with
- * want[i] (NULL: all): one round trip. */
+ * want[i] (NULL: all): one round trip; then, for those whose hash counts
+ * a soft bounce, the policy over their timelines (policy_read).  An
+ * address with soft_hint[i] (an index entry of a soft bounce; NULL: none)
+ * has its timeline read in the same round trip as its counts (the first
+ * STORE_POLICY_READS_MAX of them). */
 static enum mt_err check_counts(struct store *st, const char *const *addresses, size_t n,
-				const bool *want, struct store_suppression *out,
-				char *errbuf, size_t errsz)
+				const bool *want, const bool *soft_hint,
+				struct store_suppression *out, char *errbuf, size_t errsz)
 {
 	struct batch b = {0};
 	/* Per address: the command of its counts hash, and for an address
@@ -2481,16 +2633,20 @@ static enum mt_err check_counts(struct store *st, const char *const *addresses, 
 	 * read when the new one holds nothing; SIZE_MAX: none. */
 	size_t *cmd = malloc(2 * (n ? n : 1) * sizeof(*cmd));
 	char **keys = calloc(2 * (n ? n : 1), sizeof(*keys));
-	size_t nkeys = 0;
+	char **rkeys = calloc(n ? n : 1, sizeof(*rkeys));
+	struct policy_result *res = calloc(n ? n : 1, sizeof(*res));
+	size_t *tl = malloc((n ? n : 1) * sizeof(*tl)); /* timeline_read's command */
+	struct policy_event *ev = NULL;
+	size_t nkeys = 0, nsoft = 0, nhint = 0;
 	enum mt_err err = MT_E_NOMEM;
 
-	if (!cmd || !keys)
+	if (!cmd || !keys || !rkeys || !res || !tl)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
-		cmd[2 * i] = cmd[2 * i + 1] = SIZE_MAX;
+		cmd[2 * i] = cmd[2 * i + 1] = tl[i] = SIZE_MAX;
 		if (!addresses[i] || (want && !want[i]))
 			continue;
-		out[i] = (struct store_suppression){NULL, 0};
+		out[i] = (struct store_suppression){NULL, 0, ""};
 		for (int old = 0; old < 1 + address_tag_empty(addresses[i]); old++) {
 			char *k = old ? make_key(st, "counts", addresses[i])
 				      : recipient_key(st, "counts", addresses[i]);
@@ -2500,6 +2656,17 @@ static enum mt_err check_counts(struct store *st, const char *const *addresses, 
 			cmd[2 * i + (size_t)old] = b.n;
 			hmget_suppression(&b, k, strlen(k));
 		}
+		/* At most STORE_POLICY_READS_MAX so (the replies held at once
+		 * stay bounded): the others' come after, from policy_read. */
+		if (soft_hint && soft_hint[i] && st->policy_reads && nhint < STORE_POLICY_READS_MAX &&
+		    !address_tag_empty(addresses[i])) {
+			nhint++;
+			rkeys[i] = recipient_key(st, "rcpt", addresses[i]);
+			if (!rkeys[i])
+				goto out;
+			tl[i] = b.n;
+			timeline_read(&b, rkeys[i]);
+		}
 	}
 	err = b.n ? batch_run(st, &b, errbuf, errsz) : MT_E_OK;
 	for (size_t c = 0; err == MT_E_OK && c < b.n; c++) {
@@ -2508,16 +2675,46 @@ static enum mt_err check_counts(struct store *st, const char *const *addresses, 
 			err = MT_E_REDIS;
 		}
 	}
+	if (err == MT_E_OK && !(ev = malloc(POLICY_EVENTS_MAX * sizeof(*ev))))
+		err = MT_E_NOMEM;
 	for (size_t i = 0; err == MT_E_OK && i < n; i++) {
+		bool soft = false, old = false;
+		res[i].reason = POLICY_NONE;
 		if (cmd[2 * i] == SIZE_MAX)
 			continue;
-		if (!suppression_of(b.cmd[cmd[2 * i]].reply, &out[i]) && cmd[2 * i + 1] != SIZE_MAX)
-			suppression_of(b.cmd[cmd[2 * i + 1]].reply, &out[i]);
+		if (!suppression_of(b.cmd[cmd[2 * i]].reply, &res[i], &soft) &&
+		    cmd[2 * i + 1] != SIZE_MAX)
+			old = suppression_of(b.cmd[cmd[2 * i + 1]].reply, &res[i], &soft);
+		if (tl[i] != SIZE_MAX) {
+			/* Read with the counts: judged now, or not needed. */
+			if (soft && st->policy_reads)
+				err = timeline_judge(st, b.cmd[tl[i]].reply, addresses[i], ev,
+						     &res[i], errbuf, errsz);
+			free(rkeys[i]);
+			rkeys[i] = NULL;
+		} else if (soft && st->policy_reads) {
+			rkeys[i] = old ? make_key(st, "rcpt", addresses[i])
+				       : recipient_key(st, "rcpt", addresses[i]);
+			if (!rkeys[i])
+				err = MT_E_NOMEM;
+			nsoft++;
+		}
 	}
+	if (err == MT_E_OK && nsoft)
+		err = policy_read(st, rkeys, addresses, n, res, errbuf, errsz);
+	for (size_t i = 0; err == MT_E_OK && i < n; i++)
+		if (cmd[2 * i] != SIZE_MAX)
+			suppression_set(st, &res[i], &out[i]);
 out:
 	batch_free(&b);
 	for (size_t i = 0; i < nkeys; i++)
 		free(keys[i]);
+	for (size_t i = 0; rkeys && i < n; i++)
+		free(rkeys[i]);
+	free(rkeys);
+	free(ev);
+	free(tl);
+	free(res);
 	free(keys);
 	free(cmd);
 	return err;
@@ -2543,7 +2740,7 @@ static bool supp_decode(const redisReply *r, int64_t *time_ms, int *code)
 	long long c = v % STORE_SUPP_CODES;
 	*code = (int)c;
 	*time_ms = (v - c) / STORE_SUPP_CODES;
-	return supp_reason(*code) != NULL;
+	return policy_reason_name((enum policy_reason)*code) != NULL;
 }
 
 enum mt_err store_suppression_check(struct store *st, const char *const *addresses,
@@ -2555,20 +2752,21 @@ enum mt_err store_suppression_check(struct store *st, const char *const *address
 	unsigned *bucket = calloc(n ? n : 1, sizeof(*bucket));
 	size_t *order = malloc((n ? n : 1) * sizeof(*order));
 	bool *want = calloc(n ? n : 1, sizeof(*want));
+	bool *soft = calloc(n ? n : 1, sizeof(*soft)); /* a soft bounce's entry */
 	const char **argv = malloc((n + 2 * STORE_SUPP_BUCKETS) * sizeof(*argv));
 	size_t *argl = malloc((n + 2 * STORE_SUPP_BUCKETS) * sizeof(*argl));
 	size_t nwant = 0;
 	enum mt_err err = MT_E_NOMEM;
 
-	if (!bucket || !order || !want || !argv || !argl)
+	if (!bucket || !order || !want || !soft || !argv || !argl)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
-		out[i] = (struct store_suppression){NULL, 0};
+		out[i] = (struct store_suppression){NULL, 0, ""};
 		if (addresses[i])
 			per[bucket[i] = store_supp_bucket(addresses[i])]++;
 	}
 	if (!supp_on(st)) {
-		err = check_counts(st, addresses, n, NULL, out, errbuf, errsz);
+		err = check_counts(st, addresses, n, NULL, NULL, out, errbuf, errsz);
 		goto out;
 	}
 	/* The addresses ordered by bucket (a counting sort), then the marker
@@ -2643,10 +2841,18 @@ enum mt_err store_suppression_check(struct store *st, const char *const *address
 				want[i] = true;
 			} else if (r->element[j]->type == REDIS_REPLY_NIL) {
 				continue; /* never a deciding event: not suppressed */
-			} else if (supp_decode(r->element[j], &t, &code) && t >= safe_from) {
-				out[i] = (struct store_suppression){supp_reason(code), t};
+			} else if (supp_decode(r->element[j], &t, &code) && t >= safe_from &&
+				   code <= POLICY_PERMANENT) {
+				/* A complaint or a permanent bounce, certainly
+				 * kept: nothing lifts it.  Codes 2 and 3 (a soft
+				 * bounce: a delivery may have lifted it, the
+				 * policy may have changed) are verified. */
+				struct policy_result pr = {(enum policy_reason)code, t, false, ""};
+				suppression_set(st, &pr, &out[i]);
 			} else {
 				want[i] = true;
+				soft[i] = supp_decode(r->element[j], &t, &code) &&
+					  code >= POLICY_STATUS;
 			}
 			nwant += want[i];
 		}
@@ -2654,11 +2860,12 @@ enum mt_err store_suppression_check(struct store *st, const char *const *address
 	if (!indexed && supp_on(st))
 		supp_rebuild_start(st);
 	if (nwant)
-		err = check_counts(st, addresses, n, want, out, errbuf, errsz);
+		err = check_counts(st, addresses, n, want, soft, out, errbuf, errsz);
 out:
 	batch_free(&b);
 	free(argl);
 	free(argv);
+	free(soft);
 	free(want);
 	free(order);
 	free(bucket);
@@ -2779,6 +2986,8 @@ enum mt_err store_suppressions_scan(struct store *st, uint64_t cursor, size_t co
 	size_t lp = strlen(st->prefix);
 	char *pattern = malloc(2 * lp + 16);
 	redisReply *r = NULL;
+	struct policy_result *res = NULL;
+	char **rkeys = NULL, **who = NULL;
 
 	*next = 0;
 	if (!pattern)
@@ -2830,10 +3039,20 @@ enum mt_err store_suppressions_scan(struct store *st, uint64_t cursor, size_t co
 		hmget_suppression(&b, keys->element[i]->str, keys->element[i]->len);
 	}
 	err = b.n ? batch_run(st, &b, errbuf, errsz) : MT_E_OK;
-	for (size_t i = 0, c = 0; err == MT_E_OK && i < keys->elements; i++) {
-		struct store_suppressed s;
-		s.address = address_of_counts_key(st, keys->element[i], &s.address_len);
-		if (!s.address)
+	/* Per key: what its counts say, and for those that count a soft
+	 * bounce, its sorted set's name and address (policy_read). */
+	size_t nk = keys->elements, nsoft = 0;
+	res = calloc(nk ? nk : 1, sizeof(*res));
+	rkeys = calloc(nk ? nk : 1, sizeof(*rkeys));
+	who = calloc(nk ? nk : 1, sizeof(*who));
+	if (err == MT_E_OK && (!res || !rkeys || !who))
+		err = MT_E_NOMEM;
+	for (size_t i = 0, c = 0; err == MT_E_OK && i < nk; i++) {
+		size_t alen;
+		bool soft, found;
+		res[i].reason = POLICY_NONE;
+		const char *address = address_of_counts_key(st, keys->element[i], &alen);
+		if (!address)
 			continue;
 		if (c == b.n)
 			break; /* cannot be: one command per such key */
@@ -2847,7 +3066,35 @@ enum mt_err store_suppressions_scan(struct store *st, uint64_t cursor, size_t co
 			err = MT_E_REDIS;
 			break;
 		}
-		if (!suppression_of(a, &s.s) || !s.s.reason || s.s.time_ms < since_ms)
+		found = suppression_of(a, &res[i], &soft);
+		if (!found || !soft || !st->policy_reads)
+			continue;
+		/* Its set: the same name with "rcpt:" for "counts:". */
+		const char *kstr = keys->element[i]->str;
+		size_t rest = keys->element[i]->len - lp - 7;
+		rkeys[i] = malloc(lp + 5 + rest + 1);
+		who[i] = malloc(alen + 1);
+		if (!rkeys[i] || !who[i]) {
+			err = MT_E_NOMEM;
+			break;
+		}
+		memcpy(rkeys[i], kstr, lp);
+		memcpy(rkeys[i] + lp, "rcpt:", 5);
+		memcpy(rkeys[i] + lp + 5, kstr + lp + 7, rest);
+		rkeys[i][lp + 5 + rest] = '\0';
+		memcpy(who[i], address, alen);
+		who[i][alen] = '\0';
+		nsoft++;
+	}
+	if (err == MT_E_OK && nsoft)
+		err = policy_read(st, rkeys, (const char *const *)who, nk, res, errbuf, errsz);
+	for (size_t i = 0; err == MT_E_OK && i < nk; i++) {
+		struct store_suppressed s;
+		s.address = address_of_counts_key(st, keys->element[i], &s.address_len);
+		if (!s.address || res[i].reason == POLICY_NONE)
+			continue;
+		suppression_set(st, &res[i], &s.s);
+		if (s.s.time_ms < since_ms)
 			continue;
 		if (!fn(arg, &s)) {
 			snprintf(errbuf, errsz, "out of memory");
@@ -2868,6 +3115,13 @@ enum mt_err store_suppressions_scan(struct store *st, uint64_t cursor, size_t co
 		*next = nc;
 	}
 out:
+	for (size_t i = 0; r && rkeys && who && i < r->element[1]->elements; i++) {
+		free(rkeys[i]);
+		free(who[i]);
+	}
+	free(who);
+	free(rkeys);
+	free(res);
 	freeReplyObject(r);
 	batch_free(&b);
 	free(pattern);
@@ -2931,7 +3185,7 @@ static void *supp_rebuild_main(void *arg)
 			    st->supp_rebuild_key);
 		if (r && r->type == REDIS_REPLY_STRING && strcmp(r->str, token) == 0) {
 			freeReplyObject(command(st, st->supp_ready_key, err, sizeof(err),
-						"SET %s %s", st->supp_ready_key, SUPP_POLICY));
+						"SET %s 1", st->supp_ready_key));
 			freeReplyObject(command(st, st->supp_rebuild_key, err, sizeof(err),
 						"DEL %s", st->supp_rebuild_key));
 		}

@@ -132,7 +132,10 @@
     }
   }
 
+  /* reason_text is the server's words for the reason (README, Query
+   * API): always set as textContent, never as HTML. */
   function suppressionText(reason, summary) {
+    var text = summary && typeof summary.reason_text === 'string' ? summary.reason_text : '';
     if (reason === 'Complaint') {
       return 'The recipient reported mail from us as spam (a complaint). Do not send them more mail unless they sign up again.';
     }
@@ -145,7 +148,16 @@
       }
       return 'Mail to this address hard-bounced (a permanent bounce): the receiving server says it will never accept mail for it. Check the address with the customer.' + extra;
     }
-    return 'Reason given by the server: ' + (reason == null ? 'none' : String(reason)) + '.';
+    if (reason === 'Bounce/Status') {
+      return 'Mail to this address bounced with a status that mailbox providers use for a permanent condition, although Amazon SES called the bounce temporary: ' +
+        text + '. Check the address with the customer.';
+    }
+    if (reason === 'Bounce/Repeated') {
+      return 'Mail to this address kept bouncing temporarily (soft bounces), with no delivery since: ' +
+        text + '. A delivery lifts this.';
+    }
+    return 'Reason given by the server: ' + (reason == null ? 'none' : String(reason)) +
+      (text ? ' (' + text + ')' : '') + '.';
   }
 
   /* ---- detail fields per type --------------------------------------------- */
@@ -544,7 +556,11 @@
         ? 'Suppressed: the recipient complained'
         : sum.reason === 'Bounce/Permanent'
           ? 'Suppressed: the address hard-bounced'
-          : 'Suppressed';
+          : sum.reason === 'Bounce/Status'
+            ? 'Suppressed: a bounce status that means the address is gone'
+            : sum.reason === 'Bounce/Repeated'
+              ? 'Suppressed: repeated soft bounces'
+              : 'Suppressed';
       $('banner-text').textContent = suppressionText(sum.reason, sum);
       show('banner', true);
       show('clear', false);

@@ -18,7 +18,12 @@ the first check starts the index's rebuild, which the benchmark waits for
 threads for --seconds, each request a body of 1,000 addresses drawn from
 the pool (a tenth of them unknown, a few invalid).  Before the run one
 answer is checked against what was loaded (a fast wrong answer is not a
-result).  Prints the latency percentiles and requests a second; exits 1
+result).  --candidates F: that share of the not-suppressed half instead has
+soft bounces in its timeline (a real-shaped EVENT a bounce, Transient 4.2.2,
+a day apart; one in two has five: suppressed as Bounce/Repeated, the others
+three) and the index entry ingest writes for a soft bounce (code 3): each
+such address in a body is a candidate the check verifies on its timeline
+(README, "Bulk suppression check").  Prints the latency percentiles and requests a second; exits 1
 when p99 is over --p99-ms or any answer was not 200.
 """
 
@@ -46,6 +51,18 @@ def resp(*args):
     return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
 
 
+def supp_bucket(address):
+    """The suppression index's bucket (store.h, store_supp_bucket)."""
+    h = 2166136261
+    for c in address.encode():
+        h = ((h ^ c) * 16777619) & 0xFFFFFFFF
+    return h % 64
+
+
+# The index's marker under the default policy (policy.c, policy_digest).
+MARKER = "mailtrail:supp:ready:2-781565ed"
+
+
 def cpu_ms(pid):
     """User and system CPU of a process so far, in ms."""
     with open(f"/proc/{pid}/stat") as f:
@@ -61,6 +78,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--bodies", type=int, default=64)
     ap.add_argument("--p99-ms", type=float, default=10.0)
+    ap.add_argument("--candidates", type=float, default=0.0,
+                    help="share of the not-suppressed half with soft bounces (0..1)")
     ap.add_argument("--no-index", action="store_true",
                     help="do not wait for the suppression index's rebuild")
     a = ap.parse_args()
@@ -86,6 +105,21 @@ def main():
                 out += resp("HSET", key, "type:Bounce", 1, "suppress:Bounce/Permanent", 1,
                             "last:Bounce/Permanent", t0 + rnd.randrange(95 * DAY))
                 want[addr] = "Bounce/Permanent"
+            elif i % 4 == 2 and rnd.random() < a.candidates:
+                n = 5 if rnd.random() < 0.5 else 3
+                now = int(time.time() * 1000) - 3600_000
+                out += resp("HSET", key, "type:Bounce", n)
+                for j in range(n):
+                    ms = now - j * DAY
+                    ev = {"id": f"bench-{i}-{j}", "type": "Bounce", "recipient": addr,
+                          "detail": {"bounceType": "Transient", "bounceSubType": "General",
+                                     "status": "4.2.2",
+                                     "diagnosticCode": "smtp; 452 4.2.2 mailbox full"}}
+                    out += resp("ZADD", f"mailtrail:rcpt:{{{addr}}}", ms,
+                                json.dumps(ev, separators=(",", ":")))
+                out += resp("ZADD", f"mailtrail:supp:{{{supp_bucket(addr)}}}", "GT",
+                            now * 32 + 3, addr)
+                want[addr] = "Bounce/Repeated" if n == 5 else None
             else:
                 out += resp("HSET", key, "type:Delivery", 2)
                 want[addr] = None
@@ -128,7 +162,7 @@ def main():
             raise SystemExit(f"wrong answers for the invalid entries: {res[995:]}")
         if not a.no_index:
             began = time.monotonic()
-            while rs.client("EXISTS", "mailtrail:supp:ready:1") != 1:
+            while rs.client("EXISTS", MARKER) != 1:
                 if time.monotonic() - began > 300:
                     raise SystemExit("the suppression index was not rebuilt in 300 s")
                 time.sleep(0.1)
@@ -155,7 +189,7 @@ def main():
             pct = {k: float(v) for k, v in re.findall(r"^p([\d.]+) ([\d.]+) ms", w.stdout, re.M)}
             non200 = int(re.search(r"^non-200 (\d+)", w.stdout, re.M).group(1))
             print(f"bulk check, 1,000 addresses a request, {conns} caller(s), "
-                  f"{a.recipients} recipients in Redis: p50 {pct['50']:.2f} ms, "
+                  f"{a.recipients} recipients in Redis, candidates {a.candidates:g}: p50 {pct['50']:.2f} ms, "
                   f"p90 {pct['90']:.2f} ms, p99 {pct['99']:.2f} ms, {rps:.0f} requests/s; "
                   f"CPU a request: mailtrail {(cpu1[0] - cpu0[0]) / max(done, 1):.2f} ms, "
                   f"redis-server {(cpu1[1] - cpu0[1]) / max(done, 1):.2f} ms; "

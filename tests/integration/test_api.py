@@ -961,8 +961,8 @@ class TestSummary(ApiCase):
 
     def summary(self, m, address):
         body = self.get(m, f"/v1/recipients/{address}")
-        self.assertEqual(sorted(body), ["counts", "last_event", "reason", "recipient",
-                                        "suppressed"], body)
+        self.assertEqual(sorted(body), ["counts", "last_event", "reason", "reason_text",
+                                        "recipient", "suppressed"], body)
         return body
 
     def newest(self, m, address):
@@ -976,7 +976,7 @@ class TestSummary(ApiCase):
             with self.subTest(address=form):
                 self.assertEqual(self.get(m, f"/v1/recipients/{form}"),
                                  {"recipient": norm, "counts": {}, "last_event": None,
-                                  "suppressed": False, "reason": None})
+                                  "suppressed": False, "reason": None, "reason_text": None})
                 self.assertEqual(self.get(m, timeline_path(form)),
                                  {"recipient": norm, "events": [], "next_before": None})
 

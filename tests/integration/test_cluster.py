@@ -818,8 +818,8 @@ class ClusterTest(harness.MailtrailTestCase):
                 self.assertEqual((got["reason"], harness.iso_to_ms(got["time"])), want[a], a)
             self.assertEqual([x["suppressed"] for x in res[-2:]], [False, False])
             deadline = time.monotonic() + 20
-            ready = cl.c(cl.owner(crc16(b"mailtrail:supp:ready:1") % 16384))
-            while not ready("EXISTS", "mailtrail:supp:ready:1"):
+            ready = cl.c(cl.owner(crc16(b"mailtrail:supp:ready:2-781565ed") % 16384))
+            while not ready("EXISTS", "mailtrail:supp:ready:2-781565ed"):
                 self.assertLess(time.monotonic(), deadline, "no index marker")
                 time.sleep(0.05)
         entries = sum(cl.c(p)("ZCARD", f"mailtrail:supp:{{{n}}}") for p in cl.masters()

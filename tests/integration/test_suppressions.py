@@ -58,6 +58,9 @@ DATA = None
 TOKEN = api.TOKEN
 T0 = api.T0
 CHECK = "/v1/suppressions/check"
+# reason -> reason_text (policy.c).
+TEXT = {"Bounce/Permanent": "permanent bounce",
+        "Complaint": "complaint from the recipient"}
 
 
 def setUpModule():
@@ -192,6 +195,7 @@ class CheckTest(SuppressionCase):
             reason, ms = want[norm]
             self.assertEqual(r, {"address": r["address"], "normalized": norm,
                                  "suppressed": reason is not None, "reason": reason,
+                                 "reason_text": TEXT.get(reason),
                                  "time": ms_iso(ms) if ms is not None else None},
                              r["address"])
         for r in res[10:]:
@@ -312,7 +316,21 @@ def supp_bucket(address):
     return h % 64
 
 
-READY = "mailtrail:supp:ready:1"
+def policy_marker(statuses=("5.1.1", "5.1.2", "5.1.3", "5.1.6", "5.1.10", "5.2.1", "5.4.4"),
+                  soft_bounces=5, soft_days=30):
+    """The index's marker under a policy (policy.c, policy_digest): "1"
+    with neither statuses nor repeated soft bounces, else "2-" and the
+    FNV-1a (32 bits) of the policy as text."""
+    if not statuses and not soft_bounces:
+        return "mailtrail:supp:ready:1"
+    h = 2166136261
+    for c in ("".join(x + "," for x in statuses) + f";{soft_bounces};{soft_days}").encode():
+        h = ((h ^ c) * 16777619) & 0xFFFFFFFF
+    return f"mailtrail:supp:ready:2-{h:08x}"
+
+
+# The default policy's marker.
+READY = policy_marker()
 
 
 def now_ms():
@@ -361,6 +379,7 @@ class IndexTest(SuppressionCase):
         for i in range(5):
             self.assertEqual(res[i], {"address": addrs[i], "normalized": addrs[i],
                                       "suppressed": True, "reason": "Bounce/Permanent",
+                                      "reason_text": "permanent bounce",
                                       "time": ms_iso(t + i)})
             self.assertEqual(res[5 + i]["reason"], "Complaint")
             self.assertEqual(res[5 + i]["time"], ms_iso(t + 10 + i))
@@ -508,7 +527,8 @@ class ExportTest(SuppressionCase):
         lines = r.body.decode().split("\n")[:-1]
         got = [json.loads(x) for x in lines]
         self.assertEqual(sorted(got, key=lambda o: o["address"]),
-                         [{"address": a, "reason": w[0], "time": ms_iso(w[1])}
+                         [{"address": a, "reason": w[0], "reason_text": TEXT[w[0]],
+                           "time": ms_iso(w[1])}
                           for a, w in sorted(want.items())])
         # Each line exactly as documented (key order, no spaces).
         for line, o in zip(lines, got):

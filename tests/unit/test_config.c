@@ -548,6 +548,23 @@ int main(void)
 	CHECK(c.health_min_volume == 0, "health min volume flag wins");
 	config_free(&c);
 
+	CHECK(run(&c, NULL, err, sizeof(err), T, NULL) == CONFIG_OK && c.policy.nstatuses == 7 &&
+		      c.policy.soft_bounces == 5 && c.policy.soft_days == 30 &&
+		      strcmp(c.policy.statuses[4], "5.1.10") == 0,
+	      "policy defaults: %s", err);
+	config_free(&c);
+	const char *const env_policy[] = {"MAILTRAIL_SUPPRESS_STATUSES", "5.2.2", NULL};
+	CHECK(run(&c, env_policy, err, sizeof(err), T, "--suppress-soft-bounces", "0",
+		  "--suppress-soft-days", "7", NULL) == CONFIG_OK &&
+		      c.policy.nstatuses == 1 && c.policy.soft_bounces == 0 &&
+		      c.policy.soft_days == 7,
+	      "policy flags: %s", err);
+	config_free(&c);
+	CHECK(run(&c, env_policy, err, sizeof(err), T, "--suppress-statuses", "none", NULL) ==
+			  CONFIG_OK && c.policy.nstatuses == 0,
+	      "policy none: %s", err);
+	config_free(&c);
+
 	const char *const env_spool[] = {"MAILTRAIL_SPOOL_DIR", "/var/spool/mt",
 					 "MAILTRAIL_SPOOL_MAX_BYTES", "65536", NULL};
 	CHECK(run(&c, env_spool, err, sizeof(err), T, NULL) == CONFIG_OK, "%s", err);
@@ -631,6 +648,13 @@ int main(void)
 	EXPECT_ERROR("--health-min-volume", NULL, "--health-min-volume", "1000000001");
 	const char *const env_health_bad[] = {"MAILTRAIL_HEALTH_MIN_VOLUME", "many", NULL};
 	EXPECT_ERROR("--health-min-volume", env_health_bad, "--log-level", "info");
+	EXPECT_ERROR("--suppress-statuses", NULL, "--suppress-statuses", "5.1");
+	EXPECT_ERROR("--suppress-statuses", NULL, "--suppress-statuses", "");
+	EXPECT_ERROR("--suppress-statuses", NULL, "--suppress-statuses", "5.1.1,,5.4.4");
+	EXPECT_ERROR("--suppress-soft-bounces", NULL, "--suppress-soft-bounces", "101");
+	EXPECT_ERROR("--suppress-soft-bounces", NULL, "--suppress-soft-bounces", "-1");
+	EXPECT_ERROR("--suppress-soft-days", NULL, "--suppress-soft-days", "0");
+	EXPECT_ERROR("--suppress-soft-days", NULL, "--suppress-soft-days", "3651");
 	const char *const env_bad[] = {"MAILTRAIL_RETENTION_DAYS", "abc", NULL};
 	EXPECT_ERROR("--retention-days", env_bad, "--log-level", "info");
 
