@@ -33,7 +33,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  ADDRESS, OTHER, XSS_IMG, XSS_SCRIPT, XSS_LINK, WAIT_MS,
+  ADDRESS, OTHER, GONE, XSS_IMG, XSS_SCRIPT, XSS_LINK, WAIT_MS,
   SHOP, NEWS, XSS_IDENTITY, ODD_IDENTITY, ODD_DOMAIN, buildHealthEvents,
   check, acheck, sleep, stopChild, startMailtrail,
   startStack, checkApiAndFiles,
@@ -572,6 +572,14 @@ export async function runChecks({ bin, dataDir, outDir, shotName, launch }) {
     assert.match(await page.text('#empty'), /nobody@example\.com/);
     assert.equal(await page.visible('#timeline-section'), false);
     assert.equal(await page.visible('#banner'), false);
+  });
+  await acheck('a transient 5.4.4 bounce suppresses (the policy), and the banner says why in words', async () => {
+    const p5 = await openPage(context, problems);
+    await p5.goto(`${mt.api}/?address=${encodeURIComponent(GONE)}`);
+    await p5.waitVisible('#banner');
+    assert.match(await p5.text('#banner-title'), /address is gone/);
+    assert.match(await p5.text('#banner-text'), /5\.4\.4/);
+    await p5.close();
   });
   await acheck('browser Back returns to the previous view (history.pushState)', async () => {
     await page.goBack();

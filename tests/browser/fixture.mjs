@@ -26,6 +26,7 @@ const CERT_URL = `https://sns.us-east-1.amazonaws.com/${CERT_NAME}`;
 const TOPIC = 'arn:aws:sns:us-east-1:123456789012:ses-events';
 export const ADDRESS = 'alice+test@example.com';
 export const OTHER = 'bob@example.org';
+export const GONE = 'carol@nxdomain.example';
 export const XSS_IMG = '<img src=x onerror="window.__pwned=1">';
 export const XSS_SCRIPT = '<script>window.__pwned=1</script>';
 export const XSS_LINK = 'javascript:window.__pwned=1';
@@ -345,6 +346,19 @@ function buildEvents(dataDir, t0) {
     add(`old-${i}`, d, 'delivery', t0 - 24 * 60 * min - i * 5 * min, { version: i % 2 ? '1' : '2' });
   }
 
+  // A transient bounce whose status means the address is gone (5.4.4):
+  // suppressed by the policy (--suppress-statuses' default).  40 days old,
+  // so outside every window of the health view.
+  const gone = loadSes(dataDir, 'awsdoc-identity-bounce-permanent-general-with-dsn.json');
+  gone.bounce.bounceType = 'Transient';
+  gone.bounce.bounceSubType = 'General';
+  gone.bounce.bouncedRecipients[0].emailAddress = GONE;
+  gone.bounce.bouncedRecipients[0].status = '5.4.4';
+  gone.bounce.bouncedRecipients[0].diagnosticCode = 'smtp; 550 5.4.4 host not found';
+  gone.mail.destination = [GONE];
+  gone.mail.messageId = '0000014fgone-0000';
+  add('gone', gone, 'bounce', t0 - 40 * 24 * 60 * min);
+
   // Someone else, newest of all (the recent-events view starts with it).
   const other = loadSes(dataDir, 'awsdoc-identity-delivery.json');
   other.mail.destination = [OTHER];
@@ -491,7 +505,7 @@ export async function startStack(bin, dataDir) {
     assert.equal(ans.status, 'stored', `${e.key}: ${JSON.stringify(ans)}`);
     ids[e.key] = msg.MessageId;
   }
-  const aliceTotal = events.length - 1;
+  const aliceTotal = events.filter((e) => e.key !== 'other' && e.key !== 'gone').length;
   /* Posts more SES messages ([{ses, subject, version}]) as signed SNS
      notifications through the webhook at hook; each must be stored. */
   const seed = async (hook, list) => {
