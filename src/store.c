@@ -1842,8 +1842,7 @@ static enum mt_err resolve(struct store *st, const struct query_ctx *qc, const r
 		if (!m || m->type != REDIS_REPLY_STRING)
 			continue;
 		size_t alen = qc->src == SRC_FEED ? reference_address_len(m) : 0;
-		/* (The message index's lookups share this path, with no query.) */
-		if (qc->src == SRC_FEED && qc->q && qc->q->domain &&
+		if (qc->src == SRC_FEED && qc->q->domain &&
 		    !feed_entry_in_domain(m, alen, qc->q->domain))
 			continue;
 		if (qc->src == SRC_FEED && alen == 0) { /* an old entry: its EVENT */
@@ -2352,8 +2351,10 @@ enum mt_err store_message_events(struct store *st, const char *message_id,
 		err = MT_E_REDIS;
 		goto out;
 	}
-	/* Its entries are references of the recent feed's form. */
-	struct query_ctx qc = {key, SRC_FEED, NULL, NULL, NULL, NULL};
+	/* Its entries are references of the recent feed's form, read
+	 * unfiltered. */
+	static const struct store_query unfiltered = {0};
+	struct query_ctx qc = {key, SRC_FEED, NULL, NULL, &unfiltered, NULL};
 	err = resolve(st, &qc, r, true, 0, &rs, errbuf, errsz);
 	size_t n = err == MT_E_OK && r->type == REDIS_REPLY_ARRAY ? r->elements / 2 : 0;
 	for (size_t i = 0; i < n; i++) {
