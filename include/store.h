@@ -30,11 +30,12 @@
  *   {prefix}topic:{<arn>}     sorted set per topic, score = SNS Timestamp
  *                             ms, member = a non-SES (or not indexable)
  *                             notification as JSON
- *   {prefix}supp:{<n>}        the suppression index, n = 0..63 (below)
- *   {prefix}supp:ready:<p>    string, the index's marker: it holds
+ *   {prefix}suppidx:{<n>}     the suppression index, n = 0..63 (below)
+ *   {prefix}suppidx:ready:<p> string, the index's marker: it holds
  *                             everything (p: policy_digest, "1" without
- *                             statuses and repeated soft bounces); supp:rebuilding, the
- *                             token of the rebuild under way
+ *                             statuses and repeated soft bounces);
+ *                             suppidx:rebuilding, the token of the
+ *                             rebuild under way
  * Connections, and in a Redis Cluster the routing of each key to its
  * node, are rcluster.h's.
  * Every write is idempotent, which is what makes SNS redelivery harmless
@@ -308,22 +309,25 @@ struct store_suppression {
 #define STORE_POLICY_READS_MAX 64
 
 /* ---- the suppression index ----
- * {prefix}supp:{<n>}, n = 0..STORE_SUPP_BUCKETS-1 (store_supp_bucket of
- * the normalised address; each bucket its own hash tag, so its own
- * Cluster slot): sorted sets, member = a normalised address, score =
- * STORE_SUPP_CODES * (deciding event ms) + reason code (0 Complaint,
- * 1 Bounce/Permanent: a bounce wins a tie; 2 a soft bounce with a listed
- * status, 3 any other soft bounce while repeated soft bounces are on:
- * candidates, always verified on the timeline), written at ingest with ZADD
- * GT in the same round trip as the events, so an entry is the newest
- * deciding event ever stored for the address.  A candidate, a superset
- * of the truth: the check answers from it directly while the event is
- * certainly still kept (STORE_SUPP_SAFE_MS inside the retention window),
- * else from the counts hash.  {prefix}supp:ready:<policy> says every
- * counts hash written before the index is in it (a background rebuild
- * sets it); without it the check reads the counts hashes.  Needs Redis
- * 6.2 (ZADD GT, ZMSCORE): on an older server the index is neither written
- * nor read. */
+ * {prefix}suppidx:{<n>}, n = 0..STORE_SUPP_BUCKETS-1 (store_supp_bucket
+ * of the normalised address; each bucket its own hash tag, so its own
+ * Cluster slot): hashes, field = a normalised address, value =
+ * STORE_SUPP_CODES * (deciding event ms) + reason code in decimal (0
+ * Complaint, 1 Bounce/Permanent: a bounce wins a tie; 2 a soft bounce
+ * with a listed status, 3 any other soft bounce while repeated soft
+ * bounces are on: candidates, always verified on the timeline), written
+ * at ingest by a script that only ever raises a value (store.c,
+ * supp_script), in the same round trip as the events, so an entry is the
+ * newest deciding event ever stored for the address.  A candidate, a
+ * superset of the truth: the check answers from it directly while the
+ * event is certainly still kept (inside the retention window), else from
+ * the counts hash.  {prefix}suppidx:ready:<policy> says every counts hash
+ * written before the index is in it (a background rebuild sets it);
+ * without it the check reads the counts hashes.  Hashes, not sorted sets
+ * (the layout before, "supp:{<n>}", which the rebuild removes): HMGET
+ * answers the stored digits, where ZMSCORE formatted a double for every
+ * entry, and the whole read costs Redis about a third less (README,
+ * "Bulk suppression check"). */
 #define STORE_SUPP_BUCKETS 64
 #define STORE_SUPP_CODES 32
 /* How far a copy of mailtrail's clock may be behind the writer's. */
@@ -333,9 +337,10 @@ struct store_suppression {
  * entry is pruned once its event is older than the retention period,
  * STORE_EXPIRY_SLACK_MS and this (README, "Bulk suppression check"). */
 #define STORE_SUPP_LATE_MS (7LL * 86400 * 1000)
-/* One bucket is pruned (ZREMRANGEBYSCORE) this often, in turn, by the
- * writes' round trip. */
+/* A prune step (an HSCAN of this many entries of one bucket, the buckets
+ * in turn) runs this often, in the writes' round trip. */
 #define STORE_SUPP_PRUNE_EVERY_MS 1000
+#define STORE_SUPP_PRUNE_STEP 1000
 
 /* The bucket of a normalised address: FNV-1a (32 bits) of its bytes,
  * modulo STORE_SUPP_BUCKETS.  Part of the key layout: never change it
@@ -350,10 +355,10 @@ static inline unsigned store_supp_bucket(const char *address)
 
 /* The suppression of each of n normalised addresses (NULL entries are
  * skipped: out[i] is left not suppressed): from the suppression index, one
- * ZMSCORE a bucket in one round trip (per node in a Cluster), shared with
+ * HMGET a bucket in one round trip (per node in a Cluster), shared with
  * concurrent callers'; the addresses the index cannot answer alone (an
  * entry near the end of the retention window, an entry of code 2 or 3,
- * no marker yet, Redis before 6.2) from their counts hashes in a second
+ * no marker yet) from their counts hashes in a second
  * round trip, with the timelines of the first STORE_POLICY_READS_MAX
  * code 2 or 3 entries (the rest, and those the counts show a soft bounce
  * for, in further round trips).  Without the

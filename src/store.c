@@ -2,6 +2,7 @@
 
 #include <hiredis/hiredis.h>
 #include <openssl/sha.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -216,6 +217,29 @@ static const char stats_script[] =
 	STATS_COUNT_LUA
 	"return stats_bad and 0 or 1\n";
 
+/* The suppression index's writes (store.h): KEYS[1] a bucket.  "put"
+ * (ARGV[2] an address, ARGV[3] its entry, 32 * ms + code) raises the
+ * address's entry to ARGV[3] unless it holds that much already (as ZADD
+ * GT would: only a newer event raises it, a redelivery changes nothing;
+ * a foreign value is replaced); answers 1 when it wrote.  "prune"
+ * (ARGV[2] an HSCAN cursor, ARGV[3] a value, ARGV[4] a COUNT) removes the
+ * entries that one HSCAN step finds below ARGV[3] (and foreign values),
+ * and answers the next cursor. */
+static const char supp_script[] =
+	"if ARGV[1] == 'put' then\n"
+	"  local old = tonumber(redis.call('HGET', KEYS[1], ARGV[2]))\n"
+	"  if old and old >= tonumber(ARGV[3]) then return 0 end\n"
+	"  redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])\n"
+	"  return 1\n"
+	"end\n"
+	"local r = redis.call('HSCAN', KEYS[1], ARGV[2], 'COUNT', ARGV[4])\n"
+	"local f, below = r[2], tonumber(ARGV[3])\n"
+	"for i = 1, #f, 2 do\n"
+	"  local v = tonumber(f[i + 1])\n"
+	"  if not v or v < below then redis.call('HDEL', KEYS[1], f[i]) end\n"
+	"end\n"
+	"return r[1]\n";
+
 /* The type index of a recipient's events (store.h): put_script's part
  * that keeps it, run after everything else (its own string: ISO C limits
  * one literal to 4095 bytes; store_new() joins them, with a line "local
@@ -332,11 +356,12 @@ struct store {
 	/* The suppression index (store.h): its bucket keys and marker. */
 	char *supp_keys[STORE_SUPP_BUCKETS]; /* owned */
 	char *supp_ready_key, *supp_rebuild_key; /* owned */
-	/* Whether the servers take ZADD GT and ZMSCORE (Redis 6.2): 0 not
-	 * known yet (the index is written), 1 yes, -1 a server does not. */
-	atomic_int supp_redis;
-	atomic_llong supp_pruned_ms; /* when a bucket was last pruned */
-	atomic_uint supp_prune_next; /* the bucket pruned next */
+	char supp_sha[41]; /* supp_script's */
+	atomic_llong supp_pruned_ms; /* when a prune step last ran */
+	/* The prune's walk: the bucket it is in, and its HSCAN cursor there
+	 * (races between two steps only make one scan entries again). */
+	atomic_uint supp_prune_next;
+	atomic_ullong supp_prune_cursor;
 	pthread_mutex_t supp_lock;   /* the rebuild thread's state */
 	pthread_t supp_thread;
 	bool supp_thread_started;
@@ -347,18 +372,16 @@ struct store {
 	bool policy_reads;
 };
 
-static void supp_probe(struct store *st, struct rconn *c);
-
 /* Every new connection makes sure its server has the script (it may have
  * restarted, or be another node since the last connection). */
 static bool load_script(struct rconn *c, void *arg, char *errbuf, size_t errsz)
 {
 	struct store *st = arg;
-	const char *const scripts[2] = {st->script, stats_script};
-	const char *const shas[2] = {st->script_sha, st->stats_sha};
+	const char *const scripts[3] = {st->script, supp_script, stats_script};
+	const char *const shas[3] = {st->script_sha, st->supp_sha, st->stats_sha};
 	bool ok = true;
 	/* stats_script is for a Cluster only. */
-	for (size_t i = 0; ok && i < (st->cluster ? 2u : 1u); i++) {
+	for (size_t i = 0; ok && i < (st->cluster ? 3u : 2u); i++) {
 		redisReply *r = rconn_command(c, "SCRIPT LOAD %s", scripts[i]);
 		ok = r && r->type == REDIS_REPLY_STRING && strcmp(r->str, shas[i]) == 0;
 		if (!ok)
@@ -367,8 +390,6 @@ static bool load_script(struct rconn *c, void *arg, char *errbuf, size_t errsz)
 				 : r->type == REDIS_REPLY_ERROR ? r->str : "unexpected answer");
 		freeReplyObject(r);
 	}
-	if (ok)
-		supp_probe(st, c);
 	return ok;
 }
 
@@ -450,6 +471,9 @@ struct store *store_new(const struct config_redis *redis, const char *prefix,
 	SHA1((const unsigned char *)stats_script, strlen(stats_script), md);
 	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
 		snprintf(st->stats_sha + 2 * i, 3, "%02x", md[i]);
+	SHA1((const unsigned char *)supp_script, strlen(supp_script), md);
+	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+		snprintf(st->supp_sha + 2 * i, 3, "%02x", md[i]);
 	struct rcluster_opts o = {
 		.redis = redis,
 		.pool_max = STORE_POOL_MAX,
@@ -672,7 +696,7 @@ static void batch_push(struct batch *b, const char *key, char *raw, int len)
 
 /* argv[0..argc) as a RESP command, like redisFormatCommandArgv (whose
  * raw buffer redisFreeCommand frees: malloc'd) without its sprintf per
- * argument: the bulk check's ZMSCOREs carry 1,000 of them.  Returns the
+ * argument: the bulk check's HMGETs carry 1,000 of them.  Returns the
  * length, -1 when out of memory. */
 static int resp_format(char **out, int argc, const char **argv, const size_t *argl)
 {
@@ -1290,14 +1314,14 @@ static void stats_count_cluster(struct store *st, const struct put *puts, size_t
 
 /* ---- the suppression index: keys and writes (store.h) ---------------- */
 
-/* The index's marker: "supp:ready:" and the policy the entries were
+/* The index's marker: "suppidx:ready:" and the policy the entries were
  * decided by (policy_digest: "1" for the policy before policy.c, whose
  * index is the same), so that another policy rebuilds the index. */
 static void supp_ready_name(struct store *st)
 {
 	char digest[16];
 	policy_digest(&st->policy, digest);
-	snprintf(st->supp_ready_key, strlen(st->prefix) + 64, "%ssupp:ready:%s", st->prefix,
+	snprintf(st->supp_ready_key, strlen(st->prefix) + 64, "%ssuppidx:ready:%s", st->prefix,
 		 digest);
 }
 
@@ -1306,7 +1330,7 @@ static bool supp_keys_new(struct store *st)
 	char n[16];
 	for (unsigned i = 0; i < STORE_SUPP_BUCKETS; i++) {
 		snprintf(n, sizeof(n), "%u", i);
-		st->supp_keys[i] = make_key(st, "supp", n);
+		st->supp_keys[i] = make_key(st, "suppidx", n);
 		if (!st->supp_keys[i])
 			return false;
 	}
@@ -1316,30 +1340,8 @@ static bool supp_keys_new(struct store *st)
 	if (!st->supp_ready_key || !st->supp_rebuild_key)
 		return false;
 	supp_ready_name(st);
-	snprintf(st->supp_rebuild_key, lp, "%ssupp:rebuilding", st->prefix);
+	snprintf(st->supp_rebuild_key, lp, "%ssuppidx:rebuilding", st->prefix);
 	return true;
-}
-
-/* Whether a server takes the index's commands: a new connection asks
- * ZMSCORE of a bucket (an unknown command is refused before any Cluster
- * redirect, so a MOVED also says yes).  One server without them turns
- * the index off for good (store.h). */
-static void supp_probe(struct store *st, struct rconn *c)
-{
-	if (atomic_load(&st->supp_redis) < 0)
-		return;
-	redisReply *r = rconn_command(c, "ZMSCORE %s -", st->supp_keys[0]);
-	if (r && r->type == REDIS_REPLY_ERROR && r->str &&
-	    strncmp(r->str, "ERR unknown command", 19) == 0)
-		atomic_store(&st->supp_redis, -1);
-	else if (r && r->type != REDIS_REPLY_ERROR)
-		atomic_store(&st->supp_redis, 1);
-	freeReplyObject(r);
-}
-
-static bool supp_on(const struct store *st)
-{
-	return atomic_load(&st->supp_redis) >= 0;
 }
 
 /* The reason code (policy.h, the index's) of a reason's name, -1 for
@@ -1367,18 +1369,18 @@ static int event_index_code(const struct store *st, const struct ses_event *e)
 	return (int)policy_index_code(&st->policy, &pe);
 }
 
-/* Queues the index's writes of a round trip of puts: a ZADD GT of each
- * deciding event (only an event newer than what the bucket holds for its
- * address raises the entry; a redelivery changes nothing; one recipient's
- * event touches its own member only), and once every
- * STORE_SUPP_PRUNE_EVERY_MS a prune of one bucket, in turn: its entries
- * whose event is older than any that can still be kept unless it was
- * backfilled (store.h, STORE_SUPP_LATE_MS). */
-static void add_suppression_index(struct store *st, const struct put *puts, size_t n,
-				  int64_t now_ms, struct batch *b)
+/* Queues the index's writes of a round trip of puts: supp_script's put
+ * of each deciding event (only an event newer than what the bucket holds
+ * for its address raises the entry; a redelivery changes nothing; one
+ * recipient's event touches its own field only), and once every
+ * STORE_SUPP_PRUNE_EVERY_MS a prune step (STORE_SUPP_PRUNE_STEP entries
+ * of one bucket, the buckets in turn): entries whose event is older than
+ * any that can still be kept unless it was backfilled (store.h,
+ * STORE_SUPP_LATE_MS).  Returns the prune's command in b, SIZE_MAX for
+ * none (supp_pruned reads its answer). */
+static size_t add_suppression_index(struct store *st, const struct put *puts, size_t n,
+				    int64_t now_ms, struct batch *b)
 {
-	if (!supp_on(st))
-		return;
 	for (size_t i = 0; i < n; i++) {
 		int code = puts[i].recipient ? puts[i].supp_code : -1;
 		if (code < 0)
@@ -1386,21 +1388,43 @@ static void add_suppression_index(struct store *st, const struct put *puts, size
 		char score[32];
 		const char *key = st->supp_keys[store_supp_bucket(puts[i].recipient)];
 		size_t sl = format_i64(score, puts[i].score * STORE_SUPP_CODES + code);
-		const char *argv[] = {"ZADD", key, "GT", score, puts[i].recipient};
-		const size_t argl[] = {4, strlen(key), 2, sl, strlen(puts[i].recipient)};
-		batch_add(b, key, 5, argv, argl);
+		const char *argv[] = {"EVALSHA", st->supp_sha, "1", key, "put",
+				      puts[i].recipient, score};
+		const size_t argl[] = {7, 40, 1, strlen(key), 3, strlen(puts[i].recipient), sl};
+		batch_add(b, key, 7, argv, argl);
 	}
 	long long last = atomic_load(&st->supp_pruned_ms);
-	if (now_ms - last >= STORE_SUPP_PRUNE_EVERY_MS &&
-	    atomic_compare_exchange_strong(&st->supp_pruned_ms, &last, now_ms)) {
-		const char *key = st->supp_keys[atomic_fetch_add(&st->supp_prune_next, 1) %
-						STORE_SUPP_BUCKETS];
-		char below[32];
-		below[0] = '(';
-		format_i64(below + 1, (now_ms - st->retention_ms - STORE_EXPIRY_SLACK_MS -
-				       STORE_SUPP_LATE_MS) * STORE_SUPP_CODES);
-		batch_addf(b, key, "ZREMRANGEBYSCORE %s -inf %s", key, below);
-	}
+	if (now_ms - last < STORE_SUPP_PRUNE_EVERY_MS ||
+	    !atomic_compare_exchange_strong(&st->supp_pruned_ms, &last, now_ms))
+		return SIZE_MAX;
+	const char *key = st->supp_keys[atomic_load(&st->supp_prune_next) % STORE_SUPP_BUCKETS];
+	char cursor[32], below[32], count[16];
+	snprintf(cursor, sizeof(cursor), "%llu",
+		 (unsigned long long)atomic_load(&st->supp_prune_cursor));
+	format_i64(below, (now_ms - st->retention_ms - STORE_EXPIRY_SLACK_MS - STORE_SUPP_LATE_MS) *
+				  STORE_SUPP_CODES);
+	snprintf(count, sizeof(count), "%d", STORE_SUPP_PRUNE_STEP);
+	size_t at = b->n;
+	batch_addf(b, key, "EVALSHA %s 1 %s prune %s %s %s", st->supp_sha, key, cursor, below,
+		   count);
+	return at;
+}
+
+/* Takes a prune step's answer (add_suppression_index): the next cursor
+ * in that bucket, or the next bucket once it is 0. */
+static void supp_pruned(struct store *st, const redisReply *r)
+{
+	unsigned long long next;
+	char *end;
+	if (!r || r->type != REDIS_REPLY_STRING)
+		return;
+	errno = 0;
+	next = strtoull(r->str, &end, 10);
+	if (errno || end == r->str || *end)
+		return;
+	if (next == 0)
+		atomic_fetch_add(&st->supp_prune_next, 1);
+	atomic_store(&st->supp_prune_cursor, next);
 }
 
 /* Runs the script for each put and writes the events' recent feed: one
@@ -1470,8 +1494,10 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 	struct keys msg_keys = {0};
 	if (st->message_index)
 		add_message_refs(st, puts, n, &b, &msg_keys);
-	add_suppression_index(st, puts, n, now_ms, &b);
+	size_t prune = add_suppression_index(st, puts, n, now_ms, &b);
 	enum mt_err e = batch_run(st, &b, err, sizeof(err));
+	if (e == MT_E_OK && prune != SIZE_MAX)
+		supp_pruned(st, b.cmd[prune].reply);
 	if (e != MT_E_OK) {
 		for (size_t i = 0; i < n; i++)
 			item_fail(puts[i].item, e, err);
@@ -1515,10 +1541,15 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 	}
 	/* The feed is one key: when it fails, every item that wrote to it
 	 * fails (and is delivered again: the events are not doubled).  So
-	 * does a message index's write (after the feed's). */
+	 * does a message index's write (after the feed's), and a suppression
+	 * index's; not the prune step (counted; the next one takes over). */
 	for (size_t c = nreg + n; c < b.n; c++) {
 		if (reply_ok(b.cmd[c].reply, -1, err, sizeof(err)))
 			continue;
+		if (c == prune) {
+			count_fault(NULL);
+			continue;
+		}
 		count_fault(NULL);
 		for (size_t i = 0; i < n; i++)
 			if (puts[i].recipient)
@@ -2766,12 +2797,8 @@ enum mt_err store_suppression_check(struct store *st, const char *const *address
 		if (addresses[i])
 			per[bucket[i] = store_supp_bucket(addresses[i])]++;
 	}
-	if (!supp_on(st)) {
-		err = check_counts(st, addresses, n, NULL, NULL, out, errbuf, errsz);
-		goto out;
-	}
 	/* The addresses ordered by bucket (a counting sort), then the marker
-	 * and one ZMSCORE per bucket asked. */
+	 * and one HMGET per bucket asked. */
 	for (size_t k = 0, sum = 0; k < STORE_SUPP_BUCKETS; k++) {
 		at[k] = sum;
 		sum += per[k];
@@ -2785,8 +2812,8 @@ enum mt_err store_suppression_check(struct store *st, const char *const *address
 		if (per[k] == 0)
 			continue;
 		const char *key = st->supp_keys[k];
-		argv[a] = "ZMSCORE";
-		argl[a] = 7;
+		argv[a] = "HMGET";
+		argl[a] = 5;
 		argv[a + 1] = key;
 		argl[a + 1] = strlen(key);
 		for (size_t j = 0; j < per[k]; j++, o++) {
@@ -2822,23 +2849,17 @@ enum mt_err store_suppression_check(struct store *st, const char *const *address
 			continue;
 		const redisReply *r = b.cmd[cmd[k]].reply;
 		if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != per[k]) {
-			if (r && r->type == REDIS_REPLY_ERROR && r->str &&
-			    strncmp(r->str, "ERR unknown command", 19) == 0) {
-				atomic_store(&st->supp_redis, -1);
-				indexed = false;
-			} else {
-				if (reply_ok(r, REDIS_REPLY_ARRAY, errbuf, errsz))
-					snprintf(errbuf, errsz, "ZMSCORE: unexpected answer");
-				count_fault(NULL);
-				err = MT_E_REDIS;
-				goto out;
-			}
+			if (reply_ok(r, REDIS_REPLY_ARRAY, errbuf, errsz))
+				snprintf(errbuf, errsz, "HMGET: unexpected answer");
+			count_fault(NULL);
+			err = MT_E_REDIS;
+			goto out;
 		}
 		for (size_t j = 0; j < per[k]; j++, o++) {
 			size_t i = order[o];
 			int64_t t;
 			int code;
-			if (!indexed || !r || r->type != REDIS_REPLY_ARRAY) {
+			if (!indexed) {
 				want[i] = true;
 			} else if (r->element[j]->type == REDIS_REPLY_NIL) {
 				continue; /* never a deciding event: not suppressed */
@@ -2858,7 +2879,7 @@ enum mt_err store_suppression_check(struct store *st, const char *const *address
 			nwant += want[i];
 		}
 	}
-	if (!indexed && supp_on(st))
+	if (!indexed)
 		supp_rebuild_start(st);
 	if (nwant)
 		err = check_counts(st, addresses, n, want, soft, out, errbuf, errsz);
@@ -3132,7 +3153,8 @@ out:
 /* ---- the suppression index: its rebuild ------------------------------- */
 
 /* store_suppressions_scan's callback in the rebuild: the address's entry
- * raised to its counts hash's deciding event (ZADD GT, as at ingest). */
+ * raised to its counts hash's deciding event (supp_script, as at
+ * ingest). */
 static bool rebuild_add(void *arg, const struct store_suppressed *s)
 {
 	struct batch *b = ((void **)arg)[0];
@@ -3146,16 +3168,48 @@ static bool rebuild_add(void *arg, const struct store_suppressed *s)
 	address[s->address_len] = '\0';
 	const char *key = st->supp_keys[store_supp_bucket(address)];
 	size_t sl = format_i64(score, s->s.time_ms * STORE_SUPP_CODES + code);
-	const char *argv[] = {"ZADD", key, "GT", score, address};
-	const size_t argl[] = {4, strlen(key), 2, sl, s->address_len};
-	batch_add(b, key, 5, argv, argl);
+	const char *argv[] = {"EVALSHA", st->supp_sha, "1", key, "put", address, score};
+	const size_t argl[] = {7, 40, 1, strlen(key), 3, s->address_len, sl};
+	batch_add(b, key, 7, argv, argl);
 	return !b->nomem;
+}
+
+/* Removes the index of the layout before, its marker and rebuild token
+ * (the same names with "supp:" for "suppidx:"). */
+static void supp_old_remove(struct store *st)
+{
+	struct batch b = {0};
+	char *keys[STORE_SUPP_BUCKETS + 2] = {0};
+	char n[16], err[256], digest[16];
+	size_t lp = strlen(st->prefix) + 64;
+	policy_digest(&st->policy, digest);
+	for (unsigned i = 0; i < STORE_SUPP_BUCKETS; i++) {
+		snprintf(n, sizeof(n), "%u", i);
+		keys[i] = make_key(st, "supp", n);
+	}
+	keys[STORE_SUPP_BUCKETS] = malloc(lp);
+	keys[STORE_SUPP_BUCKETS + 1] = malloc(lp);
+	if (keys[STORE_SUPP_BUCKETS])
+		snprintf(keys[STORE_SUPP_BUCKETS], lp, "%ssupp:ready:%s", st->prefix, digest);
+	if (keys[STORE_SUPP_BUCKETS + 1])
+		snprintf(keys[STORE_SUPP_BUCKETS + 1], lp, "%ssupp:rebuilding", st->prefix);
+	for (size_t i = 0; i < STORE_SUPP_BUCKETS + 2; i++)
+		if (keys[i])
+			batch_addf(&b, keys[i], "UNLINK %s", keys[i]);
+	/* On failure they stay (harmless: nothing reads them). */
+	if (b.n && batch_run(st, &b, err, sizeof(err)) != MT_E_OK)
+		count_fault(NULL);
+	batch_free(&b);
+	for (size_t i = 0; i < STORE_SUPP_BUCKETS + 2; i++)
+		free(keys[i]);
 }
 
 /* The rebuild: every counts hash's suppression into the index, a SCAN
  * step at a time, then the marker, unless another rebuild began meanwhile
  * (its token replaced ours) or the keys were emptied (the token is gone):
- * writes since the index exists are in it already (ZADD GT commutes). */
+ * writes since the index exists are in it already (supp_script's put
+ * commutes).  Then the index of the layout before (sorted sets under
+ * "supp:", whose reads needed a float formatted for each entry) goes. */
 static void *supp_rebuild_main(void *arg)
 {
 	struct store *st = arg;
@@ -3189,6 +3243,7 @@ static void *supp_rebuild_main(void *arg)
 						"SET %s 1", st->supp_ready_key));
 			freeReplyObject(command(st, st->supp_rebuild_key, err, sizeof(err),
 						"DEL %s", st->supp_rebuild_key));
+			supp_old_remove(st);
 		}
 		freeReplyObject(r);
 	}
@@ -3402,7 +3457,7 @@ enum mt_err store_recipient_erase(struct store *st, const char *address,
 	/* Its suppression index entry, last: until then it is a candidate
 	 * that the counts (gone) answer. */
 	const char *sk = st->supp_keys[store_supp_bucket(address)];
-	redisReply *zr = command(st, sk, errbuf, errsz, "ZREM %s %s", sk, address);
+	redisReply *zr = command(st, sk, errbuf, errsz, "HDEL %s %s", sk, address);
 	err = zr ? MT_E_OK : MT_E_REDIS;
 	freeReplyObject(zr);
 out:

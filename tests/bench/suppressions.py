@@ -60,7 +60,7 @@ def supp_bucket(address):
 
 
 # The index's marker under the default policy (policy.c, policy_digest).
-MARKER = "mailtrail:supp:ready:2-781565ed"
+MARKER = "mailtrail:suppidx:ready:2-781565ed"
 
 
 def cpu_ms(pid):
@@ -117,8 +117,8 @@ def main():
                                      "diagnosticCode": "smtp; 452 4.2.2 mailbox full"}}
                     out += resp("ZADD", f"mailtrail:rcpt:{{{addr}}}", ms,
                                 json.dumps(ev, separators=(",", ":")))
-                out += resp("ZADD", f"mailtrail:supp:{{{supp_bucket(addr)}}}", "GT",
-                            now * 32 + 3, addr)
+                out += resp("HSET", f"mailtrail:suppidx:{{{supp_bucket(addr)}}}", addr,
+                            now * 32 + 3)
                 want[addr] = "Bounce/Repeated" if n == 5 else None
             else:
                 out += resp("HSET", key, "type:Delivery", 2)
