@@ -1690,18 +1690,30 @@ static bool is_space(char c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-/* Characters that cannot appear in an unquoted address: controls, space,
- * and the specials that delimit addresses in headers.  Bytes >= 0x80 pass
- * (internationalised addresses); they are not lower-cased. */
-static bool is_address_char(unsigned char c)
+/* What a byte may be in an address (the bulk check runs the normaliser
+ * 1,000 times a call, so it takes one pass over each address):
+ * ADDR_OK anywhere in an unquoted address: not a control, space, or one
+ * of the specials that delimit addresses in headers; bytes >= 0x80 pass
+ * (internationalised addresses) and are not lower-cased.  DOMAIN_OK after
+ * the '@' as well: a host name ([A-Za-z0-9.-], UTF-8 for IDN) or an
+ * address literal in brackets; '/', '%', '?', '#' and the like never
+ * appear in one (and would make the address ambiguous in a URL). */
+enum { ADDR_OK = 1, DOMAIN_OK = 2 };
+
+static unsigned char address_class(unsigned char c)
 {
 	if (c <= 0x20 || c == 0x7f)
-		return false;
-	switch (c) { /* not strchr(): the bulk check runs this 1,000 times a call */
+		return 0;
+	if (c >= 0x80 || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9'))
+		return ADDR_OK | DOMAIN_OK;
+	switch (c) {
 	case '<': case '>': case '"': case '(': case ')': case ',': case ';': case '\\':
-		return false;
+		return 0;
+	case '.': case '-': case '[': case ']': case ':':
+		return ADDR_OK | DOMAIN_OK;
 	default:
-		return true;
+		return ADDR_OK;
 	}
 }
 
@@ -1757,34 +1769,26 @@ bool ses_address_normalize(const char *in, size_t len,
 	}
 	if ((size_t)(end - start) > SES_ADDRESS_MAX)
 		return false;
-	for (const char *p = start; p < end; p++) {
-		if (!is_address_char((unsigned char)*p))
-			return false;
-		if (*p == '@') {
-			if (at)
-				return false; /* only in quoted local parts */
-			at = p;
-		}
-	}
-	if (!at || at == start || at + 1 == end)
-		return false;
-	/* A domain is a host name ([A-Za-z0-9.-], UTF-8 for IDN) or an
-	 * address literal in brackets; '/', '%', '?', '#' and the like never
-	 * appear in one (and would make the address ambiguous in a URL). */
-	for (const char *p = at + 1; p < end; p++) {
-		unsigned char c = (unsigned char)*p;
-		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			  (c >= '0' && c <= '9') || c == '.' || c == '-' ||
-			  c >= 0x80 || c == '[' || c == ']' || c == ':';
-		if (!ok)
-			return false;
-	}
 	size_t n = (size_t)(end - start);
 	for (size_t i = 0; i < n; i++) {
-		char c = start[i];
-
-		out[i] = c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+		unsigned char c = (unsigned char)start[i];
+		unsigned char k = address_class(c);
+		if (!(k & ADDR_OK))
+			goto bad;
+		if (c == '@') {
+			if (at)
+				goto bad; /* only in quoted local parts */
+			at = start + i;
+		} else if (at && !(k & DOMAIN_OK)) {
+			goto bad;
+		}
+		out[i] = (char)((unsigned)c - 'A' < 26u ? c + ('a' - 'A') : c);
 	}
+	if (!at || at == start || at + 1 == end)
+		goto bad;
 	out[n] = '\0';
 	return true;
+bad:
+	out[0] = '\0';
+	return false;
 }

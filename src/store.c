@@ -758,7 +758,10 @@ static enum mt_err batch_run(struct store *st, struct batch *b, char *errbuf,
 		snprintf(errbuf, errsz, "cannot queue a command (out of memory)");
 		return MT_E_NOMEM;
 	}
-	/* Batches of concurrent requests share a round trip (groupcommit.h). */
+	/* Batches of concurrent requests share a round trip (groupcommit.h);
+	 * a large one runs on its own connection (store.h). */
+	if (b->n >= STORE_GROUP_ALONE_MIN)
+		return rcluster_exec(st->rc, b->cmd, b->n, errbuf, errsz);
 	return groupcommit_run(st->group, b->cmd, b->n, errbuf, errsz);
 }
 
