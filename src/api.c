@@ -411,7 +411,7 @@ static enum MHD_Result suppression_check(struct api *a, struct MHD_Connection *c
 		apireq_check_free(&c);
 		return check_error(conn, e, why);
 	}
-	sup = calloc(c.n ? c.n : 1, sizeof(*sup));
+	sup = malloc((c.n ? c.n : 1) * sizeof(*sup)); /* the store sets each */
 	addrs = calloc(c.n ? c.n : 1, sizeof(*addrs));
 	if (!sup || !addrs)
 		goto out;

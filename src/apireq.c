@@ -440,7 +440,7 @@ static bool check_fast(const char *body, size_t len, struct apireq_check *out)
 	size_t cap = len / 3 + 1;
 	if (cap > APIREQ_CHECK_ADDRESSES_MAX)
 		cap = APIREQ_CHECK_ADDRESSES_MAX;
-	struct apireq_check_entry *v = calloc(cap, sizeof(*v));
+	struct apireq_check_entry *v = malloc(cap * sizeof(*v)); /* each set below */
 	if (!v)
 		return false;
 	p = jsonscan_ws(p, end);
@@ -454,8 +454,7 @@ static bool check_fast(const char *body, size_t len, struct apireq_check *out)
 			const char *q = jsonscan_string(p + 1, end, &escaped);
 			if (!q || escaped)
 				goto no;
-			v[n].given = p + 1;
-			v[n].given_len = (size_t)(q - p - 1);
+			v[n] = (struct apireq_check_entry){p + 1, (size_t)(q - p - 1), false, "", 0};
 			n++;
 			p = jsonscan_ws(q + 1, end);
 			if (p < end && *p == ',') {

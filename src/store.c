@@ -2573,6 +2573,15 @@ static bool suppression_of(const redisReply *r, struct policy_result *out, bool 
 	return any;
 }
 
+/* Not suppressed (without writing the whole text buffer: a check clears
+ * 1,000 of them). */
+static void suppression_clear(struct store_suppression *s)
+{
+	s->reason = NULL;
+	s->time_ms = 0;
+	s->text[0] = '\0';
+}
+
 /* A result as the store answers it. */
 static void suppression_set(const struct store *st, const struct policy_result *r,
 			    struct store_suppression *out)
@@ -2681,7 +2690,7 @@ static enum mt_err check_counts(struct store *st, const char *const *addresses, 
 		cmd[2 * i] = cmd[2 * i + 1] = tl[i] = SIZE_MAX;
 		if (!addresses[i] || (want && !want[i]))
 			continue;
-		out[i] = (struct store_suppression){NULL, 0, ""};
+		suppression_clear(&out[i]);
 		for (int old = 0; old < 1 + address_tag_empty(addresses[i]); old++) {
 			char *k = old ? make_key(st, "counts", addresses[i])
 				      : recipient_key(st, "counts", addresses[i]);
@@ -2796,7 +2805,7 @@ enum mt_err store_suppression_check(struct store *st, const char *const *address
 	if (!bucket || !order || !want || !soft || !argv || !argl)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
-		out[i] = (struct store_suppression){NULL, 0, ""};
+		suppression_clear(&out[i]);
 		if (addresses[i])
 			per[bucket[i] = store_supp_bucket(addresses[i])]++;
 	}
