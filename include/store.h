@@ -90,11 +90,6 @@
 #define STORE_GROUP_COMMANDS_MAX 512
 /* Groups in flight at once. */
 #define STORE_GROUP_RUNNING_MAX 2
-/* A batch of at least this many commands (a bulk check's 65) runs alone,
- * on its own connection: grouping saves small batches round trips, but a
- * large one gains nothing from company, and its companions would wait
- * for its answers, which the group's leader reads on its one thread. */
-#define STORE_GROUP_ALONE_MIN 32
 
 struct store;
 
