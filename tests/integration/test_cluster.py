@@ -753,7 +753,8 @@ class ClusterTest(harness.MailtrailTestCase):
         suppressed address exactly once; paged, a cursor that names the
         master (its lowest slot, STORE_SCAN_NODE_BITS) and its SCAN
         cursor, until 0.  The bulk check's index is rebuilt across the
-        masters too, and answers as the counts do."""
+        masters too, and answers as the counts do; the index of the
+        version before (sorted sets) is removed from every master."""
         cl = ENV.cluster
         m = self.start(extra=["--api-token", "cluster-token-0123456789"])
         auth = {"Authorization": "Bearer cluster-token-0123456789"}
@@ -806,6 +807,14 @@ class ClusterTest(harness.MailtrailTestCase):
         r = harness.http_request(m.api_port, "GET", f"/v1/suppressions?cursor={16384 << 48}",
                                  headers=auth)
         self.assertEqual(r.status, 400, r)
+        # The index of the version before (sorted sets, every bucket on
+        # the owner of its slot, and its marker): not read, removed from
+        # every master once the hashes are built.
+        for n in range(64):
+            cl.c(cl.owner(crc16(str(n).encode()) % 16384))(
+                "ZADD", f"mailtrail:supp:{{{n}}}", now * 32 + 1, f"old{n}@example.com")
+        old_ready = b"mailtrail:supp:ready:2-781565ed"
+        cl.c(cl.owner(crc16(old_ready) % 16384))("SET", old_ready, "1")
         # The bulk check: counts first, then (the index rebuilt from every
         # master) the index.
         body = json.dumps(sorted(want) + ["x2@exp2.example", "none@exp.example"])
@@ -818,13 +827,17 @@ class ClusterTest(harness.MailtrailTestCase):
                 self.assertEqual((got["reason"], harness.iso_to_ms(got["time"])), want[a], a)
             self.assertEqual([x["suppressed"] for x in res[-2:]], [False, False])
             deadline = time.monotonic() + 20
-            ready = cl.c(cl.owner(crc16(b"mailtrail:supp:ready:2-781565ed") % 16384))
-            while not ready("EXISTS", "mailtrail:supp:ready:2-781565ed"):
+            ready = cl.c(cl.owner(crc16(b"mailtrail:suppidx:ready:2-781565ed") % 16384))
+            while not ready("EXISTS", "mailtrail:suppidx:ready:2-781565ed"):
                 self.assertLess(time.monotonic(), deadline, "no index marker")
                 time.sleep(0.05)
-        entries = sum(cl.c(p)("ZCARD", f"mailtrail:supp:{{{n}}}") for p in cl.masters()
+        entries = sum(cl.c(p)("HLEN", f"mailtrail:suppidx:{{{n}}}") for p in cl.masters()
                       for n in range(64) if cl.owner(crc16(str(n).encode()) % 16384) == p)
         self.assertEqual(entries, len(want))
+        deadline = time.monotonic() + 10 * harness.TIME_FACTOR
+        while any(cl.c(p)("KEYS", "mailtrail:supp:*") for p in cl.masters()):
+            self.assertLess(time.monotonic(), deadline, "the old layout was not removed")
+            time.sleep(0.05)
 
 
 def _info_int(text, field):

@@ -109,7 +109,7 @@ class PolicyCase(supp.SuppressionCase):
             if self.env.redis("EXISTS", marker) == 1:
                 return marker
             time.sleep(0.05)
-        self.fail(f"no marker {marker}: {self.env.redis('KEYS', 'mailtrail:supp:ready:*')}")
+        self.fail(f"no marker {marker}: {self.env.redis('KEYS', 'mailtrail:suppidx:ready:*')}")
 
     def check(self, m, addrs):
         r = harness.http_request(m.api_port, "POST", CHECK, body=json.dumps(addrs),
@@ -194,8 +194,7 @@ class StatusTest(PolicyCase):
         # soft bounces as code 3 (candidates).
         for a, code in (("dns@example.com", 2), ("ooto@example.com", 3),
                         ("dmarc@example.com", 3)):
-            score = int(float(self.env.redis("ZSCORE", f"mailtrail:supp:{{{supp.supp_bucket(a)}}}", a)))
-            self.assertEqual(score % 32, code, a)
+            self.assertEqual(supp.index_entry(self.env.redis, a) % 32, code, a)
 
     def test_statuses_none(self):
         m = self.start("--suppress-statuses", "none", token=TOKEN)
@@ -265,8 +264,9 @@ class RepeatedTest(PolicyCase):
 
     def test_candidates_cost(self):
         # With the index built, a check whose addresses have no candidate
-        # entry reads no timeline and no counts hash; one with candidates
-        # reads exactly their timelines, in one round trip.
+        # entry reads no timeline and no counts hash (its HMGETs are the
+        # index's, one per bucket); one with candidates reads exactly their
+        # timelines and counts, in one round trip.
         t = now_ms() - 3600_000
         items = [Item("bounce-permanent", f"p{i}@example.com", t + i, 10 + i) for i in range(5)]
         items += [soft(f"s{i}@example.com", t + i, 20 + i) for i in range(3)]
@@ -277,12 +277,15 @@ class RepeatedTest(PolicyCase):
         self.env.redis("CONFIG", "RESETSTAT")
         res = self.check(self.m, plain)
         calls = self.command_calls()
-        self.assertEqual((calls.get("zrevrange", 0), calls.get("hmget", 0)), (0, 0), calls)
+        self.assertEqual((calls.get("zrevrange", 0), calls.get("hmget", 0)),
+                         (0, supp.buckets_of(plain)), calls)
         self.assertEqual(res["p0@example.com"]["reason"], "Bounce/Permanent")
         self.env.redis("CONFIG", "RESETSTAT")
-        res = self.check(self.m, plain + [f"s{i}@example.com" for i in range(3)])
+        with_soft = plain + [f"s{i}@example.com" for i in range(3)]
+        res = self.check(self.m, with_soft)
         calls = self.command_calls()
-        self.assertEqual((calls.get("zrevrange", 0), calls.get("hmget", 0)), (3, 3), calls)
+        self.assertEqual((calls.get("zrevrange", 0), calls.get("hmget", 0)),
+                         (3, supp.buckets_of(with_soft) + 3), calls)
         self.assertEqual(res["s0@example.com"]["suppressed"], False)
         # More candidates than one round trip reads (64): five bounces for
         # each of 100 addresses (one SES bounce names them all), the first
@@ -294,7 +297,8 @@ class RepeatedTest(PolicyCase):
         self.assertEqual({(res[a]["reason"], res[a]["time"]) for a in many},
                          {("Bounce/Repeated", ms_iso(t + 104))})
         calls = self.command_calls()
-        self.assertEqual((calls.get("zrevrange", 0), calls.get("hmget", 0)), (100, 100), calls)
+        self.assertEqual((calls.get("zrevrange", 0), calls.get("hmget", 0)),
+                         (100, supp.buckets_of(many + plain) + 100), calls)
 
 
 class ExistingDataTest(PolicyCase):
@@ -317,8 +321,7 @@ class ExistingDataTest(PolicyCase):
                          [None, "Bounce/Permanent", None])
         self.assertEqual(self.summary(self.m, "dns@example.com")["suppressed"], False)
         self.wait_marker(supp.policy_marker((), 0))
-        self.assertIsNone(self.env.redis("ZSCORE", f"mailtrail:supp:{{{supp.supp_bucket('dns@example.com')}}}",
-                                         "dns@example.com"))
+        self.assertIsNone(supp.index_entry(self.env.redis, "dns@example.com"))
         keys_before = sorted(self.env.redis("KEYS", "mailtrail:counts:*"))
         # Restarted with the default policy: the same data, re-evaluated.
         m = self.start(token=TOKEN)
@@ -327,10 +330,8 @@ class ExistingDataTest(PolicyCase):
                 "perm@example.com": ("Bounce/Permanent", "permanent bounce", t)}
         self.expect(m, want)
         self.wait_marker()
-        self.assertEqual(supp.READY, "mailtrail:supp:ready:2-781565ed")
-        score = self.env.redis("ZSCORE", f"mailtrail:supp:{{{supp.supp_bucket('dns@example.com')}}}",
-                               "dns@example.com")
-        self.assertEqual(int(float(score)), t * 32 + 2)
+        self.assertEqual(supp.READY, "mailtrail:suppidx:ready:2-781565ed")
+        self.assertEqual(supp.index_entry(self.env.redis, "dns@example.com"), t * 32 + 2)
         self.expect(m, want)
         self.assertEqual(sorted(self.env.redis("KEYS", "mailtrail:counts:*")), keys_before)
 

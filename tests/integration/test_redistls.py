@@ -14,8 +14,9 @@ password.  Checked:
 
   - rediss://mailtrail:PW@localhost: every kind of SES event stored through
     the store script (adds, redelivery, retention trims, suppression),
-    read back through every API route, /readyz ready; ACL LOG empty (no
-    command mailtrail sends is outside the rule); the connections are
+    read back through every API route, the suppression index's script
+    (its put, and a prune step) and its rebuild, /readyz ready; ACL LOG
+    empty (no command mailtrail sends is outside the rule); the connections are
     TLS and authenticated as `mailtrail` (CLIENT LIST);
   - SNI is the URL's host name (a recording TLS server), and none for an IP;
   - the certificate's name is checked: rediss://...@127.0.0.1 fails;
@@ -65,6 +66,15 @@ def readme_acl_rule():
     if not m:
         raise HarnessError("README.md has no 'user mailtrail on >PASSWORD ...' line")
     return m.group(1).split()
+
+
+def supp_bucket(address):
+    """The suppression index's bucket of a normalised address (store.h,
+    store_supp_bucket: FNV-1a, 32 bits, modulo 64)."""
+    h = 2166136261
+    for c in address.encode():
+        h = ((h ^ c) * 16777619) & 0xFFFFFFFF
+    return h % 64
 
 
 # --- certificates ----------------------------------------------------------------
@@ -407,6 +417,12 @@ class RedisTlsTest(Base):
     def test_tls_acl_user_every_write_and_query(self):
         m = self.start(self.url(), "--redis-ca-file", ENV.tls.ca, "--retention-days", "1")
         self.assertEqual(m.request("GET", "/readyz").status, 200)
+        # An entry of the suppression index older than any kept event, in
+        # bucket 0: the first write's round trip takes the prune's first
+        # step there (its script's HSCAN and HDEL, run as the ACL user).
+        pruned = next(a for a in (f"p{i}@example.com" for i in range(1000))
+                      if supp_bucket(a) == 0)
+        ENV.rclient("HSET", "mailtrail:suppidx:{0}", pruned, 32 * 1000 + 1)
         # Every SES event file of tests/data that is an event.
         stored = 0
         for name in sorted(os.listdir(os.path.join(DATA, "ses"))):
@@ -418,6 +434,8 @@ class RedisTlsTest(Base):
             self.assertEqual(r.status, 200, f"{name}: {r}")
             stored += 1
         self.assertGreater(stored, 20)
+        self.assertIsNone(ENV.rclient("HGET", "mailtrail:suppidx:{0}", pruned),
+                          "no prune step ran, or it failed")
         # Redelivery, suppression, then a retention trim (2 days later,
         # retention 1 day): every branch of the store script.
         a = "trim@example.com"
@@ -456,6 +474,10 @@ class RedisTlsTest(Base):
                                  json.dumps([a, "nobody@example.com"]).encode(),
                                  {"Content-Type": "application/json"})
         self.assertEqual(r.status, 200, r)
+        # The index's entries are written by its script's put (and by the
+        # rebuild this first check starts, as the ACL user too).
+        fa = "fresh@example.com"
+        self.assertIsNotNone(ENV.rclient("HGET", f"mailtrail:suppidx:{{{supp_bucket(fa)}}}", fa))
         export = harness.http_request(m.api_port, "GET", "/v1/suppressions?format=csv")
         self.assertEqual(export.status, 200, export)
         time.sleep(2.5 * harness.TIME_FACTOR)

@@ -30,6 +30,13 @@ What is checked:
   entries), another recipient's data is intact, a second erasure removes
   nothing (200, zero counts), auth, and no log line holds the address
   (the erasure's line names the first 16 hex digits of its SHA-256);
+- the suppression index (hashes "suppidx:{<n>}"): a check is one HMGET per
+  bucket; data from before the index is read from the counts and then
+  indexed; the index of the version before (sorted sets "supp:{<n>}") is
+  not read, and is removed once the hashes are built; the prune walks the
+  buckets an HSCAN step of about 1,000 entries at a time, removes old
+  entries and foreign values and keeps recent ones; a put replaces a
+  foreign value; a failing prune step fails no delivery;
 - Redis unavailable: 503 from the check, an erasure and an export page; a
   streamed export whose Redis goes away mid-way ends without its last
   chunk (the client sees a cut transfer, not a short list).
@@ -322,15 +329,48 @@ def policy_marker(statuses=("5.1.1", "5.1.2", "5.1.3", "5.1.6", "5.1.10", "5.2.1
     with neither statuses nor repeated soft bounces, else "2-" and the
     FNV-1a (32 bits) of the policy as text."""
     if not statuses and not soft_bounces:
-        return "mailtrail:supp:ready:1"
+        return "mailtrail:suppidx:ready:1"
     h = 2166136261
     for c in ("".join(x + "," for x in statuses) + f";{soft_bounces};{soft_days}").encode():
         h = ((h ^ c) * 16777619) & 0xFFFFFFFF
-    return f"mailtrail:supp:ready:2-{h:08x}"
+    return f"mailtrail:suppidx:ready:2-{h:08x}"
 
 
 # The default policy's marker.
 READY = policy_marker()
+
+
+def supp_key(address):
+    """The suppression index's hash that holds an address's entry."""
+    return f"mailtrail:suppidx:{{{supp_bucket(address)}}}"
+
+
+def index_entry(redis, address):
+    """An address's entry in the index (32 * ms + reason code), None for
+    none; the value must be the decimal digits of an integer."""
+    v = redis("HGET", supp_key(address), address)
+    if v is None:
+        return None
+    v = v.decode() if isinstance(v, bytes) else str(v)
+    if not v.isdigit():
+        raise AssertionError(f"index entry of {address} is not an integer: {v!r}")
+    return int(v)
+
+
+def buckets_of(addresses):
+    """How many buckets a check of these addresses asks (one HMGET each)."""
+    return len({supp_bucket(a) for a in addresses})
+
+
+def addresses_in_bucket(k, n, pattern="a{}@example.com"):
+    """The first n addresses of a pattern that fall in bucket k."""
+    out, i = [], 0
+    while len(out) < n:
+        a = pattern.format(i)
+        if supp_bucket(a) == k:
+            out.append(a)
+        i += 1
+    return out
 
 
 def now_ms():
@@ -339,8 +379,9 @@ def now_ms():
 
 class IndexTest(SuppressionCase):
     """The suppression index (README, "Bulk suppression check"): a check is
-    a ZMSCORE per bucket, not an HMGET per address, and answers exactly
-    what the counts hashes (and the summary) say."""
+    an HMGET per bucket of the index (hashes), not an HMGET per address of
+    the counts hashes, and answers exactly what the counts hashes (and the
+    summary) say."""
 
     def wait_ready(self, timeout=20):
         deadline = time.monotonic() + timeout
@@ -374,8 +415,11 @@ class IndexTest(SuppressionCase):
         self.env.redis("CONFIG", "RESETSTAT")
         res = self.post_check(addrs)["results"]
         calls = self.command_calls()
-        self.assertEqual(calls.get("hmget", 0), 0, calls)
-        self.assertLessEqual(calls.get("zmscore", 0), 64, calls)
+        # One HMGET per bucket asked (all 64 here), no counts hash read,
+        # nothing of the sorted-set layout before.
+        self.assertEqual(buckets_of(addrs), 64)
+        self.assertEqual(calls.get("hmget", 0), 64, calls)
+        self.assertEqual(calls.get("zmscore", 0), 0, calls)
         for i in range(5):
             self.assertEqual(res[i], {"address": addrs[i], "normalized": addrs[i],
                                       "suppressed": True, "reason": "Bounce/Permanent",
@@ -397,19 +441,22 @@ class IndexTest(SuppressionCase):
         res = self.post_check(addrs)["results"]
         self.assertEqual([(r["reason"], r["time"]) for r in res], want)
         self.wait_ready()
-        for i, (a, why, _) in enumerate(rows):
-            if why:
-                self.assertIsNotNone(self.env.redis("ZSCORE", f"mailtrail:supp:{{{supp_bucket(a)}}}", a), a)
+        for a, why, ms in rows:
+            code = {"Complaint": 0, "Bounce/Permanent": 1, None: None}[why]
+            self.assertEqual(index_entry(self.env.redis, a),
+                             None if why is None else ms * 32 + code, a)
         self.env.redis("CONFIG", "RESETSTAT")
         res = self.post_check(addrs)["results"]
         self.assertEqual([(r["reason"], r["time"]) for r in res], want)
-        self.assertEqual(self.command_calls().get("hmget", 0), 0)
-        # The marker gone (FLUSHALL, a new policy): the counts answer again.
+        self.assertEqual(self.command_calls().get("hmget", 0), buckets_of(addrs))
+        # The marker gone (FLUSHALL, a new policy): the counts answer again
+        # (an HMGET of each address's counts hash besides the index's; the
+        # rebuild it starts reads them too).
         self.env.redis("DEL", READY)
         self.env.redis("CONFIG", "RESETSTAT")
         res = self.post_check(addrs)["results"]
         self.assertEqual([(r["reason"], r["time"]) for r in res], want)
-        self.assertGreaterEqual(self.command_calls().get("hmget", 0), 300)
+        self.assertGreaterEqual(self.command_calls().get("hmget", 0), buckets_of(addrs) + 300)
         self.wait_ready()
 
     def test_one_recipients_event_never_changes_anothers_answer(self):
@@ -447,7 +494,7 @@ class IndexTest(SuppressionCase):
         # the counts say nothing (trimmed, expired).
         old = now_ms() - 89 * 86400_000
         a = "stale@example.com"
-        self.env.redis("ZADD", f"mailtrail:supp:{{{supp_bucket(a)}}}", old * 32 + 1, a)
+        self.env.redis("HSET", supp_key(a), a, old * 32 + 1)
         self.assertEqual(self.post_check([a])["results"][0]["suppressed"], False)
         # An event backfilled into an empty timeline with an old time is
         # kept until the key expires: the counts say so.
@@ -460,7 +507,7 @@ class IndexTest(SuppressionCase):
         self.deliver(self.m, [Item("complaint", c, now_ms() - 1000, 501)], threads=1)
         self.assertEqual(self.post_check([c])["results"][0]["suppressed"], True)
         self.assertEqual(self.api(self.m, f"/v1/recipients/{c}", method="DELETE").status, 200)
-        self.assertIsNone(self.env.redis("ZSCORE", f"mailtrail:supp:{{{supp_bucket(c)}}}", c))
+        self.assertIsNone(index_entry(self.env.redis, c))
         self.assertEqual(self.post_check([c])["results"][0]["suppressed"], False)
 
     def test_a_trimmed_event_is_not_answered_from_its_entry(self):
@@ -477,24 +524,122 @@ class IndexTest(SuppressionCase):
                          ("Complaint", ms_iso(old)))
         self.wait_ready()
         self.deliver(m, [Item("delivery", a, now_ms() - 1000, 801)], threads=1)
-        self.assertIsNotNone(self.env.redis("ZSCORE", f"mailtrail:supp:{{{supp_bucket(a)}}}", a))
+        self.assertEqual(index_entry(self.env.redis, a), old * 32)
         r = harness.http_request(m.api_port, "POST", CHECK, body=json.dumps([a]),
                                  headers={"Authorization": f"Bearer {TOKEN}"})
         self.assertEqual(r.json()["results"][0]["suppressed"], False)
         self.assertEqual(self.get(m, f"/v1/recipients/{a}", token=TOKEN)["suppressed"], False)
 
     def test_prune(self):
-        # The first write of a new process prunes bucket 0: entries of
-        # events older than the retention period, an hour and a week.
+        # The prune walks the buckets in turn, one HSCAN step of about
+        # 1,000 entries (STORE_SUPP_PRUNE_STEP) in a write's round trip at
+        # most once a second per process, starting with bucket 0 at the
+        # first write of a new process; a step removes the entries of
+        # events older than the retention period, an hour and a week, and
+        # values that are not an entry (not a number).  Bucket 0 here:
+        # 2,500 old entries, 30 recent ones, 10 foreign values.
         m = self.start(token=TOKEN)
         day = 86400_000
-        old = [a for a in (f"p{i}@example.com" for i in range(2000)) if supp_bucket(a) == 0][:2]
-        key = "mailtrail:supp:{0}"
-        self.env.redis("ZADD", key, (now_ms() - 98 * day - 3600_000) * 32, old[0],
-                       (now_ms() - 96 * day) * 32, old[1])
-        self.deliver(m, [Item("delivery", "any@example.com", now_ms() - 1000, 600)], threads=1)
-        self.assertIsNone(self.env.redis("ZSCORE", key, old[0]))
-        self.assertIsNotNone(self.env.redis("ZSCORE", key, old[1]))
+        key = supp_key(addresses_in_bucket(0, 1)[0])
+        self.assertEqual(key, "mailtrail:suppidx:{0}")
+        addrs = addresses_in_bucket(0, 2540, "p{}@example.com")
+        old, kept, foreign = addrs[:2500], addrs[2500:2530], addrs[2530:]
+        v_old = (now_ms() - 98 * day - 3600_000) * 32 + 1
+        v_kept = (now_ms() - 96 * day) * 32
+        args = []
+        for a in old:
+            args += [a, v_old]
+        for a in kept:
+            args += [a, v_kept]
+        for a in foreign:
+            args += [a, "not-a-number"]
+        self.env.redis("HSET", key, *args)
+        self.assertEqual(self.env.redis("OBJECT", "ENCODING", key), b"hashtable")
+        # And an old entry in bucket 1, pruned once bucket 0 is done.
+        next_old = addresses_in_bucket(1, 1, "p{}@example.com")[0]
+        self.env.redis("HSET", supp_key(next_old), next_old, v_old)
+
+        def left():
+            held = self.env.redis("HGETALL", key)
+            held = dict(zip(held[::2], held[1::2]))
+            self.assertEqual([held.get(a.encode()) for a in kept], [str(v_kept).encode()] * 30,
+                             "a recent entry was pruned")
+            return len(held) - 30
+
+        history = []
+        for step in range(8):
+            if step:
+                time.sleep(1.1)
+            self.deliver(m, [Item("delivery", "any@example.com", now_ms() - 1000, 600 + step)],
+                         threads=1)
+            history.append(left())
+            if history[-1] == 0:
+                break
+        # Steps of about 1,000 of the 2,540 entries: three, each removing
+        # what it scanned but the recent ones.
+        self.assertEqual(history[-1], 0, history)
+        self.assertEqual(len(history), 3, history)
+        self.assertTrue(2510 - 1010 <= history[0] <= 2510 - 960, history)
+        self.assertEqual(self.env.redis("HLEN", key), 30)
+        self.assertEqual(index_entry(self.env.redis, next_old), v_old)
+        time.sleep(1.1)
+        self.deliver(m, [Item("delivery", "any@example.com", now_ms() - 1000, 610)], threads=1)
+        self.assertIsNone(index_entry(self.env.redis, next_old))
+        self.assertEqual(self.env.redis("HLEN", key), 30)
+        self.assertEqual(metric(m, "mailtrail_redis_errors_total"), 0)
+
+    def test_put_over_a_foreign_value(self):
+        # A value in a bucket that is not an entry of ours (written by
+        # hand, or by anything but mailtrail): a deciding event's put
+        # replaces it (and the check meanwhile verifies it on the counts,
+        # as it does any entry it cannot read).
+        self.post_check(["x@example.com"])
+        self.wait_ready()
+        a, b = "foreign@example.com", "foreign2@example.com"
+        self.env.redis("HSET", supp_key(a), a, "junk")
+        self.env.redis("HSET", supp_key(b), b, "")
+        self.assertEqual([r["suppressed"] for r in self.post_check([a, b])["results"]],
+                         [False, False])
+        t = now_ms() - 60_000
+        self.deliver(self.m, [Item("complaint", a, t, 630),
+                              Item("bounce-permanent", b, t + 1, 631)], threads=1)
+        self.assertEqual((index_entry(self.env.redis, a), index_entry(self.env.redis, b)),
+                         (t * 32, (t + 1) * 32 + 1))
+        res = self.post_check([a, b])["results"]
+        self.assertEqual([(r["reason"], r["time"]) for r in res],
+                         [("Complaint", ms_iso(t)), ("Bounce/Permanent", ms_iso(t + 1))])
+        # An older event does not lower an entry; a newer one raises it.
+        self.deliver(self.m, [Item("bounce-permanent", a, t - 5000, 632),
+                              Item("complaint", b, t + 2, 633)], threads=1)
+        self.assertEqual((index_entry(self.env.redis, a), index_entry(self.env.redis, b)),
+                         (t * 32, (t + 2) * 32))
+
+    def test_a_failing_prune_step_fails_no_delivery(self):
+        # Bucket 0 is not a hash (a key written by hand): the prune's
+        # steps there fail (the first write of a new process takes one),
+        # are counted, and the deliveries of their round trip are stored
+        # all the same, with their index entries.
+        self.env.redis("SET", "mailtrail:suppidx:{0}", "not a hash")
+        m = self.start(token=TOKEN)
+        a = addresses_in_bucket(1, 1, "f{}@example.com")[0]
+        t = now_ms() - 60_000
+        before = metric(m, "mailtrail_redis_errors_total")
+        self.deliver(m, [Item("bounce-permanent", a, t, 620)], threads=1)
+        self.assertGreater(metric(m, "mailtrail_redis_errors_total"), before)
+        self.assertEqual(index_entry(self.env.redis, a), t * 32 + 1)
+        time.sleep(1.1)
+        self.deliver(m, [Item("complaint", a, t + 1, 621)], threads=1)
+        self.assertEqual(index_entry(self.env.redis, a), (t + 1) * 32)
+        self.assertEqual(len(self.get(m, api.timeline_path(a), token=TOKEN)["events"]), 2)
+        self.assertEqual(self.env.redis("GET", "mailtrail:suppidx:{0}"), b"not a hash")
+
+
+def metric(m, name):
+    """A metric's value from mailtrail's /metrics (0 when absent)."""
+    for line in m.request("GET", "/metrics").body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
 
 
 class ExportTest(SuppressionCase):
@@ -738,30 +883,63 @@ class ErasureTest(SuppressionCase):
         self.assertEqual(log.count('"msg":"recipient erased"'), 3)
 
 
-class OldRedisTest(api.ApiCase):
-    """A Redis without ZMSCORE (before 6.2; here a 7.0 with the command
-    renamed away): the index is neither written nor read, and the check
-    answers from the counts hashes as before."""
+class LayoutChangeTest(SuppressionCase):
+    """The index of the version before (64 sorted sets "supp:{<n>}" read
+    with ZMSCORE, its marker "supp:ready:<policy>"): not read; the first
+    check rebuilds the index of hashes from the counts hashes, then
+    removes the old layout (UNLINK)."""
 
-    def test_without_zmscore(self):
-        rs = harness.RedisServer(tempfile.mkdtemp(dir=api.ENV.tmp, prefix="redis-old-"),
-                                 extra_conf='rename-command ZMSCORE ""\n').start()
-        self.addCleanup(rs.stop)
-        m = self.start(redis_url=f"redis://127.0.0.1:{rs.port}/0", token=TOKEN)
-        t = int(time.time() * 1000) - 3600_000
-        self.deliver(m, [Item("bounce-permanent", "p@example.com", t, 700),
-                         Item("complaint", "c@example.com", t + 1, 701),
-                         Item("delivery", "d@example.com", t + 2, 702)], threads=1)
-        r = harness.http_request(m.api_port, "POST", CHECK,
-                                 body=json.dumps(["p@example.com", "c@example.com",
-                                                  "d@example.com", "n@example.com"]),
-                                 headers={"Authorization": f"Bearer {TOKEN}"})
-        self.assertEqual(r.status, 200, r)
-        self.assertEqual([(x["reason"], x["time"]) for x in r.json()["results"]],
-                         [("Bounce/Permanent", ms_iso(t)), ("Complaint", ms_iso(t + 1)),
-                          (None, None), (None, None)])
-        time.sleep(0.5)  # no rebuild was started either
-        self.assertEqual(rs.client("KEYS", "mailtrail:supp:*"), [])
+    wait_ready = IndexTest.wait_ready
+    command_calls = IndexTest.command_calls
+
+    def test_sorted_sets_replaced_by_hashes(self):
+        t = now_ms() - 3600_000
+        rows = [(f"l{i}@example.com", ("Complaint", "Bounce/Permanent", None)[i % 3], t + i)
+                for i in range(90)]
+        self.load_counts(rows)
+        # The old index: an entry for every suppressed address, and one
+        # for an address whose counts are gone (the old index is not
+        # read: it is not suppressed); its marker and rebuild token.
+        old = {"gone@example.com": (t * 32 + 1)}
+        old.update({a: ms * 32 + (1 if why == "Bounce/Permanent" else 0)
+                    for a, why, ms in rows if why})
+        for a, score in old.items():
+            self.env.redis("ZADD", f"mailtrail:supp:{{{supp_bucket(a)}}}", score, a)
+        old_keys = sorted({f"mailtrail:supp:{{{supp_bucket(a)}}}" for a in old})
+        self.assertGreater(len(old_keys), 30)
+        self.env.redis("SET", "mailtrail:supp:ready:2-781565ed", "1")
+        self.env.redis("SET", "mailtrail:supp:rebuilding", "token of a rebuild")
+        m = self.start(token=TOKEN)
+        addrs = [r[0] for r in rows] + ["gone@example.com"]
+        want = [(r[1], ms_iso(r[2]) if r[1] else None) for r in rows] + [(None, None)]
+
+        def check():
+            r = harness.http_request(m.api_port, "POST", CHECK, body=json.dumps(addrs),
+                                     headers={"Authorization": f"Bearer {TOKEN}"})
+            self.assertEqual(r.status, 200, r)
+            return [(x["reason"], x["time"]) for x in r.json()["results"]]
+
+        self.assertEqual(check(), want)  # from the counts: no marker of the hashes
+        self.wait_ready()
+        for a, why, ms in rows:
+            code = {"Complaint": 0, "Bounce/Permanent": 1, None: None}[why]
+            self.assertEqual(index_entry(self.env.redis, a),
+                             None if why is None else ms * 32 + code, a)
+        self.assertIsNone(index_entry(self.env.redis, "gone@example.com"))
+        # The old layout removed, once the marker is set (the rebuild
+        # unlinks it after): its sorted sets, marker and token.
+        deadline = time.monotonic() + 10 * harness.TIME_FACTOR
+        while self.env.redis("KEYS", "mailtrail:supp:*") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(self.env.redis("KEYS", "mailtrail:supp:*"), [])
+        self.assertEqual(sorted(self.env.redis("KEYS", "mailtrail:suppidx:*")),
+                         sorted({READY.encode()} |
+                                {supp_key(r[0]).encode() for r in rows if r[1]}))
+        self.env.redis("CONFIG", "RESETSTAT")
+        self.assertEqual(check(), want)  # from the hashes
+        calls = self.command_calls()
+        self.assertEqual((calls.get("hmget", 0), calls.get("zmscore", 0)), (buckets_of(addrs), 0),
+                         calls)
 
 
 class OutageTest(api.ApiCase):
