@@ -217,26 +217,30 @@ static const char stats_script[] =
 	STATS_COUNT_LUA
 	"return stats_bad and 0 or 1\n";
 
-/* The suppression index's writes (store.h): KEYS[1] a bucket.  "put"
- * (ARGV[2] an address, ARGV[3] its entry, 32 * ms + code) raises the
- * address's entry to ARGV[3] unless it holds that much already (as ZADD
- * GT would: only a newer event raises it, a redelivery changes nothing;
- * a foreign value is replaced); answers 1 when it wrote.  "prune"
- * (ARGV[2] an HSCAN cursor, ARGV[3] a value, ARGV[4] a COUNT) removes the
- * entries that one HSCAN step finds below ARGV[3] (and foreign values),
- * and answers the next cursor. */
+/* The suppression index's writes (store.h): KEYS[1] a bucket.  An entry
+ * is a value of 1 to 18 decimal digits (as the check's decoder reads it);
+ * any other value is foreign.  "put" (ARGV[2] an address, ARGV[3] its
+ * entry, 32 * ms + code) raises the address's entry to ARGV[3] unless it
+ * holds that much already (as ZADD GT would: only a newer event raises
+ * it, a redelivery changes nothing; a foreign value is replaced); answers
+ * 1 when it wrote.  "prune" (ARGV[2] an HSCAN cursor, ARGV[3] a value,
+ * ARGV[4] a COUNT) removes the entries that one HSCAN step finds below
+ * ARGV[3], and foreign values, and answers the next cursor. */
 static const char supp_script[] =
 	"if ARGV[1] == 'put' then\n"
-	"  local old = tonumber(redis.call('HGET', KEYS[1], ARGV[2]))\n"
-	"  if old and old >= tonumber(ARGV[3]) then return 0 end\n"
+	"  local old = redis.call('HGET', KEYS[1], ARGV[2])\n"
+	"  if old and #old > 0 and #old <= 18 and not string.find(old, '%D') and\n"
+	"     tonumber(old) >= tonumber(ARGV[3]) then return 0 end\n"
 	"  redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])\n"
 	"  return 1\n"
 	"end\n"
 	"local r = redis.call('HSCAN', KEYS[1], ARGV[2], 'COUNT', ARGV[4])\n"
 	"local f, below = r[2], tonumber(ARGV[3])\n"
 	"for i = 1, #f, 2 do\n"
-	"  local v = tonumber(f[i + 1])\n"
-	"  if not v or v < below then redis.call('HDEL', KEYS[1], f[i]) end\n"
+	"  local v = f[i + 1]\n"
+	"  if #v == 0 or #v > 18 or string.find(v, '%D') or tonumber(v) < below then\n"
+	"    redis.call('HDEL', KEYS[1], f[i])\n"
+	"  end\n"
 	"end\n"
 	"return r[1]\n";
 
@@ -1425,17 +1429,19 @@ static size_t add_suppression_index(struct store *st, const struct put *puts, si
 }
 
 /* Takes a prune step's answer (add_suppression_index): the next cursor
- * in that bucket, or the next bucket once it is 0. */
+ * in that bucket, or the next bucket once it is 0 or the step failed (a
+ * bucket whose steps fail, e.g. a foreign value at its key, must not
+ * stop the walk of the others). */
 static void supp_pruned(struct store *st, const redisReply *r)
 {
-	unsigned long long next;
+	unsigned long long next = 0;
 	char *end;
-	if (!r || r->type != REDIS_REPLY_STRING)
-		return;
-	errno = 0;
-	next = strtoull(r->str, &end, 10);
-	if (errno || end == r->str || *end)
-		return;
+	if (r && r->type == REDIS_REPLY_STRING) {
+		errno = 0;
+		next = strtoull(r->str, &end, 10);
+		if (errno || end == r->str || *end)
+			next = 0;
+	}
 	if (next == 0)
 		atomic_fetch_add(&st->supp_prune_next, 1);
 	atomic_store(&st->supp_prune_cursor, next);

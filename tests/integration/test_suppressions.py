@@ -551,8 +551,12 @@ class IndexTest(SuppressionCase):
             args += [a, v_old]
         for a in kept:
             args += [a, v_kept]
-        for a in foreign:
-            args += [a, "not-a-number"]
+        # Values Lua's tonumber() would read as numbers, but no entry of
+        # ours (1 to 18 digits): foreign, removed as well.
+        odd = ["not-a-number", "inf", "nan", "1e30", "0x10", "9" * 20, "-5", "1.5", "",
+               " 12"]
+        for a, v in zip(foreign, odd):
+            args += [a, v]
         self.env.redis("HSET", key, *args)
         self.assertEqual(self.env.redis("OBJECT", "ENCODING", key), b"hashtable")
         # And an old entry in bucket 1, pruned once bucket 0 is done.
@@ -600,9 +604,17 @@ class IndexTest(SuppressionCase):
         self.env.redis("HSET", supp_key(b), b, "")
         self.assertEqual([r["suppressed"] for r in self.post_check([a, b])["results"]],
                          [False, False])
+        # Values Lua reads as numbers larger than any entry are foreign too:
+        # a put replaces them.
+        odd = {f"odd{i}@example.com": v for i, v in
+               enumerate(["inf", "1e30", "0x7fffffffffffffff", "9" * 20, "nan"])}
+        for o, v in odd.items():
+            self.env.redis("HSET", supp_key(o), o, v)
         t = now_ms() - 60_000
         self.deliver(self.m, [Item("complaint", a, t, 630),
-                              Item("bounce-permanent", b, t + 1, 631)], threads=1)
+                              Item("bounce-permanent", b, t + 1, 631)] +
+                     [Item("complaint", o, t, 640 + i) for i, o in enumerate(odd)], threads=1)
+        self.assertEqual([index_entry(self.env.redis, o) for o in odd], [t * 32] * len(odd))
         self.assertEqual((index_entry(self.env.redis, a), index_entry(self.env.redis, b)),
                          (t * 32, (t + 1) * 32 + 1))
         res = self.post_check([a, b])["results"]
@@ -620,6 +632,10 @@ class IndexTest(SuppressionCase):
         # are counted, and the deliveries of their round trip are stored
         # all the same, with their index entries.
         self.env.redis("SET", "mailtrail:suppidx:{0}", "not a hash")
+        # An old entry in bucket 1: the walk moves on past the failing
+        # bucket and prunes it.
+        gone = addresses_in_bucket(1, 2, "g{}@example.com")[1]
+        self.env.redis("HSET", supp_key(gone), gone, "32001")
         m = self.start(token=TOKEN)
         a = addresses_in_bucket(1, 1, "f{}@example.com")[0]
         t = now_ms() - 60_000
@@ -630,6 +646,7 @@ class IndexTest(SuppressionCase):
         time.sleep(1.1)
         self.deliver(m, [Item("complaint", a, t + 1, 621)], threads=1)
         self.assertEqual(index_entry(self.env.redis, a), (t + 1) * 32)
+        self.assertIsNone(self.env.redis("HGET", supp_key(gone), gone))
         self.assertEqual(len(self.get(m, api.timeline_path(a), token=TOKEN)["events"]), 2)
         self.assertEqual(self.env.redis("GET", "mailtrail:suppidx:{0}"), b"not a hash")
 
