@@ -109,6 +109,8 @@ struct apireq_health {
 	enum stats_dim dim;      /* dimension: default identity */
 	size_t limit;            /* names (health) or domains listed */
 	char name[STATS_NAME_MAX + 1]; /* the series' name ("" until given) */
+	char given[STATS_NAME_MAX + 1]; /* name as given (re-read when dimension
+					* comes after it) */
 	bool has_from, has_to;
 	int64_t from, to;        /* the series' range, ms: [from, to) */
 	bool step_day;           /* step=day; default hour */

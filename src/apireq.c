@@ -195,6 +195,8 @@ static bool health_name(struct apireq_health *h, const char *key, const char *va
 	if (n == 0 || n > STATS_NAME_MAX)
 		return health_bad(h, key, why);
 	bool fold = h->dim != STATS_DIM_CONFIGURATION_SET;
+	if (value != h->given)
+		memcpy(h->given, value, n + 1);
 	for (size_t i = 0; i <= n; i++)
 		h->name[i] = fold ? (char)tolower((unsigned char)value[i]) : value[i];
 	if (strcmp(h->name, STATS_OTHER) != 0 && !stats_name_valid(h->dim, h->name, n)) {
@@ -214,12 +216,10 @@ bool apireq_parse_health_param(struct apireq_health *h, const char *key, const c
 	if (strcmp(key, "dimension") == 0 && !domains) {
 		if (!value || !stats_dim_lookup(value, strlen(value), &h->dim))
 			return health_bad(h, key, "must be identity, configuration-set or domain");
-		/* A name given before its dimension is checked again. */
-		if (series && h->name[0]) {
-			char name[STATS_NAME_MAX + 1];
-			memcpy(name, h->name, sizeof(name));
-			return health_name(h, "name", name);
-		}
+		/* A name given before its dimension is read again, as given
+		 * (a configuration set's name keeps its case). */
+		if (series && h->name[0])
+			return health_name(h, "name", h->given);
 	} else if (strcmp(key, "limit") == 0 && !series) {
 		int64_t n;
 		if (!parse_ms(value, &n) || n < 1 || n > APIREQ_HEALTH_LIMIT_MAX)

@@ -267,6 +267,9 @@ static void test_health(void)
 			    "&from=86400000&to=172800001", now, &h) == '\0' &&
 	      strcmp(h.name, "Tx-EU") == 0 && h.step_day && apireq_series_points(&h, &first) == 2 &&
 	      first == day, "a set's name keeps its case; days");
+	CHECK(*health_query(APIREQ_HEALTH_SERIES, "name=Tx-EU&dimension=configuration-set", now,
+			    &h) == '\0' && strcmp(h.name, "Tx-EU") == 0,
+	      "a set's name given before its dimension keeps its case");
 	CHECK(*health_query(APIREQ_HEALTH_SERIES, "name=(other)&from=0&to=7200000000", now, &h) ==
 	      '\0' && apireq_series_points(&h, &first) == 2000 && first == 0, "2000 points");
 	CHECK(*health_query(APIREQ_HEALTH_SERIES, "name=a.example&from=3599999&to=3600001", now,
