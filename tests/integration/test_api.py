@@ -1378,6 +1378,33 @@ class TestMessages(ApiCase):
         return [(g["recipient"], [(e["id"], e["type"], ms_of(e["time"])) for e in g["events"]])
                 for g in body["recipients"]]
 
+    @unittest.expectedFailure
+    def test_forged_references_do_not_hide_a_mails_recipients(self):
+        """Security review: the message index is keyed by mail.messageId
+        alone, which whoever gets a message signed chooses (an SES message
+        id is no secret: it is in every mail's Message-ID).  Two signed
+        deliveries of 1,000 recipients each naming a genuine mail's id and
+        a later time push its genuine references out of the newest 2,000
+        (STORE_MESSAGE_REFS_MAX): the lookup then no longer shows the
+        recipient the mail was really sent to, whose own timeline still
+        holds the event.  Expected to fail until the index keeps a mail's
+        references apart from other senders' (remove the decorator then)."""
+        m = self.start()
+        mail = ses_message_id(0x4e00)
+        genuine = Item("bounce-permanent", "victim@example.com", T0 + 1000, 1, mail)
+        self.deliver(m, [genuine], threads=1)
+        forged = [Item("delivery", [f"f{k}-{j}@attacker.example" for j in range(1000)],
+                       T0 + 10000 + k, 2 + k, mail) for k in range(2)]
+        self.deliver(m, forged, threads=1)
+        # The victim's own timeline keeps the event ...
+        timeline = self.get_page(m, timeline_path("victim@example.com"),
+                                 "victim@example.com")["events"]
+        self.assertEqual([e["id"] for e in timeline], [genuine.id])
+        # ... and so must the lookup of the mail it came from.
+        got = [g["recipient"] for g in self.message(m, mail)["recipients"]]
+        self.assertTrue("victim@example.com" in got,
+                        f"the genuine recipient is not among the {len(got)} answered")
+
     def test_grouped_newest_first(self):
         m = self.start()
         mail = ses_message_id(0x4d00)
