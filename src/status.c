@@ -167,16 +167,26 @@ static void copy_host(char *dst, const char *src)
 	memcpy(dst, src, n + 1);
 }
 
-/* The slot of topic in the table: a new one while there is room, else
- * "(other)" (a pseudo topic always has one: two slots are theirs). */
-static struct note *slot(struct status *st, const char *topic)
+/* The slot of topic in the table: a new one while there is room (for a
+ * note that is not trusted, while fewer than STATUS_UNVERIFIED_TOPICS_MAX
+ * untrusted topics hold one), else "(other)" (a pseudo topic always has
+ * one: two slots are theirs). */
+static struct note *slot(struct status *st, const char *topic, bool trusted)
 {
-	for (size_t i = 0; i < st->n; i++)
+	size_t unverified = 0;
+	for (size_t i = 0; i < st->n; i++) {
 		if (strcmp(st->table[i].topic, topic) == 0)
 			return &st->table[i];
+		unverified += !st->table[i].trusted && st->table[i].topic[0] != '(';
+	}
 	bool pseudo = topic[0] == '(';
-	if (!pseudo && st->n >= STATUS_TOPICS_MAX)
-		return slot(st, STATUS_TOPIC_OTHER);
+	/* Topics only claimed by deliveries that were not verified (anyone
+	 * can send them) take at most STATUS_UNVERIFIED_TOPICS_MAX places, as
+	 * in Redis: a flood of them must not push a verified topic's note
+	 * into "(other)" before it reaches Redis. */
+	if (!pseudo && (st->n >= STATUS_TOPICS_MAX ||
+			(!trusted && unverified >= STATUS_UNVERIFIED_TOPICS_MAX)))
+		return slot(st, STATUS_TOPIC_OTHER, trusted);
 	if (st->n >= TABLE_MAX)
 		return NULL; /* cannot happen: see TABLE_MAX */
 	struct note *e = &st->table[st->n++];
@@ -278,7 +288,7 @@ void status_record(struct status *st, const struct webhook_result *res,
 		n.sub_time = now;
 	}
 	pthread_mutex_lock(&st->lock);
-	struct note *e = slot(st, topic_name(topic));
+	struct note *e = slot(st, topic_name(topic), n.trusted);
 	if (e) {
 		memcpy(n.topic, e->topic, sizeof(n.topic));
 		merge(e, &n);
@@ -522,7 +532,7 @@ free_args:
 		/* Kept for the next flush (what came meanwhile merges in). */
 		pthread_mutex_lock(&st->lock);
 		for (size_t i = 0; i < n; i++) {
-			struct note *e = slot(st, taken[i].topic);
+			struct note *e = slot(st, taken[i].topic, taken[i].trusted);
 			if (e)
 				merge(e, &taken[i]);
 		}

@@ -314,6 +314,24 @@ class StatusCase(harness.MailtrailTestCase):
         ttl = int(ENV.redis("TTL", hour_keys[0]))
         self.assertTrue(2 * 86400 - 60 <= ttl <= 2 * 86400, ttl)
 
+    def test_a_flood_of_made_up_topics_does_not_hide_a_verified_one(self):
+        """Security review: anyone can send deliveries naming made-up
+        topics (no signature needed: they are refused, and recorded).
+        Between two flushes (2 s) the notes wait in a table of 100 topics;
+        100 made-up ones sent just before a genuine delivery used to take
+        every place, and the verified topic's delivery was recorded under
+        "(other)", so /v1/status never showed it."""
+        m = self.start()
+        for round_ in range(3):
+            for i in range(120):
+                r = m.post_sns(ENV.signer.notification(
+                    ses(), topic=f"arn:aws:sns:eu-west-1:999999999999:r{round_}x{i}"))
+                self.assertEqual(r.status, 403)
+            self.assertEqual(m.post_sns(ENV.signer.notification(ses(), topic=OURS)).status, 200)
+        t = self.topic(self.status(m), OURS)
+        self.assertIsNotNone(t, "the verified topic is missing")
+        self.assertEqual(t["deliveries"]["hour"], 3, t)
+
     def test_silence_after_traffic_gets_a_hint(self):
         m = self.start()
         self.assertEqual(m.post_sns(ENV.signer.notification(ses(), topic=OURS)).status, 200)
