@@ -303,10 +303,14 @@ struct store_suppression {
 	char text[POLICY_TEXT_MAX]; /* the reason in words, when reason is set */
 };
 
-/* Candidates' timelines read in one pipelined round trip at most (each
- * up to POLICY_EVENTS_MAX members): more take more round trips, so the
- * replies held at once stay bounded. */
+/* Candidates' timelines read in one pipelined round trip at most, a page
+ * of STORE_POLICY_PAGE members each (up to POLICY_EVENTS_MAX members in
+ * all, a page a round trip): more take more round trips, so the replies
+ * held at once stay bounded by 64 pages of 32 members whatever a signed
+ * message makes of a timeline (32 events of at most about 10 KB: 20 MB at
+ * worst, where whole timelines were 64 x 1,000 events, 700 MB measured). */
 #define STORE_POLICY_READS_MAX 64
+#define STORE_POLICY_PAGE 32
 
 /* ---- the suppression index ----
  * {prefix}suppidx:{<n>}, n = 0..STORE_SUPP_BUCKETS-1 (store_supp_bucket

@@ -2608,71 +2608,102 @@ static void suppression_set(const struct store *st, const struct policy_result *
 	policy_reason_text(&st->policy, r, out->text);
 }
 
-/* Queues the read of a timeline for the policy: its newest
- * POLICY_EVENTS_MAX events. */
-static void timeline_read(struct batch *b, const char *key)
+/* Queues the read of one page of a timeline for the policy: its
+ * members [from, from + STORE_POLICY_PAGE) counted from the newest. */
+static void timeline_read(struct batch *b, const char *key, size_t from)
 {
-	batch_addf(b, key, "ZREVRANGE %s 0 %d WITHSCORES", key, POLICY_EVENTS_MAX - 1);
+	/* (hiredis's formatter takes no %zu) */
+	batch_addf(b, key, "ZREVRANGE %s %lld %lld WITHSCORES", key, (long long)from,
+		   (long long)(from + STORE_POLICY_PAGE - 1));
 }
 
-/* Merges into *res what the policy says of timeline_read's answer r for
- * recipient who; ev: room for POLICY_EVENTS_MAX events. */
-static enum mt_err timeline_judge(struct store *st, const redisReply *r, const char *who,
-				  struct policy_event *ev, struct policy_result *res, char *errbuf,
-				  size_t errsz)
+/* Appends to ev (room for POLICY_EVENTS_MAX; *ne held) the deliveries
+ * and bounces of a page timeline_read asked for (r) of recipient who's
+ * timeline; *full: the page was full, so more may follow. */
+static enum mt_err timeline_page(struct store *st, const redisReply *r, const char *who,
+				 struct policy_event *ev, size_t *ne, bool *full, char *errbuf,
+				 size_t errsz)
 {
+	*full = false;
 	if (!reply_ok(r, REDIS_REPLY_ARRAY, errbuf, errsz)) {
 		count_fault(NULL);
 		return MT_E_REDIS;
 	}
-	size_t ne = 0;
-	for (size_t j = 0; j + 1 < r->elements && ne < POLICY_EVENTS_MAX; j += 2) {
+	*full = r->elements >= 2 * (size_t)STORE_POLICY_PAGE;
+	for (size_t j = 0; j + 1 < r->elements && *ne < POLICY_EVENTS_MAX; j += 2) {
 		const redisReply *m = r->element[j];
 		int64_t score;
 		if (m->type != REDIS_REPLY_STRING || !parse_score(r->element[j + 1], &score))
 			continue;
 		if (member_has_type(m, "Delivery")) {
-			ev[ne++] = (struct policy_event){score, POLICY_EV_DELIVERY, false, ""};
+			ev[(*ne)++] = (struct policy_event){score, POLICY_EV_DELIVERY, false, ""};
 		} else if (member_has_type(m, "Bounce")) {
 			struct buf text = {0};
 			if (member_event(st, m, who, score, &text, STORE_PAGE_BYTES_MAX) == MT_E_OK)
-				policy_event_read(text.p, text.len, score, &ev[ne++]);
+				policy_event_read(text.p, text.len, score, &ev[(*ne)++]);
 			buf_free(&text);
 		}
 	}
+	return MT_E_OK;
+}
+
+/* Merges into *res what the policy says of ev[0..ne). */
+static void timeline_judge(struct store *st, const struct policy_event *ev, size_t ne,
+			   struct policy_result *res)
+{
 	struct policy_result pr;
 	policy_evaluate(&st->policy, ev, ne, &pr);
 	policy_result_merge(res, &pr);
-	return MT_E_OK;
 }
 
 /* The policy over recipients' timelines: for each i with keys[i] (its
  * sorted set's name; who[i] the recipient, for compact members), its
- * newest POLICY_EVENTS_MAX events are read, STORE_POLICY_READS_MAX sets a
- * pipelined round trip, and res[i] is merged with what policy_evaluate
- * says of its deliveries and bounces (the type is read on a member's
- * first bytes; only bounces are parsed). */
+ * newest POLICY_EVENTS_MAX members are read, a page of STORE_POLICY_PAGE
+ * for each of STORE_POLICY_READS_MAX recipients a pipelined round trip,
+ * the next page only for those whose page was full, and res[i] is merged
+ * with what policy_evaluate says of its deliveries and bounces (the type
+ * is read on a member's first bytes; only bounces are parsed).  So the
+ * replies held at once are at most STORE_POLICY_READS_MAX pages, however
+ * long and large the timelines a signed message can make. */
 static enum mt_err policy_read(struct store *st, char *const *keys, const char *const *who,
 			       size_t n, struct policy_result *res, char *errbuf, size_t errsz)
 {
-	struct policy_event *ev = malloc(POLICY_EVENTS_MAX * sizeof(*ev));
+	struct policy_event *ev = malloc(STORE_POLICY_READS_MAX * POLICY_EVENTS_MAX * sizeof(*ev));
 	enum mt_err err = ev ? MT_E_OK : MT_E_NOMEM;
 
 	for (size_t from = 0; err == MT_E_OK && from < n;) {
-		struct batch b = {0};
-		size_t idx[STORE_POLICY_READS_MAX], nb = 0;
+		size_t idx[STORE_POLICY_READS_MAX], ne[STORE_POLICY_READS_MAX], nb = 0;
+		bool open[STORE_POLICY_READS_MAX];
 		for (; from < n && nb < STORE_POLICY_READS_MAX; from++) {
 			if (!keys[from])
 				continue;
+			ne[nb] = 0;
+			open[nb] = true;
 			idx[nb++] = from;
-			timeline_read(&b, keys[from]);
 		}
-		if (nb)
-			err = batch_run(st, &b, errbuf, errsz);
+		for (size_t at = 0; err == MT_E_OK && at < POLICY_EVENTS_MAX;
+		     at += STORE_POLICY_PAGE) {
+			struct batch b = {0};
+			size_t asked[STORE_POLICY_READS_MAX], na = 0;
+			for (size_t c = 0; c < nb; c++)
+				if (open[c]) {
+					asked[na++] = c;
+					timeline_read(&b, keys[idx[c]], at);
+				}
+			if (na)
+				err = batch_run(st, &b, errbuf, errsz);
+			for (size_t k = 0; err == MT_E_OK && k < na; k++) {
+				size_t c = asked[k];
+				err = timeline_page(st, b.cmd[k].reply, who[idx[c]],
+						    ev + c * POLICY_EVENTS_MAX, &ne[c], &open[c],
+						    errbuf, errsz);
+			}
+			batch_free(&b);
+			if (!na)
+				break;
+		}
 		for (size_t c = 0; err == MT_E_OK && c < nb; c++)
-			err = timeline_judge(st, b.cmd[c].reply, who[idx[c]], ev, &res[idx[c]], errbuf,
-					     errsz);
-		batch_free(&b);
+			timeline_judge(st, ev + c * POLICY_EVENTS_MAX, ne[c], &res[idx[c]]);
 	}
 	free(ev);
 	return err;
@@ -2726,7 +2757,7 @@ static enum mt_err check_counts(struct store *st, const char *const *addresses, 
 			if (!rkeys[i])
 				goto out;
 			tl[i] = b.n;
-			timeline_read(&b, rkeys[i]);
+			timeline_read(&b, rkeys[i], 0);
 		}
 	}
 	err = b.n ? batch_run(st, &b, errbuf, errsz) : MT_E_OK;
@@ -2746,13 +2777,23 @@ static enum mt_err check_counts(struct store *st, const char *const *addresses, 
 		if (!suppression_of(b.cmd[cmd[2 * i]].reply, &res[i], &soft) &&
 		    cmd[2 * i + 1] != SIZE_MAX)
 			old = suppression_of(b.cmd[cmd[2 * i + 1]].reply, &res[i], &soft);
+		bool more = false; /* the timeline has more than its first page */
 		if (tl[i] != SIZE_MAX) {
-			/* Read with the counts: judged now, or not needed. */
-			if (soft && st->policy_reads)
-				err = timeline_judge(st, b.cmd[tl[i]].reply, addresses[i], ev,
-						     &res[i], errbuf, errsz);
-			free(rkeys[i]);
-			rkeys[i] = NULL;
+			/* Its first page read with the counts: judged now, or
+			 * not needed, or (a page full) read whole below. */
+			if (soft && st->policy_reads) {
+				size_t ne = 0;
+				err = timeline_page(st, b.cmd[tl[i]].reply, addresses[i], ev, &ne,
+						    &more, errbuf, errsz);
+				if (err == MT_E_OK && !more)
+					timeline_judge(st, ev, ne, &res[i]);
+			}
+			if (!more) {
+				free(rkeys[i]);
+				rkeys[i] = NULL;
+			} else {
+				nsoft++;
+			}
 		} else if (soft && st->policy_reads) {
 			rkeys[i] = old ? make_key(st, "rcpt", addresses[i])
 				       : recipient_key(st, "rcpt", addresses[i]);

@@ -354,6 +354,90 @@ class ForgedTest(PolicyCase):
                              same[0]: None, same[1]: None, same[2]: None})
 
 
+class PagedTest(PolicyCase):
+    """Timelines are read a page of 32 members at a time (store.h,
+    STORE_POLICY_PAGE): what decides may be pages deep, and a hostile
+    timeline costs a bounded amount of memory."""
+
+    def test_deciding_events_pages_deep(self):
+        t = now_ms() - 20 * DAY
+        items, serial = [], 1000
+
+        def add(it):
+            nonlocal serial
+            items.append(it)
+            serial += 1
+
+        # A listed status behind 40 opens (two pages of 32).
+        add(soft("deep@example.com", t, serial, status="5.1.1"))
+        for i in range(40):
+            add(Item("open", "deep@example.com", t + 1000 * (i + 1), serial))
+        # Five soft bounces, ten opens after each: the fifth is 55 members
+        # from the newest.
+        for j in range(5):
+            add(soft("deeprep@example.com", t + j * 100_000, serial))
+            for i in range(10):
+                add(Item("open", "deeprep@example.com", t + j * 100_000 + 1000 * (i + 1), serial))
+        # The same five, then a delivery, then 40 opens: lifted.
+        for j in range(5):
+            add(soft("deeplift@example.com", t + j * 100_000, serial))
+        add(Item("delivery", "deeplift@example.com", t + 600_000, serial))
+        for i in range(40):
+            add(Item("open", "deeplift@example.com", t + 700_000 + 1000 * i, serial))
+        self.deliver(self.m, items, threads=4)
+        want = {
+            "deep@example.com": ("Bounce/Status", (
+                "transient bounce 5.1.1: the mailbox does not exist, a status mailbox "
+                "providers use for a permanent condition"), t),
+            "deeprep@example.com": ("Bounce/Repeated", REPEATED, t + 400_000),
+            "deeplift@example.com": None,
+        }
+        self.expect(self.m, want)  # the counts, then the timelines page by page
+        self.wait_marker()
+        self.expect(self.m, want)  # the index: a first page read with the counts, full
+
+    def test_hostile_timelines_cost_bounded_memory(self):
+        # 64 addresses, each a candidate (a listed status), each with NE
+        # bounces of about 5 KB stored (every detail string at its cut):
+        # the policy held 64 whole timelines at once, NE events each (at
+        # NE=1,000 a check took mailtrail from 26 MB to 693 MB); now at
+        # most 64 pages of 32.
+        ne = 12 if harness.WRAPPER else 120
+        addrs = [f"heavy{k}@example.com" for k in range(64)]
+        t = now_ms() - 10 * DAY
+        items = []
+        for j in range(ne):
+            it = Item("bounce-transient", addrs, t + j, 5000 + j)
+            obj = json.loads(it.text)
+            b = obj["bounce"]
+            b["bouncedRecipients"] = [{"emailAddress": a, "action": "failed", "status": "5.1.1",
+                                       "diagnosticCode": "smtp; 550 5.1.1 " + "x" * 1100}
+                                      for a in addrs]
+            b["reportingMTA"] = "dns; " + "m" * 1100
+            b["remoteMtaIp"] = "1" * 1100
+            obj["mail"]["source"] = "s" * 240 + "@example.com"
+            obj["mail"]["destination"] = [f"{'d' * 240}{k}@example.com" for k in range(10)]
+            it.text = json.dumps(obj, separators=(",", ":"))
+            items.append(it)
+        self.deliver(self.m, items, threads=4)
+        member = self.env.redis("ZRANGE", f"mailtrail:rcpt:{{{addrs[0]}}}", 0, 0)[0]
+        self.assertGreater(len(member), 4000)
+
+        def hwm():
+            with open(f"/proc/{self.m.proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1])
+
+        before = hwm()
+        res = self.post_check(addrs)["results"]
+        self.assertEqual({r["reason"] for r in res}, {"Bounce/Status"})
+        self.assertEqual({r["time"] for r in res}, {ms_iso(t + ne - 1)})
+        if not harness.WRAPPER:  # valgrind's own memory is not mailtrail's
+            grown = hwm() - before
+            self.assertLess(grown, 40_000, f"peak RSS grew {grown} kB in one check")
+
+
 class FlagsTest(api.ApiCase):
     def test_bad_flags_exit_2(self):
         for args in (["--suppress-statuses", "5.1"], ["--suppress-statuses", ""],
