@@ -755,29 +755,27 @@ static void batch_addf(struct batch *b, const char *key, const char *fmt, ...)
 	va_end(ap);
 }
 
-static enum mt_err batch_run(struct store *st, struct batch *b, char *errbuf,
-			     size_t errsz)
-{
-	if (b->nomem) {
-		snprintf(errbuf, errsz, "cannot queue a command (out of memory)");
-		return MT_E_NOMEM;
-	}
-	/* Batches of concurrent requests share a round trip (groupcommit.h). */
-	return groupcommit_run(st->group, b->cmd, b->n, errbuf, errsz);
-}
-
-/* batch_run on a connection of its own, without a group: for the bulk
+/* Runs b: batches of concurrent requests share a round trip
+ * (groupcommit.h); alone, on a connection of its own: for the bulk
  * check's 65 commands, which gain nothing from company (one round trip
  * either way) and would make their companions wait for answers that the
  * group's leader reads on its one thread (README, Performance). */
-static enum mt_err batch_run_alone(struct store *st, struct batch *b, char *errbuf,
-				   size_t errsz)
+static enum mt_err batch_exec(struct store *st, struct batch *b, bool alone, char *errbuf,
+			      size_t errsz)
 {
 	if (b->nomem) {
 		snprintf(errbuf, errsz, "cannot queue a command (out of memory)");
 		return MT_E_NOMEM;
 	}
-	return rcluster_exec(st->rc, b->cmd, b->n, errbuf, errsz);
+	if (alone)
+		return rcluster_exec(st->rc, b->cmd, b->n, errbuf, errsz);
+	return groupcommit_run(st->group, b->cmd, b->n, errbuf, errsz);
+}
+
+static enum mt_err batch_run(struct store *st, struct batch *b, char *errbuf,
+			     size_t errsz)
+{
+	return batch_exec(st, b, false, errbuf, errsz);
 }
 
 static void batch_free(struct batch *b)
@@ -2896,7 +2894,7 @@ enum mt_err store_suppression_check(struct store *st, const char *const *address
 		batch_push(&b, key, raw, rl);
 		a += per[k] + 2;
 	}
-	err = batch_run_alone(st, &b, errbuf, errsz);
+	err = batch_exec(st, &b, true, errbuf, errsz);
 	if (err != MT_E_OK)
 		goto out;
 	const redisReply *ready = b.cmd[0].reply;

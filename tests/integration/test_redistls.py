@@ -48,6 +48,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
 from harness import LOOPBACK, HarnessError, Mailtrail, free_port, iso_ms, run, track_child  # noqa: E402
+from test_suppressions import supp_bucket  # noqa: E402
 
 BINARY = None
 DATA = None
@@ -68,13 +69,6 @@ def readme_acl_rule():
     return m.group(1).split()
 
 
-def supp_bucket(address):
-    """The suppression index's bucket of a normalised address (store.h,
-    store_supp_bucket: FNV-1a, 32 bits, modulo 64)."""
-    h = 2166136261
-    for c in address.encode():
-        h = ((h ^ c) * 16777619) & 0xFFFFFFFF
-    return h % 64
 
 
 # --- certificates ----------------------------------------------------------------
