@@ -1161,8 +1161,9 @@ static char *message_key(const struct store *st, const char *id, size_t id_len)
  * more; it answers which it dropped (run_puts counts them).  runs[2 *
  * c], runs[2 * c + 1] (room for n runs): the first put and the number of
  * puts of the c-th command queued here.  A put without a usable id (a raw
- * record, an id the index does not take) adds nothing.  The expiry is renewed every time: knowing whether it is
- * needed would cost a read, more than the PEXPIRE. */
+ * record, an id the index does not take) adds nothing.  The expiry is
+ * renewed every time: knowing whether it is needed would cost a read,
+ * more than the PEXPIRE. */
 static void add_message_refs(struct store *st, const struct put *puts, size_t n,
 			     struct batch *b, struct keys *keys, size_t *runs)
 {
