@@ -33,6 +33,7 @@
 	X(http_headers_too_large_total, "requests answered 431: headers over the connection memory") \
 	X(http_request_read_timeouts_total, "connections closed for not delivering a whole request in time") \
 	X(redis_errors_total, "Redis operations that failed (connect, I/O or error reply)") \
+	X(message_refs_dropped_total, "message index references not added: the mail's set held STORE_MESSAGE_REFS_MAX already (first come, first kept)") \
 	X(stats_write_failures_total, "events stored but not counted in the deliverability counters (Redis Cluster: their round trip failed)") \
 	X(spool_spooled_total, "verified messages synced to the spool (Redis unavailable)") \
 	X(spool_drained_total, "spooled messages stored in Redis by the drainer") \

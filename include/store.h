@@ -24,7 +24,8 @@
  *                             (mail.messageId), the message index: score
  *                             = event ms, member = a reference like the
  *                             recent feed's, one per event of that mail;
- *                             the newest STORE_MESSAGE_REFS_MAX kept
+ *                             the first STORE_MESSAGE_REFS_MAX to come
+ *                             kept, later ones dropped
  *   {prefix}topics            hash, the topic references of compact
  *                             members (member.h) -> the ARN's JSON text
  *   {prefix}topic:{<arn>}     sorted set per topic, score = SNS Timestamp
@@ -206,11 +207,15 @@ void store_summary_free(struct store_summary *sum);
  * characters ("0100018c1a2b3c4d-1a2b3c4d-...-000000"); its documentation
  * promises no length, so there is room. */
 #define STORE_MESSAGE_ID_MAX 128
-/* Most references kept per SES message (the newest by event time).  SES
- * allows 50 recipients a mail, each with a few events (send, delivery,
- * opens, clicks...); a signed notification can name up to
- * SES_RECIPIENTS_MAX (1,000) recipients.  Also the most events one
- * lookup returns. */
+/* Most references kept per SES message: the first to come (later ones
+ * are dropped and counted, mailtrail_message_refs_dropped_total, never
+ * replacing earlier ones: whoever gets a message signed chooses its
+ * mail.messageId and event time, so a trim by time would let forged
+ * references naming a real mail's id push its genuine ones out, and a
+ * mail's genuine events come first).  SES allows 50 recipients a mail,
+ * each with a few events (send, delivery, opens, clicks...); a signed
+ * notification can name up to SES_RECIPIENTS_MAX (1,000) recipients.
+ * Also the most events one lookup returns. */
 #define STORE_MESSAGE_REFS_MAX 2000
 
 /* Whether id[0..len) is an SES message id the index takes: 1 to

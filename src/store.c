@@ -244,6 +244,36 @@ static const char supp_script[] =
 	"end\n"
 	"return r[1]\n";
 
+/* The message index's write (add_message_refs): KEYS[1] a mail's key,
+ * ARGV[1] the cap (STORE_MESSAGE_REFS_MAX), ARGV[2] the expiry in ms,
+ * then score/reference pairs.  First come, first kept: references are
+ * added (ZADD NX: one already there is left as it is) only while the set
+ * holds fewer than the cap; once it is full the rest are dropped, never
+ * replacing earlier ones (scores are event times, which whoever gets a
+ * message signed chooses: no trim by score could tell a genuine reference
+ * from a forged one, but a mail's genuine events come first).  The room
+ * left goes down only by what ZADD really added (chunks of at most 256
+ * pairs: a Lua call takes a bounded number of arguments).  Answers the
+ * positions (1 for the first pair) of the references dropped for want of
+ * room: those left over that are not in the set already (a redelivery of
+ * kept references drops nothing). */
+static const char msg_refs_script[] =
+	"local key, cap = KEYS[1], tonumber(ARGV[1])\n"
+	"local room = cap - redis.call('ZCARD', key)\n"
+	"local i, n, dropped = 3, #ARGV, {}\n"
+	"while i < n and room > 0 do\n"
+	"  local k = math.min(room, 256, math.floor((n - i + 1) / 2))\n"
+	"  local a = {}\n"
+	"  for j = i, i + 2 * k - 1 do a[#a + 1] = ARGV[j] end\n"
+	"  room = room - redis.call('ZADD', key, 'NX', unpack(a))\n"
+	"  i = i + 2 * k\n"
+	"end\n"
+	"for j = i + 1, n, 2 do\n"
+	"  if not redis.call('ZSCORE', key, ARGV[j]) then dropped[#dropped + 1] = (j - 2) / 2 end\n"
+	"end\n"
+	"redis.call('PEXPIRE', key, ARGV[2])\n"
+	"return dropped\n";
+
 /* The type index of a recipient's events (store.h): put_script's part
  * that keeps it, run after everything else (its own string: ISO C limits
  * one literal to 4095 bytes; store_new() joins them, with a line "local
@@ -361,6 +391,7 @@ struct store {
 	char *supp_keys[STORE_SUPP_BUCKETS]; /* owned */
 	char *supp_ready_key, *supp_rebuild_key; /* owned */
 	char supp_sha[41]; /* supp_script's */
+	char msg_refs_sha[41]; /* msg_refs_script's (the message index) */
 	atomic_llong supp_pruned_ms; /* when a prune step last ran */
 	/* The prune's walk: the bucket it is in, and its HSCAN cursor there
 	 * (races between two steps only make one scan entries again). */
@@ -381,11 +412,13 @@ struct store {
 static bool load_script(struct rconn *c, void *arg, char *errbuf, size_t errsz)
 {
 	struct store *st = arg;
-	const char *const scripts[3] = {st->script, supp_script, stats_script};
-	const char *const shas[3] = {st->script_sha, st->supp_sha, st->stats_sha};
+	const char *const scripts[4] = {st->script, supp_script, msg_refs_script,
+					stats_script};
+	const char *const shas[4] = {st->script_sha, st->supp_sha, st->msg_refs_sha,
+				     st->stats_sha};
 	bool ok = true;
 	/* stats_script is for a Cluster only. */
-	for (size_t i = 0; ok && i < (st->cluster ? 3u : 2u); i++) {
+	for (size_t i = 0; ok && i < (st->cluster ? 4u : 3u); i++) {
 		redisReply *r = rconn_command(c, "SCRIPT LOAD %s", scripts[i]);
 		ok = r && r->type == REDIS_REPLY_STRING && strcmp(r->str, shas[i]) == 0;
 		if (!ok)
@@ -478,6 +511,9 @@ struct store *store_new(const struct config_redis *redis, const char *prefix,
 	SHA1((const unsigned char *)supp_script, strlen(supp_script), md);
 	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
 		snprintf(st->supp_sha + 2 * i, 3, "%02x", md[i]);
+	SHA1((const unsigned char *)msg_refs_script, strlen(msg_refs_script), md);
+	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+		snprintf(st->msg_refs_sha + 2 * i, 3, "%02x", md[i]);
 	struct rcluster_opts o = {
 		.redis = redis,
 		.pool_max = STORE_POOL_MAX,
@@ -1114,21 +1150,25 @@ static char *message_key(const struct store *st, const char *id, size_t id_len)
 
 /* Queues, for each run of puts of one SES message (a notification's
  * events are consecutive and all of one mail), the message index's
- * writes: one ZADD of the events' references at their scores (a
- * redelivery's references are the same bytes at the same scores, so it
- * adds nothing), a trim to the newest STORE_MESSAGE_REFS_MAX, and the
- * expiry renewed to the retention period and STORE_EXPIRY_SLACK_MS more.
- * A put without a usable id (a raw record, an id the index does not take)
- * adds nothing.  Three plain commands a notification, about 5.5 us of
- * Redis CPU when the key is new (the put script costs about 20 us an
- * event; README, "Redis layout", has the measurement).  The expiry is
- * renewed every time: knowing whether it is needed would cost a read or a
- * script, more than the PEXPIRE. */
+ * write: one msg_refs_script with the events' references at their scores
+ * (a redelivery's references are the same bytes at the same scores, so
+ * it adds nothing), which adds them only while the set holds fewer than
+ * STORE_MESSAGE_REFS_MAX (first come, first kept: a forged later
+ * reference naming a real message id cannot push a genuine one out) and
+ * renews the expiry to the retention period and STORE_EXPIRY_SLACK_MS
+ * more; it answers which it dropped (run_puts counts them).  runs[2 *
+ * c], runs[2 * c + 1] (room for n runs): the first put and the number of
+ * puts of the c-th command queued here.  A put without a usable id (a raw
+ * record, an id the index does not take) adds nothing.  The expiry is
+ * renewed every time: knowing whether it is needed would cost a read,
+ * more than the PEXPIRE. */
 static void add_message_refs(struct store *st, const struct put *puts, size_t n,
-			     struct batch *b, struct keys *keys)
+			     struct batch *b, struct keys *keys, size_t *runs)
 {
-	char ttl[32];
+	size_t nruns = 0;
+	char ttl[32], cap[32];
 	format_i64(ttl, st->retention_ms + STORE_EXPIRY_SLACK_MS);
+	format_i64(cap, STORE_MESSAGE_REFS_MAX);
 	for (size_t i = 0; i < n && !b->nomem;) {
 		const char *id = NULL;
 		size_t id_len = 0, j = i + 1;
@@ -1144,19 +1184,23 @@ static void add_message_refs(struct store *st, const struct put *puts, size_t n,
 			    l2 != id_len || memcmp(id, id2, id_len) != 0)
 				break;
 		}
-		size_t nr = j - i, argc = 2;
+		size_t nr = j - i, argc = 6;
 		char *key = message_key(st, id, id_len);
-		const char **argv = calloc(2 + 2 * nr, sizeof(*argv));
-		size_t *argl = calloc(2 + 2 * nr, sizeof(*argl));
+		const char **argv = calloc(6 + 2 * nr, sizeof(*argv));
+		size_t *argl = calloc(6 + 2 * nr, sizeof(*argl));
 		char *scores = calloc(nr, 24);
 		char **refs = calloc(nr, sizeof(*refs));
 		if (!key || !argv || !argl || !scores || !refs) {
 			b->nomem = true;
 		} else {
-			argv[0] = "ZADD";
-			argl[0] = 4;
-			argv[1] = key;
-			argl[1] = strlen(key);
+			argv[0] = "EVALSHA";
+			argv[1] = st->msg_refs_sha;
+			argv[2] = "1";
+			argv[3] = key;
+			argv[4] = cap;
+			argv[5] = ttl;
+			for (size_t a = 0; a < 6; a++)
+				argl[a] = strlen(argv[a]);
 			for (size_t k = 0; k < nr; k++) {
 				const struct put *p = &puts[i + k];
 				size_t rl;
@@ -1173,9 +1217,8 @@ static void add_message_refs(struct store *st, const struct put *puts, size_t n,
 		}
 		if (!b->nomem) {
 			batch_add(b, key, (int)argc, argv, argl);
-			batch_addf(b, key, "ZREMRANGEBYRANK %s 0 %d", key,
-				   -STORE_MESSAGE_REFS_MAX - 1);
-			batch_addf(b, key, "PEXPIRE %s %s", key, ttl);
+			runs[2 * nruns] = i;
+			runs[2 * nruns++ + 1] = nr;
 		}
 		for (size_t k = 0; refs && k < nr; k++)
 			free(refs[k]);
@@ -1510,8 +1553,16 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 	}
 	add_recent(st, puts, n, now_ms, &b);
 	struct keys msg_keys = {0};
-	if (st->message_index)
-		add_message_refs(st, puts, n, &b, &msg_keys);
+	size_t msg_from = b.n;
+	size_t *msg_runs = NULL; /* add_message_refs's runs */
+	if (st->message_index) {
+		msg_runs = calloc(2 * n, sizeof(*msg_runs));
+		if (msg_runs)
+			add_message_refs(st, puts, n, &b, &msg_keys, msg_runs);
+		else
+			b.nomem = true;
+	}
+	size_t msg_to = b.n;
 	size_t prune = add_suppression_index(st, puts, n, now_ms, &b);
 	enum mt_err e = batch_run(st, &b, err, sizeof(err));
 	if (e == MT_E_OK && prune != SIZE_MAX)
@@ -1521,6 +1572,7 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 			item_fail(puts[i].item, e, err);
 		batch_free(&b);
 		keys_free(&msg_keys);
+		free(msg_runs);
 		free(regs);
 		return;
 	}
@@ -1557,6 +1609,24 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 			}
 		}
 	}
+	/* The message index's scripts answer the references they dropped (the
+	 * mail's set was full; an error answer fails the items below).  One
+	 * counts when its event was stored now: a redelivery of a dropped
+	 * reference is dropped again, not counted again. */
+	unsigned long dropped = 0;
+	for (size_t c = msg_from; c < msg_to; c++) {
+		const redisReply *r = b.cmd[c].reply;
+		const size_t *run = msg_runs + 2 * (c - msg_from);
+		for (size_t k = 0; r && r->type == REDIS_REPLY_ARRAY && k < r->elements; k++) {
+			const redisReply *pos = r->element[k];
+			if (pos->type == REDIS_REPLY_INTEGER && pos->integer >= 1 &&
+			    (unsigned long long)pos->integer <= run[1] &&
+			    puts[run[0] + (size_t)pos->integer - 1].added)
+				dropped++;
+		}
+	}
+	if (dropped)
+		metrics_add(METRIC_message_refs_dropped_total, dropped);
 	/* The feed is one key: when it fails, every item that wrote to it
 	 * fails (and is delivered again: the events are not doubled).  So
 	 * does a message index's write (after the feed's), and a suppression
@@ -1579,6 +1649,7 @@ static void run_puts(struct store *st, struct put *puts, size_t n)
 	}
 	batch_free(&b);
 	keys_free(&msg_keys);
+	free(msg_runs);
 	if (st->cluster)
 		stats_count_cluster(st, puts, n, now_ms);
 }

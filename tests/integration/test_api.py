@@ -21,8 +21,9 @@ decoded); the summary's counts, last event and suppression; the recent
 feed; the 400/401/404/405 answers with their exact JSON shape; the console
 assets; 503 while Redis is down.  Issue 14: GET /v1/messages/{id} groups a
 mail's events by recipient, newest first, and a redelivery adds nothing to
-the message index; retention trims drop its references; its cap, its
-expiry, its id validation (400), and store_forget_message_refs() run
+the message index; retention trims drop its references; its cap (first
+come, first kept: forged later references cannot push a mail's genuine
+ones out; dropped ones counted), its expiry, its id validation (400), and store_forget_message_refs() run
 through build/tests/forget_refs.  Issue 12: type-filtered pages of a
 3,000-event recipient read through its type index (every type at limits 7,
 50 and 1000, windows at the edges of runs in one millisecond), and the
@@ -1378,17 +1379,16 @@ class TestMessages(ApiCase):
         return [(g["recipient"], [(e["id"], e["type"], ms_of(e["time"])) for e in g["events"]])
                 for g in body["recipients"]]
 
-    @unittest.expectedFailure
     def test_forged_references_do_not_hide_a_mails_recipients(self):
         """Security review: the message index is keyed by mail.messageId
         alone, which whoever gets a message signed chooses (an SES message
         id is no secret: it is in every mail's Message-ID).  Two signed
         deliveries of 1,000 recipients each naming a genuine mail's id and
-        a later time push its genuine references out of the newest 2,000
-        (STORE_MESSAGE_REFS_MAX): the lookup then no longer shows the
-        recipient the mail was really sent to, whose own timeline still
-        holds the event.  Expected to fail until the index keeps a mail's
-        references apart from other senders' (remove the decorator then)."""
+        a later time used to push its genuine references out of the newest
+        2,000 (STORE_MESSAGE_REFS_MAX): the lookup then no longer showed
+        the recipient the mail was really sent to.  The cap is first come,
+        first kept now: the forged references fill the set up to 2,000 and
+        the rest are dropped (counted), the genuine one stays."""
         m = self.start()
         mail = ses_message_id(0x4e00)
         genuine = Item("bounce-permanent", "victim@example.com", T0 + 1000, 1, mail)
@@ -1404,6 +1404,9 @@ class TestMessages(ApiCase):
         got = [g["recipient"] for g in self.message(m, mail)["recipients"]]
         self.assertTrue("victim@example.com" in got,
                         f"the genuine recipient is not among the {len(got)} answered")
+        self.assertEqual(len(got), 2000)
+        self.assertEqual(ENV.redis("ZCARD", f"mailtrail:mail:{{{mail}}}"), 2000)
+        self.assertEqual(self.dropped(m), 1)
 
     def test_grouped_newest_first(self):
         m = self.start()
@@ -1483,23 +1486,77 @@ class TestMessages(ApiCase):
         self.assertGreater(ttl, self.DAY + self.HOUR - 60_000)
         self.assertLessEqual(ttl, self.DAY + self.HOUR)
 
+    def dropped(self, m):
+        """mailtrail_message_refs_dropped_total."""
+        r = harness.http_request(m.port, "GET", "/metrics")
+        for line in r.body.decode().splitlines():
+            if line.startswith("mailtrail_message_refs_dropped_total "):
+                return int(float(line.split()[1]))
+        self.fail("no mailtrail_message_refs_dropped_total in /metrics")
+
     def test_references_capped(self):
         # Three signed notifications of 1,000 recipients each (SES's
         # Send, Delivery and Open of one big mail): 3,000 events, of which
-        # the index keeps the newest 2,000.
+        # the index keeps the first 2,000 to come, whatever their times
+        # (the last one is the newest: dropped all the same).
         m = self.start()
         mail = ses_message_id(0x4f00)
+        key = f"mailtrail:mail:{{{mail}}}"
         rcpts = [f"u{k:04d}@big.example" for k in range(1000)]
         items = [Item("delivery", rcpts, T0 + 1000, 1, mail),
                  Item("open", rcpts, T0 + 2000, 2, mail),
                  Item("open", rcpts, T0 + 3000, 3, mail)]
+        self.assertEqual(self.dropped(m), 0)
         self.deliver(m, items, threads=1)
-        self.assertEqual(ENV.redis("ZCARD", f"mailtrail:mail:{{{mail}}}"), 2000)
+        self.assertEqual(ENV.redis("ZCARD", key), 2000)
+        self.assertEqual(self.dropped(m), 1000)
         body = self.message(m, mail)
         self.assertEqual(len(body["recipients"]), 1000)
         for g in body["recipients"]:
             self.assertEqual([(e["id"], ms_of(e["time"])) for e in g["events"]],
-                             [(items[2].id, T0 + 3000), (items[1].id, T0 + 2000)], g)
+                             [(items[1].id, T0 + 2000), (items[0].id, T0 + 1000)], g)
+        # Redeliveries add nothing and count nothing again: of kept
+        # references (already there), and of dropped ones (their events
+        # are not stored again).
+        refs = ENV.redis("ZRANGE", key, 0, -1, "WITHSCORES")
+        self.deliver(m, items, threads=1, expect="duplicate")
+        self.assertEqual(ENV.redis("ZRANGE", key, 0, -1, "WITHSCORES"), refs)
+        self.assertEqual(self.dropped(m), 1000)
+        # Five more events, one before every other in time: dropped.
+        late = Item("delivery", [f"late{k}@big.example" for k in range(5)], T0, 4, mail)
+        self.deliver(m, [late], threads=1)
+        self.assertEqual(ENV.redis("ZRANGE", key, 0, -1, "WITHSCORES"), refs)
+        self.assertEqual(self.dropped(m), 1005)
+        # The expiry is renewed all the same.
+        ENV.redis("PEXPIRE", key, 5000)
+        self.deliver(m, [Item("open", rcpts[:1], T0 + 4000, 5, mail)], threads=1)
+        self.assertGreater(ENV.redis("PTTL", key), 90 * self.DAY)
+        self.assertEqual(self.dropped(m), 1006)
+
+    def test_references_cap_exact(self):
+        # 2,000 + 5 references in one notification's run and the next: the
+        # first 2,000 are kept, exactly 5 dropped; the room left counts
+        # what was really added (a redelivered reference takes none).
+        m = self.start()
+        mail = ses_message_id(0x4f01)
+        key = f"mailtrail:mail:{{{mail}}}"
+        first = Item("delivery", [f"a{k:04d}@cap.example" for k in range(1000)],
+                     T0 + 1000, 1, mail)
+        self.deliver(m, [first], threads=1)
+        self.deliver(m, [first], threads=1, expect="duplicate")
+        self.assertEqual(ENV.redis("ZCARD", key), 1000)
+        self.assertEqual(self.dropped(m), 0)
+        second = Item("open", [f"a{k:04d}@cap.example" for k in range(1000)],
+                      T0 + 2000, 2, mail)
+        third = Item("open", [f"b{k}@cap.example" for k in range(5)], T0 + 3000, 3, mail)
+        self.deliver(m, [second, third], threads=1)
+        self.assertEqual(ENV.redis("ZCARD", key), 2000)
+        self.assertEqual(self.dropped(m), 5)
+        self.assertEqual([g["recipient"] for g in self.message(m, mail)["recipients"]
+                          if g["recipient"].startswith("b")], [])
+        ttl = ENV.redis("PTTL", key)
+        self.assertGreater(ttl, 90 * self.DAY)
+        self.assertLessEqual(ttl, 90 * self.DAY + self.HOUR)
 
     def test_erasure_forgets_references(self):
         # store_forget_message_refs(), which the erasure route calls before

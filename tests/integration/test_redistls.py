@@ -409,7 +409,8 @@ class RedisTlsTest(Base):
         return acl_denials(client("ACL", "LOG"))
 
     def test_tls_acl_user_every_write_and_query(self):
-        m = self.start(self.url(), "--redis-ca-file", ENV.tls.ca, "--retention-days", "1")
+        m = self.start(self.url(), "--redis-ca-file", ENV.tls.ca, "--retention-days", "1",
+                       "--message-index")
         self.assertEqual(m.request("GET", "/readyz").status, 200)
         # An entry of the suppression index older than any kept event, in
         # bucket 0: the first write's round trip takes the prune's first
@@ -445,6 +446,10 @@ class RedisTlsTest(Base):
         feed = self.api(m, "/v1/events?limit=1000")["events"]
         self.assertGreater(len(feed), 10)
         self.api(m, "/v1/events?limit=5&before=%d" % (T0 + 1))
+        # The message index: written by its script (as the ACL user), read.
+        mail = feed[0]["mail"]["messageId"]
+        self.assertTrue(ENV.rclient("ZCARD", f"mailtrail:mail:{{{mail}}}"), mail)
+        self.assertTrue(self.api(m, f"/v1/messages/{mail}")["recipients"], mail)
         for addr in {e["recipient"] for e in feed}:
             self.assertTrue(self.events(m, addr, limit=1000), addr)
             self.events(m, addr, type="Bounce", limit=3)
