@@ -835,6 +835,20 @@ class Mailtrail:
     def request(self, method, path, body=None, headers=None, tls_context=None):
         return http_request(self.port, method, path, body, headers, tls_context)
 
+    def settled_metrics(self, timeout=10.0):
+        """/metrics as text once every earlier request is counted: a
+        request is counted when libmicrohttpd reports it complete, which
+        can be just after its client read the answer (a streamed one's
+        last byte included), so asked again until only the scrape itself
+        is in flight (the last text after timeout)."""
+        deadline = time.monotonic() + timeout * TIME_FACTOR
+        while True:
+            text = self.request("GET", "/metrics").body.decode()
+            if ("\nmailtrail_http_requests_in_flight 1\n" in text
+                    or time.monotonic() > deadline):
+                return text
+            time.sleep(0.02)
+
     def wait_listen_port(self, msg, timeout=10.0):
         """The port of the first log line {"msg":msg,"listen":"127.0.0.1:PORT"}
         (e.g. msg="api listening" for the --api-listen listener), waiting
