@@ -2739,8 +2739,8 @@ static enum mt_err policy_read(struct store *st, char *const *keys, const char *
 {
 	/* Room for a round trip's timelines: no more than asked (a summary
 	 * asks one). */
-	size_t room = n < STORE_POLICY_READS_MAX ? n : STORE_POLICY_READS_MAX;
-	struct policy_event *ev = malloc((room ? room : 1) * POLICY_EVENTS_MAX * sizeof(*ev));
+	size_t room = n > 0 && n < STORE_POLICY_READS_MAX ? n : STORE_POLICY_READS_MAX;
+	struct policy_event *ev = malloc(room * POLICY_EVENTS_MAX * sizeof(*ev));
 	enum mt_err err = ev ? MT_E_OK : MT_E_NOMEM;
 
 	for (size_t from = 0; err == MT_E_OK && from < n;) {
